@@ -1,0 +1,87 @@
+"""The ``hpcjobs`` command line: a click group whose commands load lazily.
+
+Commands live in their own modules and only parse arguments and call library functions.
+``hpcjobs --help`` imports neither Dask nor Numba, so it answers at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from hpcjobs._version import __version__
+
+# command name -> "module:attribute"; a command's module is imported only when it runs
+# (or when its help is shown)
+COMMANDS: dict[str, str] = {
+    "run": "hpcjobs.cli.jobs:run",
+    "validate": "hpcjobs.cli.jobs:validate",
+    "show": "hpcjobs.cli.jobs:show",
+    "cluster": "hpcjobs.cli.jobs:cluster",
+    "kernels": "hpcjobs.cli.kernels:kernels",
+    "ingest": "hpcjobs.cli.ingest:ingest",
+    "bench": "hpcjobs.cli.bench:bench",
+    "quickstart": "hpcjobs.cli.jobs:quickstart",
+}
+
+# one-line help for `hpcjobs --help` without importing the command modules
+SHORT_HELP: dict[str, str] = {
+    "run": "Run a job file on a local Dask cluster (or a running scheduler).",
+    "validate": "Check a job file against the kernel registry; run nothing.",
+    "show": "Show a result's steps, arrays and provenance.",
+    "cluster": "Start a local Dask cluster that stays up; write a scheduler file.",
+    "kernels": "List the kernels, or show one kernel's parameters.",
+    "ingest": "Turn CSV, .npy, Parquet or basket files into a Zarr group.",
+    "bench": "Benchmark kernels against NumPy and peer libraries.",
+    "quickstart": "Make example data and run the example job end to end.",
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module only when that command is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        if ctx.resilient_parsing or _listing_help(ctx):
+            return click.Command(name, short_help=SHORT_HELP.get(name, ""))
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+def _listing_help(ctx: click.Context) -> bool:
+    """True while the root group prints its own help (only short help is needed)."""
+    return ctx.parent is None and ctx.invoked_subcommand is None and (
+        "--help" in sys.argv[1:2] or "-h" in sys.argv[1:2] or len(sys.argv) == 1
+    )
+
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="hpcjobs")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """hpcjobs: Numba kernels as Dask jobs over Zarr, on a laptop or on Slurm over MPI.
+
+    Write a job file (TOML), check it with `hpcjobs validate`, run it with `hpcjobs run`
+    (local Dask cluster) or `hpcjobs submit` (Slurm), and look at the result with
+    `hpcjobs show`.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning library errors into one-line messages."""
+    from hpcjobs.cli._errors import run_cli
+
+    run_cli(cli, argv)
