@@ -1,0 +1,38 @@
+"""Summary-statistics kernels for job files."""
+
+from __future__ import annotations
+
+from hpcjobs.registry import KernelSpec, Param, Port
+
+
+def run_describe(inputs: dict, params: dict) -> dict:
+    from hpcjobs.kernels import describe
+
+    r = describe(inputs["X"], bins=params["bins"], range=params["range"])
+    return {"count": r.count, "mean": r.mean, "std": r.std, "min": r.min, "max": r.max,
+            "hist": r.hist, "bin_edges": r.bin_edges}
+
+
+KERNELS = [
+    KernelSpec(
+        name="describe",
+        family="stats",
+        summary="Per-column count, mean, std, min, max and histogram (NaN skipped).",
+        run="hpcjobs.registry.stats:run_describe",
+        inputs=(Port("X", ("row", "column"), "2-D numeric array; columns are summarised"),),
+        outputs=(
+            Port("count", ("column",), "non-NaN values per column", dtype="int64"),
+            Port("mean", ("column",), "mean per column"),
+            Port("std", ("column",), "standard deviation per column (ddof=0)"),
+            Port("min", ("column",), "minimum per column"),
+            Port("max", ("column",), "maximum per column"),
+            Port("hist", ("column", "bin"), "histogram counts per column", dtype="int64"),
+            Port("bin_edges", ("column", "edge"), "histogram bin edges per column"),
+        ),
+        params=(
+            Param("bins", "int", 64, "histogram bins per column", low=1, high=1_000_000),
+            Param("range", "floats", None, "fixed histogram range [lo, hi] for every column "
+                  "(one pass over the data instead of two)", length=2, nullable=True),
+        ),
+    ),
+]

@@ -1,0 +1,295 @@
+"""``describe``: per-column count, mean, std, min, max and histogram of a 2-D array.
+
+Statistics come from mergeable bases (count, mean, M2, min, max; Chan et al.'s pairwise
+update), so chunks are summarised independently and combined in a tree: the result does not
+depend on the chunking. Within a chunk the rows are cut into cache-sized blocks, each block is
+summarised with an exact two-pass mean/M2, and blocks are merged; threads work on disjoint row
+ranges and are merged serially at the end. The histogram needs the range first, so it is a
+second pass over the data (one pass when ``range`` is given). NaN values are skipped, so the
+statistics equal ``numpy.nanmean``/``nanstd``/``nanmin``/``nanmax`` (and ``numpy.mean`` etc.
+when there is no NaN); ``count`` is the number of non-NaN values. Infinite values are refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from hpcjobs.kernels._jit import njit, thread_ranges
+from hpcjobs.kernels._validation import check_array, check_int, is_dask, message
+
+_BLOCK_ROWS = 2048
+_NSTATS = 5  # count, mean, M2, min, max
+
+
+@dataclass(frozen=True)
+class DescribeResult:
+    """Per-column summary of a 2-D array (each field has one entry per column)."""
+
+    count: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+    hist: np.ndarray
+    bin_edges: np.ndarray
+
+
+# ---------------------------------------------------------------------------------------------
+# chunk level
+
+
+@njit
+def _merge_into(dst, src):
+    """Merge the bases ``src`` (5, d) into ``dst`` (5, d) in place (Chan's pairwise update)."""
+    for j in range(dst.shape[1]):
+        nb = src[0, j]
+        if nb == 0:
+            continue
+        na = dst[0, j]
+        if na == 0:
+            for s in range(_NSTATS):
+                dst[s, j] = src[s, j]
+            continue
+        n = na + nb
+        delta = src[1, j] - dst[1, j]
+        dst[1, j] = dst[1, j] + delta * (nb / n)
+        dst[2, j] = dst[2, j] + src[2, j] + delta * delta * (na * nb / n)
+        dst[0, j] = n
+        dst[3, j] = min(dst[3, j], src[3, j])
+        dst[4, j] = max(dst[4, j], src[4, j])
+
+
+@njit
+def _moments_range(X, start, stop, out, block, bad):
+    """Bases of rows ``[start, stop)`` of ``X`` into ``out`` (5, d); ``block`` is scratch (5, d).
+
+    Sets ``bad[0] = 1`` if an infinite value is seen.
+    """
+    d = X.shape[1]
+    out[0, :] = 0.0
+    for r0 in range(start, stop, _BLOCK_ROWS):
+        r1 = min(r0 + _BLOCK_ROWS, stop)
+        for j in range(d):
+            block[0, j] = 0.0
+            block[1, j] = 0.0
+            block[2, j] = 0.0
+            block[3, j] = np.inf
+            block[4, j] = -np.inf
+        for i in range(r0, r1):  # pass 1: count, sum, min, max
+            for j in range(d):
+                x = np.float64(X[i, j])
+                if x == x:
+                    if x == np.inf or x == -np.inf:
+                        bad[0] = 1
+                    block[0, j] += 1.0
+                    block[1, j] += x
+                    if x < block[3, j]:
+                        block[3, j] = x
+                    if x > block[4, j]:
+                        block[4, j] = x
+        for j in range(d):
+            if block[0, j] > 0:
+                block[1, j] /= block[0, j]
+        for i in range(r0, r1):  # pass 2: sum of squared deviations (cache-hot)
+            for j in range(d):
+                x = np.float64(X[i, j])
+                if x == x:
+                    dev = x - block[1, j]
+                    block[2, j] += dev * dev
+        _merge_into(out, block)
+
+
+@njit(parallel=True)
+def _moments(X, n_threads):
+    """Bases (5, d) of a whole chunk, threads over disjoint row ranges, merged serially."""
+    d = X.shape[1]
+    ranges = thread_ranges_nb(X.shape[0], n_threads)
+    parts = np.zeros((ranges.shape[0], _NSTATS, d))
+    scratch = np.zeros((ranges.shape[0], _NSTATS, d))
+    bad = np.zeros(ranges.shape[0], dtype=np.int64)
+    for t in numba.prange(ranges.shape[0]):
+        _moments_range(X, ranges[t, 0], ranges[t, 1], parts[t], scratch[t], bad[t:t + 1])
+    out = np.zeros((_NSTATS, d))
+    for t in range(ranges.shape[0]):
+        _merge_into(out, parts[t])
+    return out, bad.sum()
+
+
+@njit
+def thread_ranges_nb(n, n_parts):
+    n_parts = max(1, min(n_parts, max(n, 1)))
+    out = np.empty((n_parts, 2), dtype=np.int64)
+    for t in range(n_parts):
+        out[t, 0] = (n * t) // n_parts
+        out[t, 1] = (n * (t + 1)) // n_parts
+    return out
+
+
+@njit
+def _hist_range(X, start, stop, lo, hi, edges, counts):
+    """Histogram rows ``[start, stop)`` into ``counts`` (d, bins), binned like ``numpy.histogram``."""
+    d, bins = counts.shape
+    for i in range(start, stop):
+        for j in range(d):
+            x = np.float64(X[i, j])
+            if not (x >= lo[j] and x <= hi[j]):  # NaN and out of range are dropped
+                continue
+            k = int((x - lo[j]) * (bins / (hi[j] - lo[j])))
+            if k == bins:
+                k = bins - 1
+            # numpy's correction of floating-point rounding against the actual edges
+            if x < edges[j, k]:
+                k -= 1
+            elif k != bins - 1 and x >= edges[j, k + 1]:
+                k += 1
+            counts[j, k] += 1
+
+
+@njit(parallel=True)
+def _histogram(X, lo, hi, edges, n_threads):
+    d, bins = edges.shape[0], edges.shape[1] - 1
+    ranges = thread_ranges_nb(X.shape[0], n_threads)
+    parts = np.zeros((ranges.shape[0], d, bins), dtype=np.int64)
+    for t in numba.prange(ranges.shape[0]):
+        _hist_range(X, ranges[t, 0], ranges[t, 1], lo, hi, edges, parts[t])
+    return parts.sum(axis=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# array level
+
+
+def _chunk_moments(block: np.ndarray) -> np.ndarray:
+    out, bad = _moments(np.ascontiguousarray(block), numba.get_num_threads())
+    if bad:
+        raise ValueError(message("X", "describe", "free of inf (NaN is skipped)", "an array "
+                                 "holding inf", "Replace or drop the infinite values first."))
+    return out
+
+
+def _combine_moments(parts: list[np.ndarray]) -> np.ndarray:
+    out = np.array(parts[0], copy=True)
+    for p in parts[1:]:
+        _merge_into(out, p)
+    return out
+
+
+def _chunk_hist(block: np.ndarray, lo, hi, edges) -> np.ndarray:
+    return _histogram(np.ascontiguousarray(block), lo, hi, edges, numba.get_num_threads())
+
+
+def _sum(parts: list[np.ndarray]) -> np.ndarray:
+    return np.sum(parts, axis=0)
+
+
+def _tree(parts: list, combine, split_every: int = 8):
+    """Combine Dask delayed ``parts`` in a tree of fan-in ``split_every``."""
+    import dask
+
+    while len(parts) > 1:
+        parts = [dask.delayed(combine)(parts[i:i + split_every])
+                 for i in range(0, len(parts), split_every)]
+    return parts[0]
+
+
+def _edges(mins: np.ndarray, maxs: np.ndarray, bins: int):
+    """Bin edges per column exactly as ``numpy.histogram(..., bins)`` chooses them."""
+    lo = np.where(np.isfinite(mins), mins, 0.0)
+    hi = np.where(np.isfinite(maxs), maxs, 1.0)
+    same = lo == hi
+    lo, hi = np.where(same, lo - 0.5, lo), np.where(same, hi + 0.5, hi)
+    edges = np.stack([np.linspace(a, b, bins + 1) for a, b in zip(lo, hi, strict=True)])
+    return lo, hi, edges
+
+
+def _finalize(bases: np.ndarray, hist: np.ndarray, edges: np.ndarray) -> DescribeResult:
+    count = bases[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        empty = count == 0
+        mean = np.where(empty, np.nan, bases[1])
+        std = np.where(empty, np.nan, np.sqrt(bases[2] / np.where(empty, 1, count)))
+    return DescribeResult(
+        count=count.astype(np.int64), mean=mean, std=std,
+        min=np.where(empty, np.nan, bases[3]), max=np.where(empty, np.nan, bases[4]),
+        hist=hist, bin_edges=edges,
+    )
+
+
+def _check_range(range_, d):
+    if range_ is None:
+        return None
+    r = np.asarray(range_, dtype=np.float64)
+    if r.shape == (2,):
+        r = np.tile(r, (d, 1))
+    if r.shape != (d, 2) or not np.isfinite(r).all() or (r[:, 0] >= r[:, 1]).any():
+        raise ValueError(message("range", "describe", f"a (lo, hi) pair or {d} such pairs with "
+                                 "lo < hi", range_))
+    return r
+
+
+def describe(X, *, bins: int = 64, range=None) -> DescribeResult:
+    """Count, mean, std (ddof=0), min, max and a histogram of each column of a 2-D array.
+
+    Parameters
+    ----------
+    X : numpy or dask array, shape (n, d)
+        Numeric data; NaN values are skipped, inf is refused.
+    bins : int
+        Number of histogram bins per column, spanning each column's [min, max] as
+        ``numpy.histogram`` does (the last bin closed).
+    range : (lo, hi) or sequence of d such pairs, optional
+        Fixed histogram range; then the data is read once instead of twice.
+
+    Returns
+    -------
+    DescribeResult
+        ``.count .mean .std .min .max`` of shape (d,), ``.hist`` (d, bins) int64 and
+        ``.bin_edges`` (d, bins + 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> r = describe(np.array([[1.0, 2.0], [3.0, 6.0]]), bins=2)
+    >>> r.mean, r.hist[0]
+    (array([2., 4.]), array([1, 1]))
+    """
+    bins = check_int(bins, "bins", "describe", low=1)
+    X = check_array(X, "X", "describe", ndim=2, allow_nan=True, min_len=0)
+    if not is_dask(X) and X.size and np.isinf(X).any():
+        raise ValueError(message("X", "describe", "free of inf (NaN is skipped)",
+                                 "an array holding inf",
+                                 "Replace or drop the infinite values first."))
+    d = X.shape[1]
+    fixed = _check_range(range, d)
+
+    if not is_dask(X):
+        bases = _chunk_moments(X) if X.shape[0] else _empty_bases(d)
+        lo, hi, edges = _edges(*(fixed.T if fixed is not None else (bases[3], bases[4])), bins)
+        hist = _chunk_hist(X, lo, hi, edges)
+        return _finalize(bases, hist, edges)
+
+    import dask
+
+    if X.numblocks[1] > 1:
+        X = X.rechunk({1: -1})
+    blocks = list(X.to_delayed().ravel())
+    moments = _tree([dask.delayed(_chunk_moments)(b) for b in blocks], _combine_moments)
+    if fixed is not None:
+        lo, hi, edges = _edges(fixed[:, 0], fixed[:, 1], bins)
+        hist = _tree([dask.delayed(_chunk_hist)(b, lo, hi, edges) for b in blocks], _sum)
+        bases, hist = dask.compute(moments, hist)
+    else:
+        (bases,) = dask.compute(moments)
+        lo, hi, edges = _edges(bases[3], bases[4], bins)
+        hist = _tree([dask.delayed(_chunk_hist)(b, lo, hi, edges) for b in blocks], _sum)
+        (hist,) = dask.compute(hist)
+    return _finalize(bases, hist, edges)
+
+
+def _empty_bases(d: int) -> np.ndarray:
+    b = np.zeros((_NSTATS, d))
+    b[3], b[4] = np.inf, -np.inf
+    return b
