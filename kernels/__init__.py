@@ -22,6 +22,7 @@ import importlib
 _EXPORTS: dict[str, str] = {
     # stats
     "describe": "stats.describe",
+    "standardize": "stats.standardize",
     # clustering
     "kmeans": "clustering.kmeans",
     "kmeans_predict": "clustering.kmeans",

@@ -36,3 +36,21 @@ KERNELS = [
         ),
     ),
 ]
+
+
+def run_standardize(inputs: dict, params: dict) -> dict:
+    from hpcjobs.kernels.stats.standardize import standardize
+
+    return {"Z": standardize(inputs["X"])}
+
+
+KERNELS.append(
+    KernelSpec(
+        name="standardize",
+        family="stats",
+        summary="Z-scores per column, (X - mean) / std, chunk by chunk (constant columns -> 0).",
+        run="hpcjobs.registry.stats:run_standardize",
+        inputs=(Port("X", ("row", "column"), "2-D numeric array"),),
+        outputs=(Port("Z", ("row", "column"), "standardized values, same shape and chunks"),),
+    )
+)

@@ -1,0 +1,218 @@
+"""Job commands: run, validate, show, cluster, quickstart."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from hpcjobs.cli._errors import CLIError, wrap_errors
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+def _parse_sets(values: tuple[str, ...]) -> dict:
+    """``--set step.km.params.n_clusters=4`` -> overrides (values parsed as TOML values)."""
+    import tomllib
+
+    out = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise CLIError(f"--set expects KEY=VALUE (e.g. step.km.params.n_clusters=4), "
+                           f"got {item!r}")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw  # a bare string
+        out[key.strip()] = value
+    return out
+
+
+def cluster_options(func):
+    """--workers/--threads-per-worker/--numba-threads, shared by run and cluster."""
+    func = click.option("--numba-threads", type=click.IntRange(min=1),
+                        help="Numba threads per Dask thread.")(func)
+    func = click.option("--threads-per-worker", type=click.IntRange(min=1),
+                        help="Threads per Dask worker.")(func)
+    func = click.option("--workers", type=click.IntRange(min=1),
+                        help="Dask worker processes (default: one per core).")(func)
+    return func
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.option("--resume", is_flag=True, help="Finish an interrupted run: compute only what is "
+              "missing.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@cluster_options
+@click.option("--address", help="Use the running Dask scheduler at this address.")
+@click.option("--scheduler-file", type=click.Path(dir_okay=False),
+              help="Use the running Dask scheduler described by this file (`hpcjobs cluster`).")
+@click.option("--report", is_flag=True, help="Save Dask's HTML performance report next to the "
+              "output (OUTPUT.report.html).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a job-file value, e.g. --set step.km.params.n_clusters=4 or "
+                   "--set output.path=other.zarr (repeatable).")
+@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+@wrap_errors
+def run(job_file, resume, overwrite, workers, threads_per_worker, numba_threads, address,
+        scheduler_file, report, sets, progress):
+    """Run JOB_FILE on a local Dask cluster sized to this machine (or a running scheduler)."""
+    from hpcjobs.jobspec import load_job
+    from hpcjobs.runner import run_job
+
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    if address and scheduler_file:
+        raise click.UsageError("give --address or --scheduler-file, not both")
+    job = load_job(job_file, overrides=_parse_sets(sets))
+    mode = "resume" if resume else "overwrite" if overwrite else "new"
+    overrides = {"workers": workers, "threads_per_worker": threads_per_worker,
+                 "numba_threads": numba_threads}
+    if any(v is not None for v in overrides.values()):
+        from hpcjobs.runtime.local import plan_cluster
+
+        plan_cluster({**job.cluster, **overrides})  # refuse oversubscription up front
+    client = None
+    if address or scheduler_file:
+        from hpcjobs.runtime.local import connect
+
+        client = connect(address=address, scheduler_file=scheduler_file)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    report_path = job.output_path.with_suffix(".report.html") if report else None
+    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    try:
+        log(f"running {job.name}: {len(job.steps)} step(s) -> {job.output_path}")
+        summary = run_job(job, client=client, mode=mode, progress=progress, stop=stop,
+                          report=report_path, log=log,
+                          cluster={k: v for k, v in overrides.items() if v is not None})
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if client is not None:
+            client.close()
+    click.echo(f"wrote {summary.output} in {summary.seconds:.1f} s "
+               f"(inspect it with: hpcjobs show {summary.output})")
+    if report_path is not None:
+        click.echo(f"performance report: {report_path}")
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("job_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--no-inputs", is_flag=True, help="Do not open the input Zarr (check syntax, "
+              "kernels and parameters only).")
+@wrap_errors
+def validate(job_files, no_inputs):
+    """Check JOB_FILES against the kernel registry and their inputs; run nothing."""
+    from hpcjobs.jobspec import load_job
+
+    for job_file in job_files:
+        job = load_job(job_file, check_inputs=not no_inputs)
+        steps = ", ".join(f"{s.name} ({s.kernel})" for s in job.steps)
+        click.echo(f"{job_file}: OK: {job.name}: {steps}; reads {job.input_path}, writes "
+                   f"{job.output_path}")
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("result", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--job", "show_job", is_flag=True, help="Also print the job file as run.")
+@wrap_errors
+def show(result, as_json, show_job):
+    """Show RESULT's steps, arrays (shapes, dtypes, chunks) and provenance."""
+    from hpcjobs.show import format_summary, open_result, summarize
+
+    info = summarize(result)
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+    else:
+        click.echo(format_summary(info))
+    if show_job:
+        click.echo("\njob file as run:\n" + (open_result(result).attrs.get("job") or ""))
+
+
+@click.command(context_settings=CONTEXT)
+@cluster_options
+@click.option("--scheduler-file", type=click.Path(dir_okay=False),
+              default="scheduler.json", show_default=True,
+              help="Where to write the scheduler's address for `hpcjobs run --scheduler-file`.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Scheduler port (0: any free port).")
+@click.option("--dashboard-address", default="127.0.0.1:8787", show_default=True,
+              help="Where the dashboard listens (loopback by default: not visible to others).")
+@click.option("--timeout", type=float, default=None, hidden=True,
+              help="Stop after this many seconds (for tests).")
+@wrap_errors
+def cluster(workers, threads_per_worker, numba_threads, scheduler_file, port,
+            dashboard_address, timeout):
+    """Start a local Dask cluster that stays up until Ctrl-C.
+
+    Share it across runs and notebooks: `hpcjobs run job.toml --scheduler-file scheduler.json`,
+    or `Client(scheduler_file="scheduler.json")` in Python.
+    """
+    from distributed import Client
+
+    from hpcjobs.runtime.local import plan_cluster, start_local_cluster
+
+    plan = plan_cluster({"workers": workers, "threads_per_worker": threads_per_worker,
+                         "numba_threads": numba_threads, "dashboard_address": dashboard_address})
+    path = Path(scheduler_file)
+    if path.exists():
+        raise CLIError(f"{path} already exists: is another cluster running? Stop it or remove "
+                       "the file")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with start_local_cluster(plan, scheduler_port=port) as local, Client(local) as client:
+        client.write_scheduler_file(str(path))
+        click.echo(f"scheduler:      {local.scheduler_address}")
+        click.echo(f"dashboard:      {client.dashboard_link}")
+        click.echo(f"scheduler file: {path}")
+        click.echo(f"workers:        {plan.workers} x {plan.threads_per_worker} thread(s), "
+                   f"{plan.numba_threads} Numba thread(s) each")
+        click.echo(f"use it with:    hpcjobs run JOB.toml --scheduler-file {path}")
+        click.echo("Ctrl-C stops it.")
+        started = time.monotonic()
+        try:
+            while not stop.is_set():
+                if timeout is not None and time.monotonic() - started > timeout:
+                    break
+                stop.wait(0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            path.unlink(missing_ok=True)
+    click.echo("cluster stopped.")
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("directory", default="quickstart", type=click.Path(file_okay=False))
+@click.option("--rows", type=int, default=2_000_000, show_default=True,
+              help="Number of synthetic sensor readings.")
+@click.option("--force", is_flag=True, help="Make the data and job again if they exist.")
+@cluster_options
+@wrap_errors
+def quickstart(directory, rows, force, workers, threads_per_worker, numba_threads):
+    """Make example data and a job file in DIRECTORY, run the job, and show the result."""
+    from hpcjobs.jobspec import load_job
+    from hpcjobs.quickstart import prepare
+    from hpcjobs.runner import run_job
+    from hpcjobs.show import format_summary, summarize
+
+    t0 = time.perf_counter()
+    job_path = prepare(Path(directory), rows, force=force)
+    click.echo(f"made {rows:,} synthetic sensor readings in {Path(directory) / 'data'} and the "
+               f"job file {job_path}", err=True)
+    job = load_job(job_path)
+    overrides = {"workers": workers, "threads_per_worker": threads_per_worker,
+                 "numba_threads": numba_threads}
+    summary = run_job(job, mode="overwrite", progress=True,
+                      cluster={k: v for k, v in overrides.items() if v is not None},
+                      log=lambda msg: click.echo(msg, err=True))
+    click.echo(format_summary(summarize(summary.output)))
+    click.echo(f"\nquickstart finished in {time.perf_counter() - t0:.1f} s. Next: edit "
+               f"{job_path} and run `hpcjobs run {job_path} --overwrite`.")

@@ -1,0 +1,604 @@
+"""Turn CSV, NumPy ``.npy``, Parquet and basket files into Zarr (format 3) input groups.
+
+Every source is streamed: at most one Zarr chunk of rows (plus one read block) is held in
+memory, so a file larger than memory ingests fine. The output is written to a temporary
+sibling ``DEST.tmp-<pid>`` and renamed into place only when complete, so an error or Ctrl-C
+never leaves a half-written ``DEST``. An existing ``DEST`` is refused unless ``overwrite``.
+
+Layout written at ``DEST`` (a Zarr group, format 3):
+
+- CSV, ``.npy``, Parquet: one array ``DEST/<name>`` (``name`` defaults to the file stem) with
+  ``dimension_names`` ``["row", "column"]`` (``["row"]`` for a 1-D ``.npy``), so
+  ``xarray.open_zarr(DEST)`` reads it. CSV and Parquet give float64 with the column names in
+  the array attribute ``columns``; ``.npy`` keeps its dtype.
+- Basket files (one transaction per line, items separated by spaces and/or commas): a group
+  ``DEST/<name>`` with attribute ``hpcjobs_kind = "transactions"`` and arrays ``indptr``
+  (int64, n+1), ``items`` (int32 ids, sorted by position: transaction ``i`` holds
+  ``items[indptr[i]:indptr[i+1]]``) and ``labels`` (strings; id ``k`` is ``labels[k]``, ids
+  numbered in order of first appearance). An empty (or blank) line is a legal empty
+  transaction: it counts in ``n`` but holds no item. The newline that ends the last line
+  does not start another transaction. An item repeated within one transaction is kept once.
+
+The group attribute ``ingest`` records the source path, format, options, row count and time;
+``hpcjobs_version`` the version that wrote it.
+
+Default chunking: rows per chunk = 64 MiB // (bytes per row), capped at the number of rows
+when it is known up front (``.npy``, Parquet), at least 1. Chunks span all columns. For
+basket files each of ``indptr`` and ``items`` gets 64 MiB chunks (2**23 and 2**24 entries).
+
+CSV details: the header is auto-detected (the first non-blank line is a header if any cell
+is not a number) unless ``header`` is given; blank lines are skipped; an empty cell is a
+missing value (NaN); ``nan``/``inf`` are read as such; fields may be quoted with ``"``;
+``.tsv`` files default to a tab delimiter; ``.gz`` compressed CSV and basket files are read
+transparently. A ragged row or a non-numeric cell is an error naming the file, line and cell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gzip
+import io
+import itertools
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hpcjobs._version import __version__
+from hpcjobs.errors import OutputExistsError, UserError
+
+FORMATS = ("csv", "npy", "parquet", "basket")
+
+#: target bytes per Zarr chunk when ``chunks`` is not given
+CHUNK_BYTES = 64 * 2**20
+
+#: lines parsed per block when streaming text (independent of the Zarr chunk size)
+READ_LINES = 65_536
+
+_SUFFIXES = {
+    ".csv": "csv", ".tsv": "csv",
+    ".npy": "npy",
+    ".parquet": "parquet", ".pq": "parquet",
+    ".basket": "basket", ".dat": "basket", ".transactions": "basket",
+}
+
+
+@dataclass
+class IngestResult:
+    """What :func:`ingest` wrote: the group path, and per array its shape, dtype and chunks."""
+
+    dest: Path
+    format: str
+    name: str
+    arrays: dict[str, dict] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        parts = [f"{k} {'x'.join(map(str, a['shape']))} {a['dtype']} (chunks {a['chunks'][0]})"
+                 for k, a in self.arrays.items()]
+        return (f"Wrote {self.dest} ({self.format}): " + ", ".join(parts)
+                + f" in {self.seconds:.2f} s")
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def detect_format(src: str | os.PathLike) -> str:
+    """Return the format of ``src`` from its suffix (``.gz`` is looked through).
+
+    Examples
+    --------
+    >>> detect_format("data/sales.csv.gz")
+    'csv'
+    """
+    path = Path(src)
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    fmt = _SUFFIXES.get(suffixes[-1]) if suffixes else None
+    if fmt is None:
+        known = ", ".join(sorted(_SUFFIXES))
+        raise UserError(f"{src}: cannot tell the format from the name (known suffixes: {known});"
+                        f" pass --format {'|'.join(FORMATS)}")
+    return fmt
+
+
+def default_chunk_rows(row_bytes: int, n_rows: int | None = None) -> int:
+    """Rows per chunk so that one chunk holds about ``CHUNK_BYTES`` (64 MiB) or less.
+
+    Examples
+    --------
+    >>> default_chunk_rows(10 * 8)       # 10 float64 columns
+    838860
+    >>> default_chunk_rows(80, n_rows=1000)
+    1000
+    """
+    rows = max(1, CHUNK_BYTES // max(1, int(row_bytes)))
+    if n_rows is not None:
+        rows = min(rows, max(1, int(n_rows)))
+    return int(rows)
+
+
+def ingest(src: str | os.PathLike, dest: str | os.PathLike, *, name: str | None = None,
+           chunks: int | None = None, format: str | None = None,
+           delimiter: str | None = None, header: bool | None = None,
+           overwrite: bool = False) -> IngestResult:
+    """Convert ``src`` (CSV, ``.npy``, Parquet or basket file) into a Zarr group at ``dest``.
+
+    Parameters
+    ----------
+    src : path
+        The file to read; its format comes from the suffix unless ``format`` is given.
+    dest : path
+        The Zarr group to create. It must not exist unless ``overwrite``.
+    name : str, optional
+        Name of the array (or transactions group) inside ``dest``; default: the file stem.
+    chunks : int, optional
+        Rows per Zarr chunk (entries for basket arrays); default about 64 MiB per chunk.
+    format : {"csv", "npy", "parquet", "basket"}, optional
+    delimiter : str, optional
+        CSV delimiter; default ``","`` (tab for ``.tsv``).
+    header : bool, optional
+        Whether the CSV's first line is a header; default: auto-detected.
+    overwrite : bool
+        Replace an existing ``dest`` (only once the new one is complete).
+
+    Returns
+    -------
+    IngestResult
+
+    Raises
+    ------
+    hpcjobs.errors.UserError
+        Missing or empty source, unknown format, bad cell or ragged row, existing ``dest``.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> np.save(os.path.join(d, "x.npy"), np.ones((4, 2)))
+    >>> ingest(os.path.join(d, "x.npy"), os.path.join(d, "x.zarr")).arrays["x"]["shape"]
+    [4, 2]
+    """
+    t0 = time.perf_counter()
+    src_path = Path(src)
+    dest_path = Path(dest)
+    if not src_path.exists():
+        raise UserError(f"{src}: no such file")
+    if src_path.is_dir():
+        raise UserError(f"{src}: is a folder; give one file")
+    if format is None:
+        format = detect_format(src_path)
+    elif format not in FORMATS:
+        raise UserError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+    if chunks is not None and (isinstance(chunks, bool) or int(chunks) < 1):
+        raise UserError(f"chunks must be a positive number of rows, got {chunks!r}")
+    if name is None:
+        name = _stem(src_path)
+    _check_name(name)
+    if delimiter is None:
+        delimiter = "\t" if ".tsv" in [s.lower() for s in src_path.suffixes] else ","
+    if format == "csv" and len(delimiter) != 1:
+        raise UserError(f"the delimiter must be one character, got {delimiter!r}")
+    _check_dest(dest_path, overwrite)
+
+    tmp = dest_path.with_name(f"{dest_path.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    result = IngestResult(dest=dest_path, format=format, name=name)
+    try:
+        import zarr
+
+        try:
+            group = zarr.open_group(str(tmp), mode="w-", zarr_format=3)
+        except PermissionError as exc:
+            raise UserError(f"{dest_path.parent}: cannot write here ({exc.strerror})") from None
+        writer = {"csv": _ingest_csv, "npy": _ingest_npy, "parquet": _ingest_parquet,
+                  "basket": _ingest_basket}[format]
+        info = writer(src_path, group, name, chunks=chunks, delimiter=delimiter, header=header)
+        group.attrs.update({
+            "hpcjobs_version": __version__,
+            "ingest": {
+                "source": str(src_path.resolve()),
+                "format": format,
+                "name": name,
+                "options": {"chunks": chunks, "delimiter": delimiter if format == "csv" else None,
+                            "header": header},
+                "rows": info.pop("_rows"),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+        })
+        result.arrays = info
+        with warnings.catch_warnings():
+            # consolidated metadata is not (yet) in the v3 spec, but xarray opens it without
+            # a warning and with one read instead of one per array
+            warnings.simplefilter("ignore")
+            zarr.consolidate_metadata(str(tmp))
+        _replace(tmp, dest_path, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in reversed(path.suffixes):
+        if suffix.lower() in (*_SUFFIXES, ".gz"):
+            name = name[: -len(suffix)]
+        else:
+            break
+    return name or "data"
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or "\\" in name or name.startswith((".", "__")):
+        raise UserError(f"bad array name {name!r}: use a plain name without '/', not starting"
+                        " with '.' or '__'")
+
+
+def _check_dest(dest: Path, overwrite: bool) -> None:
+    if dest.exists() and not overwrite:
+        raise OutputExistsError(f"{dest}: already exists; pass --overwrite to replace it")
+    parent = dest.parent if str(dest.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"{parent}: no such folder for the output {dest}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{parent}: not writable, cannot create {dest.name} there")
+
+
+def _replace(tmp: Path, dest: Path, overwrite: bool) -> None:
+    """Move the finished ``tmp`` to ``dest``; an old ``dest`` goes only after the move."""
+    old = None
+    if dest.exists() or dest.is_symlink():
+        if not overwrite:  # appeared while we worked
+            raise OutputExistsError(f"{dest}: already exists; pass --overwrite to replace it")
+        old = dest.with_name(f"{dest.name}.old-{os.getpid()}")
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _open_text(path: Path) -> Iterator[io.TextIOBase]:
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rt", encoding="utf-8-sig", newline=None) as fh:
+        yield fh
+
+
+def _blocks(fh, first_line: int = 1) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(line number of the block's first line, lines)``, READ_LINES at a time."""
+    lineno = first_line
+    while True:
+        try:
+            lines = list(itertools.islice(fh, READ_LINES))
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{getattr(fh, 'name', '?')}: not UTF-8 text near line {lineno}: "
+                            f"{exc.reason}") from None
+        except (OSError, EOFError) as exc:  # e.g. a corrupt gzip stream
+            raise UserError(f"{getattr(fh, 'name', '?')}: cannot read near line {lineno}: "
+                            f"{exc}") from None
+        if not lines:
+            return
+        yield lineno, lines
+        lineno += len(lines)
+
+
+class _RowWriter:
+    """Append row blocks to a Zarr array, one whole chunk per write.
+
+    Rows are buffered until a chunk is full, so every write but the last covers exactly one
+    chunk (no read-modify-write). The array is created at the first write (so a source
+    shorter than one chunk gets a chunk of its own length, not a mostly empty one) and grows
+    with ``resize`` unless its final length is known up front.
+    """
+
+    def __init__(self, group, name: str, tail: tuple[int, ...], dtype, chunk_rows: int,
+                 dims: list[str], n_rows: int | None = None, attrs: dict | None = None):
+        self.group, self.name, self.dims, self.attrs = group, name, dims, attrs or {}
+        self.tail = tuple(tail)
+        self.dtype = np.dtype(dtype)
+        self.chunk_rows = int(chunk_rows)
+        self.n_rows = n_rows
+        self.array = None
+        self.buf = None
+        self.fill = 0
+        self.n = 0
+
+    def _create(self, chunk_rows: int) -> None:
+        self.chunk_rows = max(1, int(chunk_rows))
+        self.array = self.group.create_array(
+            self.name, shape=(self.n_rows or 0, *self.tail),
+            chunks=(self.chunk_rows, *self.tail), dtype=self.dtype,
+            dimension_names=self.dims, attributes=self.attrs)
+
+    def append(self, block: np.ndarray) -> None:
+        block = np.asarray(block)
+        pos = 0
+        total = len(block)
+        while pos < total:
+            if self.fill == 0 and total - pos >= self.chunk_rows:  # aligned: write directly
+                self._write(block[pos:pos + self.chunk_rows])
+                pos += self.chunk_rows
+                continue
+            if self.buf is None:
+                self.buf = np.empty((self.chunk_rows, *self.tail), dtype=self.dtype)
+            take = min(self.chunk_rows - self.fill, total - pos)
+            self.buf[self.fill:self.fill + take] = block[pos:pos + take]
+            self.fill += take
+            pos += take
+            if self.fill == self.chunk_rows:
+                self.flush()
+
+    def flush(self) -> None:
+        if self.fill:
+            self._write(self.buf[:self.fill])
+            self.fill = 0
+
+    def _write(self, rows: np.ndarray) -> None:
+        if self.array is None:
+            self._create(self.chunk_rows)
+        start, stop = self.n, self.n + len(rows)
+        if stop > self.array.shape[0]:
+            self.array.resize((stop, *self.tail))
+        self.array[start:stop] = rows
+        self.n = stop
+
+    def close(self) -> dict:
+        if self.array is None:  # everything fits in one chunk: size the chunk to the data
+            self._create(self.fill or 1)
+        self.flush()
+        if self.array.shape[0] != self.n:
+            self.array.resize((self.n, *self.tail))
+        self.buf = None
+        return {"shape": [self.n, *self.tail], "dtype": str(self.dtype),
+                "chunks": [self.chunk_rows, *self.tail]}
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def _is_number(cell: str) -> bool:
+    cell = cell.strip()
+    if not cell:
+        return True
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _split(line: str, delimiter: str) -> list[str]:
+    return next(csv.reader([line], delimiter=delimiter, quotechar='"'), [])
+
+
+def _ingest_csv(src: Path, group, name: str, *, chunks, delimiter, header, **_) -> dict:
+    with _open_text(src) as fh:
+        # first non-blank line: header or data
+        lineno = 0
+        first = None
+        for raw in fh:
+            lineno += 1
+            if raw.strip():
+                first = raw
+                break
+        if first is None:
+            raise UserError(f"{src}: empty file: no rows to ingest")
+        cells = _split(first, delimiter)
+        is_header = header if header is not None else not all(map(_is_number, cells))
+        ncols = len(cells)
+        if is_header:
+            columns = [c.strip() for c in cells]
+            pending: list[str] = []
+        else:
+            columns = [f"c{i}" for i in range(ncols)]
+            pending = [first]
+        chunk_rows = chunks or default_chunk_rows(8 * ncols)
+        writer = _RowWriter(group, name, (ncols,), np.float64, chunk_rows, ["row", "column"],
+                            attrs={"columns": columns})
+
+        def parse(start: int, lines: list[str]) -> None:
+            block = _parse_block(src, start, lines, delimiter, ncols, columns)
+            if len(block):
+                writer.append(block)
+
+        if pending:
+            parse(lineno, pending)
+        for start, lines in _blocks(fh, lineno + 1):
+            parse(start, lines)
+    info = writer.close()
+    if info["shape"][0] == 0:
+        raise UserError(f"{src}: no data rows (only a header)")
+    return {name: info, "_rows": info["shape"][0]}
+
+
+def _parse_block(src: Path, start: int, lines: list[str], delimiter: str, ncols: int,
+                 columns: list[str]) -> np.ndarray:
+    """Parse lines into a (rows, ncols) float64 array; blank lines are skipped.
+
+    The fast path is NumPy's C parser; if it refuses the block, a line-by-line pass finds
+    the offending line and cell (or reads empty cells as NaN, which the fast path cannot).
+    """
+    kept = [line for line in lines if line.strip()]
+    if not kept:
+        return np.empty((0, ncols))
+    try:
+        out = np.loadtxt(kept, delimiter=delimiter, comments=None, quotechar='"',
+                         dtype=np.float64, ndmin=2)
+        if out.shape[1] == ncols:
+            return out
+    except ValueError:
+        pass
+    rows = []
+    for offset, line in enumerate(lines):
+        if not line.strip():
+            continue
+        lineno = start + offset
+        cells = _split(line, delimiter)
+        if len(cells) != ncols:
+            raise UserError(f"{src}: line {lineno}: ragged row: {len(cells)} cells where the "
+                            f"first row has {ncols}")
+        row = np.empty(ncols)
+        for j, cell in enumerate(cells):
+            text = cell.strip()
+            if not text:
+                row[j] = np.nan
+                continue
+            try:
+                row[j] = float(text)
+            except ValueError:
+                raise UserError(f"{src}: line {lineno}, column {j + 1} ({columns[j]!r}): "
+                                f"{_short(text)!r} is not a number") from None
+        rows.append(row)
+    return np.array(rows, dtype=np.float64).reshape(-1, ncols)
+
+
+def _short(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+# --------------------------------------------------------------------------- .npy
+
+
+def _ingest_npy(src: Path, group, name: str, *, chunks, **_) -> dict:
+    if src.suffix.lower() == ".gz":
+        raise UserError(f"{src}: compressed .npy is not supported; decompress it first")
+    try:
+        data = np.load(src, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        raise UserError(f"{src}: cannot read as .npy ({exc})") from None
+    if isinstance(data, np.lib.npyio.NpzFile):  # pragma: no cover - .npz renamed .npy
+        raise UserError(f"{src}: is an .npz archive; save each array with numpy.save")
+    if data.dtype.kind not in "biuf":
+        raise UserError(f"{src}: dtype {data.dtype} is not numeric (expected bool, int or "
+                        "float)")
+    if data.ndim == 0 or data.shape[0] == 0 or data.size == 0:
+        raise UserError(f"{src}: empty array of shape {data.shape}: no rows to ingest")
+    n = data.shape[0]
+    tail = data.shape[1:]
+    dims = ["row", "column", *[f"dim_{i}" for i in range(2, data.ndim)]][: data.ndim]
+    row_bytes = data.dtype.itemsize * int(np.prod(tail, dtype=np.int64))
+    chunk_rows = min(chunks, n) if chunks else default_chunk_rows(row_bytes, n)
+    writer = _RowWriter(group, name, tail, data.dtype.newbyteorder("="), chunk_rows, dims,
+                        n_rows=n)
+    for start in range(0, n, chunk_rows):
+        writer.append(np.ascontiguousarray(data[start:start + chunk_rows]))
+    info = writer.close()
+    del data
+    return {name: info, "_rows": n}
+
+
+# --------------------------------------------------------------------------- Parquet
+
+
+def _ingest_parquet(src: Path, group, name: str, *, chunks, **_) -> dict:
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UserError("reading Parquet needs pyarrow: pip install pyarrow") from None
+    try:
+        pf = pq.ParquetFile(src)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise UserError(f"{src}: cannot read as Parquet ({exc})") from None
+    schema = pf.schema_arrow
+    numeric, skipped = [], []
+    for fld in schema:
+        t = fld.type
+        if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) \
+                or pa.types.is_decimal(t):
+            numeric.append(fld.name)
+        else:
+            skipped.append(fld.name)
+    if not numeric:
+        raise UserError(f"{src}: no numeric column (found {', '.join(skipped) or 'none'})")
+    n = pf.metadata.num_rows
+    if n == 0:
+        raise UserError(f"{src}: empty file: no rows to ingest")
+    d = len(numeric)
+    chunk_rows = min(chunks, n) if chunks else default_chunk_rows(8 * d, n)
+    attrs = {"columns": numeric}
+    if skipped:
+        attrs["skipped_columns"] = skipped
+    writer = _RowWriter(group, name, (d,), np.float64, chunk_rows, ["row", "column"],
+                        n_rows=n, attrs=attrs)
+    batch_rows = max(1, min(chunk_rows, 1 << 20))
+    block = np.empty((batch_rows, d))
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=numeric):
+        m = batch.num_rows
+        for j in range(d):
+            col = pc.cast(batch.column(j), pa.float64())
+            if col.null_count:
+                col = pc.fill_null(col, float("nan"))
+            block[:m, j] = col.to_numpy(zero_copy_only=False)
+        writer.append(block[:m])
+    info = writer.close()
+    if info["shape"][0] != n:  # pragma: no cover - a lying footer
+        raise UserError(f"{src}: footer says {n} rows, read {info['shape'][0]}")
+    return {name: info, "_rows": n}
+
+
+# --------------------------------------------------------------------------- baskets
+
+
+def _ingest_basket(src: Path, group, name: str, *, chunks, **_) -> dict:
+    sub = group.create_group(name, attributes={"hpcjobs_kind": "transactions"})
+    ptr = _RowWriter(sub, "indptr", (), np.int64, chunks or CHUNK_BYTES // 8,
+                     ["transaction_bound"])
+    items = _RowWriter(sub, "items", (), np.int32, chunks or CHUNK_BYTES // 4, ["entry"])
+    ids: dict[str, int] = {}
+    ptr.append(np.zeros(1, dtype=np.int64))
+    n_tx = 0
+    n_items = 0
+    with _open_text(src) as fh:
+        for _start, lines in _blocks(fh):
+            bounds = np.empty(len(lines), dtype=np.int64)
+            block: list[int] = []
+            for i, line in enumerate(lines):
+                seen = dict.fromkeys(line.replace(",", " ").split())
+                for label in seen:
+                    k = ids.get(label)
+                    if k is None:
+                        k = ids[label] = len(ids)
+                    block.append(k)
+                bounds[i] = n_items + len(block)
+            if len(ids) > np.iinfo(np.int32).max:  # pragma: no cover - 2**31 distinct items
+                raise UserError(f"{src}: more than 2**31 distinct items")
+            items.append(np.asarray(block, dtype=np.int32))
+            ptr.append(bounds)
+            n_items += len(block)
+            n_tx += len(lines)
+    if n_tx == 0:
+        raise UserError(f"{src}: empty file: no transactions")
+    info_ptr = ptr.close()
+    info_items = items.close()
+    labels = np.array(list(ids), dtype=np.dtypes.StringDType()) if ids else \
+        np.empty(0, dtype=np.dtypes.StringDType())
+    lab = sub.create_array("labels", shape=labels.shape,
+                           chunks=(max(1, min(len(labels), 1 << 20)),),
+                           dtype=str, dimension_names=["label"])
+    if len(labels):
+        lab[:] = labels
+    sub.attrs.update({"n_transactions": n_tx, "n_labels": len(ids)})
+    return {
+        f"{name}/indptr": info_ptr,
+        f"{name}/items": info_items,
+        f"{name}/labels": {"shape": [len(labels)], "dtype": "str", "chunks": list(lab.chunks)},
+        "_rows": n_tx,
+    }

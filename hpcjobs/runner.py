@@ -1,0 +1,367 @@
+"""Run a job: each step's kernel as a Dask graph, its outputs written to Zarr.
+
+Steps run in order; a step reads its inputs from the input group or from the Zarr outputs of
+earlier steps (so a chain of steps resumes step by step). Chunked (Dask) outputs are written
+block by block with a marker per block; on resume only missing blocks are computed. Small
+outputs are written whole when the step ends. The root's ``status`` turns ``complete`` last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import json
+import os
+import platform
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hpcjobs import registry
+from hpcjobs._version import __version__
+from hpcjobs.errors import HpcjobsError, Interrupted, RunFailed, UserError
+from hpcjobs.jobspec import JobSpec, StepSpec
+from hpcjobs.zarrio import (
+    STATUS_COMPLETE,
+    OutputGroup,
+    now,
+    open_input_array,
+    open_transactions,
+    regular_chunks,
+    store_block,
+)
+
+MODES = ("new", "resume", "overwrite")
+
+
+@dataclass
+class StepReport:
+    name: str
+    kernel: str
+    seconds: float = 0.0
+    skipped: bool = False
+    chunks_written: int = 0
+    chunks_reused: int = 0
+
+
+@dataclass
+class RunSummary:
+    output: Path
+    status: str
+    seconds: float = 0.0
+    steps: list[StepReport] = field(default_factory=list)
+    dashboard: str | None = None
+
+
+def job_fingerprint(job: JobSpec) -> str:
+    """What makes two runs' outputs interchangeable: input, steps, kernels, inputs, params."""
+    desc = {"input": str(job.input_path.resolve()),
+            "steps": [[s.name, s.kernel, {k: r.text for k, r in s.inputs.items()}, s.params]
+                      for s in job.steps]}
+    blob = json.dumps(desc, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def run_job(job: JobSpec, *, client=None, mode: str = "new", progress: bool = False,
+            stop: threading.Event | None = None, report: str | os.PathLike | None = None,
+            extra_provenance: dict | None = None, cluster: dict | None = None,
+            log: Callable[[str], None] | None = None) -> RunSummary:
+    """Run ``job`` and write its result group.
+
+    Parameters
+    ----------
+    job : JobSpec
+        A validated job (``hpcjobs.jobspec.load_job``).
+    client : distributed.Client, optional
+        Where to compute; by default a temporary local cluster sized by ``cluster`` (the
+        job's ``[cluster]`` table updated with these overrides).
+    mode : {"new", "resume", "overwrite"}
+        An existing output is refused ("new"), finished ("resume": only missing chunks and
+        steps are computed) or replaced ("overwrite").
+    progress : bool
+        Draw a progress bar on stderr for chunked outputs.
+    stop : threading.Event, optional
+        When set, pending chunks are cancelled, finished ones kept, and ``Interrupted`` raised.
+    report : path, optional
+        Save Dask's HTML performance report there.
+    extra_provenance : dict, optional
+        More root attributes (e.g. the Slurm job id).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    log = log or (lambda msg: None)
+    started = time.perf_counter()
+    out = OutputGroup(job.output_path)
+    created = out.prepare(mode, job_fingerprint(job))
+    summary = RunSummary(output=job.output_path, status="running")
+    if not created and out.is_complete():
+        log(f"{job.output_path} is already complete; nothing to do")
+        summary.status = STATUS_COMPLETE
+        return summary
+    try:
+        _write_provenance(out, job, created, extra_provenance)
+        with _compute_context(client, job, cluster) as (active, dashboard):
+            summary.dashboard = dashboard
+            if dashboard:
+                log(f"dashboard: {dashboard}")
+            with _report_context(report):
+                for step in job.steps:
+                    summary.steps.append(
+                        _run_step(job, step, out, active, progress, stop, log))
+        out.update_attrs(status=STATUS_COMPLETE, finished=now(),
+                         runs=_close_run(out, STATUS_COMPLETE))
+    except Interrupted:
+        out.update_attrs(status="interrupted", runs=_close_run(out, "interrupted"))
+        raise
+    except (ValueError, TypeError) as exc:  # a kernel refused the data: bad input
+        _fail(out, created, "failed")
+        raise UserError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+    except HpcjobsError:
+        _fail(out, created, "failed")
+        raise
+    except KeyboardInterrupt:
+        out.update_attrs(status="interrupted", runs=_close_run(out, "interrupted"))
+        raise
+    except Exception as exc:
+        _fail(out, False, "failed")
+        raise RunFailed(f"job {job.name} failed: {type(exc).__name__}: {exc} (finished chunks "
+                        "are kept; rerun with --resume)") from exc
+    summary.status = STATUS_COMPLETE
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _fail(out: OutputGroup, created: bool, status: str) -> None:
+    """A fresh output of a run that failed on bad input is removed; otherwise marked failed."""
+    if created:
+        out.remove()
+        return
+    with contextlib.suppress(Exception):
+        out.update_attrs(status=status, runs=_close_run(out, status))
+
+
+# ---------------------------------------------------------------------------------------------
+# compute context
+
+
+@contextlib.contextmanager
+def _compute_context(client, job: JobSpec, cluster_overrides: dict | None):
+    if client is not None:
+        with client.as_current():
+            yield client, client.dashboard_link
+        return
+    from distributed import Client
+
+    from hpcjobs.runtime.local import plan_cluster, start_local_cluster
+
+    plan = plan_cluster({**job.cluster, **(cluster_overrides or {})})
+    with start_local_cluster(plan) as cluster, Client(cluster) as own:
+        yield own, own.dashboard_link
+
+
+@contextlib.contextmanager
+def _report_context(report):
+    if report is None:
+        yield
+        return
+    from distributed import performance_report
+
+    Path(report).parent.mkdir(parents=True, exist_ok=True)
+    with performance_report(filename=str(report)):
+        yield
+
+
+# ---------------------------------------------------------------------------------------------
+# steps
+
+
+def _resolve_inputs(job: JobSpec, step: StepSpec, spec) -> dict:
+    inputs = {}
+    for port_name, ref in step.inputs.items():
+        port = spec.input(port_name)
+        if port.kind == "csr":
+            inputs[port_name] = open_transactions(job.input_path, ref.name)
+        elif ref.step is not None:
+            inputs[port_name] = open_input_array(job.output_path, f"{ref.step}/{ref.name}",
+                                                 ref.index)
+        else:
+            inputs[port_name] = open_input_array(job.input_path, ref.name, ref.index)
+    return inputs
+
+
+def _port_for(spec, key: str):
+    """The output port for ``key`` and its dims (pattern ports get the key's suffix)."""
+    for port in spec.outputs:
+        if port.name == key:
+            return port, port.dims
+    for port in spec.outputs:
+        if port.name.endswith("*") and key.startswith(port.name[:-1]):
+            suffix = key[len(port.name) - 1:]
+            return port, tuple(f"{d}_{suffix}" for d in port.dims)
+    raise RuntimeError(f"kernel {spec.name} returned {key!r}, which it does not declare")
+
+
+def _run_step(job: JobSpec, step: StepSpec, out: OutputGroup, client, progress, stop,
+              log) -> StepReport:
+    report = StepReport(step.name, step.kernel)
+    if out.step_complete(step.name):
+        log(f"step {step.name}: complete from an earlier run, skipped")
+        report.skipped = True
+        return report
+    if stop is not None and stop.is_set():
+        raise Interrupted(f"stopped before step {step.name}")
+    spec = registry.get(step.kernel)
+    t0 = time.perf_counter()
+    log(f"step {step.name}: {step.kernel} ...")
+    group = out.step_group(step.name)
+    group.attrs.update({"kernel": step.kernel, "params": _json_params(step.params),
+                        "inputs": {k: r.text for k, r in step.inputs.items()},
+                        "status": "running", "started": now()})
+    results = spec.adapter()(_resolve_inputs(job, step, spec), dict(step.params))
+    extra_attrs = results.pop("__attrs__", None) or {}
+
+    pending, whole = [], []
+    for key, value in results.items():
+        port, dims = _port_for(spec, key)
+        if hasattr(value, "__dask_graph__") and getattr(value, "ndim", 0) > 0:
+            x = regular_chunks(value)
+            path, done = out.prepare_chunked(step.name, key, x, dims)
+            writes = x.map_blocks(store_block, path=str(path), dtype=np.int8,
+                                  chunks=tuple((1,) * len(c) for c in x.chunks))
+            delayed = writes.to_delayed()
+            for idx in np.ndindex(*delayed.shape):
+                if ".".join(map(str, idx)) in done:
+                    report.chunks_reused += 1
+                else:
+                    pending.append(delayed[idx])
+        else:
+            if hasattr(value, "__dask_graph__"):
+                value = value.compute()
+            whole.append((key, value, dims))
+    if pending:
+        report.chunks_written = len(pending)
+        _compute_chunks(client, pending, step.name, progress, stop, log)
+    for key, value, dims in whole:
+        out.write_whole(step.name, key, value, dims)
+    report.seconds = time.perf_counter() - t0
+    group.attrs.update({**extra_attrs, "status": STATUS_COMPLETE, "finished": now(),
+                        "seconds": round(report.seconds, 3)})
+    reused = f", {report.chunks_reused} chunks reused" if report.chunks_reused else ""
+    log(f"step {step.name}: done in {report.seconds:.2f} s{reused}")
+    return report
+
+
+def _compute_chunks(client, pending: list, step: str, progress: bool, stop, log) -> None:
+    futures = client.compute(pending)
+    total, last_drawn = len(futures), -1
+    try:
+        while True:
+            done = sum(f.done() for f in futures)
+            if progress and done != last_drawn:
+                _draw_bar(step, done, total)
+                last_drawn = done
+            failed = next((f for f in futures if f.status == "error"), None)
+            if failed is not None:
+                failed.result()  # raises the task's exception
+            if done == total:
+                break
+            if stop is not None and stop.is_set():
+                client.cancel([f for f in futures if not f.done()])
+                finished = sum(f.status == "finished" for f in futures)
+                raise Interrupted(f"stopped during step {step}: {finished} of {total} chunks "
+                                  "written and kept; rerun with --resume")
+            time.sleep(0.1)
+        if progress:
+            sys.stderr.write("\n")
+        for f in futures:
+            f.result()
+    finally:
+        client.cancel([f for f in futures if not f.done()])
+
+
+def _draw_bar(step: str, done: int, total: int, width: int = 30) -> None:
+    filled = int(width * done / total) if total else width
+    sys.stderr.write(f"\r  {step}: [{'#' * filled}{' ' * (width - filled)}] {done}/{total} chunks")
+    sys.stderr.flush()
+
+
+def _json_params(params: dict) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# provenance
+
+
+def library_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version(), "hpcjobs": __version__}
+    for name in ("numpy", "numba", "dask", "distributed", "zarr", "click", "mpi4py"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _input_shapes(job: JobSpec) -> dict:
+    import zarr
+
+    shapes = {}
+    for step in job.steps:
+        for ref in step.inputs.values():
+            if ref.step is None:
+                try:
+                    node = zarr.open(str(job.input_path / ref.name), mode="r")
+                    shapes[ref.name] = list(node.shape) if hasattr(node, "shape") else "group"
+                except Exception:  # noqa: BLE001 - provenance must never fail a run
+                    shapes[ref.name] = None
+    return {str(job.input_path): shapes}
+
+
+def _write_provenance(out: OutputGroup, job: JobSpec, created: bool, extra: dict | None):
+    run = {"started": now(), "host": socket.gethostname(), "mode": "new" if created else "resume",
+           "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "status": "running"}
+    runs = [] if created else list(out.attrs.get("runs", []))
+    runs.append(run)
+    attrs = {
+        "status": "running",
+        "job_name": job.name,
+        "job": job.text,
+        "job_file": str(job.file.resolve()) if job.file.name != "<job>" else None,
+        "fingerprint": job_fingerprint(job),
+        "steps": [s.name for s in job.steps],
+        "inputs": _input_shapes(job),
+        "hpcjobs_version": __version__,
+        "versions": library_versions(),
+        "host": socket.gethostname(),
+        "user": _user(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "runs": runs,
+    }
+    if created:
+        attrs["started"] = run["started"]
+    attrs.update(extra or {})
+    out.update_attrs(**attrs)
+
+
+def _close_run(out: OutputGroup, status: str) -> list:
+    runs = list(out.attrs.get("runs", []))
+    if runs:
+        runs[-1] = {**runs[-1], "finished": now(), "status": status}
+    return runs
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001
+        return "unknown"

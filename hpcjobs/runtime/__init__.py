@@ -1,0 +1,1 @@
+"""Where a job's Dask cluster comes from: a local cluster, an existing scheduler, or MPI ranks."""

@@ -1,0 +1,95 @@
+"""Local Dask clusters sized to the machine, and connections to running schedulers.
+
+Sizing rule: Dask workers x threads per worker x Numba threads never exceeds the cores this
+process may use. By default every core gets one single-threaded worker process with one Numba
+thread; the job file's ``[cluster]`` table or the command line can trade processes for threads.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from hpcjobs.errors import UserError
+
+#: thread-pool variables pinned in workers so NumPy/BLAS do not oversubscribe either
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def machine_cores() -> int:
+    """Cores this process may run on (respects affinity masks and Slurm's cpusets)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    workers: int
+    threads_per_worker: int
+    numba_threads: int
+    processes: bool = True
+    memory_limit: str | int = "auto"
+    dashboard_address: str = "127.0.0.1:0"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {"NUMBA_NUM_THREADS": str(self.numba_threads)}
+        env.update({v: "1" for v in _THREAD_VARS})
+        return env
+
+
+def plan_cluster(settings: dict | None = None, *, cores: int | None = None) -> ClusterPlan:
+    """Size a local cluster from ``settings`` (the job's ``[cluster]`` table plus overrides).
+
+    Raises ``UserError`` if the requested workers x threads x Numba threads exceed the cores.
+    """
+    s = {k: v for k, v in (settings or {}).items() if v is not None}
+    cores = cores or machine_cores()
+    threads = int(s.get("threads_per_worker", 1))
+    workers = int(s.get("workers", max(1, cores // threads)))
+    per_numba = max(1, cores // (workers * threads))
+    numba_threads = int(s.get("numba_threads", per_numba))
+    used = workers * threads * numba_threads
+    if used > cores:
+        raise UserError(
+            f"cluster: workers ({workers}) x threads_per_worker ({threads}) x numba_threads "
+            f"({numba_threads}) = {used} exceeds the {cores} cores available; lower one of them")
+    return ClusterPlan(workers=workers, threads_per_worker=threads, numba_threads=numba_threads,
+                       processes=bool(s.get("processes", True)),
+                       memory_limit=s.get("memory_limit", "auto"),
+                       dashboard_address=s.get("dashboard_address", "127.0.0.1:0"))
+
+
+def start_local_cluster(plan: ClusterPlan, *, scheduler_port: int = 0):
+    """Start a ``distributed.LocalCluster`` for ``plan`` bound to loopback; returns it."""
+    for var, value in plan.env.items():  # threads in this process (processes=False) too
+        os.environ.setdefault(var, value)
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=plan.workers,
+        threads_per_worker=plan.threads_per_worker,
+        processes=plan.processes,
+        memory_limit=plan.memory_limit,
+        host="127.0.0.1",
+        scheduler_port=scheduler_port,
+        dashboard_address=plan.dashboard_address,
+        env=plan.env if plan.processes else None,
+    )
+
+
+def connect(address: str | None = None, scheduler_file: str | None = None, security=None):
+    """A ``distributed.Client`` to a scheduler that is already running."""
+    from distributed import Client
+
+    if scheduler_file is not None and not os.path.exists(scheduler_file):
+        raise UserError(f"scheduler file {scheduler_file} does not exist (start one with "
+                        "`hpcjobs cluster`)")
+    try:
+        return Client(address=address, scheduler_file=scheduler_file, security=security,
+                      timeout="10s")
+    except OSError as exc:
+        where = address or scheduler_file
+        raise UserError(f"cannot reach the Dask scheduler at {where}: {exc}") from None

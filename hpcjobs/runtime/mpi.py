@@ -1,0 +1,366 @@
+"""Dask over MPI inside a Slurm allocation: every rank runs :func:`launch`.
+
+Rank 0 runs the scheduler, rank 1 the *driver* (the function that runs the job through a
+``distributed.Client``) and every other rank a worker. The cluster speaks TLS with a
+certificate made on rank 0 for this job alone (``Security.temporary()``) and sent to the other
+ranks over MPI, so nobody else on the machine can connect to it or submit work. The dashboard
+listens on loopback unless asked otherwise.
+
+What dask-mpi does less well and this module cares about:
+
+- a too-small world is refused with the counts found and needed, on every rank;
+- every wait has a deadline: a rank that dies before the cluster is up gives a clear error on
+  the others instead of a hang, and the scheduler closes once its driver has gone;
+- shutdown is ordered (workers retire, then the scheduler closes) and Dask's connection chatter
+  is kept out of the log, so a successful job ends with a clean log;
+- the process exit code is the driver's on rank 1 and 0 on the others (``srun`` returns the
+  largest, so the job's exit code is the driver's).
+
+Example (``prog.py``, run with ``srun --mpi=pmi2 python prog.py`` or ``mpiexec -n 4``)::
+
+    import sys
+    from hpcjobs.runtime.mpi import launch
+
+    def driver(client):
+        import dask.array as da
+        print(da.ones(1000, chunks=100).sum().compute())
+        return 0
+
+    sys.exit(launch(driver))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hpcjobs.errors import RunFailed, UserError
+
+SCHEDULER_RANK = 0
+DRIVER_RANK = 1
+MIN_WORLD = 3
+_TAG_HELLO = 17
+
+__all__ = ["MPIWorldTooSmall", "launch", "load_security", "cluster_file", "log"]
+
+
+class MPIWorldTooSmall(UserError):
+    """Fewer MPI ranks than a scheduler, a driver and one worker need."""
+
+
+def log(message: str, *, rank: int | None = None) -> None:
+    """One line on stderr, prefixed with the rank (goes to the job's log)."""
+    who = "hpcjobs" if rank is None else f"hpcjobs[rank {rank}]"
+    print(f"{who}: {message}", file=sys.stderr, flush=True)
+
+
+# -- the job's certificate on disk ------------------------------------------------------------
+
+
+def cluster_file(run_dir: str | os.PathLike, job_id: str) -> Path:
+    """Where rank 0 writes the scheduler address and the job's certificate (mode 0600)."""
+    return Path(run_dir) / "cluster" / f"{job_id}.json"
+
+
+def _write_cluster_file(path: Path, *, address: str, dashboard: str | None, security,
+                        job_id: str, world: int) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    info = {
+        "job_id": job_id,
+        "address": address,
+        "dashboard": dashboard,
+        "world_size": world,
+        "workers": world - 2,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        # the PEM text of the job's certificate: whoever can read this file can use the
+        # cluster, so it is created 0600 in a 0700 folder of the owner's private run folder
+        "tls": {"ca": security.tls_ca_file, "cert": security.tls_client_cert,
+                "key": security.tls_client_key},
+    }
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(info, fh, indent=1)
+    os.replace(tmp, path)
+
+
+def load_security(path: str | os.PathLike):
+    """The ``(address, Security)`` a client needs to join a running job's cluster.
+
+    ``path`` is a file written by the launcher (``<run>/cluster/<jobid>.json``).
+
+    Examples
+    --------
+    >>> address, sec = load_security("~/.hpcjobs/runs/r1/cluster/42.json")  # doctest: +SKIP
+    >>> client = distributed.Client(address, security=sec)                    # doctest: +SKIP
+    """
+    from distributed.security import Security
+
+    info = json.loads(Path(path).expanduser().read_text())
+    tls = info["tls"]
+    sec = Security(tls_ca_file=tls["ca"], tls_client_cert=tls["cert"],
+                   tls_client_key=tls["key"], require_encryption=True)
+    return info["address"], sec
+
+
+# -- MPI helpers with deadlines ---------------------------------------------------------------
+
+
+def _recv_with_deadline(comm, source: int, tag: int, timeout: float, what: str):
+    """``comm.recv`` that gives up after ``timeout`` seconds instead of hanging."""
+    deadline = time.monotonic() + timeout
+    while not comm.iprobe(source=source, tag=tag):
+        if time.monotonic() > deadline:
+            raise RunFailed(f"no {what} from rank {source} after {timeout:.0f} s: that rank "
+                            "failed or died during start-up (see its messages above)")
+        time.sleep(0.05)
+    return comm.recv(source=source, tag=tag)
+
+
+def _quiet_dask_logs() -> None:
+    """Keep Dask's per-connection INFO chatter and shutdown noise out of the job log."""
+    import distributed  # noqa: F401  (it sets its loggers' levels on import: adjust after)
+    names = {"distributed", "tornado"} | {
+        name for name in logging.root.manager.loggerDict if name.startswith("distributed.")}
+    for name in sorted(names):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _mute_shutdown_noise() -> None:
+    """Once the job is done, connection errors while tearing down carry no news."""
+    names = {"distributed", "tornado", "asyncio"} | {
+        name for name in logging.root.manager.loggerDict if name.startswith("distributed.")}
+    for name in sorted(names):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+# -- the three roles ---------------------------------------------------------------------------
+
+
+async def _run_scheduler(comm, *, world: int, security, interface: str | None,
+                         dashboard_address: str | None, startup_timeout: float,
+                         on_address: Callable[[str, str | None], None]) -> int:
+    from distributed import Scheduler
+
+    dashboard = dashboard_address not in (None, "", "none")
+    async with Scheduler(protocol="tls", security=security, interface=interface, port=0,
+                         dashboard=dashboard,
+                         dashboard_address=dashboard_address if dashboard else None,
+                         ) as scheduler:
+        link = None
+        if dashboard and "dashboard" in scheduler.services:
+            port = scheduler.services["dashboard"].port
+            host = dashboard_address.rsplit(":", 1)[0] or "127.0.0.1"
+            link = f"http://{host}:{port}/status"
+        for dest in range(1, world):
+            comm.send(("ok", scheduler.address, security), dest=dest, tag=_TAG_HELLO)
+        on_address(scheduler.address, link)
+        log(f"scheduler at {scheduler.address} (TLS, this job's certificate only)"
+            + (f", dashboard {link}" if link else ""), rank=0)
+
+        # Close when the driver has come and gone, or never came: never wait forever.
+        started = time.monotonic()
+        seen_driver = False
+        gone_since: float | None = None
+        while scheduler.status.name not in ("closing", "closed", "failed"):
+            clients = [c for c in scheduler.clients if c != "fire-and-forget"]
+            if clients:
+                seen_driver, gone_since = True, None
+            elif seen_driver:
+                gone_since = gone_since or time.monotonic()
+                if time.monotonic() - gone_since > 10:
+                    log("the driver disconnected without closing the cluster; closing", rank=0)
+                    break
+            elif time.monotonic() - started > startup_timeout:
+                log(f"no driver connected within {startup_timeout:.0f} s; closing", rank=0)
+                await scheduler.close()
+                return 1
+            await asyncio.sleep(0.2)
+        _mute_shutdown_noise()
+        await scheduler.close()
+    return 0
+
+
+async def _run_worker(address: str, *, rank: int, security, nthreads: int,
+                      interface: str | None, startup_timeout: float, local_directory: str) -> int:
+    from distributed import Worker
+
+    async with Worker(address, security=security, nthreads=nthreads, name=f"rank-{rank}",
+                      interface=interface, dashboard=False, death_timeout=startup_timeout,
+                      local_directory=local_directory) as worker:
+        await worker.finished()
+    return 0
+
+
+def _run_driver(address: str, *, security, workers: int, startup_timeout: float,
+                driver: Callable[[Any], int]) -> int:
+    from distributed import Client
+
+    with Client(address, security=security, timeout=f"{startup_timeout}s") as client:
+        try:
+            client.wait_for_workers(workers, timeout=startup_timeout)
+        except TimeoutError:
+            have = len(client.scheduler_info(n_workers=-1)["workers"])
+            raise RunFailed(f"only {have} of {workers} workers joined within "
+                            f"{startup_timeout:.0f} s: a worker rank failed or died "
+                            "(see its messages above)") from None
+        log(f"{workers} workers ready; running the job", rank=DRIVER_RANK)
+        try:
+            code = int(driver(client) or 0)
+        finally:
+            # Ordered, quiet shutdown: the workers retire and exit, then the scheduler.
+            _mute_shutdown_noise()
+            with contextlib.suppress(Exception):
+                client.retire_workers(close_workers=True)
+            with contextlib.suppress(Exception):
+                client.shutdown()
+    return code
+
+
+# -- the entry point on every rank -------------------------------------------------------------
+
+
+def launch(driver: Callable[[Any], int], *, comm=None, nthreads: int | None = None,
+           interface: str | None = None, dashboard_address: str | None = "127.0.0.1:0",
+           startup_timeout: float = 120.0, cluster_path: str | os.PathLike | None = None,
+           job_id: str = "", on_error: Callable[[BaseException], int] | None = None) -> int:
+    """Start Dask over MPI and run ``driver(client)`` on rank 1; return this rank's exit code.
+
+    Parameters
+    ----------
+    driver : callable
+        Called on rank 1 with a connected ``distributed.Client`` once every worker has joined;
+        its return value (an int) is the job's exit code.
+    comm : mpi4py communicator, optional
+        Default ``MPI.COMM_WORLD``. Needs at least 3 ranks.
+    nthreads : int, optional
+        Threads per worker; default ``$SLURM_CPUS_PER_TASK`` or 1.
+    interface : str, optional
+        Network interface the scheduler and workers listen on (e.g. ``"ib0"``).
+    dashboard_address : str or None
+        Where the dashboard listens; loopback by default, ``None`` for no dashboard.
+    startup_timeout : float
+        Seconds any rank waits for another during start-up before giving up with an error.
+    cluster_path : path, optional
+        Where rank 0 writes the address and the job's certificate (0600).
+    on_error : callable, optional
+        Turns an exception on rank 1 into an exit code (default: message, exit 1).
+
+    Examples
+    --------
+    >>> sys.exit(launch(lambda client: 0))  # doctest: +SKIP
+    """
+    if comm is None:
+        from mpi4py import MPI
+
+        comm = MPI.COMM_WORLD
+    rank, world = comm.Get_rank(), comm.Get_size()
+    if world < MIN_WORLD:
+        if rank == 0:
+            log(f"error: Dask over MPI needs at least {MIN_WORLD} ranks (a scheduler, a driver "
+                f"and one worker); found {world}. Ask Slurm for more tasks, e.g. "
+                "--nodes=1 --ntasks-per-node=3.")
+        return 2
+    _quiet_dask_logs()
+    nthreads = nthreads or int(os.environ.get("SLURM_CPUS_PER_TASK", "1") or 1)
+
+    try:
+        if rank == SCHEDULER_RANK:
+            from distributed.security import Security
+
+            try:
+                security = Security.temporary()
+            except Exception as exc:
+                for dest in range(1, world):
+                    comm.send(("error", f"{type(exc).__name__}: {exc}", None), dest=dest,
+                              tag=_TAG_HELLO)
+                raise RunFailed("cannot make the job's TLS certificate "
+                                f"({type(exc).__name__}: {exc}); is `cryptography` installed?"
+                                ) from None
+
+            sent = False
+
+            def on_address(address: str, link: str | None) -> None:
+                nonlocal sent
+                sent = True
+                if cluster_path is not None:
+                    _write_cluster_file(Path(cluster_path), address=address, dashboard=link,
+                                        security=security, job_id=job_id, world=world)
+
+            try:
+                return asyncio.run(_run_scheduler(
+                    comm, world=world, security=security, interface=interface,
+                    dashboard_address=dashboard_address, startup_timeout=startup_timeout,
+                    on_address=on_address))
+            except Exception as exc:
+                if not sent:  # tell the other ranks rather than let them wait
+                    for dest in range(1, world):
+                        comm.send(("error", f"{type(exc).__name__}: {exc}", None), dest=dest,
+                                  tag=_TAG_HELLO)
+                raise RunFailed(f"the scheduler failed: {type(exc).__name__}: {exc}") from None
+
+        status, address, security = _recv_with_deadline(
+            comm, SCHEDULER_RANK, _TAG_HELLO, startup_timeout, "scheduler address")
+        if status != "ok":
+            raise RunFailed(f"the scheduler on rank 0 failed to start: {address}")
+
+        if rank == DRIVER_RANK:
+            try:
+                return _run_driver(address, security=security, workers=world - 2,
+                                   startup_timeout=startup_timeout, driver=driver)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:
+                if on_error is not None:
+                    return on_error(exc)
+                log(f"error: {exc}", rank=rank)
+                return getattr(exc, "exit_code", 1)
+
+        with tempfile.TemporaryDirectory(prefix=f"hpcjobs-rank{rank}-") as tmp:
+            return asyncio.run(_run_worker(address, rank=rank, security=security,
+                                           nthreads=nthreads, interface=interface,
+                                           startup_timeout=startup_timeout,
+                                           local_directory=tmp))
+    except RunFailed as exc:
+        log(f"error: {exc}", rank=rank)
+        return 1
+
+
+class StopWatcher:
+    """Sets ``event`` when ``path`` appears (the batch shell writes it on the walltime signal).
+
+    A file, rather than a signal, reaches the driver wherever it runs in the allocation.
+    """
+
+    def __init__(self, path: str | os.PathLike, event: threading.Event, interval: float = 0.5):
+        self.path, self.event, self.interval = Path(path), event, interval
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="hpcjobs-stop-watch",
+                                        daemon=True)
+
+    def _watch(self) -> None:
+        while not self._done.wait(self.interval):
+            if self.path.exists():
+                log("stop requested (walltime or preemption signal): finishing the chunks in "
+                    "flight, keeping what is done", rank=DRIVER_RANK)
+                self.event.set()
+                return
+
+    def __enter__(self) -> StopWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join(timeout=2)

@@ -1,0 +1,131 @@
+"""Shared pieces of the clustering kernels: row blocks of NumPy or Dask arrays, hashed
+uniform numbers, thread ranges.
+
+``_Blocks`` runs one pass over the data as *chunk -> tree combine*: on a NumPy array the chunk
+function is called once on the whole array (it is itself thread-parallel); on a Dask array
+every row block becomes one task, combined in a tree of fan-in 8 and computed with
+``dask.compute`` on whatever scheduler is active (a kernel never creates a cluster).
+
+Random numbers that must not depend on the chunking (k-means|| and k-means++ sampling) come
+from a counter-based generator: ``uniform(key, i)`` hashes the global row index ``i`` with a
+key drawn from the user's seed (splitmix64), so row ``i`` draws the same number whichever
+chunk it sits in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hpcjobs.kernels._jit import njit
+from hpcjobs.kernels._validation import is_dask
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+
+
+@njit
+def splitmix64(z):
+    """The splitmix64 finaliser of ``z`` (uint64)."""
+    z = z + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit
+def uniform(key, i):
+    """A uniform number in (0, 1) for row ``i`` under ``key`` (both uint64-able)."""
+    z = splitmix64(np.uint64(key) ^ splitmix64(np.uint64(i)))
+    return ((z >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
+
+
+@njit
+def uniforms(key, offset, n):
+    out = np.empty(n)
+    for i in range(n):
+        out[i] = uniform(key, offset + i)
+    return out
+
+
+@njit
+def thread_ranges_nb(n, n_parts):
+    """``n_parts`` contiguous near-equal ``(start, stop)`` ranges over ``range(n)``."""
+    n_parts = max(1, min(n_parts, max(n, 1)))
+    out = np.empty((n_parts, 2), dtype=np.int64)
+    for t in range(n_parts):
+        out[t, 0] = (n * t) // n_parts
+        out[t, 1] = (n * (t + 1)) // n_parts
+    return out
+
+
+@njit
+def all_finite(X):
+    for i in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            x = X[i, j]
+            if not (x - x == 0):  # NaN and +-inf
+                return False
+    return True
+
+
+def new_key(rng: np.random.Generator) -> np.uint64:
+    return np.uint64(rng.integers(0, 2**63 - 1, dtype=np.int64))
+
+
+class Blocks:
+    """The row blocks of a 2-D NumPy or Dask array, for chunk -> combine passes.
+
+    ``map_reduce(chunk, combine, *args)`` returns ``combine([chunk(block, offset, *args), ...])``
+    where ``offset`` is the global index of the block's first row.
+    """
+
+    def __init__(self, X, split_every: int = 8):
+        self.X = X
+        self.n, self.d = int(X.shape[0]), int(X.shape[1])
+        self.dtype = X.dtype
+        self.split_every = split_every
+        self.is_dask = is_dask(X)
+        if self.is_dask:
+            if len(X.chunks[1]) > 1:
+                X = X.rechunk({1: -1})
+                self.X = X
+            self.parts = list(X.to_delayed().ravel())
+            self.sizes = np.array(X.chunks[0], dtype=np.int64)
+        else:
+            self.parts = [X]
+            self.sizes = np.array([X.shape[0]], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.parts)
+
+    def map_reduce(self, chunk, combine, *args):
+        if not self.is_dask:
+            return combine([chunk(self.parts[0], 0, *args)])
+        import dask
+
+        shared = [dask.delayed(a) if isinstance(a, np.ndarray) else a for a in args]
+        parts = [dask.delayed(chunk, pure=True)(b, int(o), *shared)
+                 for b, o, s in zip(self.parts, self.offsets, self.sizes, strict=True) if s > 0]
+        if len(parts) == 1:
+            parts = [dask.delayed(combine, pure=True)(parts)]
+        while len(parts) > 1:
+            parts = [dask.delayed(combine, pure=True)(parts[i:i + self.split_every])
+                     for i in range(0, len(parts), self.split_every)]
+        (out,) = dask.compute(parts[0])
+        return out
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        """The rows at sorted global indices ``idx`` as a NumPy array."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if not self.is_dask:
+            return np.ascontiguousarray(self.X[idx])
+        import dask
+
+        order = np.argsort(idx, kind="stable")
+        (rows,) = dask.compute(self.X[idx[order]])
+        out = np.empty_like(rows)
+        out[order] = rows
+        return np.ascontiguousarray(out)

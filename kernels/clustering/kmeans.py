@@ -1,0 +1,809 @@
+"""k-means: Lloyd iterations, k-means|| / k-means++ / random seeding, prediction, mini-batch.
+
+How it works
+------------
+* **Lloyd**: one fused Numba pass per chunk assigns every row to its nearest centroid and adds
+  it to per-thread partial sums and counts (float64) and to the inertia; threads own disjoint
+  row ranges and are merged serially. Over Dask every row block is one task and the partials
+  are tree-combined (fan-in 8), one ``dask.compute`` per iteration, on the active scheduler.
+  Distances are computed directly as ``sum((x - c)**2)`` in the data's dtype (float32 stays
+  float32), never through the ``|x|^2 - 2 x.c + |c|^2`` expansion, so ``inertia`` is the true
+  sum of squared distances of the returned ``labels`` to the returned ``centroids``.
+* **Convergence** follows scikit-learn: stop when the squared centroid shift summed over the
+  clusters is ``<= tol * mean(var(X, axis=0))`` (``tol=0`` stops only when the centroids no
+  longer move). ``n_iter`` counts the Lloyd updates; labels and inertia are then recomputed
+  for the final centroids (one more assignment pass).
+* **Empty clusters** (a centroid that receives no row) are handled as scikit-learn does: the
+  rows farthest from their own centroid are moved into the empty clusters (each becomes a
+  one-row cluster and is taken out of its old cluster's sums). This costs one extra pass in
+  the iterations where it happens.
+* **k-means||** (Bahmani et al., "Scalable K-Means++", VLDB 2012): start from one uniformly
+  drawn row, then for ``init_rounds`` rounds draw every row independently with probability
+  ``min(1, l * d^2(x, C) / phi(C))`` (``l = oversampling * k``; one pass per round), weight
+  each candidate by the number of rows closest to it (one pass), and re-cluster the weighted
+  candidates into ``k`` centroids with weighted k-means++ and weighted Lloyd in memory, as
+  the paper prescribes. The per-row random numbers are hashed from the global row index, so
+  the candidates do not depend on the chunking.
+* **k-means++**: greedy k-means++ (scikit-learn's variant with ``2 + log k`` local trials),
+  one pass per centroid: the pass that scores the trials for centroid ``j`` also draws, for
+  each trial, the next trials by an exponential race (weighted sampling without
+  replacement), so only the winner's draw is kept.
+* **Mini-batch** (:func:`minibatch_kmeans`): Sculley's update with per-centroid learning rate
+  ``1 / count`` (as scikit-learn's ``MiniBatchKMeans``); the data are streamed chunk by chunk
+  (chunks in random order, rows shuffled within the chunk), so each step costs O(batch).
+
+All the random choices derive from ``seed``: the same seed gives the same result, and for
+:func:`kmeans` the same result whatever the chunking (up to float rounding of the sums).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from hpcjobs.kernels._jit import njit
+from hpcjobs.kernels._validation import (
+    check_array,
+    check_choice,
+    check_float,
+    check_int,
+    is_dask,
+    message,
+    nonfinite_error,
+)
+from hpcjobs.kernels.clustering._common import (
+    Blocks,
+    all_finite,
+    new_key,
+    thread_ranges_nb,
+    uniform,
+    uniforms,
+)
+
+_INITS = ("k-means||", "k-means++", "random")
+
+
+@dataclass(frozen=True)
+class KMeansResult:
+    """Result of :func:`kmeans` and :func:`minibatch_kmeans`.
+
+    ``centroids`` (k, d) in the dtype of X; ``labels`` (n,) int32, a NumPy array for NumPy
+    input and a Dask array over the rows of X for Dask input; ``inertia`` the sum of squared
+    distances of the rows to their centroid; ``n_iter`` the Lloyd iterations (epochs for
+    mini-batch); ``n_steps`` the mini-batch steps (0 for Lloyd).
+    """
+
+    centroids: np.ndarray
+    labels: np.ndarray
+    inertia: float
+    n_iter: int
+    n_steps: int = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# chunk level: Numba
+
+
+@njit
+def _lloyd_range(X, CT, start, stop, sums, counts, dist):
+    """Assign rows ``[start, stop)`` and add them to ``sums``/``counts``; return their inertia."""
+    d, k = CT.shape
+    inertia = 0.0
+    for i in range(start, stop):
+        for j in range(k):
+            dist[j] = 0.0
+        for f in range(d):
+            x = X[i, f]
+            for j in range(k):
+                t = x - CT[f, j]
+                dist[j] += t * t
+        best = 0
+        bd = dist[0]
+        for j in range(1, k):
+            if dist[j] < bd:
+                bd = dist[j]
+                best = j
+        counts[best] += 1
+        for f in range(d):
+            sums[best, f] += X[i, f]
+        inertia += bd
+    return inertia
+
+
+@njit(parallel=True)
+def _lloyd(X, CT, n_threads):
+    """Fused assignment + partial sums of a whole chunk: (sums (k, d), counts (k,), inertia)."""
+    d, k = CT.shape
+    ranges = thread_ranges_nb(X.shape[0], n_threads)
+    nt = ranges.shape[0]
+    sums = np.zeros((nt, k, d))
+    counts = np.zeros((nt, k), dtype=np.int64)
+    inertia = np.zeros(nt)
+    dist = np.empty((nt, k), dtype=X.dtype)
+    for t in numba.prange(nt):
+        inertia[t] = _lloyd_range(X, CT, ranges[t, 0], ranges[t, 1], sums[t], counts[t], dist[t])
+    out_s = np.zeros((k, d))
+    out_c = np.zeros(k, dtype=np.int64)
+    for t in range(nt):
+        for j in range(k):
+            out_c[j] += counts[t, j]
+            for f in range(d):
+                out_s[j, f] += sums[t, j, f]
+    return out_s, out_c, inertia.sum()
+
+
+@njit
+def _assign_range(X, CT, start, stop, labels, d2, dist):
+    d, k = CT.shape
+    inertia = 0.0
+    for i in range(start, stop):
+        for j in range(k):
+            dist[j] = 0.0
+        for f in range(d):
+            x = X[i, f]
+            for j in range(k):
+                t = x - CT[f, j]
+                dist[j] += t * t
+        best = 0
+        bd = dist[0]
+        for j in range(1, k):
+            if dist[j] < bd:
+                bd = dist[j]
+                best = j
+        labels[i] = best
+        d2[i] = bd
+        inertia += bd
+    return inertia
+
+
+@njit(parallel=True)
+def _assign(X, CT, labels, d2, n_threads):
+    """Nearest centroid of every row into ``labels`` and its squared distance into ``d2``."""
+    k = CT.shape[1]
+    ranges = thread_ranges_nb(X.shape[0], n_threads)
+    nt = ranges.shape[0]
+    inertia = np.zeros(nt)
+    dist = np.empty((nt, k), dtype=X.dtype)
+    for t in numba.prange(nt):
+        inertia[t] = _assign_range(X, CT, ranges[t, 0], ranges[t, 1], labels, d2, dist[t])
+    return inertia.sum()
+
+
+@njit
+def _kpp_range(X, offset, start, stop, CT, TT, key, pot, hk, hi):
+    """Score the trial centroids ``TT`` and draw the next trials for each (exponential race).
+
+    ``pot[l]`` gets the potential sum(min(d^2(x, C), d^2(x, T_l))); ``hk[l]``/``hi[l]`` keep the
+    ``M`` smallest keys ``-log(u_x) / w_l(x)`` and their global row indices.
+    """
+    d = X.shape[1]
+    j = CT.shape[1]
+    L = TT.shape[1]
+    M = hk.shape[1]
+    for i in range(start, stop):
+        base = np.inf
+        for c in range(j):
+            s = 0.0
+            for f in range(d):
+                t = np.float64(X[i, f]) - CT[f, c]
+                s += t * t
+            if s < base:
+                base = s
+        e = -math.log(uniform(key, offset + i))
+        for ll in range(L):
+            s = 0.0
+            for f in range(d):
+                t = np.float64(X[i, f]) - TT[f, ll]
+                s += t * t
+            w = min(s, base)
+            pot[ll] += w
+            if w > 0.0:
+                kk = e / w
+                m = 0
+                for q in range(1, M):
+                    if hk[ll, q] > hk[ll, m]:
+                        m = q
+                if kk < hk[ll, m]:
+                    hk[ll, m] = kk
+                    hi[ll, m] = offset + i
+
+
+@njit(parallel=True)
+def _kpp(X, offset, CT, TT, key, M, n_threads):
+    L = TT.shape[1]
+    ranges = thread_ranges_nb(X.shape[0], n_threads)
+    nt = ranges.shape[0]
+    pot = np.zeros((nt, L))
+    hk = np.full((nt, L, M), np.inf)
+    hi = np.full((nt, L, M), -1, dtype=np.int64)
+    for t in numba.prange(nt):
+        _kpp_range(X, offset, ranges[t, 0], ranges[t, 1], CT, TT, key, pot[t], hk[t], hi[t])
+    return pot.sum(axis=0), hk, hi
+
+
+@njit(parallel=True)
+def _mind2(X, CT, d2, n_threads):
+    """Squared distance of every row to its nearest centroid into ``d2``; returns the sum."""
+    ranges = thread_ranges_nb(X.shape[0], n_threads)
+    nt = ranges.shape[0]
+    k = CT.shape[1]
+    labels = np.empty(X.shape[0], dtype=np.int32)
+    inertia = np.zeros(nt)
+    dist = np.empty((nt, k))
+    for t in numba.prange(nt):
+        inertia[t] = _assign_range(X, CT, ranges[t, 0], ranges[t, 1], labels, d2, dist[t])
+    return inertia.sum()
+
+
+@njit
+def _minibatch_chunk(X, perm, CT, wsum, batch, n_total, max_no_improvement, tol_abs, state):
+    """Mini-batch steps over the rows ``X[perm]`` of one chunk, updating ``CT`` (d, k) in place.
+
+    ``state`` = [steps, ewa inertia, best ewa, steps without improvement, stopped].
+    """
+    d, k = CT.shape
+    m = perm.shape[0]
+    bsum = np.zeros((k, d))
+    bcnt = np.zeros(k)
+    dist = np.empty(k)
+    for b0 in range(0, m, batch):
+        if state[4] != 0.0:
+            return
+        b1 = min(b0 + batch, m)
+        nb = b1 - b0
+        bsum[:] = 0.0
+        bcnt[:] = 0.0
+        binert = 0.0
+        for q in range(b0, b1):
+            i = perm[q]
+            for j in range(k):
+                dist[j] = 0.0
+            for f in range(d):
+                x = np.float64(X[i, f])
+                for j in range(k):
+                    t = x - CT[f, j]
+                    dist[j] += t * t
+            best = 0
+            bd = dist[0]
+            for j in range(1, k):
+                if dist[j] < bd:
+                    bd = dist[j]
+                    best = j
+            bcnt[best] += 1.0
+            for f in range(d):
+                bsum[best, f] += X[i, f]
+            binert += bd
+        shift = 0.0
+        for j in range(k):
+            if bcnt[j] > 0:
+                w = wsum[j] + bcnt[j]
+                for f in range(d):
+                    new = (CT[f, j] * wsum[j] + bsum[j, f]) / w
+                    shift += (new - CT[f, j]) ** 2
+                    CT[f, j] = new
+                wsum[j] = w
+        state[0] += 1.0
+        binert /= nb
+        if state[0] == 1.0:
+            state[1] = binert
+        else:
+            alpha = min(1.0, nb * 2.0 / (n_total + 1))
+            state[1] = state[1] * (1.0 - alpha) + binert * alpha
+        if state[0] == 1.0 or state[1] < state[2]:
+            state[2] = state[1]
+            state[3] = 0.0
+        else:
+            state[3] += 1.0
+        if max_no_improvement > 0 and state[3] >= max_no_improvement:
+            state[4] = 1.0
+        if tol_abs > 0.0 and shift <= tol_abs:
+            state[4] = 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# chunk level: the Python wrappers Dask runs (module level, so they pickle)
+
+
+def _c(block) -> np.ndarray:
+    return np.ascontiguousarray(block)
+
+
+def _moments_chunk(block, offset):
+    """(count, mean, M2) per column, and a finiteness check."""
+    X = _c(block)
+    if not all_finite(X):
+        raise nonfinite_error("X", "kmeans")
+    x = X.astype(np.float64, copy=False)
+    mean = x.mean(axis=0)
+    return float(X.shape[0]), mean, ((x - mean) ** 2).sum(axis=0)
+
+
+def _moments_combine(parts):
+    n, mean, m2 = parts[0]
+    for nb, mb, m2b in parts[1:]:
+        tot = n + nb
+        delta = mb - mean
+        mean = mean + delta * (nb / tot)
+        m2 = m2 + m2b + delta * delta * (n * nb / tot)
+        n = tot
+    return n, mean, m2
+
+
+def _check_chunk(block, offset):
+    if not all_finite(_c(block)):
+        raise nonfinite_error("X", "kmeans")
+    return 0
+
+
+def _nothing(parts):
+    return 0
+
+
+def _lloyd_chunk(block, offset, CT):
+    return _lloyd(_c(block), CT, numba.get_num_threads())
+
+
+def _sum_combine(parts):
+    out = list(parts[0])
+    for p in parts[1:]:
+        for i, v in enumerate(p):
+            out[i] = out[i] + v
+    return tuple(out)
+
+
+def _inertia_chunk(block, offset, CT):
+    X = _c(block)
+    labels = np.empty(X.shape[0], dtype=np.int32)
+    d2 = np.empty(X.shape[0], dtype=X.dtype)
+    return (_assign(X, CT, labels, d2, numba.get_num_threads()),)
+
+
+def _predict_block(block, CT):
+    X = _c(block)
+    if not all_finite(X):
+        raise nonfinite_error("X", "kmeans_predict")
+    labels = np.empty(X.shape[0], dtype=np.int32)
+    d2 = np.empty(X.shape[0], dtype=X.dtype)
+    _assign(X, CT, labels, d2, numba.get_num_threads())
+    return labels
+
+
+def _far_chunk(block, offset, CT, e):
+    """The ``e`` rows farthest from their nearest centroid: (d2, index, label, rows)."""
+    X = _c(block)
+    labels = np.empty(X.shape[0], dtype=np.int32)
+    d2 = np.empty(X.shape[0], dtype=np.float64)
+    _mind2_labels(X, CT, labels, d2)
+    e = min(e, X.shape[0])
+    sel = np.argpartition(-d2, e - 1)[:e] if e < X.shape[0] else np.arange(X.shape[0])
+    return d2[sel], sel.astype(np.int64) + offset, labels[sel], X[sel].copy()
+
+
+def _mind2_labels(X, CT, labels, d2):
+    buf = np.empty(X.shape[0], dtype=X.dtype)
+    _assign(X, CT, labels, buf, numba.get_num_threads())
+    d2[:] = buf
+
+
+def _far_combine(parts, e=None):
+    d2 = np.concatenate([p[0] for p in parts])
+    idx = np.concatenate([p[1] for p in parts])
+    lab = np.concatenate([p[2] for p in parts])
+    rows = np.concatenate([p[3] for p in parts])
+    order = np.lexsort((idx, -d2))
+    e = max(len(p[0]) for p in parts)
+    order = order[:e]
+    return d2[order], idx[order], lab[order], rows[order]
+
+
+def _kpar_chunk(block, offset, CT, key, ell):
+    """One k-means|| round on a chunk: its cost and a superset of the rows drawn."""
+    X = _c(block)
+    d2 = np.empty(X.shape[0])
+    phi = _mind2(X, CT, d2, numba.get_num_threads())
+    u = uniforms(key, offset, X.shape[0])
+    # p = min(1, ell d2 / phi) with phi >= this chunk's phi: keep u * phi_chunk < ell d2
+    sel = np.flatnonzero(u * phi < ell * d2)
+    return phi, sel.astype(np.int64) + offset, u[sel], d2[sel], X[sel].copy()
+
+
+def _kpar_combine(parts):
+    return (sum(p[0] for p in parts),) + tuple(
+        np.concatenate([p[i] for p in parts]) for i in range(1, 5))
+
+
+def _kpp_chunk(block, offset, CT, TT, key, M):
+    X = _c(block)
+    pot, hk, hi = _kpp(X, offset, CT, TT, key, M, numba.get_num_threads())
+    return _kpp_select(pot, hk.transpose(1, 0, 2).reshape(TT.shape[1], -1),
+                       hi.transpose(1, 0, 2).reshape(TT.shape[1], -1), X, offset, M)
+
+
+def _kpp_select(pot, keys, idx, X, offset, M):
+    """Keep the ``M`` smallest keys per trial, with their rows (``X`` holds them at idx-offset)."""
+    L = keys.shape[0]
+    d = X.shape[1]
+    out_k = np.full((L, M), np.inf)
+    out_i = np.full((L, M), -1, dtype=np.int64)
+    out_r = np.zeros((L, M, d))
+    for ll in range(L):
+        order = np.lexsort((idx[ll], keys[ll]))[:M]
+        ok = np.isfinite(keys[ll][order])
+        order = order[ok]
+        out_k[ll, :len(order)] = keys[ll][order]
+        out_i[ll, :len(order)] = idx[ll][order]
+        if X is not None:
+            out_r[ll, :len(order)] = X[idx[ll][order] - offset]
+    return pot, out_k, out_i, out_r
+
+
+def _kpp_combine(parts):
+    pot = sum(p[0] for p in parts)
+    keys = np.concatenate([p[1] for p in parts], axis=1)
+    idx = np.concatenate([p[2] for p in parts], axis=1)
+    rows = np.concatenate([p[3] for p in parts], axis=1)
+    L, M = parts[0][1].shape
+    out_k = np.full((L, M), np.inf)
+    out_i = np.full((L, M), -1, dtype=np.int64)
+    out_r = np.zeros((L, M, rows.shape[2]))
+    for ll in range(L):
+        order = np.lexsort((idx[ll], keys[ll]))[:M]
+        out_k[ll] = keys[ll][order]
+        out_i[ll] = idx[ll][order]
+        out_r[ll] = rows[ll][order]
+    return pot, out_k, out_i, out_r
+
+
+# ---------------------------------------------------------------------------------------------
+# seeding
+
+
+def _kmeans_plusplus(blocks: Blocks, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Greedy k-means++ with ``2 + log k`` local trials; one pass per centroid."""
+    d = blocks.d
+    M = 2 + int(np.log(k))
+    first = int(rng.integers(blocks.n))
+    trials = blocks.rows(np.array([first])).astype(np.float64)
+    C = np.empty((0, d))
+    while True:
+        key = new_key(rng)
+        pot, hk, hi, rows = blocks.map_reduce(
+            _kpp_chunk, _kpp_combine, np.ascontiguousarray(C.T), np.ascontiguousarray(trials.T),
+            key, M)
+        best = int(np.argmin(pot)) if len(C) else 0
+        C = np.vstack([C, trials[best:best + 1]])
+        if len(C) == k:
+            return C
+        ok = hi[best] >= 0
+        trials = rows[best][ok]
+        if len(trials) == 0:  # fewer distinct rows than clusters: duplicate a random row
+            trials = blocks.rows(np.array([int(rng.integers(blocks.n))])).astype(np.float64)
+
+
+def _kmeans_parallel(blocks: Blocks, k: int, rng: np.random.Generator, rounds: int,
+                     oversampling: float) -> np.ndarray:
+    """k-means|| (Bahmani et al. 2012) with the weighted re-clustering of the candidates."""
+    ell = oversampling * k
+    first = int(rng.integers(blocks.n))
+    cand_idx = np.array([first], dtype=np.int64)
+    cand = blocks.rows(cand_idx).astype(np.float64)
+    for _ in range(rounds):
+        key = new_key(rng)
+        CT = np.ascontiguousarray(cand.T.astype(blocks.dtype))
+        phi, idx, u, d2, rows = blocks.map_reduce(_kpar_chunk, _kpar_combine, CT, key, ell)
+        if phi <= 0.0:
+            break
+        keep = u * phi < ell * d2
+        idx, rows = idx[keep], rows[keep]
+        order = np.argsort(idx, kind="stable")
+        cand_idx = np.concatenate([cand_idx, idx[order]])
+        cand = np.vstack([cand, rows[order].astype(np.float64)])
+    if len(cand) < k:  # pad with uniformly drawn rows (they are re-clustered like the others)
+        extra = rng.choice(blocks.n, size=k - len(cand), replace=blocks.n < k)
+        cand = np.vstack([cand, blocks.rows(np.sort(extra)).astype(np.float64)])
+    CT = np.ascontiguousarray(cand.T.astype(blocks.dtype))
+    _, weights, _ = blocks.map_reduce(_lloyd_chunk, _sum_combine, CT)
+    return _weighted_kmeans(cand, weights.astype(np.float64), k, rng)
+
+
+def _weighted_kmeans(P: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator,
+                     max_iter: int = 300) -> np.ndarray:
+    """Weighted greedy k-means++ then weighted Lloyd on a small in-memory point set."""
+    m = len(P)
+    n_trials = 2 + int(np.log(k))
+    p0 = w / w.sum() if w.sum() > 0 else None
+    C = np.empty((k, P.shape[1]))
+    C[0] = P[rng.choice(m, p=p0)]
+    closest = ((P - C[0]) ** 2).sum(axis=1)
+    for c in range(1, k):
+        pot = (w * closest).sum()
+        if pot <= 0:
+            C[c] = P[rng.integers(m)]
+            continue
+        r = rng.random(n_trials) * pot
+        ids = np.searchsorted(np.cumsum(w * closest), r)
+        ids = np.minimum(ids, m - 1)
+        d = ((P[None, :, :] - P[ids][:, None, :]) ** 2).sum(axis=2)
+        np.minimum(closest, d, out=d)
+        best = int(np.argmin((d * w).sum(axis=1)))
+        C[c] = P[ids[best]]
+        closest = d[best]
+    for _ in range(max_iter):
+        d = ((P[:, None, :] - C[None, :, :]) ** 2).sum(axis=2)
+        lab = d.argmin(axis=1)
+        wsum = np.bincount(lab, weights=w, minlength=k)
+        new = np.empty_like(C)
+        for f in range(P.shape[1]):
+            new[:, f] = np.bincount(lab, weights=w * P[:, f], minlength=k)
+        nonempty = wsum > 0
+        new[nonempty] /= wsum[nonempty, None]
+        new[~nonempty] = C[~nonempty]
+        if np.array_equal(new, C):
+            break
+        C = new
+    return C
+
+
+# ---------------------------------------------------------------------------------------------
+# array level
+
+
+def _check_seed(seed, func: str) -> np.random.Generator:
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is not None:
+        seed = check_int(seed, "seed", func, low=0)
+    return np.random.default_rng(seed)
+
+
+def _check_X(X, func: str):
+    return check_array(X, "X", func, ndim=2,
+                       fix="" if not (hasattr(X, "ndim") and X.ndim == 1) else
+                       "Reshape your data with X.reshape(-1, 1) for a single feature.")
+
+
+def _check_init(init, k: int, d: int, dtype, func: str, choices=_INITS):
+    if isinstance(init, str):
+        return check_choice(init, "init", func, choices)
+    if is_dask(init):
+        init = init.compute()
+    try:
+        C = np.asarray(init, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(message("init", func, f"one of {', '.join(map(repr, choices))} or an "
+                                "array of shape (n_clusters, n_features)", init)) from None
+    if C.shape != (k, d):
+        raise ValueError(message("init", func, f"an array of shape ({k}, {d}) "
+                                 "(n_clusters, n_features)", C))
+    if not np.isfinite(C).all():
+        raise ValueError(message("init", func, "finite (no NaN or inf)", C))
+    return C
+
+
+def _tolerance(blocks: Blocks, tol: float) -> float:
+    if blocks.is_dask:
+        n, _, m2 = blocks.map_reduce(_moments_chunk, _moments_combine)
+        return float(tol * np.mean(m2 / n))
+    if tol == 0.0:
+        return 0.0
+    return float(tol * np.mean(np.var(blocks.X, axis=0)))
+
+
+def _relocate_empty(blocks, CT, sums, counts, empty):
+    """Move the rows farthest from their centroid into the empty clusters (as scikit-learn)."""
+    d2, idx, lab, rows = blocks.map_reduce(_far_chunk, _far_combine, CT, len(empty))
+    for e, cluster in enumerate(empty[:len(idx)]):
+        old = lab[e]
+        if counts[old] <= 1:
+            continue
+        sums[old] -= rows[e]
+        counts[old] -= 1
+        sums[cluster] = rows[e]
+        counts[cluster] = 1
+
+
+def _lloyd_loop(blocks: Blocks, C: np.ndarray, max_iter: int, tol_abs: float):
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):  # noqa: B007
+        CT = np.ascontiguousarray(C.T.astype(blocks.dtype))
+        sums, counts, _ = blocks.map_reduce(_lloyd_chunk, _sum_combine, CT)
+        empty = np.flatnonzero(counts == 0)
+        if empty.size:
+            _relocate_empty(blocks, CT, sums, counts, empty)
+        new = C.copy()
+        nz = counts > 0
+        new[nz] = sums[nz] / counts[nz, None]
+        shift = float(((new - C) ** 2).sum())
+        C = new
+        if shift <= tol_abs:
+            break
+    return C, n_iter
+
+
+def _labels_inertia(blocks: Blocks, C: np.ndarray):
+    CT = np.ascontiguousarray(C.T.astype(blocks.dtype))
+    if not blocks.is_dask:
+        X = blocks.X
+        labels = np.empty(X.shape[0], dtype=np.int32)
+        d2 = np.empty(X.shape[0], dtype=X.dtype)
+        inertia = _assign(X, CT, labels, d2, numba.get_num_threads())
+        return labels, float(inertia)
+    (inertia,) = blocks.map_reduce(_inertia_chunk, _sum_combine, CT)
+    labels = blocks.X.map_blocks(_predict_block, CT, dtype=np.int32, drop_axis=1,
+                                 meta=np.empty(0, np.int32))
+    return labels, float(inertia)
+
+
+def _initial(blocks: Blocks, k: int, init, rng, rounds: int, oversampling: float):
+    if not isinstance(init, str):
+        return init
+    if init == "random":
+        idx = np.sort(rng.choice(blocks.n, size=k, replace=False))
+        return blocks.rows(idx).astype(np.float64)
+    if init == "k-means++":
+        return _kmeans_plusplus(blocks, k, rng)
+    return _kmeans_parallel(blocks, k, rng, rounds, oversampling)
+
+
+def kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300, tol: float = 1e-4,
+           seed: int | np.random.Generator | None = None, init_rounds: int = 5,
+           oversampling: float = 2.0) -> KMeansResult:
+    """Cluster the rows of ``X`` into ``n_clusters`` groups with Lloyd's k-means.
+
+    Parameters
+    ----------
+    X : array (n, d), NumPy or Dask, float32 or float64 (other numbers become float64)
+    n_clusters : number of clusters k, ``1 <= k <= n``
+    init : ``"k-means||"`` (default, scalable), ``"k-means++"`` (one pass per centroid),
+        ``"random"`` (k distinct rows) or an array (k, d) of starting centroids
+    max_iter : most Lloyd iterations
+    tol : stop when the squared centroid shift is ``<= tol * mean(var(X, axis=0))``
+    seed : int, ``numpy.random.Generator`` or None (fresh entropy)
+    init_rounds, oversampling : k-means|| rounds and oversampling factor l / k
+
+    Returns
+    -------
+    KMeansResult with ``centroids`` (k, d), ``labels`` (n,) int32 (Dask for Dask input),
+    ``inertia`` (true sum of squared distances) and ``n_iter``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [10.0, 10.0], [10.0, 11.0]])
+    >>> r = kmeans(X, 2, seed=0)
+    >>> sorted(r.centroids[:, 1].tolist()), r.inertia
+    ([0.5, 10.5], 1.0)
+    """
+    func = "kmeans"
+    X = _check_X(X, func)
+    k = check_int(n_clusters, "n_clusters", func, low=1)
+    if k > X.shape[0]:
+        raise ValueError(message("n_clusters", func, f"an int in the range [1, {X.shape[0]}] "
+                                 "(at most the number of rows of X)", k))
+    init = _check_init(init, k, X.shape[1], X.dtype, func)
+    max_iter = check_int(max_iter, "max_iter", func, low=1)
+    tol = check_float(tol, "tol", func, low=0.0)
+    rng = _check_seed(seed, func)
+    init_rounds = check_int(init_rounds, "init_rounds", func, low=1)
+    oversampling = check_float(oversampling, "oversampling", func, low=0.0, low_open=True)
+    blocks = Blocks(X)
+    tol_abs = _tolerance(blocks, tol)  # for Dask input: also checks every chunk for NaN/inf
+    C = _initial(blocks, k, init, rng, init_rounds, oversampling)
+    C, n_iter = _lloyd_loop(blocks, np.asarray(C, dtype=np.float64), max_iter, tol_abs)
+    labels, inertia = _labels_inertia(blocks, C)
+    return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)
+
+
+def kmeans_predict(X, centroids):
+    """Index of the nearest centroid of every row of ``X`` (int32; Dask for Dask input).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> kmeans_predict(np.array([[0.1, 0.0], [9.0, 9.5]]), np.array([[0.0, 0.0], [10.0, 10.0]]))
+    array([0, 1], dtype=int32)
+    """
+    func = "kmeans_predict"
+    X = _check_X(X, func)
+    C = check_array(centroids, "centroids", func, ndim=2)
+    if is_dask(C):
+        C = C.compute()
+    if C.shape[1] != X.shape[1]:
+        raise ValueError(message("centroids", func, f"an array with {X.shape[1]} columns "
+                                 "(as many as X)", C))
+    CT = np.ascontiguousarray(C.T.astype(X.dtype))
+    if is_dask(X):
+        if len(X.chunks[1]) > 1:
+            X = X.rechunk({1: -1})
+        return X.map_blocks(_predict_block, CT, dtype=np.int32, drop_axis=1,
+                            meta=np.empty(0, np.int32))
+    return _predict_block(X, CT)
+
+
+def minibatch_kmeans(X, n_clusters: int, *, batch_size: int = 1024, init="k-means++",
+                     max_iter: int = 100, tol: float = 0.0, max_no_improvement: int | None = 10,
+                     seed: int | np.random.Generator | None = None) -> KMeansResult:
+    """Mini-batch k-means (Sculley 2010) over data streamed chunk by chunk.
+
+    Each epoch visits the chunks of ``X`` in a random order and each chunk's rows in a random
+    order, in batches of ``batch_size`` rows: every step assigns one batch and moves each
+    centroid towards the mean of its rows with learning rate ``1 / count`` (O(batch * k * d)
+    per step; one chunk in memory at a time). The starting centroids come from ``init`` run
+    on ``3 * batch_size`` rows (at least ``3 * k``) of the first chunk visited. Stops after
+    ``max_iter`` epochs, or earlier when the smoothed batch inertia has not improved for
+    ``max_no_improvement`` steps (None: never) or the squared centroid change of a step is
+    ``<= tol * mean(var)`` (variance estimated on the init sample; 0 disables it).
+    ``labels`` and ``inertia`` are computed for the final centroids on all of X.
+    The result depends on ``seed`` and on the chunking (the order rows are visited in).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.vstack([np.zeros((50, 2)), np.full((50, 2), 10.0)])
+    >>> r = minibatch_kmeans(X, 2, batch_size=16, seed=0)
+    >>> sorted(r.centroids[:, 0].tolist())
+    [0.0, 10.0]
+    """
+    func = "minibatch_kmeans"
+    X = _check_X(X, func)
+    k = check_int(n_clusters, "n_clusters", func, low=1)
+    if k > X.shape[0]:
+        raise ValueError(message("n_clusters", func, f"an int in the range [1, {X.shape[0]}] "
+                                 "(at most the number of rows of X)", k))
+    batch = check_int(batch_size, "batch_size", func, low=1)
+    init = _check_init(init, k, X.shape[1], X.dtype, func, choices=("k-means++", "random"))
+    max_iter = check_int(max_iter, "max_iter", func, low=1)
+    tol = check_float(tol, "tol", func, low=0.0)
+    if max_no_improvement is not None:
+        max_no_improvement = check_int(max_no_improvement, "max_no_improvement", func, low=1)
+    rng = _check_seed(seed, func)
+    blocks = Blocks(X)
+
+    def load(b):
+        if not blocks.is_dask:
+            return blocks.X
+        import dask
+
+        (arr,) = dask.compute(blocks.parts[b])
+        arr = np.ascontiguousarray(arr)
+        if not all_finite(arr):
+            raise nonfinite_error("X", func)
+        return arr
+
+    CT = None
+    wsum = np.zeros(k)
+    state = np.zeros(5)
+    tol_abs = 0.0
+    n_epochs = 0
+    nonempty = np.flatnonzero(blocks.sizes > 0)
+    for epoch in range(max_iter):
+        n_epochs = epoch + 1
+        for b in rng.permutation(nonempty):
+            chunk = load(b)
+            if CT is None:
+                m = min(len(chunk), max(3 * batch, 3 * k))
+                sample = chunk[np.sort(rng.choice(len(chunk), size=m, replace=False))]
+                if k > len(sample):
+                    raise ValueError(message("n_clusters", func, "at most the rows of the first "
+                                             "chunk visited", k, "Use larger chunks."))
+                if isinstance(init, str):
+                    C = _initial(Blocks(np.ascontiguousarray(sample)), k, init, rng, 1, 1.0)
+                else:
+                    C = init
+                CT = np.ascontiguousarray(np.asarray(C, dtype=np.float64).T)
+                if tol > 0:
+                    tol_abs = float(tol * np.mean(np.var(sample, axis=0)))
+            perm = rng.permutation(len(chunk))
+            _minibatch_chunk(chunk, perm, CT, wsum, batch, float(blocks.n),
+                             0 if max_no_improvement is None else max_no_improvement,
+                             tol_abs, state)
+            if state[4]:
+                break
+        if state[4]:
+            break
+    C = np.ascontiguousarray(CT.T)
+    labels, inertia = _labels_inertia(blocks, C)
+    return KMeansResult(C.astype(X.dtype), labels, inertia, n_epochs, int(state[0]))

@@ -1,0 +1,1 @@
+"""Data-mining kernels: frequent itemsets and association rules, matrix profile, outlier scores."""

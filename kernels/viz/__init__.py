@@ -1,0 +1,1 @@
+"""Visualisation preprocessing: 2-D aggregation, shading, pyramids, downsampling, projection."""

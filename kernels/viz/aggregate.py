@@ -1,0 +1,394 @@
+"""``aggregate2d``: points binned onto a raster (count, sum, mean, min, max, std, count_cat).
+
+Binning is exactly ``numpy.histogram2d(y, x, bins=(ny, nx), range=((ymin, ymax), (xmin, xmax)))``:
+a point falls in bin ``j`` of an axis when ``edges[j] <= v < edges[j + 1]`` with the edges of
+``numpy.linspace(lo, hi, n + 1)``; the last bin is closed (``v == hi`` counts); points with a NaN
+coordinate or outside the range are dropped. The bin index is computed arithmetically and then
+corrected against the actual edges, as numpy's own histogram does, so rounding never moves a
+point.
+
+Every reduction is built from mergeable bases (count; sum; running min/max; count, mean and
+M2 for the standard deviation, merged with Chan et al.'s update): each thread (and each Dask
+chunk) fills its own bases, the bases are combined (a tree over Dask chunks), and the result is
+finalised once. Points whose value is NaN are skipped by the value reductions (like datashader).
+Empty bins are 0 for count and sum (like ``histogram2d``) and NaN for mean, min, max and std
+(like ``scipy.stats.binned_statistic_2d``).
+
+Threads get private rasters only when there are enough points per cell to pay for them, so a
+raster much larger than the point set is filled by one thread instead of being copied per core.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from hpcjobs.kernels._jit import njit
+from hpcjobs.kernels._validation import (
+    check_array,
+    check_choice,
+    check_int,
+    check_ints,
+    is_dask,
+    message,
+)
+
+AGGS = ("count", "sum", "mean", "min", "max", "std", "count_cat")
+_CODE = {name: i for i, name in enumerate(AGGS)}
+_FUNC = "aggregate2d"
+# which bases each reduction keeps: (count, acc1, acc2)
+_BASES = {
+    "count": (True, False, False), "sum": (False, True, False), "mean": (True, True, False),
+    "min": (False, True, False), "max": (False, True, False), "std": (True, True, True),
+    "count_cat": (True, False, False),
+}
+_MIN_POINTS_PER_THREAD = 65536
+
+
+# ---------------------------------------------------------------------------------------------
+# chunk level
+
+
+@njit
+def _bin(v, lo, hi, scale, edges, n):
+    """The bin of ``v`` on one axis as ``numpy.histogramdd`` finds it, or -1 when dropped."""
+    if not (v >= lo and v <= hi):  # NaN compares false: dropped with the out-of-range points
+        return -1
+    j = int((v - lo) * scale)
+    if j >= n:
+        j = n - 1
+    # the arithmetic index can be one off the true edges by rounding: correct against them
+    if v < edges[j]:
+        j -= 1
+    elif j < n - 1 and v >= edges[j + 1]:
+        j += 1
+    return j
+
+
+@njit
+def _accumulate(x, y, v, start, stop, xe, ye, code, ncat, cnt, acc1, acc2):
+    """Add points ``[start, stop)`` to one set of bases (flat rasters, caller-owned).
+
+    ``code`` picks the reduction (index into ``AGGS``); ``cnt``, ``acc1``, ``acc2`` are the
+    bases it needs (see ``_BASES``), flattened as ``row * nx + col`` (and
+    ``cat * ny * nx + cell`` for count_cat).
+    """
+    nx = xe.shape[0] - 1
+    ny = ye.shape[0] - 1
+    xlo, xhi = xe[0], xe[nx]
+    ylo, yhi = ye[0], ye[ny]
+    xs = nx / (xhi - xlo)
+    ys = ny / (yhi - ylo)
+    cells = nx * ny
+    for i in range(start, stop):
+        c = _bin(np.float64(x[i]), xlo, xhi, xs, xe, nx)
+        if c < 0:
+            continue
+        r = _bin(np.float64(y[i]), ylo, yhi, ys, ye, ny)
+        if r < 0:
+            continue
+        k = r * nx + c
+        if code == 0:
+            cnt[k] += 1
+        elif code == 6:
+            cat = np.int64(v[i])
+            if cat >= 0 and cat < ncat:
+                cnt[cat * cells + k] += 1
+        else:
+            val = np.float64(v[i])
+            if val != val:
+                continue
+            if code == 1:
+                acc1[k] += val
+            elif code == 2:
+                cnt[k] += 1
+                acc1[k] += val
+            elif code == 3:
+                if not (acc1[k] <= val):  # NaN (empty) start is replaced
+                    acc1[k] = val
+            elif code == 4:
+                if not (acc1[k] >= val):
+                    acc1[k] = val
+            else:  # std: Welford's running mean and M2
+                cnt[k] += 1
+                delta = val - acc1[k]
+                acc1[k] += delta / cnt[k]
+                acc2[k] += delta * (val - acc1[k])
+
+
+@njit(parallel=True)
+def _accumulate_threads(x, y, v, ranges, xe, ye, code, ncat, cnt, acc1, acc2):
+    """Each thread fills its own bases ``cnt[t]``, ``acc1[t]``, ``acc2[t]`` (no sharing)."""
+    for t in numba.prange(ranges.shape[0]):
+        _accumulate(x, y, v, ranges[t, 0], ranges[t, 1], xe, ye, code, ncat,
+                    cnt[t], acc1[t], acc2[t])
+
+
+@njit
+def _merge_std(cnt, mean, m2, cnt_b, mean_b, m2_b):
+    """Merge (count, mean, M2) bases ``_b`` into the first set in place (Chan et al.)."""
+    for k in range(cnt.shape[0]):
+        nb = cnt_b[k]
+        if nb == 0:
+            continue
+        na = cnt[k]
+        if na == 0:
+            cnt[k], mean[k], m2[k] = nb, mean_b[k], m2_b[k]
+            continue
+        n = na + nb
+        delta = mean_b[k] - mean[k]
+        mean[k] += delta * (nb / n)
+        m2[k] += m2_b[k] + delta * delta * (na * nb / n)
+        cnt[k] = n
+
+
+def _new_bases(agg: str, t: int, cells: int, count_dtype) -> tuple:
+    has_cnt, has_a1, has_a2 = _BASES[agg]
+    cnt = np.zeros((t, cells if has_cnt else 0), dtype=count_dtype)
+    fill = np.nan if agg in ("min", "max") else 0.0
+    acc1 = np.full((t, cells if has_a1 else 0), fill)
+    acc2 = np.zeros((t, cells if has_a2 else 0))
+    return cnt, acc1, acc2
+
+
+def _merge(agg: str, a: tuple, b: tuple) -> tuple:
+    """Merge two flat base tuples (count, acc1, acc2); returns the merged tuple (may reuse ``a``)."""
+    cnt, acc1, acc2 = a
+    if agg == "std":
+        _merge_std(cnt, acc1, acc2, b[0], b[1], b[2])
+        return cnt, acc1, acc2
+    if agg == "min":
+        return cnt, np.fmin(acc1, b[1], out=acc1), acc2
+    if agg == "max":
+        return cnt, np.fmax(acc1, b[1], out=acc1), acc2
+    return np.add(cnt, b[0], out=cnt), np.add(acc1, b[1], out=acc1), acc2
+
+
+def _chunk_bases(x, y, v, xe, ye, agg: str, ncat: int) -> tuple:
+    """Bases of one in-memory chunk of points, threads over disjoint point ranges."""
+    x = np.ascontiguousarray(x)
+    y = np.ascontiguousarray(y)
+    n = x.shape[0]
+    cells = (xe.shape[0] - 1) * (ye.shape[0] - 1) * (ncat if agg == "count_cat" else 1)
+    if v is None:
+        v = x  # not read by count
+    else:
+        v = np.ascontiguousarray(v)
+        if v.dtype.kind in "biu" and agg != "count_cat":
+            v = v.astype(np.float64)
+    # a private raster per thread only when each thread has points enough to pay for it
+    t = max(1, min(numba.get_num_threads(), n // _MIN_POINTS_PER_THREAD, max(1, 2 * n // cells)))
+    count_dtype = np.float64 if agg == "std" else np.int64
+    cnt, acc1, acc2 = _new_bases(agg, t, cells, count_dtype)
+    bounds = np.linspace(0, n, t + 1).astype(np.int64)
+    ranges = np.stack([bounds[:-1], bounds[1:]], axis=1)
+    code = _CODE[agg]
+    if t == 1:
+        _accumulate(x, y, v, 0, n, xe, ye, code, ncat, cnt[0], acc1[0], acc2[0])
+    else:
+        _accumulate_threads(x, y, v, ranges, xe, ye, code, ncat, cnt, acc1, acc2)
+    out = (cnt[0], acc1[0], acc2[0])
+    for i in range(1, t):
+        out = _merge(agg, out, (cnt[i], acc1[i], acc2[i]))
+    return out
+
+
+def _combine(parts: list, agg: str) -> tuple:
+    out = tuple(np.array(a, copy=True) for a in parts[0])
+    for p in parts[1:]:
+        out = _merge(agg, out, p)
+    return out
+
+
+def _finalize(bases: tuple, agg: str, shape: tuple, ncat: int) -> np.ndarray:
+    cnt, acc1, acc2 = bases
+    ny, nx = shape
+    if agg == "count":
+        return cnt.reshape(ny, nx)
+    if agg == "count_cat":
+        return cnt.reshape(ncat, ny, nx)
+    if agg in ("sum", "min", "max"):
+        return acc1.reshape(ny, nx)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if agg == "mean":
+            out = acc1 / cnt
+        else:  # std, ddof=0 like numpy.std
+            out = np.where(cnt > 0, np.sqrt(acc2 / np.where(cnt > 0, cnt, 1)), np.nan)
+    return out.reshape(ny, nx)
+
+
+# ---------------------------------------------------------------------------------------------
+# array level
+
+
+def _edges(lo: float, hi: float, n: int) -> np.ndarray:
+    return np.linspace(lo, hi, n + 1)
+
+
+def _check_range(range_):
+    expected = "((xmin, xmax), (ymin, ymax)) with finite numbers and min < max"
+    try:
+        r = np.asarray(range_, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(message("range", _FUNC, expected, range_)) from None
+    if r.shape == (4,):
+        r = r.reshape(2, 2)
+    if r.shape != (2, 2) or not np.isfinite(r).all() or (r[:, 0] >= r[:, 1]).any():
+        raise ValueError(message("range", _FUNC, expected, range_))
+    return r
+
+
+def _auto_range(lo: float, hi: float, name: str) -> tuple[float, float]:
+    """The range numpy.histogram picks from data: [min, max], widened by 0.5 if they are equal."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError(message(
+            name, _FUNC, "finite somewhere (to find the range from the data)",
+            "an array with no finite value or holding inf", "Pass range=((xmin, xmax), "
+            "(ymin, ymax)) explicitly."))
+    if lo == hi:
+        return lo - 0.5, hi + 0.5
+    return float(lo), float(hi)
+
+
+def _finite_minmax(a):
+    a = np.asarray(a)
+    if a.dtype.kind == "f":
+        if np.isinf(a).any():
+            return np.nan, np.nan
+        if np.isnan(a).all():
+            return np.nan, np.nan
+        return np.nanmin(a), np.nanmax(a)
+    return a.min(), a.max()
+
+
+def aggregate2d(x, y, *, shape, range=None, agg: str = "count", values=None,
+                n_categories: int | None = None):
+    """Aggregate points onto a 2-D raster, binned exactly like ``numpy.histogram2d``.
+
+    Parameters
+    ----------
+    x, y : numpy or dask array, shape (n,)
+        Point coordinates. Points with a NaN coordinate or outside ``range`` are dropped.
+    shape : (ny, nx)
+        Raster size: rows follow y, columns follow x.
+    range : ((xmin, xmax), (ymin, ymax)), optional
+        Raster extent. The last bin of each axis is closed. Default: the data's finite
+        min and max (one extra pass over Dask data), as ``numpy.histogram2d`` does.
+    agg : {"count", "sum", "mean", "min", "max", "std", "count_cat"}
+        The reduction. All but count need ``values``; NaN values are skipped. ``std`` is
+        the population standard deviation (ddof=0). ``count_cat`` counts the points per
+        category: ``values`` holds integer labels, one layer per category; labels outside
+        ``[0, n_categories)`` (e.g. -1 for noise) are dropped.
+    values : numpy or dask array, shape (n,), optional
+        The value (or the category label) of each point.
+    n_categories : int, optional
+        Number of layers for ``count_cat`` (default: largest label + 1).
+
+    Returns
+    -------
+    numpy.ndarray or dask.array.Array
+        ``(ny, nx)`` (``(n_categories, ny, nx)`` for count_cat): int64 counts, float64
+        otherwise (0 in empty bins for sum, NaN for mean, min, max and std). A Dask array
+        (one chunk, computed by a tree reduction over the input chunks) when an input is Dask.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([0.1, 0.6, 0.9, 1.0]); y = np.array([0.1, 0.1, 0.8, 1.0])
+    >>> aggregate2d(x, y, shape=(2, 2), range=((0, 1), (0, 1)))
+    array([[1, 1],
+           [0, 2]])
+    """
+    agg = check_choice(agg, "agg", _FUNC, AGGS)
+    shape = check_ints(shape, "shape", _FUNC, length=2, low=1)
+    x = check_array(x, "x", _FUNC, ndim=1, allow_nan=True, float_out=False)
+    y = check_array(y, "y", _FUNC, ndim=1, allow_nan=True, float_out=False)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(message("y", _FUNC, f"the same length as x ({x.shape[0]})", y))
+    if agg == "count":
+        values = None
+    elif values is None:
+        raise TypeError(message("values", _FUNC, f"an array of length {x.shape[0]} for "
+                                f"agg={agg!r}", values, "Only agg='count' needs no values."))
+    else:
+        kinds = "iu" if agg == "count_cat" else "fiub"
+        fix = "Pass integer category labels." if agg == "count_cat" else ""
+        values = check_array(values, "values", _FUNC, ndim=1, allow_nan=True,
+                             float_out=False, kinds=kinds, fix=fix)
+        if values.shape[0] != x.shape[0]:
+            raise ValueError(message("values", _FUNC, f"the same length as x ({x.shape[0]})",
+                                     values))
+    if n_categories is not None:
+        n_categories = check_int(n_categories, "n_categories", _FUNC, low=1)
+    rng = None if range is None else _check_range(range)
+    if not (is_dask(x) or is_dask(y) or is_dask(values)):
+        return _aggregate_numpy(x, y, values, shape, rng, agg, n_categories)
+    return _aggregate_dask(x, y, values, shape, rng, agg, n_categories)
+
+
+def _aggregate_numpy(x, y, values, shape, rng, agg, ncat):
+    if rng is None:
+        xr = _auto_range(*_finite_minmax(x), "x")
+        yr = _auto_range(*_finite_minmax(y), "y")
+    else:
+        xr, yr = tuple(rng[0]), tuple(rng[1])
+    if agg == "count_cat" and ncat is None:
+        ncat = int(values.max()) + 1 if values.size else 1
+        ncat = max(ncat, 1)
+    ncat = ncat or 1
+    xe, ye = _edges(*xr, shape[1]), _edges(*yr, shape[0])
+    bases = _chunk_bases(x, y, values, xe, ye, agg, ncat)
+    return _finalize(bases, agg, shape, ncat)
+
+
+def _aggregate_dask(x, y, values, shape, rng, agg, ncat, split_every: int = 4):
+    import dask
+    import dask.array as da
+
+    x, y = da.asarray(x), da.asarray(y)
+    y = y.rechunk(x.chunks)  # the same points in each block
+    if values is not None:
+        values = da.asarray(values).rechunk(x.chunks)
+    todo = {}
+    if rng is None:
+        todo["xr"] = (da.nanmin(_inf_to_nan(x)), da.nanmax(_inf_to_nan(x)), da.isinf(x).any())
+        todo["yr"] = (da.nanmin(_inf_to_nan(y)), da.nanmax(_inf_to_nan(y)), da.isinf(y).any())
+    if agg == "count_cat" and ncat is None:
+        todo["ncat"] = values.max()
+    if todo:
+        (found,) = dask.compute(todo)
+        if "ncat" in found:
+            ncat = max(int(found["ncat"]) + 1, 1)
+        if rng is None:
+            xr = _auto_range(*(np.nan if found["xr"][2] else found["xr"][i] for i in (0, 1)),
+                             "x")
+            yr = _auto_range(*(np.nan if found["yr"][2] else found["yr"][i] for i in (0, 1)),
+                             "y")
+    if rng is not None:
+        xr, yr = tuple(rng[0]), tuple(rng[1])
+    ncat = ncat or 1
+    xe, ye = _edges(*xr, shape[1]), _edges(*yr, shape[0])
+
+    xb = x.to_delayed(optimize_graph=False).ravel()
+    yb = y.to_delayed(optimize_graph=False).ravel()
+    vb = (values.to_delayed(optimize_graph=False).ravel() if values is not None
+          else [None] * len(xb))
+    # per chunk: bases; then a tree of merges (fan-in split_every); then finalise once
+    parts = [dask.delayed(_chunk_bases, pure=True)(a, b, c, xe, ye, agg, ncat)
+             for a, b, c in zip(xb, yb, vb, strict=True)]
+    while len(parts) > 1:
+        parts = [dask.delayed(_combine, pure=True)(parts[i:i + split_every], agg)
+                 for i in range(0, len(parts), split_every)]
+    out_shape = (ncat, *shape) if agg == "count_cat" else tuple(shape)
+    dtype = np.int64 if agg in ("count", "count_cat") else np.float64
+    result = dask.delayed(_finalize, pure=True)(parts[0], agg, tuple(shape), ncat)
+    return da.from_delayed(result, shape=out_shape, dtype=dtype)
+
+
+def _inf_to_nan(a):
+    import dask.array as da
+
+    if a.dtype.kind != "f":
+        return a
+    return da.where(da.isinf(a), np.nan, a)
+

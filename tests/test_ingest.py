@@ -1,0 +1,389 @@
+"""hpcjobs ingest: CSV, .npy, Parquet and basket files into Zarr, streamed and atomic."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tracemalloc
+
+import numpy as np
+import pytest
+import zarr
+from click.testing import CliRunner
+
+from hpcjobs import ingest as ing
+from hpcjobs.cli import cli
+from hpcjobs.errors import OutputExistsError, UserError
+
+
+def _leftovers(folder) -> list[str]:
+    return sorted(p for p in os.listdir(folder) if ".tmp-" in p or ".old-" in p)
+
+
+def _write(path, text: str):
+    path.write_text(text)
+    return path
+
+
+# ----------------------------------------------------------------------------- CSV
+
+
+def test_csv_with_header_round_trip(tmp_path):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((257, 4))
+    src = tmp_path / "readings.csv"
+    np.savetxt(src, X, delimiter=",", header="a,b,c,d", comments="", fmt="%.17g")
+    res = ing.ingest(src, tmp_path / "out.zarr", chunks=50)
+    g = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")
+    arr = g["readings"]
+    assert arr.shape == (257, 4) and arr.dtype == np.float64
+    assert arr.chunks == (50, 4)
+    np.testing.assert_array_equal(arr[:], X)
+    assert arr.attrs["columns"] == ["a", "b", "c", "d"]
+    assert arr.metadata.dimension_names == ("row", "column")
+    assert g.attrs["ingest"]["format"] == "csv"
+    assert g.attrs["ingest"]["source"] == str(src.resolve())
+    assert g.attrs["ingest"]["rows"] == 257
+    assert g.attrs["hpcjobs_version"]
+    assert res.arrays["readings"]["shape"] == [257, 4]
+    assert _leftovers(tmp_path) == []
+
+
+def test_csv_no_header_detected_blank_lines_empty_cells(tmp_path):
+    src = _write(tmp_path / "x.csv", '1, 2,3\n\n4,,"6"\n  \nnan,inf,-1e3\n')
+    ing.ingest(src, tmp_path / "x.zarr")
+    arr = zarr.open_group(str(tmp_path / "x.zarr"), mode="r")["x"]
+    np.testing.assert_array_equal(arr[:], [[1, 2, 3], [4, np.nan, 6], [np.nan, np.inf, -1e3]])
+    assert arr.attrs["columns"] == ["c0", "c1", "c2"]
+
+
+def test_csv_header_flags_and_delimiter(tmp_path):
+    src = _write(tmp_path / "x.txt", "10;20\n30;40\n")
+    # forced header: the first numeric line becomes names
+    ing.ingest(src, tmp_path / "h.zarr", format="csv", delimiter=";", header=True, name="v")
+    arr = zarr.open_group(str(tmp_path / "h.zarr"), mode="r")["v"]
+    assert arr.attrs["columns"] == ["10", "20"]
+    np.testing.assert_array_equal(arr[:], [[30, 40]])
+    # --no-header with a text first line: a precise error
+    src2 = _write(tmp_path / "y.csv", "a,b\n1,2\n")
+    with pytest.raises(UserError, match=r"y\.csv: line 1, column 1 \('c0'\): 'a' is not a number"):
+        ing.ingest(src2, tmp_path / "y.zarr", header=False)
+    assert not (tmp_path / "y.zarr").exists()
+
+
+def test_tsv_and_gzip(tmp_path):
+    (tmp_path / "t.tsv").write_text("x\ty\n1\t2\n3\t4\n")
+    ing.ingest(tmp_path / "t.tsv", tmp_path / "t.zarr")
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "t.zarr"))["t"][:],
+                                  [[1, 2], [3, 4]])
+    with gzip.open(tmp_path / "g.csv.gz", "wt") as fh:
+        fh.write("p,q\n" + "".join(f"{i},{2 * i}\n" for i in range(1000)))
+    ing.ingest(tmp_path / "g.csv.gz", tmp_path / "g.zarr", chunks=64)
+    arr = zarr.open_group(str(tmp_path / "g.zarr"))["g"]
+    np.testing.assert_array_equal(arr[:, 1], 2 * np.arange(1000.0))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a,b,c\n1,2,3\n4,5\n", r"bad\.csv: line 3: ragged row: 2 cells where the first row has 3"),
+    ("a,b,c\n1,2,3\n4,5,6,7\n", r"line 3: ragged row: 4 cells"),
+    ("a,b,c\n1,2,3\n4,x,5\n", r"bad\.csv: line 3, column 2 \('b'\): 'x' is not a number"),
+    ("a,b\n\n\n1,2\n3,4\n5,six\n", r"line 6, column 2 \('b'\): 'six' is not a number"),
+    ("", r"empty file: no rows"),
+    ("\n\n  \n", r"empty file: no rows"),
+    ("a,b,c\n", r"no data rows"),
+])
+def test_csv_bad_input_one_line_error_nothing_written(tmp_path, text, message):
+    src = _write(tmp_path / "bad.csv", text)
+    with pytest.raises(UserError, match=message) as info:
+        ing.ingest(src, tmp_path / "bad.zarr")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "bad.zarr").exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_csv_error_far_into_file_reports_physical_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(ing, "READ_LINES", 100)  # the bad line is in a later read block
+    lines = ["a,b"] + [f"{i},{i}" for i in range(1000)]
+    lines[777] = "1,oops"
+    src = _write(tmp_path / "far.csv", "\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=r"line 778, column 2 \('b'\): 'oops'"):
+        ing.ingest(src, tmp_path / "far.zarr", chunks=64)
+    assert not (tmp_path / "far.zarr").exists()
+
+
+def test_csv_is_streamed_not_loaded_whole(tmp_path, monkeypatch):
+    """Peak Python/NumPy memory stays far below the size of the data when chunks are small."""
+    monkeypatch.setattr(ing, "READ_LINES", 2000)
+    n, d = 200_000, 4
+    src = tmp_path / "big.csv"
+    with open(src, "w") as fh:
+        for start in range(0, n, 20_000):
+            block = np.arange(start, start + 20_000, dtype=np.float64)
+            np.savetxt(fh, np.column_stack([block] * d), delimiter=",", fmt="%d")
+    data_bytes = n * d * 8  # 6.4 MB of float64; the text is larger still
+    tracemalloc.start()
+    try:
+        ing.ingest(src, tmp_path / "big.zarr", chunks=5000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < data_bytes / 2, peak
+    arr = zarr.open_group(str(tmp_path / "big.zarr"))["big"]
+    assert arr.shape == (n, d) and arr.chunks == (5000, d)
+    np.testing.assert_array_equal(arr[-3:, 0], [n - 3, n - 2, n - 1])
+
+
+def test_default_chunks_rule():
+    assert ing.default_chunk_rows(80) == 64 * 2**20 // 80
+    assert ing.default_chunk_rows(80, n_rows=10) == 10
+    assert ing.default_chunk_rows(10**9) == 1
+
+
+# ----------------------------------------------------------------------------- .npy
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int16, np.bool_])
+def test_npy_round_trip_keeps_dtype(tmp_path, dtype):
+    X = (np.arange(103 * 3).reshape(103, 3) % 5).astype(dtype)
+    np.save(tmp_path / "a.npy", X)
+    res = ing.ingest(tmp_path / "a.npy", tmp_path / "a.zarr", chunks=10, name="arr")
+    arr = zarr.open_group(str(tmp_path / "a.zarr"))["arr"]
+    assert arr.dtype == np.dtype(dtype) and arr.chunks == (10, 3)
+    np.testing.assert_array_equal(arr[:], X)
+    assert res.arrays["arr"]["chunks"] == [10, 3]
+
+
+def test_npy_1d_fortran_order_and_big_endian(tmp_path):
+    np.save(tmp_path / "v.npy", np.arange(50.0))
+    ing.ingest(tmp_path / "v.npy", tmp_path / "v.zarr", chunks=7)
+    arr = zarr.open_group(str(tmp_path / "v.zarr"))["v"]
+    assert arr.metadata.dimension_names == ("row",)
+    np.testing.assert_array_equal(arr[:], np.arange(50.0))
+    F = np.asfortranarray(np.arange(40.0).reshape(10, 4)).astype(">f8")
+    np.save(tmp_path / "f.npy", F)
+    ing.ingest(tmp_path / "f.npy", tmp_path / "f.zarr", chunks=3)
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "f.zarr"))["f"][:], F)
+
+
+def test_npy_bad_inputs(tmp_path):
+    np.save(tmp_path / "e.npy", np.empty((0, 3)))
+    with pytest.raises(UserError, match="empty array"):
+        ing.ingest(tmp_path / "e.npy", tmp_path / "e.zarr")
+    np.save(tmp_path / "s.npy", np.array(["a", "b"]))
+    with pytest.raises(UserError, match="not numeric"):
+        ing.ingest(tmp_path / "s.npy", tmp_path / "s.zarr")
+    (tmp_path / "junk.npy").write_bytes(b"not an npy file at all")
+    with pytest.raises(UserError, match="cannot read as .npy"):
+        ing.ingest(tmp_path / "junk.npy", tmp_path / "j.zarr")
+    assert not any(p.suffix == ".zarr" for p in tmp_path.iterdir())
+
+
+def test_xarray_reads_output(tmp_path):
+    xr = pytest.importorskip("xarray")
+    np.save(tmp_path / "m.npy", np.ones((20, 2)))
+    ing.ingest(tmp_path / "m.npy", tmp_path / "m.zarr", chunks=8)
+    ds = xr.open_zarr(tmp_path / "m.zarr")
+    assert ds["m"].dims == ("row", "column") and ds["m"].shape == (20, 2)
+    assert float(ds["m"].sum()) == 40.0
+
+
+# ----------------------------------------------------------------------------- Parquet
+
+
+def test_parquet_numeric_columns_nulls_and_batches(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    n = 1000
+    table = pa.table({
+        "x": pa.array(np.arange(n, dtype=np.float64)),
+        "k": pa.array(np.arange(n, dtype=np.int32)),
+        "name": pa.array([f"r{i}" for i in range(n)]),
+        "y": pa.array([None if i % 10 == 0 else float(i) for i in range(n)]),
+        "flag": pa.array([i % 2 == 0 for i in range(n)]),
+    })
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=128)
+    ing.ingest(tmp_path / "t.parquet", tmp_path / "t.zarr", chunks=100)
+    arr = zarr.open_group(str(tmp_path / "t.zarr"))["t"]
+    assert arr.shape == (n, 4) and arr.chunks == (100, 4)
+    assert arr.attrs["columns"] == ["x", "k", "y", "flag"]
+    assert arr.attrs["skipped_columns"] == ["name"]
+    got = arr[:]
+    np.testing.assert_array_equal(got[:, 0], np.arange(n))
+    np.testing.assert_array_equal(got[:, 1], np.arange(n))
+    expected_y = np.where(np.arange(n) % 10 == 0, np.nan, np.arange(n))
+    np.testing.assert_array_equal(got[:, 2], expected_y)
+    np.testing.assert_array_equal(got[:, 3], (np.arange(n) % 2 == 0))
+
+
+def test_parquet_bad_inputs(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    pq.write_table(pa.table({"s": ["a", "b"]}), tmp_path / "s.parquet")
+    with pytest.raises(UserError, match="no numeric column"):
+        ing.ingest(tmp_path / "s.parquet", tmp_path / "s.zarr")
+    pq.write_table(pa.table({"x": pa.array([], pa.float64())}), tmp_path / "e.parquet")
+    with pytest.raises(UserError, match="empty file"):
+        ing.ingest(tmp_path / "e.parquet", tmp_path / "e.zarr")
+    (tmp_path / "junk.parquet").write_text("hello")
+    with pytest.raises(UserError, match="cannot read as Parquet"):
+        ing.ingest(tmp_path / "junk.parquet", tmp_path / "j.zarr")
+
+
+def test_parquet_without_pyarrow_says_how_to_install(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name.startswith("pyarrow"):
+            raise ImportError("No module named 'pyarrow'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    (tmp_path / "t.parquet").write_bytes(b"PAR1")
+    with pytest.raises(UserError, match="pip install pyarrow"):
+        ing.ingest(tmp_path / "t.parquet", tmp_path / "t.zarr")
+    assert _leftovers(tmp_path) == [] and not (tmp_path / "t.zarr").exists()
+
+
+# ----------------------------------------------------------------------------- baskets
+
+
+def _read_tx(dest, name):
+    g = zarr.open_group(str(dest), mode="r")[name]
+    indptr, items, labels = g["indptr"][:], g["items"][:], g["labels"][:]
+    tx = [[str(labels[k]) for k in items[indptr[i]:indptr[i + 1]]] for i in range(len(indptr) - 1)]
+    return g, tx
+
+
+def test_basket_csr_labels_empty_lines(tmp_path):
+    src = _write(tmp_path / "shop.basket",
+                 "milk bread\n\nbread,eggs  milk\nmilk milk\n   \nbeer\n")
+    res = ing.ingest(src, tmp_path / "shop.zarr", chunks=2)
+    g, tx = _read_tx(tmp_path / "shop.zarr", "shop")
+    assert g.attrs["hpcjobs_kind"] == "transactions"
+    # 6 lines -> 6 transactions; blank lines are empty transactions; a repeat counts once;
+    # the final newline adds nothing
+    assert tx == [["milk", "bread"], [], ["bread", "eggs", "milk"], ["milk"], [], ["beer"]]
+    assert g["indptr"].dtype == np.int64 and g["items"].dtype == np.int32
+    assert list(g["labels"][:]) == ["milk", "bread", "eggs", "beer"]  # first appearance
+    np.testing.assert_array_equal(g["indptr"][:], [0, 2, 2, 5, 6, 6, 7])
+    assert g["items"].chunks == (2,)
+    assert g.attrs["n_transactions"] == 6
+    assert res.arrays["shop/indptr"]["shape"] == [7]
+
+
+def test_basket_no_trailing_newline_and_streaming(tmp_path, monkeypatch):
+    monkeypatch.setattr(ing, "READ_LINES", 7)
+    rng = np.random.default_rng(3)
+    words = [f"i{k}" for k in range(30)]
+    expected = [sorted(set(rng.choice(words, size=rng.integers(0, 6)).tolist()))
+                for _ in range(200)]
+    text = "\n".join(",".join(t) for t in expected)  # no newline at EOF
+    src = _write(tmp_path / "r.dat", text)
+    ing.ingest(src, tmp_path / "r.zarr", chunks=16)
+    _, tx = _read_tx(tmp_path / "r.zarr", "r")
+    assert len(tx) == 200
+    assert [sorted(t) for t in tx] == expected
+
+
+def test_basket_empty_file(tmp_path):
+    src = _write(tmp_path / "e.basket", "")
+    with pytest.raises(UserError, match="empty file: no transactions"):
+        ing.ingest(src, tmp_path / "e.zarr")
+    assert not (tmp_path / "e.zarr").exists() and _leftovers(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- atomicity
+
+
+def test_existing_dest_refused_and_overwrite_replaces(tmp_path):
+    np.save(tmp_path / "a.npy", np.ones((5, 2)))
+    ing.ingest(tmp_path / "a.npy", tmp_path / "a.zarr")
+    with pytest.raises(OutputExistsError, match="already exists; pass --overwrite"):
+        ing.ingest(tmp_path / "a.npy", tmp_path / "a.zarr")
+    np.save(tmp_path / "a.npy", np.zeros((7, 2)))
+    ing.ingest(tmp_path / "a.npy", tmp_path / "a.zarr", overwrite=True)
+    assert zarr.open_group(str(tmp_path / "a.zarr"))["a"].shape == (7, 2)
+    assert _leftovers(tmp_path) == []
+
+
+def test_failed_overwrite_keeps_old_dest(tmp_path):
+    np.save(tmp_path / "a.npy", np.ones((5, 2)))
+    ing.ingest(tmp_path / "a.npy", tmp_path / "a.zarr")
+    _write(tmp_path / "a.csv", "1,2\n3\n")
+    with pytest.raises(UserError, match="ragged"):
+        ing.ingest(tmp_path / "a.csv", tmp_path / "a.zarr", overwrite=True, name="a")
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "a.zarr"))["a"][:],
+                                  np.ones((5, 2)))
+    assert _leftovers(tmp_path) == []
+
+
+def test_interrupt_leaves_nothing(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = ing._RowWriter._write
+
+    def interrupted(self, rows):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, rows)
+
+    monkeypatch.setattr(ing._RowWriter, "_write", interrupted)
+    np.save(tmp_path / "a.npy", np.ones((100, 2)))
+    with pytest.raises(KeyboardInterrupt):
+        ing.ingest(tmp_path / "a.npy", tmp_path / "a.zarr", chunks=10)
+    assert calls["n"] == 3
+    assert not (tmp_path / "a.zarr").exists() and _leftovers(tmp_path) == []
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        ing.ingest(tmp_path / "missing.csv", tmp_path / "m.zarr")
+    _write(tmp_path / "x.xyz", "1\n")
+    with pytest.raises(UserError, match="cannot tell the format"):
+        ing.ingest(tmp_path / "x.xyz", tmp_path / "m.zarr")
+    with pytest.raises(UserError, match="unknown format 'xls'"):
+        ing.ingest(tmp_path / "x.xyz", tmp_path / "m.zarr", format="xls")
+    with pytest.raises(UserError, match="no such folder"):
+        ing.ingest(tmp_path / "x.xyz", tmp_path / "nope" / "m.zarr", format="csv")
+    with pytest.raises(UserError, match="bad array name"):
+        ing.ingest(tmp_path / "x.xyz", tmp_path / "m.zarr", format="csv", name="a/b")
+    assert not (tmp_path / "m.zarr").exists()
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_ingest_ok_and_errors(tmp_path):
+    runner = CliRunner()
+    _write(tmp_path / "x.csv", "a;b\n1;2\n3;4\n")
+    r = runner.invoke(cli, ["ingest", str(tmp_path / "x.csv"), str(tmp_path / "x.zarr"),
+                            "--delimiter", ";", "--name", "pts", "--chunks", "1"])
+    assert r.exit_code == 0, r.output
+    assert "pts 2x2 float64" in r.output
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "x.zarr"))["pts"][:],
+                                  [[1, 2], [3, 4]])
+    # existing output: exit 2, one line, no traceback
+    r = runner.invoke(cli, ["ingest", str(tmp_path / "x.csv"), str(tmp_path / "x.zarr")])
+    assert r.exit_code == 2
+    assert "already exists" in r.output and "Traceback" not in r.output
+    # bad cell
+    _write(tmp_path / "b.csv", "a,b\n1,2\n3,q\n")
+    r = runner.invoke(cli, ["ingest", str(tmp_path / "b.csv"), str(tmp_path / "b.zarr")])
+    assert r.exit_code == 2 and "line 3, column 2 ('b'): 'q' is not a number" in r.output
+    assert not (tmp_path / "b.zarr").exists()
+    # unknown --format value is a usage error (exit 2)
+    r = runner.invoke(cli, ["ingest", str(tmp_path / "b.csv"), str(tmp_path / "b.zarr"),
+                            "--format", "xls"])
+    assert r.exit_code == 2
+    # basket through the CLI, tab delimiter spelled as \t for CSV
+    _write(tmp_path / "s.basket", "a b\n\nc\n")
+    r = runner.invoke(cli, ["ingest", str(tmp_path / "s.basket"), str(tmp_path / "s.zarr")])
+    assert r.exit_code == 0, r.output
+    _, tx = _read_tx(tmp_path / "s.zarr", "s")
+    assert tx == [["a", "b"], [], ["c"]]
+    _write(tmp_path / "t.txt", "1\t2\n")
+    r = runner.invoke(cli, ["ingest", str(tmp_path / "t.txt"), str(tmp_path / "t.zarr"),
+                            "--format", "csv", "--delimiter", "\\t"])
+    assert r.exit_code == 0, r.output
