@@ -7,6 +7,7 @@ threads run kernels side by side; ``fastmath`` stays off so results match the Nu
 from __future__ import annotations
 
 import numba
+import numpy as np
 
 JIT_FLAGS = {"nopython": True, "nogil": True, "cache": True, "fastmath": False}
 
@@ -26,13 +27,16 @@ def set_num_threads(n: int | None) -> None:
     numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
 
 
-def thread_ranges(n: int, n_parts: int):
-    """Split ``range(n)`` into at most ``n_parts`` contiguous ``(start, stop)`` pairs of near-equal size.
+@njit
+def thread_ranges(n, n_parts):
+    """Split ``range(n)`` into at most ``n_parts`` contiguous ``[start, stop)`` rows of near-equal size.
 
-    The same splitter serves Numba threads and Dask chunks, so work is divided the same way.
+    Returns an int64 array of shape (parts, 2). Callable from Python and from njit code, so the
+    same splitter serves Numba threads and Dask chunks.
     """
-    import numpy as np
-
-    n_parts = max(1, min(int(n_parts), max(int(n), 1)))
-    bounds = np.linspace(0, n, n_parts + 1).astype(np.int64)
-    return np.stack([bounds[:-1], bounds[1:]], axis=1)
+    n_parts = max(1, min(n_parts, max(n, 1)))
+    out = np.empty((n_parts, 2), dtype=np.int64)
+    for t in range(n_parts):
+        out[t, 0] = (n * t) // n_parts
+        out[t, 1] = (n * (t + 1)) // n_parts
+    return out

@@ -106,7 +106,7 @@ def _moments_range(X, start, stop, out, block, bad):
 def _moments(X, n_threads):
     """Bases (5, d) of a whole chunk, threads over disjoint row ranges, merged serially."""
     d = X.shape[1]
-    ranges = thread_ranges_nb(X.shape[0], n_threads)
+    ranges = thread_ranges(X.shape[0], n_threads)
     parts = np.zeros((ranges.shape[0], _NSTATS, d))
     scratch = np.zeros((ranges.shape[0], _NSTATS, d))
     bad = np.zeros(ranges.shape[0], dtype=np.int64)
@@ -116,16 +116,6 @@ def _moments(X, n_threads):
     for t in range(ranges.shape[0]):
         _merge_into(out, parts[t])
     return out, bad.sum()
-
-
-@njit
-def thread_ranges_nb(n, n_parts):
-    n_parts = max(1, min(n_parts, max(n, 1)))
-    out = np.empty((n_parts, 2), dtype=np.int64)
-    for t in range(n_parts):
-        out[t, 0] = (n * t) // n_parts
-        out[t, 1] = (n * (t + 1)) // n_parts
-    return out
 
 
 @njit
@@ -151,7 +141,7 @@ def _hist_range(X, start, stop, lo, hi, edges, counts):
 @njit(parallel=True)
 def _histogram(X, lo, hi, edges, n_threads):
     d, bins = edges.shape[0], edges.shape[1] - 1
-    ranges = thread_ranges_nb(X.shape[0], n_threads)
+    ranges = thread_ranges(X.shape[0], n_threads)
     parts = np.zeros((ranges.shape[0], d, bins), dtype=np.int64)
     for t in numba.prange(ranges.shape[0]):
         _hist_range(X, ranges[t, 0], ranges[t, 1], lo, hi, edges, parts[t])
@@ -195,12 +185,20 @@ def _tree(parts: list, combine, split_every: int = 8):
     return parts[0]
 
 
-def _edges(mins: np.ndarray, maxs: np.ndarray, bins: int):
-    """Bin edges per column exactly as ``numpy.histogram(..., bins)`` chooses them."""
-    lo = np.where(np.isfinite(mins), mins, 0.0)
-    hi = np.where(np.isfinite(maxs), maxs, 1.0)
+def _edges(mins: np.ndarray, maxs: np.ndarray, bins: int, count=None):
+    """Bin edges per column exactly as ``numpy.histogram(..., bins)`` chooses them.
+
+    Columns without values (``count == 0``) get numpy's default range (0, 1).
+    """
+    empty = np.zeros(len(mins), dtype=bool) if count is None else count == 0
+    lo = np.where(empty | ~np.isfinite(mins), 0.0, mins)
+    hi = np.where(empty | ~np.isfinite(maxs), 1.0, maxs)
     same = lo == hi
     lo, hi = np.where(same, lo - 0.5, lo), np.where(same, hi + 0.5, hi)
+    # beyond ~1e16, +-0.5 is lost to rounding (numpy refuses such columns): widen relatively
+    flat = lo == hi
+    pad = np.abs(lo) * 1e-9
+    lo, hi = np.where(flat, lo - pad, lo), np.where(flat, hi + pad, hi)
     edges = np.stack([np.linspace(a, b, bins + 1) for a, b in zip(lo, hi, strict=True)])
     return lo, hi, edges
 
@@ -267,7 +265,10 @@ def describe(X, *, bins: int = 64, range=None) -> DescribeResult:
 
     if not is_dask(X):
         bases = _chunk_moments(X) if X.shape[0] else _empty_bases(d)
-        lo, hi, edges = _edges(*(fixed.T if fixed is not None else (bases[3], bases[4])), bins)
+        if fixed is not None:
+            lo, hi, edges = _edges(fixed[:, 0], fixed[:, 1], bins)
+        else:
+            lo, hi, edges = _edges(bases[3], bases[4], bins, bases[0])
         hist = _chunk_hist(X, lo, hi, edges)
         return _finalize(bases, hist, edges)
 
@@ -283,7 +284,7 @@ def describe(X, *, bins: int = 64, range=None) -> DescribeResult:
         bases, hist = dask.compute(moments, hist)
     else:
         (bases,) = dask.compute(moments)
-        lo, hi, edges = _edges(bases[3], bases[4], bins)
+        lo, hi, edges = _edges(bases[3], bases[4], bins, bases[0])
         hist = _tree([dask.delayed(_chunk_hist)(b, lo, hi, edges) for b in blocks], _sum)
         (hist,) = dask.compute(hist)
     return _finalize(bases, hist, edges)

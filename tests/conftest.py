@@ -1,0 +1,53 @@
+"""Shared fixtures: small Zarr inputs, job files, and one in-process Dask cluster."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def make_input(path: Path, arrays: dict[str, tuple[np.ndarray, tuple]]) -> Path:
+    """A Zarr v3 input group at ``path`` with ``{name: (data, chunks)}``."""
+    import zarr
+
+    g = zarr.open_group(str(path), mode="w", zarr_format=3)
+    for name, (data, chunks) in arrays.items():
+        dtype = str if data.dtype.kind == "U" else data.dtype
+        a = g.create_array(name, shape=data.shape, dtype=dtype, chunks=chunks)
+        a[...] = data
+    return path
+
+
+def write_job(directory: Path, body: str, name: str = "job.toml") -> Path:
+    path = directory / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+@pytest.fixture
+def readings() -> np.ndarray:
+    return np.random.default_rng(42).normal(3.0, 2.0, size=(4000, 3))
+
+
+@pytest.fixture
+def input_dir(tmp_path, readings) -> Path:
+    """A tmp folder holding ``in.zarr`` with ``readings`` (4000 x 3, 8 chunks) and ``flat``."""
+    make_input(tmp_path / "in.zarr", {
+        "readings": (readings, (500, 3)),
+        "flat": (np.arange(100.0), (25,)),
+        "words": (np.array(["a", "b"]), (2,)),
+    })
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """One in-process cluster (2 workers x 1 thread) shared by the tests that need one."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
