@@ -29,8 +29,10 @@ basket files each of ``indptr`` and ``items`` gets 64 MiB chunks (2**23 and 2**2
 CSV details: the header is auto-detected (the first non-blank line is a header if any cell
 is not a number) unless ``header`` is given; blank lines are skipped; an empty cell is a
 missing value (NaN); ``nan``/``inf`` are read as such; fields may be quoted with ``"``;
-``.tsv`` files default to a tab delimiter; ``.gz`` compressed CSV and basket files are read
-transparently. A ragged row or a non-numeric cell is an error naming the file, line and cell.
+``.tsv`` files default to a tab delimiter; ``columns`` keeps some columns (by header name or
+0-based index) so that others, e.g. text labels, may hold anything; ``.gz`` compressed CSV
+and basket files are read transparently. A ragged row or a non-numeric cell is an error
+naming the file, line and cell.
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ def default_chunk_rows(row_bytes: int, n_rows: int | None = None) -> int:
 def ingest(src: str | os.PathLike, dest: str | os.PathLike, *, name: str | None = None,
            chunks: int | None = None, format: str | None = None,
            delimiter: str | None = None, header: bool | None = None,
-           overwrite: bool = False) -> IngestResult:
+           columns: list[str] | str | None = None, overwrite: bool = False) -> IngestResult:
     """Convert ``src`` (CSV, ``.npy``, Parquet or basket file) into a Zarr group at ``dest``.
 
     Parameters
@@ -146,6 +148,10 @@ def ingest(src: str | os.PathLike, dest: str | os.PathLike, *, name: str | None 
         CSV delimiter; default ``","`` (tab for ``.tsv``).
     header : bool, optional
         Whether the CSV's first line is a header; default: auto-detected.
+    columns : list of str, or a comma-separated str, optional
+        CSV and Parquet: keep only these columns (header names or 0-based indices), in this
+        order; other columns may hold anything. Default: all columns (CSV) or all numeric
+        columns (Parquet; the others are listed in the attribute ``skipped_columns``).
     overwrite : bool
         Replace an existing ``dest`` (only once the new one is complete).
 
@@ -186,6 +192,14 @@ def ingest(src: str | os.PathLike, dest: str | os.PathLike, *, name: str | None 
         delimiter = "\t" if ".tsv" in [s.lower() for s in src_path.suffixes] else ","
     if format == "csv" and len(delimiter) != 1:
         raise UserError(f"the delimiter must be one character, got {delimiter!r}")
+    if isinstance(columns, str):
+        columns = [c.strip() for c in columns.split(",") if c.strip()]
+    if columns is not None:
+        columns = [str(c) for c in columns]
+        if not columns:
+            raise UserError("columns: give at least one column name or index")
+        if format not in ("csv", "parquet"):
+            raise UserError(f"columns can only be chosen for CSV and Parquet, not {format}")
     _check_dest(dest_path, overwrite)
 
     tmp = dest_path.with_name(f"{dest_path.name}.tmp-{os.getpid()}")
@@ -201,7 +215,8 @@ def ingest(src: str | os.PathLike, dest: str | os.PathLike, *, name: str | None 
             raise UserError(f"{dest_path.parent}: cannot write here ({exc.strerror})") from None
         writer = {"csv": _ingest_csv, "npy": _ingest_npy, "parquet": _ingest_parquet,
                   "basket": _ingest_basket}[format]
-        info = writer(src_path, group, name, chunks=chunks, delimiter=delimiter, header=header)
+        info = writer(src_path, group, name, chunks=chunks, delimiter=delimiter, header=header,
+                      columns=columns)
         group.attrs.update({
             "hpcjobs_version": __version__,
             "ingest": {
@@ -209,7 +224,7 @@ def ingest(src: str | os.PathLike, dest: str | os.PathLike, *, name: str | None 
                 "format": format,
                 "name": name,
                 "options": {"chunks": chunks, "delimiter": delimiter if format == "csv" else None,
-                            "header": header},
+                            "header": header, "columns": columns},
                 "rows": info.pop("_rows"),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             },
@@ -387,7 +402,30 @@ def _split(line: str, delimiter: str) -> list[str]:
     return next(csv.reader([line], delimiter=delimiter, quotechar='"'), [])
 
 
-def _ingest_csv(src: Path, group, name: str, *, chunks, delimiter, header, **_) -> dict:
+def _resolve_columns(src: Path, wanted: list[str], names: list[str] | None,
+                     ncols: int) -> list[int]:
+    """Indices of the ``wanted`` columns (names from the header, or 0-based indices)."""
+    out = []
+    for token in wanted:
+        if names is not None and token in names:
+            out.append(names.index(token))
+            continue
+        try:
+            k = int(token)
+        except ValueError:
+            have = ", ".join(names) if names is not None else "no header: use 0-based indices"
+            raise UserError(f"{src}: no column {token!r} (columns: {have})") from None
+        if not 0 <= k < ncols:
+            raise UserError(f"{src}: column index {k} out of range: the file has {ncols} "
+                            f"columns (0..{ncols - 1})")
+        out.append(k)
+    if len(set(out)) != len(out):
+        raise UserError(f"{src}: a column is selected twice in {wanted}")
+    return out
+
+
+def _ingest_csv(src: Path, group, name: str, *, chunks, delimiter, header, columns=None,
+                **_) -> dict:
     with _open_text(src) as fh:
         # first non-blank line: header or data
         lineno = 0
@@ -400,20 +438,37 @@ def _ingest_csv(src: Path, group, name: str, *, chunks, delimiter, header, **_) 
         if first is None:
             raise UserError(f"{src}: empty file: no rows to ingest")
         cells = _split(first, delimiter)
-        is_header = header if header is not None else not all(map(_is_number, cells))
         ncols = len(cells)
-        if is_header:
-            columns = [c.strip() for c in cells]
-            pending: list[str] = []
-        else:
-            columns = [f"c{i}" for i in range(ncols)]
-            pending = [first]
-        chunk_rows = chunks or default_chunk_rows(8 * ncols)
-        writer = _RowWriter(group, name, (ncols,), np.float64, chunk_rows, ["row", "column"],
-                            attrs={"columns": columns})
+        by_name = columns is not None and any(not c.lstrip("-").isdigit() for c in columns)
+        if header is None:
+            if by_name:
+                header = True  # names can only refer to a header
+            else:
+                look = cells
+                if columns is not None:
+                    look = [cells[i] for i in _resolve_columns(src, columns, None, ncols)]
+                header = not all(map(_is_number, look))
+        elif by_name and not header:
+            raise UserError(f"{src}: columns chosen by name need a header (drop --no-header "
+                            "or choose them by 0-based index)")
+        names = [c.strip() for c in cells] if header else [f"c{i}" for i in range(ncols)]
+        usecols = None
+        if columns is not None:
+            usecols = _resolve_columns(src, columns, names if header else None, ncols)
+        kept_names = names if usecols is None else [names[i] for i in usecols]
+        width = len(kept_names)
+        pending = [] if header else [first]
+        chunk_rows = chunks or default_chunk_rows(8 * width)
+        attrs = {"columns": kept_names}
+        if usecols is not None:
+            attrs["source_columns"] = usecols
+        writer = _RowWriter(group, name, (width,), np.float64, chunk_rows, ["row", "column"],
+                            attrs=attrs)
+        first_what = "the header has" if header else "the first row has"
 
         def parse(start: int, lines: list[str]) -> None:
-            block = _parse_block(src, start, lines, delimiter, ncols, columns)
+            block = _parse_block(src, start, lines, delimiter, ncols, names, first_what,
+                                 usecols)
             if len(block):
                 writer.append(block)
 
@@ -428,22 +483,28 @@ def _ingest_csv(src: Path, group, name: str, *, chunks, delimiter, header, **_) 
 
 
 def _parse_block(src: Path, start: int, lines: list[str], delimiter: str, ncols: int,
-                 columns: list[str]) -> np.ndarray:
-    """Parse lines into a (rows, ncols) float64 array; blank lines are skipped.
+                 columns: list[str], first_what: str = "the first row has",
+                 usecols: list[int] | None = None) -> np.ndarray:
+    """Parse lines into a (rows, len(usecols) or ncols) float64 array; skip blank lines.
 
     The fast path is NumPy's C parser; if it refuses the block, a line-by-line pass finds
     the offending line and cell (or reads empty cells as NaN, which the fast path cannot).
+    Only the ``usecols`` cells must be numbers; every row must have ``ncols`` cells.
     """
+    width = ncols if usecols is None else len(usecols)
     kept = [line for line in lines if line.strip()]
     if not kept:
-        return np.empty((0, ncols))
-    try:
-        out = np.loadtxt(kept, delimiter=delimiter, comments=None, quotechar='"',
-                         dtype=np.float64, ndmin=2)
-        if out.shape[1] == ncols:
-            return out
-    except ValueError:
-        pass
+        return np.empty((0, width))
+    # with usecols NumPy does not notice extra cells: count delimiters (quotes -> slow path)
+    if usecols is None or all(line.count(delimiter) == ncols - 1 for line in kept):
+        try:
+            out = np.loadtxt(kept, delimiter=delimiter, comments=None, quotechar='"',
+                             dtype=np.float64, ndmin=2, usecols=usecols)
+            if out.shape[1] == width:
+                return out
+        except ValueError:
+            pass
+    wanted = range(ncols) if usecols is None else usecols
     rows = []
     for offset, line in enumerate(lines):
         if not line.strip():
@@ -451,21 +512,21 @@ def _parse_block(src: Path, start: int, lines: list[str], delimiter: str, ncols:
         lineno = start + offset
         cells = _split(line, delimiter)
         if len(cells) != ncols:
-            raise UserError(f"{src}: line {lineno}: ragged row: {len(cells)} cells where the "
-                            f"first row has {ncols}")
-        row = np.empty(ncols)
-        for j, cell in enumerate(cells):
-            text = cell.strip()
+            raise UserError(f"{src}: line {lineno}: ragged row: {len(cells)} cells where "
+                            f"{first_what} {ncols}")
+        row = np.empty(width)
+        for k, j in enumerate(wanted):
+            text = cells[j].strip()
             if not text:
-                row[j] = np.nan
+                row[k] = np.nan
                 continue
             try:
-                row[j] = float(text)
+                row[k] = float(text)
             except ValueError:
                 raise UserError(f"{src}: line {lineno}, column {j + 1} ({columns[j]!r}): "
                                 f"{_short(text)!r} is not a number") from None
         rows.append(row)
-    return np.array(rows, dtype=np.float64).reshape(-1, ncols)
+    return np.array(rows, dtype=np.float64).reshape(-1, width)
 
 
 def _short(text: str, n: int = 40) -> str:
@@ -506,7 +567,7 @@ def _ingest_npy(src: Path, group, name: str, *, chunks, **_) -> dict:
 # --------------------------------------------------------------------------- Parquet
 
 
-def _ingest_parquet(src: Path, group, name: str, *, chunks, **_) -> dict:
+def _ingest_parquet(src: Path, group, name: str, *, chunks, columns=None, **_) -> dict:
     try:
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -519,11 +580,25 @@ def _ingest_parquet(src: Path, group, name: str, *, chunks, **_) -> dict:
         raise UserError(f"{src}: cannot read as Parquet ({exc})") from None
     schema = pf.schema_arrow
     numeric, skipped = [], []
-    for fld in schema:
+    fields = list(schema)
+    if columns is not None:
+        all_names = [f.name for f in fields]
+        picked = []
+        for token in columns:
+            if token in all_names:
+                picked.append(fields[all_names.index(token)])
+            elif token.lstrip("-").isdigit() and 0 <= int(token) < len(fields):
+                picked.append(fields[int(token)])
+            else:
+                raise UserError(f"{src}: no column {token!r} (columns: {', '.join(all_names)})")
+        fields = picked
+    for fld in fields:
         t = fld.type
         if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) \
                 or pa.types.is_decimal(t):
             numeric.append(fld.name)
+        elif columns is not None:
+            raise UserError(f"{src}: column {fld.name!r} is not numeric ({t})")
         else:
             skipped.append(fld.name)
     if not numeric:

@@ -84,7 +84,8 @@ def test_tsv_and_gzip(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("a,b,c\n1,2,3\n4,5\n", r"bad\.csv: line 3: ragged row: 2 cells where the first row has 3"),
+    ("a,b,c\n1,2,3\n4,5\n", r"bad\.csv: line 3: ragged row: 2 cells where the header has 3"),
+    ("1,2,3\n4,5\n", r"bad\.csv: line 2: ragged row: 2 cells where the first row has 3"),
     ("a,b,c\n1,2,3\n4,5,6,7\n", r"line 3: ragged row: 4 cells"),
     ("a,b,c\n1,2,3\n4,x,5\n", r"bad\.csv: line 3, column 2 \('b'\): 'x' is not a number"),
     ("a,b\n\n\n1,2\n3,4\n5,six\n", r"line 6, column 2 \('b'\): 'six' is not a number"),
@@ -99,6 +100,33 @@ def test_csv_bad_input_one_line_error_nothing_written(tmp_path, text, message):
     assert "\n" not in str(info.value)
     assert not (tmp_path / "bad.zarr").exists()
     assert _leftovers(tmp_path) == []
+
+
+def test_csv_columns_selection(tmp_path):
+    src = _write(tmp_path / "s.csv", 'id,x,label,y\nA1,1.5,"red, dark",2\nB2,3,blue,4\n')
+    ing.ingest(src, tmp_path / "a.zarr", columns=["y", "x"])
+    arr = zarr.open_group(str(tmp_path / "a.zarr"))["s"]
+    np.testing.assert_array_equal(arr[:], [[2, 1.5], [4, 3]])
+    assert arr.attrs["columns"] == ["y", "x"] and arr.attrs["source_columns"] == [3, 1]
+    # by index, no header: the text column is left out, so the first line is data
+    src2 = _write(tmp_path / "n.csv", "A1,1,2\nB2,3,4\n")
+    ing.ingest(src2, tmp_path / "n.zarr", columns="1,2")
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "n.zarr"))["n"][:],
+                                  [[1, 2], [3, 4]])
+    # a ragged row is still caught when only some columns are read
+    _write(tmp_path / "r.csv", "id,x\nA,1\nB,2,3\n")
+    with pytest.raises(UserError, match="line 3: ragged row: 3 cells where the header has 2"):
+        ing.ingest(tmp_path / "r.csv", tmp_path / "r.zarr", columns=["x"])
+    with pytest.raises(UserError, match=r"no column 'z' \(columns: id, x, label, y\)"):
+        ing.ingest(src, tmp_path / "b.zarr", columns=["z"])
+    with pytest.raises(UserError, match="column index 7 out of range"):
+        ing.ingest(src2, tmp_path / "b.zarr", columns="7")
+    with pytest.raises(UserError, match="need a header"):
+        ing.ingest(src, tmp_path / "b.zarr", columns=["x"], header=False)
+    with pytest.raises(UserError, match="only be chosen for CSV and Parquet"):
+        np.save(tmp_path / "v.npy", np.ones(3))
+        ing.ingest(tmp_path / "v.npy", tmp_path / "b.zarr", columns=["0"])
+    assert not (tmp_path / "b.zarr").exists() and not (tmp_path / "r.zarr").exists()
 
 
 def test_csv_error_far_into_file_reports_physical_line(tmp_path, monkeypatch):
@@ -213,6 +241,19 @@ def test_parquet_numeric_columns_nulls_and_batches(tmp_path):
     expected_y = np.where(np.arange(n) % 10 == 0, np.nan, np.arange(n))
     np.testing.assert_array_equal(got[:, 2], expected_y)
     np.testing.assert_array_equal(got[:, 3], (np.arange(n) % 2 == 0))
+
+
+def test_parquet_columns(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    pq.write_table(pa.table({"a": [1.0, 2.0], "s": ["p", "q"], "b": [3, 4]}),
+                   tmp_path / "c.parquet")
+    ing.ingest(tmp_path / "c.parquet", tmp_path / "c.zarr", columns="b,a")
+    arr = zarr.open_group(str(tmp_path / "c.zarr"))["c"]
+    np.testing.assert_array_equal(arr[:], [[3, 1], [4, 2]])
+    assert arr.attrs["columns"] == ["b", "a"]
+    with pytest.raises(UserError, match="column 's' is not numeric"):
+        ing.ingest(tmp_path / "c.parquet", tmp_path / "d.zarr", columns=["a", "s"])
 
 
 def test_parquet_bad_inputs(tmp_path):
@@ -347,6 +388,12 @@ def test_bad_arguments(tmp_path):
         ing.ingest(tmp_path / "x.xyz", tmp_path / "m.zarr", format="xls")
     with pytest.raises(UserError, match="no such folder"):
         ing.ingest(tmp_path / "x.xyz", tmp_path / "nope" / "m.zarr", format="csv")
+    real_access = os.access
+    with pytest.MonkeyPatch.context() as mp:  # root may write anywhere: simulate a read-only folder
+        mp.setattr(ing.os, "access",
+                   lambda p, mode: False if str(p) == str(tmp_path) else real_access(p, mode))
+        with pytest.raises(UserError, match="not writable, cannot create m.zarr there"):
+            ing.ingest(tmp_path / "x.xyz", tmp_path / "m.zarr", format="csv")
     with pytest.raises(UserError, match="bad array name"):
         ing.ingest(tmp_path / "x.xyz", tmp_path / "m.zarr", format="csv", name="a/b")
     assert not (tmp_path / "m.zarr").exists()
@@ -359,7 +406,8 @@ def test_cli_ingest_ok_and_errors(tmp_path):
     runner = CliRunner()
     _write(tmp_path / "x.csv", "a;b\n1;2\n3;4\n")
     r = runner.invoke(cli, ["ingest", str(tmp_path / "x.csv"), str(tmp_path / "x.zarr"),
-                            "--delimiter", ";", "--name", "pts", "--chunks", "1"])
+                            "--delimiter", ";", "--name", "pts", "--chunks", "1",
+                            "--columns", "a,b"])
     assert r.exit_code == 0, r.output
     assert "pts 2x2 float64" in r.output
     np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "x.zarr"))["pts"][:],

@@ -37,6 +37,8 @@ class Impl:
     ``requires`` lists importable module names; if any is missing the impl is skipped.
     ``peer=True`` marks a library people would otherwise use: ratios are computed against it.
     ``sizes`` optionally limits the impl to some size indices (slow peers at big sizes).
+    ``baseline`` (peers only) names the implementation this peer is compared with; default
+    the benchmark's ``baseline`` (e.g. compare ``dask.array`` with our Dask variant).
     """
 
     name: str
@@ -47,6 +49,7 @@ class Impl:
     requires: tuple[str, ...] = ()
     sizes: tuple[int, ...] | None = None
     note: str = ""
+    baseline: str | None = None
 
 
 @dataclass

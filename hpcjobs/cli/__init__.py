@@ -23,7 +23,15 @@ COMMANDS: dict[str, str] = {
     "kernels": "hpcjobs.cli.kernels:kernels",
     "ingest": "hpcjobs.cli.ingest:ingest",
     "bench": "hpcjobs.cli.bench:bench",
+    "preview": "hpcjobs.cli.preview:preview",
     "quickstart": "hpcjobs.cli.jobs:quickstart",
+    "submit": "hpcjobs.cli.slurm:submit",
+    "status": "hpcjobs.cli.slurm:status",
+    "logs": "hpcjobs.cli.slurm:logs",
+    "cancel": "hpcjobs.cli.slurm:cancel",
+    "list": "hpcjobs.cli.slurm:list_",
+    "doctor": "hpcjobs.cli.slurm:doctor",
+    "mpi-run": "hpcjobs.cli.slurm:mpi_run",
 }
 
 # one-line help for `hpcjobs --help` without importing the command modules
@@ -35,7 +43,15 @@ SHORT_HELP: dict[str, str] = {
     "kernels": "List the kernels, or show one kernel's parameters.",
     "ingest": "Turn CSV, .npy, Parquet or basket files into a Zarr group.",
     "bench": "Benchmark kernels against NumPy and peer libraries.",
+    "preview": "Draw one step of a result into a PNG (rasters, pyramids, series, embeddings).",
     "quickstart": "Make example data and run the example job end to end.",
+    "submit": "Submit a job file to Slurm (Dask over MPI); --dry-run prints the script.",
+    "status": "Show a submitted run's state: pending reason, exit code, array tasks.",
+    "logs": "Print (or follow with -f) a submitted run's log.",
+    "cancel": "Cancel a submitted run.",
+    "list": "List your submitted runs and their states.",
+    "doctor": "Check that jobs can run on Slurm here; say what is wrong.",
+    "mpi-run": "Internal: what every MPI rank of a submitted job runs.",
 }
 
 

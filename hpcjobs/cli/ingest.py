@@ -22,11 +22,15 @@ from hpcjobs.cli._errors import wrap_errors
               help="CSV delimiter; default ',' (tab for .tsv). Use '\\t' for a tab.")
 @click.option("--header/--no-header", default=None,
               help="Whether the CSV's first line holds column names; default: auto-detect.")
+@click.option("--columns", default=None, metavar="A,B,...",
+              help="CSV/Parquet: keep only these columns (header names or 0-based indices), "
+                   "in this order.")
 @click.option("--overwrite", is_flag=True,
               help="Replace an existing DEST (only once the new one is complete).")
 @wrap_errors
 def ingest(src: str, dest: str, name: str | None, chunks: int | None, fmt: str | None,
-           delimiter: str | None, header: bool | None, overwrite: bool) -> None:
+           delimiter: str | None, header: bool | None, columns: str | None,
+           overwrite: bool) -> None:
     """Turn SRC (CSV, .npy, Parquet or a basket file) into a Zarr group at DEST.
 
     The file is streamed chunk by chunk, so it may be larger than memory. CSV and Parquet
@@ -46,5 +50,5 @@ def ingest(src: str, dest: str, name: str | None, chunks: int | None, fmt: str |
     if delimiter == "\\t":
         delimiter = "\t"
     result = run_ingest(src, dest, name=name, chunks=chunks, format=fmt, delimiter=delimiter,
-                        header=header, overwrite=overwrite)
+                        header=header, columns=columns, overwrite=overwrite)
     click.echo(result.summary())

@@ -234,7 +234,8 @@ def _run_driver(address: str, *, security, workers: int, startup_timeout: float,
 def launch(driver: Callable[[Any], int], *, comm=None, nthreads: int | None = None,
            interface: str | None = None, dashboard_address: str | None = "127.0.0.1:0",
            startup_timeout: float = 120.0, cluster_path: str | os.PathLike | None = None,
-           job_id: str = "", on_error: Callable[[BaseException], int] | None = None) -> int:
+           job_id: str = "", on_error: Callable[[BaseException], int] | None = None,
+           finish_timeout: float = 30.0) -> int:
     """Start Dask over MPI and run ``driver(client)`` on rank 1; return this rank's exit code.
 
     Parameters
@@ -256,6 +257,8 @@ def launch(driver: Callable[[Any], int], *, comm=None, nthreads: int | None = No
         Where rank 0 writes the address and the job's certificate (0600).
     on_error : callable, optional
         Turns an exception on rank 1 into an exit code (default: message, exit 1).
+    finish_timeout : float
+        Seconds the ranks wait for each other at the end, so that they leave together.
 
     Examples
     --------
@@ -274,7 +277,40 @@ def launch(driver: Callable[[Any], int], *, comm=None, nthreads: int | None = No
         return 2
     _quiet_dask_logs()
     nthreads = nthreads or int(os.environ.get("SLURM_CPUS_PER_TASK", "1") or 1)
+    code = _run_role(driver, comm, rank, world, nthreads=nthreads, interface=interface,
+                     dashboard_address=dashboard_address, startup_timeout=startup_timeout,
+                     cluster_path=cluster_path, job_id=job_id, on_error=on_error)
+    # Leave together: a rank that exits early makes srun tear the step down under the others.
+    if not _final_barrier(comm, timeout=finish_timeout):
+        log("warning: not every rank reached the end (one died?); leaving anyway", rank=rank)
+    return code
 
+
+def _final_barrier(comm, timeout: float) -> bool:
+    """A barrier that gives up after ``timeout`` seconds (a dead rank must not hang us)."""
+    try:
+        request = comm.Ibarrier()
+    except Exception:  # noqa: BLE001  (MPI reports a dead peer as an error)
+        return False
+    deadline = time.monotonic() + timeout
+    while not _test(request):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(Exception):
+                request.Cancel()
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _test(request) -> bool:
+    try:
+        return bool(request.Test())
+    except Exception:  # noqa: BLE001
+        return True
+
+
+def _run_role(driver, comm, rank: int, world: int, *, nthreads, interface, dashboard_address,
+              startup_timeout, cluster_path, job_id, on_error) -> int:
     try:
         if rank == SCHEDULER_RANK:
             from distributed.security import Security
@@ -316,6 +352,12 @@ def launch(driver: Callable[[Any], int], *, comm=None, nthreads: int | None = No
             raise RunFailed(f"the scheduler on rank 0 failed to start: {address}")
 
         if rank == DRIVER_RANK:
+            if dashboard_address not in (None, "", "none"):
+                # the dashboard link Dask prints should name where it really listens
+                import dask
+
+                host = dashboard_address.rsplit(":", 1)[0] or "127.0.0.1"
+                dask.config.set({"distributed.dashboard.link": f"http://{host}:{{port}}/status"})
             try:
                 return _run_driver(address, security=security, workers=world - 2,
                                    startup_timeout=startup_timeout, driver=driver)
@@ -343,7 +385,7 @@ class StopWatcher:
     A file, rather than a signal, reaches the driver wherever it runs in the allocation.
     """
 
-    def __init__(self, path: str | os.PathLike, event: threading.Event, interval: float = 0.5):
+    def __init__(self, path: str | os.PathLike, event: threading.Event, interval: float = 0.2):
         self.path, self.event, self.interval = Path(path), event, interval
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="hpcjobs-stop-watch",

@@ -87,44 +87,127 @@ class KMeansResult:
 # chunk level: Numba
 
 
+_TILE = 64  # rows per tile: the tile is transposed so that the distance loops run over rows
+
+
 @njit
-def _lloyd_range(X, CT, start, stop, sums, counts, dist):
+def _nearest_tile(X, s, CT, XT, dist, best, lab):
+    """Nearest centroid of rows ``s:s+_TILE``: squared distances into ``best``, index ``lab``."""
+    for i in range(_TILE):
+        for f in range(X.shape[1]):
+            XT[f, i] = X[s + i, f]
+    _nearest_XT(XT, _TILE, CT, dist, best, lab)
+
+
+@njit
+def _nearest_XT(XT, m, CT, dist, best, lab):
+    """Nearest centroid of the ``m`` rows held transposed in ``XT`` (d, >= m).
+
+    ``CT`` (d, kp) holds the centroids as columns, ``kp`` a multiple of 4 (padding columns are
+    +inf and never win). Four centroids are swept per pass over the tile, so the inner loops
+    are long, unit-stride and vectorise.
+    """
+    d, kp = CT.shape
+    for i in range(m):
+        best[i] = np.inf
+        lab[i] = 0
+    for j0 in range(0, kp, 4):
+        for q in range(4):
+            for i in range(m):
+                dist[q, i] = 0.0
+        for f in range(d):
+            c0 = CT[f, j0]
+            c1 = CT[f, j0 + 1]
+            c2 = CT[f, j0 + 2]
+            c3 = CT[f, j0 + 3]
+            for i in range(m):
+                x = XT[f, i]
+                t0 = x - c0
+                t1 = x - c1
+                t2 = x - c2
+                t3 = x - c3
+                dist[0, i] += t0 * t0
+                dist[1, i] += t1 * t1
+                dist[2, i] += t2 * t2
+                dist[3, i] += t3 * t3
+        for q in range(4):
+            for i in range(m):
+                if dist[q, i] < best[i]:
+                    best[i] = dist[q, i]
+                    lab[i] = j0 + q
+
+
+@njit
+def _nearest_row(X, i, CT, dist):
+    d, kp = CT.shape
+    for j in range(kp):
+        dist[j] = 0.0
+    for f in range(d):
+        x = X[i, f]
+        for j in range(kp):
+            t = x - CT[f, j]
+            dist[j] += t * t
+    best = 0
+    bd = dist[0]
+    for j in range(1, kp):
+        if dist[j] < bd:
+            bd = dist[j]
+            best = j
+    return best, bd
+
+
+@njit
+def _lloyd_range(X, CT, start, stop, sums, counts, XT, dist, best, lab):
     """Assign rows ``[start, stop)`` and add them to ``sums``/``counts``; return their inertia."""
-    d, k = CT.shape
+    d = CT.shape[0]
     inertia = 0.0
-    for i in range(start, stop):
-        for j in range(k):
-            dist[j] = 0.0
-        for f in range(d):
-            x = X[i, f]
-            for j in range(k):
-                t = x - CT[f, j]
-                dist[j] += t * t
-        best = 0
-        bd = dist[0]
-        for j in range(1, k):
-            if dist[j] < bd:
-                bd = dist[j]
-                best = j
-        counts[best] += 1
-        for f in range(d):
-            sums[best, f] += X[i, f]
+    s = start
+    while s + _TILE <= stop:
+        _nearest_tile(X, s, CT, XT, dist, best, lab)
+        for i in range(_TILE):
+            b = lab[i]
+            counts[b] += 1
+            inertia += best[i]
+            for f in range(d):
+                sums[b, f] += XT[f, i]
+        s += _TILE
+    for i in range(s, stop):
+        b, bd = _nearest_row(X, i, CT, dist[0])
+        counts[b] += 1
         inertia += bd
+        for f in range(d):
+            sums[b, f] += X[i, f]
     return inertia
 
 
-@njit(parallel=True)
-def _lloyd(X, CT, n_threads):
-    """Fused assignment + partial sums of a whole chunk: (sums (k, d), counts (k,), inertia)."""
+def _pad(CT: np.ndarray, dtype) -> np.ndarray:
+    """Centroid columns padded with +inf to a multiple of 4, C-contiguous, in ``dtype``."""
     d, k = CT.shape
+    kp = max(4, -(-k // 4) * 4)
+    out = np.full((d, kp), np.inf, dtype=dtype)
+    out[:, :k] = CT
+    return out
+
+
+@njit(parallel=True)
+def _lloyd(X, CT, k, n_threads):
+    """Fused assignment + partial sums of a whole chunk: (sums (k, d), counts (k,), inertia).
+
+    ``CT`` is padded (:func:`_pad`); ``k`` is the true number of centroids.
+    """
+    d, kp = CT.shape
     ranges = thread_ranges_nb(X.shape[0], n_threads)
     nt = ranges.shape[0]
-    sums = np.zeros((nt, k, d))
-    counts = np.zeros((nt, k), dtype=np.int64)
+    sums = np.zeros((nt, kp, d))
+    counts = np.zeros((nt, kp), dtype=np.int64)
     inertia = np.zeros(nt)
-    dist = np.empty((nt, k), dtype=X.dtype)
     for t in numba.prange(nt):
-        inertia[t] = _lloyd_range(X, CT, ranges[t, 0], ranges[t, 1], sums[t], counts[t], dist[t])
+        XT = np.empty((d, _TILE), dtype=X.dtype)
+        dist = np.empty((4, max(_TILE, kp)), dtype=X.dtype)
+        best = np.empty(_TILE, dtype=X.dtype)
+        lab = np.empty(_TILE, dtype=np.int64)
+        inertia[t] = _lloyd_range(X, CT, ranges[t, 0], ranges[t, 1], sums[t], counts[t], XT,
+                                  dist, best, lab)
     out_s = np.zeros((k, d))
     out_c = np.zeros(k, dtype=np.int64)
     for t in range(nt):
@@ -136,24 +219,19 @@ def _lloyd(X, CT, n_threads):
 
 
 @njit
-def _assign_range(X, CT, start, stop, labels, d2, dist):
-    d, k = CT.shape
+def _assign_range(X, CT, start, stop, labels, d2, XT, dist, best, lab):
     inertia = 0.0
-    for i in range(start, stop):
-        for j in range(k):
-            dist[j] = 0.0
-        for f in range(d):
-            x = X[i, f]
-            for j in range(k):
-                t = x - CT[f, j]
-                dist[j] += t * t
-        best = 0
-        bd = dist[0]
-        for j in range(1, k):
-            if dist[j] < bd:
-                bd = dist[j]
-                best = j
-        labels[i] = best
+    s = start
+    while s + _TILE <= stop:
+        _nearest_tile(X, s, CT, XT, dist, best, lab)
+        for i in range(_TILE):
+            labels[s + i] = lab[i]
+            d2[s + i] = best[i]
+            inertia += best[i]
+        s += _TILE
+    for i in range(s, stop):
+        b, bd = _nearest_row(X, i, CT, dist[0])
+        labels[i] = b
         d2[i] = bd
         inertia += bd
     return inertia
@@ -161,14 +239,21 @@ def _assign_range(X, CT, start, stop, labels, d2, dist):
 
 @njit(parallel=True)
 def _assign(X, CT, labels, d2, n_threads):
-    """Nearest centroid of every row into ``labels`` and its squared distance into ``d2``."""
-    k = CT.shape[1]
+    """Nearest centroid of every row into ``labels`` and its squared distance into ``d2``.
+
+    ``CT`` is padded (:func:`_pad`) and in the dtype of ``X``.
+    """
+    d, kp = CT.shape
     ranges = thread_ranges_nb(X.shape[0], n_threads)
     nt = ranges.shape[0]
     inertia = np.zeros(nt)
-    dist = np.empty((nt, k), dtype=X.dtype)
     for t in numba.prange(nt):
-        inertia[t] = _assign_range(X, CT, ranges[t, 0], ranges[t, 1], labels, d2, dist[t])
+        XT = np.empty((d, _TILE), dtype=X.dtype)
+        dist = np.empty((4, max(_TILE, kp)), dtype=X.dtype)
+        best = np.empty(_TILE, dtype=X.dtype)
+        lab = np.empty(_TILE, dtype=np.int64)
+        inertia[t] = _assign_range(X, CT, ranges[t, 0], ranges[t, 1], labels, d2, XT, dist,
+                                   best, lab)
     return inertia.sum()
 
 
@@ -224,31 +309,27 @@ def _kpp(X, offset, CT, TT, key, M, n_threads):
     return pot.sum(axis=0), hk, hi
 
 
-@njit(parallel=True)
 def _mind2(X, CT, d2, n_threads):
     """Squared distance of every row to its nearest centroid into ``d2``; returns the sum."""
-    ranges = thread_ranges_nb(X.shape[0], n_threads)
-    nt = ranges.shape[0]
-    k = CT.shape[1]
     labels = np.empty(X.shape[0], dtype=np.int32)
-    inertia = np.zeros(nt)
-    dist = np.empty((nt, k))
-    for t in numba.prange(nt):
-        inertia[t] = _assign_range(X, CT, ranges[t, 0], ranges[t, 1], labels, d2, dist[t])
-    return inertia.sum()
+    return _assign(X, CT, labels, d2, n_threads)
 
 
 @njit
-def _minibatch_chunk(X, perm, CT, wsum, batch, n_total, max_no_improvement, tol_abs, state):
-    """Mini-batch steps over the rows ``X[perm]`` of one chunk, updating ``CT`` (d, k) in place.
+def _minibatch_chunk(X, perm, CT, wsum, k, batch, n_total, max_no_improvement, tol_abs, state):
+    """Mini-batch steps over the rows ``X[perm]`` of one chunk, updating ``CT`` in place.
 
-    ``state`` = [steps, ewa inertia, best ewa, steps without improvement, stopped].
+    ``CT`` (d, kp) float64 is padded like :func:`_pad`; ``state`` = [steps, ewa inertia,
+    best ewa, steps without improvement, stopped].
     """
-    d, k = CT.shape
+    d, kp = CT.shape
     m = perm.shape[0]
     bsum = np.zeros((k, d))
     bcnt = np.zeros(k)
-    dist = np.empty(k)
+    XT = np.empty((d, _TILE))
+    dist = np.empty((4, _TILE))
+    best = np.empty(_TILE)
+    lab = np.empty(_TILE, dtype=np.int64)
     for b0 in range(0, m, batch):
         if state[4] != 0.0:
             return
@@ -257,25 +338,19 @@ def _minibatch_chunk(X, perm, CT, wsum, batch, n_total, max_no_improvement, tol_
         bsum[:] = 0.0
         bcnt[:] = 0.0
         binert = 0.0
-        for q in range(b0, b1):
-            i = perm[q]
-            for j in range(k):
-                dist[j] = 0.0
-            for f in range(d):
-                x = np.float64(X[i, f])
-                for j in range(k):
-                    t = x - CT[f, j]
-                    dist[j] += t * t
-            best = 0
-            bd = dist[0]
-            for j in range(1, k):
-                if dist[j] < bd:
-                    bd = dist[j]
-                    best = j
-            bcnt[best] += 1.0
-            for f in range(d):
-                bsum[best, f] += X[i, f]
-            binert += bd
+        for t0 in range(b0, b1, _TILE):
+            mt = min(_TILE, b1 - t0)
+            for i in range(mt):
+                r = perm[t0 + i]
+                for f in range(d):
+                    XT[f, i] = X[r, f]
+            _nearest_XT(XT, mt, CT, dist, best, lab)
+            for i in range(mt):
+                j = lab[i]
+                bcnt[j] += 1.0
+                binert += best[i]
+                for f in range(d):
+                    bsum[j, f] += XT[f, i]
         shift = 0.0
         for j in range(k):
             if bcnt[j] > 0:
@@ -342,8 +417,8 @@ def _nothing(parts):
     return 0
 
 
-def _lloyd_chunk(block, offset, CT):
-    return _lloyd(_c(block), CT, numba.get_num_threads())
+def _lloyd_chunk(block, offset, CT, k):
+    return _lloyd(_c(block), CT, k, numba.get_num_threads())
 
 
 def _sum_combine(parts):
@@ -492,7 +567,7 @@ def _kmeans_parallel(blocks: Blocks, k: int, rng: np.random.Generator, rounds: i
     cand = blocks.rows(cand_idx).astype(np.float64)
     for _ in range(rounds):
         key = new_key(rng)
-        CT = np.ascontiguousarray(cand.T.astype(blocks.dtype))
+        CT = _pad(cand.T, blocks.dtype)
         phi, idx, u, d2, rows = blocks.map_reduce(_kpar_chunk, _kpar_combine, CT, key, ell)
         if phi <= 0.0:
             break
@@ -504,8 +579,8 @@ def _kmeans_parallel(blocks: Blocks, k: int, rng: np.random.Generator, rounds: i
     if len(cand) < k:  # pad with uniformly drawn rows (they are re-clustered like the others)
         extra = rng.choice(blocks.n, size=k - len(cand), replace=blocks.n < k)
         cand = np.vstack([cand, blocks.rows(np.sort(extra)).astype(np.float64)])
-    CT = np.ascontiguousarray(cand.T.astype(blocks.dtype))
-    _, weights, _ = blocks.map_reduce(_lloyd_chunk, _sum_combine, CT)
+    CT = _pad(cand.T, blocks.dtype)
+    _, weights, _ = blocks.map_reduce(_lloyd_chunk, _sum_combine, CT, len(cand))
     return _weighted_kmeans(cand, weights.astype(np.float64), k, rng)
 
 
@@ -608,8 +683,8 @@ def _relocate_empty(blocks, CT, sums, counts, empty):
 def _lloyd_loop(blocks: Blocks, C: np.ndarray, max_iter: int, tol_abs: float):
     n_iter = 0
     for n_iter in range(1, max_iter + 1):  # noqa: B007
-        CT = np.ascontiguousarray(C.T.astype(blocks.dtype))
-        sums, counts, _ = blocks.map_reduce(_lloyd_chunk, _sum_combine, CT)
+        CT = _pad(C.T, blocks.dtype)
+        sums, counts, _ = blocks.map_reduce(_lloyd_chunk, _sum_combine, CT, len(C))
         empty = np.flatnonzero(counts == 0)
         if empty.size:
             _relocate_empty(blocks, CT, sums, counts, empty)
@@ -624,7 +699,7 @@ def _lloyd_loop(blocks: Blocks, C: np.ndarray, max_iter: int, tol_abs: float):
 
 
 def _labels_inertia(blocks: Blocks, C: np.ndarray):
-    CT = np.ascontiguousarray(C.T.astype(blocks.dtype))
+    CT = _pad(C.T, blocks.dtype)
     if not blocks.is_dask:
         X = blocks.X
         labels = np.empty(X.shape[0], dtype=np.int32)
@@ -714,7 +789,7 @@ def kmeans_predict(X, centroids):
     if C.shape[1] != X.shape[1]:
         raise ValueError(message("centroids", func, f"an array with {X.shape[1]} columns "
                                  "(as many as X)", C))
-    CT = np.ascontiguousarray(C.T.astype(X.dtype))
+    CT = _pad(C.T, X.dtype)
     if is_dask(X):
         if len(X.chunks[1]) > 1:
             X = X.rechunk({1: -1})
@@ -723,13 +798,28 @@ def kmeans_predict(X, centroids):
     return _predict_block(X, CT)
 
 
+_RUN = 16  # mini-batch rows are visited in a random order of runs of this many rows
+
+
+def _visit_order(m: int, rng: np.random.Generator) -> np.ndarray:
+    """A random order of ``range(m)`` made of shuffled runs of ``_RUN`` consecutive rows.
+
+    Whole runs keep the row reads sequential (a fully random order of a large chunk would be
+    one cache miss per row); a batch of 1024 rows still draws 64 runs from the whole chunk.
+    """
+    runs = rng.permutation(-(-m // _RUN)).astype(np.int64)
+    order = (runs[:, None] * _RUN + np.arange(_RUN)).ravel()
+    return order[order < m] if m % _RUN else order
+
+
 def minibatch_kmeans(X, n_clusters: int, *, batch_size: int = 1024, init="k-means++",
                      max_iter: int = 100, tol: float = 0.0, max_no_improvement: int | None = 10,
                      seed: int | np.random.Generator | None = None) -> KMeansResult:
     """Mini-batch k-means (Sculley 2010) over data streamed chunk by chunk.
 
     Each epoch visits the chunks of ``X`` in a random order and each chunk's rows in a random
-    order, in batches of ``batch_size`` rows: every step assigns one batch and moves each
+    order (shuffled runs of 16 consecutive rows, so that reads stay sequential), in batches of
+    ``batch_size`` rows: every step assigns one batch and moves each
     centroid towards the mean of its rows with learning rate ``1 / count`` (O(batch * k * d)
     per step; one chunk in memory at a time). The starting centroids come from ``init`` run
     on ``3 * batch_size`` rows (at least ``3 * k``) of the first chunk visited. Stops after
@@ -793,17 +883,17 @@ def minibatch_kmeans(X, n_clusters: int, *, batch_size: int = 1024, init="k-mean
                     C = _initial(Blocks(np.ascontiguousarray(sample)), k, init, rng, 1, 1.0)
                 else:
                     C = init
-                CT = np.ascontiguousarray(np.asarray(C, dtype=np.float64).T)
+                CT = _pad(np.asarray(C, dtype=np.float64).T, np.float64)
                 if tol > 0:
                     tol_abs = float(tol * np.mean(np.var(sample, axis=0)))
-            perm = rng.permutation(len(chunk))
-            _minibatch_chunk(chunk, perm, CT, wsum, batch, float(blocks.n),
+            perm = _visit_order(len(chunk), rng)
+            _minibatch_chunk(chunk, perm, CT, wsum, k, batch, float(blocks.n),
                              0 if max_no_improvement is None else max_no_improvement,
                              tol_abs, state)
             if state[4]:
                 break
         if state[4]:
             break
-    C = np.ascontiguousarray(CT.T)
+    C = np.ascontiguousarray(CT[:, :k].T)
     labels, inertia = _labels_inertia(blocks, C)
     return KMeansResult(C.astype(X.dtype), labels, inertia, n_epochs, int(state[0]))

@@ -311,10 +311,13 @@ def aggregate2d(x, y, *, shape, range=None, agg: str = "count", values=None,
         raise TypeError(message("values", _FUNC, f"an array of length {x.shape[0]} for "
                                 f"agg={agg!r}", values, "Only agg='count' needs no values."))
     else:
-        kinds = "iu" if agg == "count_cat" else "fiub"
-        fix = "Pass integer category labels." if agg == "count_cat" else ""
+        vdtype = values.dtype if hasattr(values, "dtype") else np.asarray(values).dtype
+        if agg == "count_cat" and vdtype.kind not in "iu":
+            raise TypeError(message("values", _FUNC, "integer category labels for "
+                                    "agg='count_cat'", values,
+                                    "Pass labels as ints (e.g. values.astype(int))."))
         values = check_array(values, "values", _FUNC, ndim=1, allow_nan=True,
-                             float_out=False, kinds=kinds, fix=fix)
+                             float_out=False, kinds="fiub")
         if values.shape[0] != x.shape[0]:
             raise ValueError(message("values", _FUNC, f"the same length as x ({x.shape[0]})",
                                      values))

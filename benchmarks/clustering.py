@@ -1,0 +1,194 @@
+"""k-means (Lloyd, mini-batch) and DBSCAN against scikit-learn and dask-ml.
+
+- ``kmeans-lloyd``: ``ITERS`` Lloyd iterations from the same starting centroids, ``tol=0``
+  (so every implementation runs exactly ``ITERS`` iterations plus its final assignment);
+  per-iteration time = median / ITERS. Implementations: ``hpcjobs`` (NumPy input, Numba
+  threads), ``sklearn`` (``k_means(..., algorithm="lloyd")``, its OpenMP threads),
+  ``hpcjobs-dask`` (8 chunks already held by a LocalCluster of 2 workers x 1 thread) and
+  ``dask-ml`` (``dask_ml.cluster.KMeans`` on the same cluster and chunks, the peer of
+  ``hpcjobs-dask``).
+- ``minibatch-kmeans``: one epoch (batch 1024) from the same starting centroids, labels and
+  inertia of all rows included, against ``sklearn.cluster.MiniBatchKMeans``.
+- ``dbscan``: 2-D blobs plus 10 % uniform noise, ``eps=0.1``, ``min_samples=10``, against
+  ``sklearn.cluster.dbscan`` (at 3e5 points only: it needs minutes at 1e6), and over Dask
+  (8 chunks on the same LocalCluster).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hpcjobs.bench.harness import dask_client
+from hpcjobs.bench.spec import Benchmark, Impl
+
+ITERS = 10
+N_CHUNKS = 8
+EPS, MIN_SAMPLES = 0.1, 10
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _kmeans_data(size, rng):
+    X = rng.standard_normal((size["n"], size["d"]))
+    X += rng.integers(0, 4, (size["n"], 1)) * 3.0  # some structure along the diagonal
+    C0 = X[rng.choice(size["n"], size["k"], replace=False)].copy()
+    return X, C0
+
+
+def _dbscan_data(size, rng):
+    n = size["n"]
+    n_blob = int(n * 0.9)
+    centers = rng.uniform(-40, 40, (20, 2))
+    X = centers[rng.integers(0, 20, n_blob)] + rng.standard_normal((n_blob, 2))
+    return np.vstack([X, rng.uniform(-45, 45, (n - n_blob, 2))])
+
+
+def _scatter(X):
+    """A Dask array of ``N_CHUNKS`` chunks already held by the workers (as if read)."""
+    import dask.array as da
+    from distributed import get_client, wait
+
+    client = get_client()
+    rows = -(-len(X) // N_CHUNKS)
+    pieces = [X[i:i + rows] for i in range(0, len(X), rows)]
+    futures = client.scatter(pieces)
+    wait(futures)
+    return da.concatenate([da.from_delayed(f, shape=p.shape, dtype=X.dtype)
+                           for f, p in zip(futures, pieces, strict=True)])
+
+
+def _cluster():
+    return dask_client(workers=2, threads_per_worker=1)
+
+
+# --------------------------------------------------------------------------- k-means
+
+
+def _ours_lloyd(data):
+    from hpcjobs.kernels import kmeans
+
+    X, C0 = data
+    r = kmeans(X, len(C0), init=C0, max_iter=ITERS, tol=0.0)
+    if hasattr(r.labels, "compute"):
+        r.labels.compute()
+    return r
+
+
+def _sklearn_lloyd(data):
+    from sklearn.cluster import k_means
+
+    X, C0 = data
+    return k_means(X, len(C0), init=C0, n_init=1, max_iter=ITERS, tol=0.0, algorithm="lloyd")
+
+
+def _dask_prepare(data, size):
+    X, C0 = data
+    return _scatter(X), C0
+
+
+def _daskml_lloyd(data):
+    from dask_ml.cluster import KMeans
+
+    X, C0 = data
+    km = KMeans(n_clusters=len(C0), init=C0, max_iter=ITERS, tol=0.0)
+    km.fit(X)
+    km.labels_.compute()
+    return km
+
+
+def _ours_minibatch(data):
+    from hpcjobs.kernels import minibatch_kmeans
+
+    X, C0 = data
+    return minibatch_kmeans(X, len(C0), batch_size=1024, init=C0, max_iter=1,
+                            max_no_improvement=None, seed=0)
+
+
+def _sklearn_minibatch(data):
+    from sklearn.cluster import MiniBatchKMeans
+
+    X, C0 = data
+    return MiniBatchKMeans(len(C0), init=C0, n_init=1, batch_size=1024, max_iter=1,
+                           max_no_improvement=None, random_state=0).fit(X)
+
+
+# --------------------------------------------------------------------------- DBSCAN
+
+
+def _ours_dbscan(X):
+    from hpcjobs.kernels import dbscan
+
+    r = dbscan(X, EPS, MIN_SAMPLES)
+    if hasattr(r.labels, "compute"):
+        import dask
+
+        dask.compute(r.labels, r.core)
+    return r
+
+
+def _sklearn_dbscan(X):
+    from sklearn.cluster import dbscan
+
+    return dbscan(X, eps=EPS, min_samples=MIN_SAMPLES)
+
+
+BENCHMARKS = [
+    Benchmark(
+        name="kmeans-lloyd",
+        kernel="kmeans",
+        description=f"{ITERS} Lloyd iterations from the same centroids, tol=0 "
+                    "(per iteration: median / 10)",
+        sizes=[{"n": 10**5, "d": 8, "k": 16}, {"n": 10**6, "d": 8, "k": 16}],
+        quick_sizes=[{"n": 20_000, "d": 4, "k": 4}],
+        make_data=_kmeans_data,
+        items=lambda size: size["n"] * ITERS,
+        unit="row-iterations",
+        repeats=5,
+        impls=[
+            Impl("hpcjobs", _ours_lloyd, note="NumPy input, all Numba threads"),
+            Impl("sklearn", _sklearn_lloyd, peer=True, requires=("sklearn",),
+                 note="sklearn.cluster.k_means(algorithm='lloyd')"),
+            Impl("hpcjobs-dask", _ours_lloyd, prepare=_dask_prepare, context=_cluster,
+                 requires=("distributed",), note=f"{N_CHUNKS} chunks on LocalCluster 2x1"),
+            Impl("dask-ml", _daskml_lloyd, peer=True, baseline="hpcjobs-dask",
+                 prepare=_dask_prepare, context=_cluster, requires=("dask_ml", "distributed"),
+                 note="dask_ml.cluster.KMeans, same cluster and chunks"),
+        ],
+    ),
+    Benchmark(
+        name="minibatch-kmeans",
+        kernel="minibatch_kmeans",
+        description="one epoch, batch 1024, plus labels and inertia of all rows",
+        sizes=[{"n": 10**6, "d": 8, "k": 16}],
+        quick_sizes=[{"n": 20_000, "d": 4, "k": 4}],
+        make_data=_kmeans_data,
+        items=lambda size: size["n"],
+        unit="rows",
+        repeats=5,
+        impls=[
+            Impl("hpcjobs", _ours_minibatch, note="NumPy input"),
+            Impl("sklearn", _sklearn_minibatch, peer=True, requires=("sklearn",),
+                 note="sklearn.cluster.MiniBatchKMeans(max_iter=1)"),
+        ],
+    ),
+    Benchmark(
+        name="dbscan",
+        kernel="dbscan",
+        description=f"2-D blobs + 10% noise, eps={EPS}, min_samples={MIN_SAMPLES}",
+        sizes=[{"n": 3 * 10**5}, {"n": 10**6}],
+        quick_sizes=[{"n": 20_000}],
+        make_data=_dbscan_data,
+        items=lambda size: size["n"],
+        unit="points",
+        repeats=3,
+        impls=[
+            Impl("hpcjobs", _ours_dbscan, note="NumPy input, all Numba threads"),
+            Impl("sklearn", _sklearn_dbscan, peer=True, requires=("sklearn",), sizes=(0,),
+                 note="sklearn.cluster.dbscan (3e5 only)"),
+            Impl("hpcjobs-dask", _ours_dbscan, prepare=lambda X, size: _scatter(X),
+                 context=_cluster, requires=("distributed",),
+                 note=f"{N_CHUNKS} chunks on LocalCluster 2x1"),
+        ],
+    ),
+]

@@ -1,0 +1,111 @@
+"""``describe`` against plain NumPy and dask.array's own reductions.
+
+Four implementations on the same data, side by side:
+
+- ``hpcjobs``: ``describe(X)`` on the NumPy array (Numba, all of Numba's threads);
+- ``hpcjobs-1thread``: the same with Numba limited to one thread (per-core efficiency);
+- ``numpy`` (peer of ``hpcjobs``): ``X.mean(0)``, ``X.std(0)``, ``X.min(0)``, ``X.max(0)`` and
+  ``numpy.histogram`` of each column over its [min, max], as one would write it by hand;
+- ``hpcjobs-dask``: ``describe`` on a Dask array already held by a LocalCluster of
+  2 workers x 1 thread (chunks of about 64 MiB);
+- ``dask.array`` (peer of ``hpcjobs-dask``): ``mean``, ``std``, ``min``, ``max`` then
+  ``da.histogram`` per column, on the same cluster layout and chunks.
+
+Sizes go up to 1e8 values (1e7 rows x 10 columns, 800 MB of float64).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from hpcjobs.bench.harness import dask_client
+from hpcjobs.bench.spec import Benchmark, Impl
+
+BINS = 64
+CHUNK_BYTES = 64 * 2**20
+
+
+def _make(size, rng):
+    return rng.standard_normal((size["n"], size["d"]))
+
+
+def _ours(X):
+    from hpcjobs.kernels import describe
+
+    return describe(X, bins=BINS)
+
+
+@contextlib.contextmanager
+def _one_numba_thread():
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+def _numpy(X):
+    mean, std, lo, hi = X.mean(0), X.std(0), X.min(0), X.max(0)
+    hist = [np.histogram(X[:, j], bins=BINS, range=(lo[j], hi[j]))[0] for j in range(X.shape[1])]
+    return mean, std, lo, hi, hist
+
+
+def _scatter(X, size):
+    """A Dask array whose ~64 MiB chunks already live on the workers (as if read from Zarr)."""
+    import dask.array as da
+    from distributed import get_client, wait
+
+    client = get_client()
+    n, d = X.shape
+    rows = max(1, CHUNK_BYTES // (8 * d))
+    pieces = [X[i:i + rows] for i in range(0, n, rows)]
+    futures = client.scatter(pieces)
+    wait(futures)
+    arrays = [da.from_delayed(f, shape=p.shape, dtype=X.dtype)
+              for f, p in zip(futures, pieces, strict=True)]
+    return da.concatenate(arrays, axis=0)
+
+
+def _dask_array(Xd):
+    import dask
+    import dask.array as da
+
+    mean, std, lo, hi = dask.compute(Xd.mean(0), Xd.std(0), Xd.min(0), Xd.max(0))
+    hists = [da.histogram(Xd[:, j], bins=BINS, range=(lo[j], hi[j]))[0]
+             for j in range(Xd.shape[1])]
+    return mean, std, lo, hi, dask.compute(*hists)
+
+
+def _cluster():
+    return dask_client(workers=2, threads_per_worker=1)
+
+
+BENCHMARKS = [
+    Benchmark(
+        name="describe",
+        kernel="describe",
+        description="per-column count/mean/std/min/max + 64-bin histogram",
+        sizes=[{"n": 10**5, "d": 10}, {"n": 10**6, "d": 10}, {"n": 10**7, "d": 10}],
+        quick_sizes=[{"n": 20_000, "d": 4}],
+        make_data=_make,
+        items=lambda size: size["n"] * size["d"],
+        unit="values",
+        repeats=5,
+        impls=[
+            Impl("hpcjobs", _ours, note="Numba, all Numba threads"),
+            Impl("hpcjobs-1thread", _ours, context=_one_numba_thread,
+                 note="Numba limited to 1 thread"),
+            Impl("numpy", _numpy, peer=True, note="mean/std/min/max + np.histogram per column"),
+            Impl("hpcjobs-dask", _ours, prepare=_scatter, context=_cluster,
+                 requires=("distributed",), note="LocalCluster 2 workers x 1 thread"),
+            Impl("dask.array", _dask_array, peer=True, baseline="hpcjobs-dask",
+                 prepare=_scatter, context=_cluster, requires=("distributed",),
+                 note="dask.array reductions + da.histogram, same cluster"),
+        ],
+    ),
+]

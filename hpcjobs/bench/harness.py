@@ -1,0 +1,560 @@
+"""Run the benchmark definitions of ``benchmarks/*.py`` side by side and record the results.
+
+For each benchmark and size the data is made once; then every implementation is timed on it
+in turn, in the same process and the same run, so that ratios between them are meaningful
+even on a busy machine:
+
+1. implementations whose ``requires`` modules are missing are skipped (and listed);
+2. ``context()`` is entered (e.g. a Dask cluster), ``prepare(data, size)`` runs untimed;
+3. one warm-up call, timed on its own: ``warmup_s``; ``compile_s = warmup_s - median``
+   estimates what the first call cost beyond a normal one (Numba compilation, cluster warm-up);
+4. ``repeats`` timed samples; a sample repeats the call ``number`` times when one call is
+   shorter than ``MIN_SAMPLE_S`` (like ``timeit``), and times are per call;
+5. median, min, max, throughput (``items / median`` in ``unit``/s) and, for each peer, the
+   time ratio ``ours / peer`` from the medians (< 1: ours is faster) against the
+   implementation named by ``Impl.baseline`` or else ``Benchmark.baseline``.
+
+Every result is a flat JSON-able dict (one JSON line per (benchmark, size, implementation))
+carrying the machine description and library versions; ``benchmarks/README.md`` documents
+the fields.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib.metadata
+import importlib.util
+import json
+import math
+import os
+import platform
+import socket
+import statistics
+import sys
+import time
+import traceback
+import types
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from hpcjobs._version import __version__
+from hpcjobs.bench.spec import Benchmark, Impl
+from hpcjobs.errors import UserError
+
+#: a timed sample repeats the call until it lasts at least this long
+MIN_SAMPLE_S = 0.005
+
+#: libraries whose versions every record carries
+CORE_LIBRARIES = ("numpy", "numba", "dask", "distributed", "zarr")
+
+SCHEMA = "hpcjobs-bench/1"
+
+_PACKAGE = "_hpcjobs_benchmarks"
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def benchmarks_dir() -> Path:
+    """The folder of benchmark definitions: ``$HPCJOBS_BENCHMARKS`` or ``<repo>/benchmarks``."""
+    env = os.environ.get("HPCJOBS_BENCHMARKS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def load_modules(directory: str | os.PathLike | None = None):
+    """Import every ``*.py`` (not starting with ``_``) of ``directory``.
+
+    Returns ``(benchmarks, problems)``: the ``BENCHMARKS`` entries, each tagged with its
+    module, and ``{file: one-line error}`` for modules that failed to import.
+    """
+    folder = Path(directory) if directory is not None else benchmarks_dir()
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no benchmarks folder (set HPCJOBS_BENCHMARKS to one)")
+    found: list[Benchmark] = []
+    problems: dict[str, str] = {}
+    # the folder becomes the package ``_hpcjobs_benchmarks``, so definitions may share
+    # helpers with relative imports (``from ._data import blobs``)
+    package = types.ModuleType(_PACKAGE)
+    package.__path__ = [str(folder)]
+    for name in [m for m in sys.modules if m == _PACKAGE or m.startswith(_PACKAGE + ".")]:
+        del sys.modules[name]
+    sys.modules[_PACKAGE] = package
+    for path in sorted(folder.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        modname = f"{_PACKAGE}.{path.stem}"
+        try:
+            module = importlib.import_module(modname)
+        except Exception as exc:  # a broken definition must not stop the others
+            sys.modules.pop(modname, None)
+            problems[str(path)] = f"{type(exc).__name__}: {exc}"
+            continue
+        for bench in getattr(module, "BENCHMARKS", []):
+            if not isinstance(bench, Benchmark):
+                problems[str(path)] = f"BENCHMARKS holds {type(bench).__name__}, not Benchmark"
+                continue
+            bench.module = path.stem  # type: ignore[attr-defined]
+            found.append(bench)
+    return found, problems
+
+
+def discover(kernels: Iterable[str] = (), directory: str | os.PathLike | None = None):
+    """The benchmarks for ``kernels`` (all when empty); unknown names are a ``UserError``.
+
+    A name matches a benchmark's ``kernel`` field, or else its ``name``.
+    """
+    benches, problems = load_modules(directory)
+    kernels = list(kernels)
+    if not kernels:
+        return benches, problems
+    selected = []
+    for k in kernels:
+        hits = [b for b in benches if b.kernel == k] or [b for b in benches if b.name == k]
+        if not hits:
+            known = sorted({b.kernel for b in benches})
+            hint = ""
+            if problems:
+                hint = f" ({len(problems)} definition file(s) failed to load: " + "; ".join(
+                    f"{Path(f).name}: {e}" for f, e in problems.items()) + ")"
+            raise UserError(f"no benchmark for kernel {k!r}; known: "
+                            f"{', '.join(known) or 'none'}{hint}")
+        selected.extend(b for b in hits if b not in selected)
+    return selected, problems
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def module_version(module: str) -> str | None:
+    """Installed version of an importable module name (``sklearn`` -> scikit-learn's)."""
+    dists = importlib.metadata.packages_distributions().get(module.split(".")[0], [])
+    for dist in [*dists, module]:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    mod = sys.modules.get(module)
+    return getattr(mod, "__version__", None) if mod else None
+
+
+def machine_info(extra_modules: Iterable[str] = ()) -> dict[str, Any]:
+    """CPU, cores, memory, OS, Python and library versions of this machine."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        usable = os.cpu_count()
+    libs = {}
+    for name in [*CORE_LIBRARIES, *extra_modules]:
+        if name not in libs:
+            libs[name] = module_version(name)
+    numba_threads = threading_layer = None
+    try:
+        import numba
+
+        numba_threads = numba.get_num_threads()
+        try:
+            threading_layer = numba.threading_layer()
+        except ValueError:  # no parallel function has run yet
+            threading_layer = None
+    except ImportError:  # pragma: no cover - numba is a dependency
+        pass
+    return {
+        "host": socket.gethostname(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "cores_usable": usable,
+        "memory_bytes": _memory_bytes(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "hpcjobs": __version__,
+        "numba_threads": numba_threads,
+        "numba_threading_layer": threading_layer,
+        "libraries": libs,
+    }
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def _missing(modules: Iterable[str]) -> list[str]:
+    missing = []
+    for m in modules:
+        try:
+            if importlib.util.find_spec(m) is None:
+                missing.append(m)
+        except (ImportError, ValueError):
+            missing.append(m)
+    return missing
+
+
+#: the timer (a module attribute so tests can substitute a fake clock)
+_clock = time.perf_counter
+
+
+def _time_calls(fn: Callable, arg: Any, number: int) -> float:
+    t0 = _clock()
+    for _ in range(number):
+        fn(arg)
+    return (_clock() - t0) / number
+
+
+def time_impl(impl: Impl, data: Any, size: dict, repeats: int) -> dict[str, Any]:
+    """Time one implementation on one size's data; return the timing fields of a record."""
+    ctx = impl.context() if impl.context is not None else contextlib.nullcontext()
+    with ctx:
+        arg = impl.prepare(data, size) if impl.prepare is not None else data
+        gc.collect()
+        warmup = _time_calls(impl.fn, arg, 1)
+        # calls shorter than MIN_SAMPLE_S are repeated within one sample (timeit's autorange)
+        first = _time_calls(impl.fn, arg, 1)
+        number = 1 if first >= MIN_SAMPLE_S else min(10**6, math.ceil(MIN_SAMPLE_S / max(first,
+                                                                                        1e-9)))
+        times = [first] if number == 1 else []
+        while len(times) < repeats:  # back to back, as timeit does (no gc.collect between)
+            times.append(_time_calls(impl.fn, arg, number))
+        del arg
+    median = statistics.median(times)
+    return {
+        "repeats": len(times),
+        "number": number,
+        "times_s": times,
+        "median_s": median,
+        "min_s": min(times),
+        "max_s": max(times),
+        "warmup_s": warmup,
+        "compile_s": max(0.0, warmup - median),
+    }
+
+
+def _selected_sizes(bench: Benchmark, quick: bool, indices: list[int] | None):
+    sizes = (bench.quick_sizes or bench.sizes[:1]) if quick else bench.sizes
+    pairs = list(enumerate(sizes))
+    if indices is not None:
+        bad = [i for i in indices if not 0 <= i < len(sizes)]
+        if bad:
+            raise UserError(f"benchmark {bench.name!r}: size index {bad[0]} out of range; it has "
+                            f"{len(sizes)} {'quick ' if quick else ''}sizes (0..{len(sizes) - 1})")
+        pairs = [pairs[i] for i in indices]
+    return pairs
+
+
+def run_benchmark(bench: Benchmark, *, quick: bool = False, repeats: int | None = None,
+                  sizes: list[int] | None = None, seed: int = 0,
+                  machine: dict | None = None,
+                  log: Callable[[str], None] | None = None,
+                  on_size: Callable[[list[dict]], None] | None = None) -> list[dict[str, Any]]:
+    """Run one benchmark over its sizes; return one record per (size, implementation).
+
+    Records of skipped implementations have ``status="skipped"`` and a ``reason``; an
+    implementation that raises gets ``status="error"`` and the error, and the run goes on.
+    ``on_size(records)`` is called as each size finishes (to save results as they come).
+    """
+    import numpy as np
+
+    log = log or (lambda msg: None)
+    repeats = int(repeats or (min(bench.repeats, 3) if quick else bench.repeats))
+    if repeats < 1:
+        raise UserError(f"repeats must be at least 1, got {repeats}")
+    names = [i.name for i in bench.impls]
+    if len(set(names)) != len(names):
+        raise UserError(f"benchmark {bench.name!r}: implementation names repeat: {names}")
+    # filled in once the first size has run (Numba's threading layer and the peer modules
+    # are loaded by then); every record refers to this one dict
+    fill_machine = machine is None
+    if machine is None:
+        machine = {}
+    records: list[dict[str, Any]] = []
+    for index, size in _selected_sizes(bench, quick, sizes):
+        rng = np.random.default_rng(seed)
+        data = None
+        items = float(bench.items(size))
+        size_recs: dict[str, dict] = {}
+        for impl in bench.impls:
+            rec = _base_record(bench, impl, size, index, items, quick, machine)
+            missing = _missing(impl.requires)
+            if missing:
+                rec.update(status="skipped", reason=f"missing module {', '.join(missing)}")
+            elif impl.sizes is not None and not quick and index not in impl.sizes:
+                rec.update(status="skipped", reason="not run at this size")
+            else:
+                if data is None:  # made once per size, only if something runs
+                    t0 = time.perf_counter()
+                    data = bench.make_data(size, rng)
+                    log(f"{bench.name} {format_size(size)}: data made in "
+                        f"{time.perf_counter() - t0:.2f} s")
+                try:
+                    rec.update(time_impl(impl, data, size, repeats))
+                    rec["status"] = "ok"
+                    rec["throughput"] = items / rec["median_s"] if rec["median_s"] > 0 else None
+                    log(f"  {impl.name:<16} median {format_seconds(rec['median_s'])}"
+                        f"  first call {format_seconds(rec['warmup_s'])}")
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:
+                    rec.update(status="error", reason=f"{type(exc).__name__}: {exc}",
+                               traceback=traceback.format_exc(limit=8))
+                    log(f"  {impl.name:<16} ERROR {type(exc).__name__}: {exc}")
+            size_recs[impl.name] = rec
+            records.append(rec)
+        _add_ratios(bench, size_recs)
+        del data
+        gc.collect()
+        if fill_machine and not machine:
+            machine.update(machine_info([m for i in bench.impls for m in i.requires]))
+        if on_size is not None:
+            on_size(list(size_recs.values()))
+    return records
+
+
+def _base_record(bench: Benchmark, impl: Impl, size: dict, index: int, items: float,
+                 quick: bool, machine: dict) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "benchmark": bench.name,
+        "kernel": bench.kernel,
+        "module": getattr(bench, "module", None),
+        "size": dict(size),
+        "size_index": index,
+        "quick": quick,
+        "impl": impl.name,
+        "peer": impl.peer,
+        "against": (impl.baseline or bench.baseline) if impl.peer else None,
+        "note": impl.note,
+        "requires": list(impl.requires),
+        "requires_versions": {m: module_version(m) for m in impl.requires},
+        "items": items,
+        "unit": bench.unit,
+        "status": None,
+        "reason": None,
+        "repeats": 0, "number": 0, "times_s": [],
+        "median_s": None, "min_s": None, "max_s": None,
+        "warmup_s": None, "compile_s": None, "throughput": None,
+        "ratio": None, "speedup": None,
+        "ratios": {},
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine,
+    }
+
+
+def _add_ratios(bench: Benchmark, recs: dict[str, dict]) -> None:
+    """Peer records get ``ratio`` = t_ours / t_peer; ours get ``ratios[peer]`` the same."""
+    for rec in recs.values():
+        if not rec["peer"] or rec["status"] != "ok":
+            continue
+        ours = recs.get(rec["against"])
+        if ours is None or ours["status"] != "ok" or not rec["median_s"]:
+            continue
+        ratio = ours["median_s"] / rec["median_s"]
+        rec["ratio"] = ratio
+        rec["speedup"] = 1.0 / ratio if ratio else None
+        ours["ratios"][rec["impl"]] = ratio
+
+
+def run(kernels: Iterable[str] = (), *, quick: bool = False, repeats: int | None = None,
+        sizes: list[int] | None = None, directory: str | os.PathLike | None = None,
+        log: Callable[[str], None] | None = None,
+        on_size: Callable[[list[dict]], None] | None = None,
+        ) -> tuple[list[dict], dict[str, str]]:
+    """Discover and run benchmarks; return ``(records, load_problems)``."""
+    benches, problems = discover(kernels, directory)
+    if not benches:
+        raise UserError("no benchmarks found" + (
+            ": " + "; ".join(f"{Path(f).name}: {e}" for f, e in problems.items())
+            if problems else ""))
+    records: list[dict] = []
+    for bench in benches:
+        records.extend(run_benchmark(bench, quick=quick, repeats=repeats, sizes=sizes, log=log,
+                                     on_size=on_size))
+    return records, problems
+
+
+# --------------------------------------------------------------------------- output
+
+
+def write_jsonl(records: Iterable[dict], path: str | os.PathLike, append: bool = False) -> Path:
+    """Write one JSON object per line (the format of ``benchmarks/README.md``)."""
+    path = Path(path)
+    with open(path, "a" if append else "w") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, default=_json_default, allow_nan=False) + "\n")
+    return path
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Read records written by :func:`write_jsonl`."""
+    out = []
+    with open(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise UserError(f"{path}: line {lineno}: not JSON ({exc.msg})") from None
+    return out
+
+
+def _json_default(obj):
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    return str(obj)
+
+
+def format_seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if s >= 100:
+        return f"{s:.0f} s"
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.3g} ms"
+    return f"{s * 1e6:.3g} us"
+
+
+def format_rate(x: float | None, unit: str) -> str:
+    if not x:
+        return "-"
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if x >= scale:
+            return f"{x / scale:.3g} {prefix}{unit}/s"
+    return f"{x:.3g} {unit}/s"
+
+
+def format_size(size: dict) -> str:
+    parts = []
+    for k, v in size.items():
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 10_000:
+            mant, exp = f"{v:.0e}".split("e")
+            parts.append(f"{k}={mant}e{int(exp)}" if float(f"{v:.0e}") == v else f"{k}={v:,}")
+        else:
+            parts.append(f"{k}={v}")
+    return " ".join(parts)
+
+
+def format_table(records: list[dict]) -> str:
+    """The results as a fixed-width text table, one row per record."""
+    header = ["benchmark", "size", "impl", "median", "min", "max", "compile", "throughput",
+              "ours/peer"]
+    rows = [header]
+    for r in records:
+        if r["status"] == "ok":
+            ratio = "-"
+            if r["ratio"] is not None:
+                ratio = f"{r['ratio']:.2f}"
+            rows.append([r["benchmark"], format_size(r["size"]),
+                         r["impl"] + (" (peer)" if r["peer"] else ""),
+                         format_seconds(r["median_s"]), format_seconds(r["min_s"]),
+                         format_seconds(r["max_s"]), format_seconds(r["compile_s"]),
+                         format_rate(r["throughput"], r["unit"]), ratio])
+        else:
+            rows.append([r["benchmark"], format_size(r["size"]), r["impl"],
+                         r["status"], "", "", "", "", (r["reason"] or "")[:60]])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = []
+    for k, row in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+                     .rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_summary(records: list[dict], problems: dict[str, str] | None = None) -> str:
+    """Machine line, ratio legend, skipped implementations and load problems."""
+    out = []
+    if records:
+        m = records[0]["machine"]
+        mem = f"{m['memory_bytes'] / 2**30:.0f} GiB" if m.get("memory_bytes") else "? GiB"
+        libs = ", ".join(f"{k} {v}" for k, v in m["libraries"].items() if v)
+        out.append(f"machine: {m['cpu']}, {m['cores_usable']}/{m['cores']} cores usable, {mem},"
+                   f" {m['os']}, Python {m['python']}, numba threads {m['numba_threads']}"
+                   f" ({m.get('numba_threading_layer') or 'layer not started'})")
+        out.append(f"versions: {libs}")
+        out.append("ours/peer: median time of ours divided by the peer's, same run "
+                   "(< 1: ours faster); compile: first call minus median")
+    skipped = sorted({(r["benchmark"], r["impl"], r["reason"]) for r in records
+                      if r["status"] == "skipped" and r["reason"] != "not run at this size"})
+    for bench, impl, reason in skipped:
+        out.append(f"skipped: {bench}/{impl} ({reason})")
+    for r in records:
+        if r["status"] == "error":
+            out.append(f"error: {r['benchmark']}/{r['impl']} at {format_size(r['size'])}: "
+                       f"{r['reason']}")
+    for f, e in (problems or {}).items():
+        out.append(f"not loaded: {f}: {e}")
+    return "\n".join(out)
+
+
+def format_list(benches: list[Benchmark]) -> str:
+    """``hpcjobs bench --list``: each benchmark, its sizes and implementations."""
+    lines = []
+    for b in benches:
+        lines.append(f"{b.name} (kernel {b.kernel}, {b.unit}; {b.description})".replace(
+            "; )", ")"))
+        lines.append("  sizes: " + " | ".join(f"[{i}] {format_size(s)}"
+                                             for i, s in enumerate(b.sizes)))
+        quick = b.quick_sizes or b.sizes[:1]
+        lines.append("  quick: " + " | ".join(f"[{i}] {format_size(s)}"
+                                             for i, s in enumerate(quick)))
+        for impl in b.impls:
+            missing = _missing(impl.requires)
+            status = f"missing {', '.join(missing)}" if missing else "available"
+            role = f"peer vs {impl.baseline or b.baseline}" if impl.peer else "ours"
+            lines.append(f"  - {impl.name}: {role}, {status}"
+                         + (f"; {impl.note}" if impl.note else ""))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- helpers for definitions
+
+
+@contextlib.contextmanager
+def dask_client(workers: int = 2, threads_per_worker: int = 1, processes: bool = True,
+                memory_limit: str | int | None = None):
+    """A ``LocalCluster`` + ``Client`` for ``Impl.context``; Numba gets one thread per Dask thread.
+
+    Workers get ``NUMBA_NUM_THREADS=threads_per_worker`` (and OMP/MKL/OpenBLAS likewise), so
+    workers x threads never exceeds what was asked: no oversubscription.
+    """
+    from distributed import Client, LocalCluster
+
+    env = {k: str(threads_per_worker) for k in (
+        "NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    kwargs: dict[str, Any] = dict(n_workers=workers, threads_per_worker=threads_per_worker,
+                                  processes=processes, dashboard_address=":0")
+    if processes:
+        kwargs["env"] = env
+    if memory_limit is not None:
+        kwargs["memory_limit"] = memory_limit
+    with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
+        yield client

@@ -1,0 +1,64 @@
+"""Plot benchmark records: time against size per implementation, one panel per benchmark."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from hpcjobs.errors import UserError
+
+
+def plot_records(records: list[dict], path: str | os.PathLike) -> Path:
+    """Save a log-log figure of median time (min-max as error bars) vs items per call.
+
+    One panel per benchmark, one line per implementation (peers dashed). Skipped and failed
+    records are left out. Returns the path written.
+
+    Examples
+    --------
+    >>> from hpcjobs.bench.harness import read_jsonl      # doctest: +SKIP
+    >>> plot_records(read_jsonl("bench.jsonl"), "bench.png")  # doctest: +SKIP
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UserError("plotting needs matplotlib: pip install matplotlib") from None
+    ok = [r for r in records if r.get("status") == "ok"]
+    if not ok:
+        raise UserError("nothing to plot: no successful benchmark records")
+    benches = list(dict.fromkeys(r["benchmark"] for r in ok))
+    ncols = min(3, len(benches))
+    nrows = math.ceil(len(benches) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.0 * nrows), squeeze=False)
+    for ax, name in zip(axes.flat, benches, strict=False):
+        recs = [r for r in ok if r["benchmark"] == name]
+        unit = recs[0].get("unit", "items")
+        for impl in dict.fromkeys(r["impl"] for r in recs):
+            pts = sorted((r["items"], r["median_s"], r["min_s"], r["max_s"], r["peer"])
+                         for r in recs if r["impl"] == impl)
+            x = [p[0] for p in pts]
+            y = [p[1] for p in pts]
+            err = [[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]]
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=impl,
+                        linestyle="--" if pts[0][4] else "-")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"{unit} per call")
+        ax.set_ylabel("time per call (s), median; bars min-max")
+        ax.set_title(name)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
+    for ax in list(axes.flat)[len(benches):]:
+        ax.set_visible(False)
+    m = ok[0].get("machine", {})
+    fig.suptitle(f"hpcjobs bench: {m.get('cpu', '?')}, {m.get('cores_usable', '?')} cores",
+                 fontsize="medium")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,110 @@
+"""``hpcjobs bench``: time kernels against NumPy and peer libraries, side by side."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from hpcjobs.cli._errors import wrap_errors
+from hpcjobs.errors import RunFailed, UserError
+
+
+def _indices(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        out = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected size indices like 0,2; got {text!r}",
+                                 param_hint="--sizes") from None
+    if not out:
+        raise click.BadParameter("expected at least one size index", param_hint="--sizes")
+    return out
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("kernels", nargs=-1, metavar="[KERNEL]...")
+@click.option("--quick", is_flag=True, help="Small sizes and at most 3 repeats (a smoke run).")
+@click.option("--repeats", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Timed repeats per implementation and size (default: the benchmark's).")
+@click.option("--sizes", "sizes_text", default=None, metavar="I,J",
+              help="Run only these size indices (see --list), e.g. 0,1.")
+@click.option("--json-out", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="JSON lines output (default: bench-<time>.jsonl in the current folder).")
+@click.option("--append", is_flag=True, help="Append to --json-out instead of replacing it.")
+@click.option("--no-json", is_flag=True, help="Write no JSON lines file.")
+@click.option("--list", "list_only", is_flag=True,
+              help="List the benchmarks, their sizes and implementations; run nothing.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Also plot time vs size per implementation (needs matplotlib).")
+@click.option("--from", "from_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              metavar="FILE", help="Print (and --plot) results of an earlier run; run nothing.")
+@wrap_errors
+def bench(kernels: tuple[str, ...], quick: bool, repeats: int | None, sizes_text: str | None,
+          json_out: str | None, append: bool, no_json: bool, list_only: bool,
+          plot: str | None, from_file: str | None) -> None:
+    """Benchmark KERNELs (default: all) from the definitions in benchmarks/.
+
+    Every implementation runs on the same data in the same run: one warm-up call (reported as
+    compile time), then repeats; the table shows median/min/max, throughput and, for each
+    peer library, the time ratio ours/peer (< 1: hpcjobs is faster). Peers that are not
+    installed are skipped and listed. Results go to a JSON lines file (benchmarks/README.md).
+
+    \b
+    Examples:
+      hpcjobs bench --list
+      hpcjobs bench describe --quick
+      hpcjobs bench describe --sizes 2 --repeats 3 --json-out describe.jsonl --plot d.png
+    """
+    from hpcjobs.bench import harness
+
+    if from_file:
+        records = harness.read_jsonl(from_file)
+        if kernels:
+            records = [r for r in records if r.get("kernel") in kernels
+                       or r.get("benchmark") in kernels]
+        click.echo(harness.format_table(records))
+        click.echo(harness.format_summary(records))
+        if plot:
+            from hpcjobs.bench.plot import plot_records
+
+            click.echo(f"plot: {plot_records(records, plot)}")
+        return
+    if list_only:
+        benches, problems = harness.discover(kernels)
+        click.echo(harness.format_list(benches))
+        for f, e in problems.items():
+            click.echo(f"not loaded: {f}: {e}")
+        return
+    sizes = _indices(sizes_text)
+
+    def log(msg: str) -> None:
+        click.echo(msg, err=True)
+
+    path = None if no_json else (json_out or time.strftime("bench-%Y%m%d-%H%M%S.jsonl"))
+    if path is not None:
+        try:  # fail now, not after an hour of benchmarks
+            harness.write_jsonl([], path, append=append)
+        except OSError as exc:
+            raise UserError(f"{path}: cannot write results ({exc.strerror})") from None
+
+    def save(size_records: list[dict]) -> None:  # each size as it finishes (Ctrl-C keeps them)
+        if path is not None:
+            harness.write_jsonl(size_records, path, append=True)
+
+    records, problems = harness.run(kernels, quick=quick, repeats=repeats, sizes=sizes, log=log,
+                                    on_size=save)
+    click.echo(harness.format_table(records))
+    click.echo(harness.format_summary(records, problems))
+    if path is not None:
+        click.echo(f"results: {path}")
+    if plot:
+        from hpcjobs.bench.plot import plot_records
+
+        click.echo(f"plot: {plot_records(records, plot)}")
+    failed = [r for r in records if r["status"] == "error"]
+    if failed:
+        raise RunFailed(f"{len(failed)} benchmark run(s) failed: "
+                        + "; ".join(f"{r['benchmark']}/{r['impl']}: {r['reason']}"
+                                    for r in failed[:3]))

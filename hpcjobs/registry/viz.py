@@ -1,0 +1,245 @@
+"""Visualisation-preprocessing kernels for job files: aggregate2d, shade, pyramid, downsampling, pca."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hpcjobs.kernels import _validation as v
+from hpcjobs.registry import KernelSpec, Param, Port
+
+_AGGS = ("count", "sum", "mean", "min", "max", "std", "count_cat")
+
+
+def _check_range(value, func):
+    if value is None:
+        return None
+    expected = "[[xmin, xmax], [ymin, ymax]] (or [xmin, xmax, ymin, ymax]) with min < max"
+    try:
+        r = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(v.message("range", func, expected, value)) from None
+    if r.shape == (4,):
+        r = r.reshape(2, 2)
+    if r.shape != (2, 2) or not np.isfinite(r).all() or (r[:, 0] >= r[:, 1]).any():
+        raise ValueError(v.message("range", func, expected, value))
+    return [[float(r[0, 0]), float(r[0, 1])], [float(r[1, 0]), float(r[1, 1])]]
+
+
+# ---------------------------------------------------------------------------------------------
+# adapters
+
+
+def run_aggregate2d(inputs: dict, params: dict) -> dict:
+    from hpcjobs.kernels import aggregate2d
+
+    agg = params["agg"]
+    out = aggregate2d(inputs["x"], inputs["y"], shape=tuple(params["shape"]),
+                      range=params["range"], agg=agg, values=inputs.get("values"),
+                      n_categories=params["n_categories"])
+    attrs = {"hpcjobs_kind": "raster", "agg": agg, "range": params["range"]}
+    if agg == "count_cat":
+        return {"layers": out, "__attrs__": attrs}
+    return {"raster": out, "__attrs__": attrs}
+
+
+def run_shade(inputs: dict, params: dict) -> dict:
+    from hpcjobs.kernels import shade
+
+    img = shade(inputs["raster"], how=params["how"], cmap=params["cmap"])
+    return {"rgba": img, "__attrs__": {"hpcjobs_kind": "image", "how": params["how"]}}
+
+
+def multiscales_attrs(name: str, n_levels: int, method: str) -> dict:
+    """OME-NGFF multiscales metadata for ``level0 .. level{n-1}`` (2x per level, y/x axes).
+
+    Written both as OME-NGFF 0.5 (``ome`` key, for Zarr v3 readers) and 0.4 style
+    (top-level ``multiscales``).
+    """
+    datasets = []
+    for k in range(n_levels):
+        f = float(2**k)
+        datasets.append({"path": f"level{k}", "coordinateTransformations": [
+            {"type": "scale", "scale": [f, f]},
+            {"type": "translation", "translation": [(f - 1) / 2, (f - 1) / 2]},
+        ]})
+    ms = {"name": name, "axes": [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+          "datasets": datasets, "type": method,
+          "metadata": {"method": "hpcjobs.kernels.pyramid", "reduction": method}}
+    return {"ome": {"version": "0.5", "multiscales": [ms]},
+            "multiscales": [{**ms, "version": "0.4"}], "hpcjobs_kind": "pyramid"}
+
+
+def run_pyramid(inputs: dict, params: dict) -> dict:
+    from hpcjobs.kernels import pyramid
+
+    raster = inputs["raster"]
+    # never reduce below one pixel
+    most = int(np.floor(np.log2(max(min(raster.shape), 1)))) + 1
+    levels = min(params["levels"], most)
+    out = pyramid(raster, levels, method=params["method"])
+    result = {f"level{k}": lvl for k, lvl in enumerate(out)}
+    result["__attrs__"] = multiscales_attrs("pyramid", levels, params["method"])
+    return result
+
+
+def _run_downsample(name: str, inputs: dict, params: dict) -> dict:
+    import dask
+
+    from hpcjobs import kernels
+
+    y = inputs["y"]
+    x = inputs.get("x")
+    n_out = params["n_out"]
+    if name == "lttb":
+        idx = kernels.lttb(x, y, n_out)
+    elif name == "minmax":
+        idx = kernels.minmax(y, n_out, x=x)
+    elif name == "m4":
+        idx = kernels.m4(x, y, n_out)
+    else:
+        idx = kernels.minmax_lttb(x, y, n_out, minmax_ratio=params["minmax_ratio"])
+    ys, xs = dask.compute(y[idx], None if x is None else x[idx])
+    return {"index": idx, "x": idx.astype(np.float64) if xs is None else np.asarray(xs),
+            "y": np.asarray(ys), "__attrs__": {"hpcjobs_kind": "series", "method": name}}
+
+
+def run_lttb(inputs: dict, params: dict) -> dict:
+    return _run_downsample("lttb", inputs, params)
+
+
+def run_minmax(inputs: dict, params: dict) -> dict:
+    return _run_downsample("minmax", inputs, params)
+
+
+def run_m4(inputs: dict, params: dict) -> dict:
+    return _run_downsample("m4", inputs, params)
+
+
+def run_minmax_lttb(inputs: dict, params: dict) -> dict:
+    return _run_downsample("minmax_lttb", inputs, params)
+
+
+def run_pca(inputs: dict, params: dict) -> dict:
+    from hpcjobs.kernels import pca
+
+    r = pca(inputs["X"], params["n_components"], method=params["method"], seed=params["seed"])
+    return {"embedding": r.embedding, "components": r.components,
+            "explained_variance": r.explained_variance,
+            "explained_variance_ratio": r.explained_variance_ratio, "mean": r.mean,
+            "__attrs__": {"hpcjobs_kind": "embedding", "method": r.method}}
+
+
+# ---------------------------------------------------------------------------------------------
+# specs
+
+_SERIES_INPUTS = (
+    Port("y", ("sample",), "the series (1-D)"),
+    Port("x", ("sample",), "sorted x of the series (default: 0 .. n-1)", kinds="fiuM",
+         optional=True),
+)
+_SERIES_OUTPUTS = (
+    Port("index", ("kept",), "indices of the points kept", dtype="int64"),
+    Port("x", ("kept",), "x of the points kept (the index when there is no x)"),
+    Port("y", ("kept",), "y of the points kept"),
+)
+
+
+def _series_spec(name: str, summary: str, multiple: int, low: int, extra=()) -> KernelSpec:
+    def check(value, func, multiple=multiple):
+        if value % multiple:
+            raise ValueError(v.message("n_out", func, f"a multiple of {multiple}", value))
+        return value
+
+    return KernelSpec(
+        name=name, family="viz", summary=summary, run=f"hpcjobs.registry.viz:run_{name}",
+        inputs=_SERIES_INPUTS, outputs=_SERIES_OUTPUTS,
+        params=(Param("n_out", "int", 1000, "number of points kept (at most the series "
+                      "length)", low=low, check=check if multiple > 1 else None), *extra),
+    )
+
+
+KERNELS = [
+    KernelSpec(
+        name="aggregate2d",
+        family="viz",
+        summary="Bin points onto a raster (count, sum, mean, min, max, std, count_cat), "
+                "exactly like numpy.histogram2d.",
+        run="hpcjobs.registry.viz:run_aggregate2d",
+        inputs=(
+            Port("x", ("point",), "x of each point"),
+            Port("y", ("point",), "y of each point"),
+            Port("values", ("point",), "value (or integer category) of each point; needed "
+                 "by every agg but count", optional=True),
+        ),
+        outputs=(
+            Port("raster", ("y", "x"), "the aggregate (rows follow y); int64 for count"),
+            Port("layers", ("category", "y", "x"), "count_cat: counts per category",
+                 dtype="int64"),
+        ),
+        params=(
+            Param("shape", "ints", help="raster size [ny, nx]", length=2, low=1,
+                  high=1_000_000),
+            Param("range", "any", None, "extent [[xmin, xmax], [ymin, ymax]] (default: the "
+                  "data's finite min and max)", nullable=True, check=_check_range),
+            Param("agg", "str", "count", "the reduction", choices=_AGGS),
+            Param("n_categories", "int", None, "layers for count_cat (default: largest "
+                  "label + 1)", low=1, nullable=True),
+        ),
+    ),
+    KernelSpec(
+        name="shade",
+        family="viz",
+        summary="Shade a raster into an RGBA image (linear, log or histogram equalisation).",
+        run="hpcjobs.registry.viz:run_shade",
+        inputs=(Port("raster", ("y", "x"), "a 2-D aggregate (0 or NaN = empty)"),),
+        outputs=(Port("rgba", ("y", "x", "channel"), "RGBA image", dtype="uint8"),),
+        params=(
+            Param("how", "str", "eq_hist", "normalisation", choices=("eq_hist", "linear",
+                                                                        "log")),
+            Param("cmap", "str", "viridis", "colour map",
+                  choices=("viridis", "inferno", "fire", "blues", "gray")),
+        ),
+    ),
+    KernelSpec(
+        name="pyramid",
+        family="viz",
+        summary="Multiscale levels by 2x reduction, with OME-NGFF multiscales metadata.",
+        run="hpcjobs.registry.viz:run_pyramid",
+        inputs=(Port("raster", ("y", "x"), "the base raster (level 0)"),),
+        outputs=(Port("level*", ("y", "x"), "level k, ceil(shape / 2**k)"),),
+        params=(
+            Param("levels", "int", 5, "levels including the base (capped at one pixel)",
+                  low=1, high=64),
+            Param("method", "str", "mean", "reduction", choices=("mean", "min", "max",
+                                                                   "mode")),
+        ),
+    ),
+    _series_spec("lttb", "Largest-Triangle-Three-Buckets downsampling of a series.", 1, 3),
+    _series_spec("minmax", "Min and max per bin of a series (n_out even).", 2, 2),
+    _series_spec("m4", "First, min, max and last per bin of a series (n_out multiple of 4).",
+                 4, 4),
+    _series_spec("minmax_lttb", "MinMax preselection then LTTB (fast LTTB for long series).",
+                 1, 3, (Param("minmax_ratio", "int", 4, "preselection factor", low=2),)),
+    KernelSpec(
+        name="pca",
+        family="viz",
+        summary="Principal-component projection (exact covariance, or randomized SVD for "
+                "wide data).",
+        run="hpcjobs.registry.viz:run_pca",
+        inputs=(Port("X", ("row", "feature"), "2-D numeric array, finite"),),
+        outputs=(
+            Port("embedding", ("row", "component"), "rows projected on the components"),
+            Port("components", ("component", "feature"), "principal axes"),
+            Port("explained_variance", ("component",), "variance along each axis"),
+            Port("explained_variance_ratio", ("component",), "fraction of the total variance"),
+            Port("mean", ("feature",), "column means"),
+        ),
+        params=(
+            Param("n_components", "int", 2, "number of components", low=1),
+            Param("method", "str", "auto", "covariance (exact), randomized, or auto "
+                  "(covariance up to 2000 columns)",
+                  choices=("auto", "covariance", "randomized")),
+            Param("seed", "int", 0, "seed of the randomized sketch", low=0),
+        ),
+    ),
+]

@@ -1,0 +1,153 @@
+"""``hpcjobs doctor``: can jobs run on Slurm from here? Each check says what is wrong in words."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable
+
+from hpcjobs.errors import HpcjobsError
+from hpcjobs.slurm.client import SlurmClient, slurm_commands_found
+from hpcjobs.slurm.runs import new_run, runs_root
+from hpcjobs.slurm.script import check_sbatch_value
+from hpcjobs.slurm.status import LIVE_STATES, parse_scontrol, parse_squeue
+
+PROBE = """\
+import os, sys
+from mpi4py import MPI
+import distributed, hpcjobs, numba, zarr
+comm = MPI.COMM_WORLD
+path = os.path.join(sys.argv[1], f"probe-{comm.Get_rank()}")
+with open(path, "w") as fh:
+    fh.write(f"{comm.Get_rank()} {comm.Get_size()} {MPI.Get_processor_name()}\\n")
+"""
+
+
+def run_doctor(client: SlurmClient, *, partition: str | None = None, timeout: float = 120,
+               probe: bool = True, echo: Callable[[str], None] = print,
+               python: str | None = None) -> bool:
+    """Run the checks, printing one line each; True when all passed."""
+    failures = 0
+
+    def report(ok: bool | None, what: str, detail: str = "") -> bool:
+        nonlocal failures
+        mark = {True: "ok  ", False: "FAIL", None: "warn"}[ok]
+        failures += ok is False
+        echo(f"[{mark}] {what}" + (f": {detail}" if detail else ""))
+        return bool(ok)
+
+    found = slurm_commands_found()
+    missing = [cmd for cmd, where in found.items() if where is None]
+    if not report(not missing, "Slurm commands",
+                  f"missing {', '.join(missing)}: install Slurm's client tools or load its "
+                  "module (for the local test cluster: sudo slurm/start)" if missing
+                  else f"found in {os.path.dirname(found['sbatch'])}"):
+        return False
+    conf = os.environ.get("SLURM_CONF")
+    if conf and not os.path.isfile(conf):
+        report(False, "SLURM_CONF", f"{conf} does not exist (unset it or run slurm/start)")
+        return False
+    try:
+        client.ping()
+        report(True, "Slurm controller", "answers" + (f" (SLURM_CONF={conf})" if conf else ""))
+    except HpcjobsError as exc:
+        report(False, "Slurm controller", f"does not answer ({exc}); for the local test cluster "
+               "run: sudo slurm/start, then export the SLURM_CONF it prints")
+        return False
+    try:
+        rows = [line.split("|") for line in client.sinfo().splitlines() if line.strip()]
+        parts = sorted({r[0] for r in rows})
+        usable = [r for r in rows if r[1] == "up" and r[3] in ("idle", "mixed", "allocated")]
+        report(bool(usable), "partitions",
+               ", ".join(parts) + ("" if usable else ": no node is up (all down or drained)"))
+    except HpcjobsError as exc:
+        report(False, "partitions", str(exc))
+
+    root = runs_root()
+    mode = oct(root.stat().st_mode & 0o777)
+    writable = os.access(root, os.W_OK)
+    report(writable and mode == "0o700", "run folder",
+           f"{root} ({mode}{', private' if mode == '0o700' else ', NOT private: chmod 700'}"
+           f"{'' if writable else ', NOT writable'})")
+    try:
+        check_sbatch_value("run folder", str(root))
+    except HpcjobsError as exc:
+        report(False, "run folder path", f"{exc}; set HPCJOBS_RUNS to a simpler path")
+
+    for module, why in (("mpi4py.MPI", "MPI for Python (pip install mpi4py mpich)"),
+                        ("distributed", "Dask's scheduler and workers"),
+                        ("cryptography", "the job's TLS certificate (pip install cryptography)")):
+        try:
+            importlib.import_module(module)
+            report(True, f"import {module}")
+        except Exception as exc:  # noqa: BLE001  (ImportError, or libmpi missing: OSError)
+            report(False, f"import {module}", f"{type(exc).__name__}: {exc}; needed for {why}")
+
+    if probe:
+        _probe(client, report, echo, partition=partition, timeout=timeout,
+               python=python or sys.executable)
+    echo("all checks passed" if not failures else f"{failures} check(s) failed")
+    return failures == 0
+
+
+def _probe(client, report, echo, *, partition, timeout, python) -> None:
+    run = new_run("doctor-probe")
+    (run.path / "probe.py").write_text(PROBE)
+    lines = ["#!/bin/bash", "#SBATCH --job-name=hpcjobs-doctor", "#SBATCH --nodes=1",
+             "#SBATCH --ntasks=2", "#SBATCH --time=00:05:00",
+             f"#SBATCH --output={run.path}/logs/slurm-%j.out", f"#SBATCH --chdir={run.path}"]
+    if partition:
+        check_sbatch_value("partition", partition, "--partition")
+        lines.append(f"#SBATCH --partition={partition}")
+    lines.append(f"srun --mpi=pmi2 {shlex.quote(python)} {shlex.quote(str(run.path / 'probe.py'))}"
+                 f" {shlex.quote(str(run.path))}")
+    run.script.write_text("\n".join(lines) + "\n")
+    started = time.monotonic()
+    try:
+        job_id = client.sbatch(run.script)
+    except HpcjobsError as exc:
+        report(False, "probe job", f"sbatch refused it: {exc}")
+        return
+    run.update_state(job_id=job_id, job_name="doctor-probe", run_id=run.run_id,
+                     submitted=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    state, reason, record = "PENDING", "", {}
+    while time.monotonic() - started < timeout:
+        rows = parse_squeue(client.squeue([job_id]))
+        if rows:
+            state, reason = rows[0].state, rows[0].reason
+        else:
+            records = parse_scontrol(client.show_job(job_id))
+            record = records[0] if records else {}
+            state = record.get("JobState", "UNKNOWN")
+        if state not in LIVE_STATES:
+            break
+        time.sleep(0.5)
+    seconds = time.monotonic() - started
+    if state in LIVE_STATES:
+        client.cancel(job_id)
+        report(False, "probe job", f"job {job_id} still {state} after {timeout:.0f} s"
+               + (f" (reason: {reason})" if reason else "") + "; cancelled it")
+        return
+    probes = sorted(run.path.glob("probe-*"))
+    log = next(iter(run.log_files()), None)
+    tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log else []
+    if state != "COMPLETED":
+        report(False, "probe job", f"job {job_id} ended {state} (exit code "
+               f"{record.get('ExitCode', '?')}); last log lines: {' | '.join(tail) or '(none)'}")
+        return
+    report(True, "probe job", f"job {job_id} ran on {record.get('NodeList', '?')} and finished in "
+           f"{seconds:.1f} s")
+    if len(probes) == 2:
+        ranks = [p.read_text().split() for p in probes]
+        report(True, "MPI and hpcjobs on the nodes",
+               f"{len(ranks)} ranks imported mpi4py, distributed, hpcjobs, numba, zarr "
+               f"(hosts: {', '.join(sorted({r[2] for r in ranks}))})")
+        report(True, "run folder visible from the nodes", str(run.path))
+    else:
+        report(False, "MPI and hpcjobs on the nodes / run folder visible from the nodes",
+               f"{len(probes)} of 2 ranks wrote into {run.path}: the run folder must be on a "
+               "file system the nodes share (set HPCJOBS_RUNS), and the nodes need the same "
+               f"Python ({python}); log: {' | '.join(tail) or '(none)'}")

@@ -1,0 +1,301 @@
+"""Batch scripts: the job file's ``[slurm]`` table + command-line overrides -> an sbatch script.
+
+Pure functions: nothing here runs a command or touches Slurm, so rendering is golden-file
+tested. Every value that goes into an ``#SBATCH`` line is checked against a strict character
+set (a space, newline, quote or ``$(...)`` would break the line or smuggle in another option),
+and every value that goes into a shell command is ``shlex.quote``d. ``setup`` lines are shell
+by design (``module load mpi``): they must be single lines with balanced quotes.
+
+Example
+-------
+>>> opts = resolve_options({"partition": "cpu", "nodes": 2}, {"time": "00:30:00"})
+>>> opts.partition, opts.nodes, opts.ntasks_per_node, opts.time
+('cpu', 2, 3, '00:30:00')
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+
+from hpcjobs.errors import UserError
+
+TEMPLATE = "slurm-batch.sh"
+
+# key -> (kind, sbatch flag or None, help). Kinds: "str" (an #SBATCH value), "int", "lines",
+# "directives", "text" (a value used only quoted in the shell part).
+OPTIONS: dict[str, tuple[str, str | None, str]] = {
+    "partition": ("str", "partition", "partition (queue) to run in, e.g. 'cpu'"),
+    "account": ("str", "account", "account charged for the job"),
+    "qos": ("str", "qos", "quality of service"),
+    "nodes": ("int", "nodes", "number of nodes (default 1)"),
+    "ntasks_per_node": ("int", "ntasks-per-node", "MPI ranks per node (default 3)"),
+    "cpus_per_task": ("int", "cpus-per-task", "cores per rank = threads per Dask worker"),
+    "mem": ("str", "mem", "memory per node, e.g. '16G'"),
+    "time": ("str", "time", "walltime, e.g. '01:00:00' or '1-12:00:00'"),
+    "gres": ("str", "gres", "generic resources, e.g. 'gpu:1'"),
+    "constraint": ("str", "constraint", "node features, e.g. 'skylake'"),
+    "job_name": ("str", "job-name", "name shown by squeue (default: the job's name)"),
+    "extra": ("directives", None, "more #SBATCH directives, e.g. ['--exclusive']"),
+    "setup": ("lines", None, "shell lines run before the launch, e.g. ['module load mpi']"),
+    "signal_seconds": ("int0", None, "seconds before the walltime at which the job is told to "
+                       "stop and requeue (default 120; 0: no signal)"),
+    "max_requeues": ("int0", None, "how many times a stopped job requeues itself (default 3)"),
+    "python": ("text", None, "the Python that runs hpcjobs on the nodes (default: this one)"),
+    "mpi": ("str", None, "srun's MPI plugin (default 'pmi2')"),
+    "dashboard": ("str", None, "where the dashboard listens (default '127.0.0.1:0', "
+                  "loopback; 'none' for no dashboard)"),
+    "interface": ("str", None, "network interface for the Dask cluster, e.g. 'ib0'"),
+    "startup_timeout": ("int", None, "seconds a rank waits for the others at start (default 120)"),
+}
+DEFAULTS = {"nodes": 1, "ntasks_per_node": 3, "signal_seconds": 120, "max_requeues": 3,
+            "mpi": "pmi2", "dashboard": "127.0.0.1:0", "startup_timeout": 120}
+MIN_TASKS = 3
+
+# options hpcjobs sets itself: an `extra` directive may not change them
+MANAGED = {"output": "logs go to the run folder", "error": "logs go to the run folder",
+           "open-mode": "always append (requeues keep their history)",
+           "array": "use a [sweep] table", "signal": "use [slurm] signal_seconds",
+           "requeue": "use [slurm] max_requeues", "no-requeue": "use [slurm] max_requeues = 0",
+           "chdir": "jobs run in their run folder", "parsable": "", "wrap": "",
+           "job-name": "use [slurm] job_name", "ntasks": "use nodes and ntasks_per_node",
+           "export": "the environment of `hpcjobs submit` is passed on"}
+
+# What may stand in an #SBATCH value: no whitespace, quotes, $, `, ;, \, # or control chars.
+_SBATCH_VALUE = re.compile(r"^[A-Za-z0-9_.,:=+\-/@%&|\[\]*!^~]+$")
+_DIRECTIVE = re.compile(r"^--(?P<name>[a-z][a-z0-9-]*)(?:=(?P<value>.+))?$")
+_TIME = re.compile(r"^(?:\d+-\d{1,2}(?::\d{1,2}){0,2}|\d+(?::\d{1,2}){0,2}|UNLIMITED|INFINITE)$")
+_MEM = re.compile(r"^\d+(?:\.\d+)?[KMGT]?B?$", re.IGNORECASE)
+_BAD_SHELL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """The validated ``[slurm]`` table with command-line overrides applied."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    nodes: int = 1
+    ntasks_per_node: int = 3
+    cpus_per_task: int | None = None
+    mem: str | None = None
+    time: str | None = None
+    gres: str | None = None
+    constraint: str | None = None
+    job_name: str | None = None
+    extra: tuple[str, ...] = ()
+    setup: tuple[str, ...] = ()
+    signal_seconds: int = 120
+    max_requeues: int = 3
+    python: str | None = None
+    mpi: str = "pmi2"
+    dashboard: str = "127.0.0.1:0"
+    interface: str | None = None
+    startup_timeout: int = 120
+    _keys: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def ntasks(self) -> int:
+        return self.nodes * self.ntasks_per_node
+
+
+def _problem(key: str, message: str, where: str) -> UserError:
+    return UserError(f"{where}: {key}: {message}")
+
+
+def _check_value(key: str, kind: str, value, where: str):
+    if kind in ("int", "int0"):
+        low = 0 if kind == "int0" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise _problem(key, f"expected an integer >= {low}, found {value!r}", where)
+        return value
+    if kind == "lines":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise _problem(key, f"expected a list of strings, found {value!r}", where)
+        for line in value:
+            check_shell_line(line, key, where)
+        return tuple(value)
+    if kind == "directives":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise _problem(key, f"expected a list of strings like '--exclusive', found {value!r}",
+                           where)
+        for directive in value:
+            check_directive(directive, where)
+        return tuple(value)
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _problem(key, f"expected a string, found {value!r}", where)
+    value = str(value)
+    if kind == "text":
+        if not value or _BAD_SHELL.search(value):
+            raise _problem(key, f"must be one non-empty line, found {value!r}", where)
+        return value
+    check_sbatch_value(key, value, where)
+    if key == "time" and not _TIME.match(value):
+        raise _problem(key, f"expected a Slurm time like '30', '01:00:00' or '1-12:00:00', "
+                            f"found {value!r}", where)
+    if key == "mem" and not _MEM.match(value):
+        raise _problem(key, f"expected a size like '4G' or '16000M', found {value!r}", where)
+    return value
+
+
+def check_sbatch_value(key: str, value: str, where: str = "[slurm]") -> None:
+    """Refuse a value that would break an ``#SBATCH`` line or add options to it."""
+    if not value or not _SBATCH_VALUE.match(value):
+        bad = sorted({c for c in value if not _SBATCH_VALUE.match(c)}) if value else []
+        shown = ", ".join(repr(c) for c in bad) or "empty"
+        raise _problem(key, f"{value!r} cannot go into an #SBATCH line ({shown}): use letters, "
+                            "digits and . , : = + - / @ % & | [ ] * only", where)
+
+
+def check_directive(directive: str, where: str = "[slurm]") -> None:
+    """An ``extra`` directive: ``--name`` or ``--name=value`` with a safe value."""
+    m = _DIRECTIVE.match(directive)
+    if not m:
+        raise _problem("extra", f"{directive!r} is not a directive like '--exclusive' or "
+                                "'--mail-type=END'", where)
+    name = m.group("name")
+    if name in MANAGED:
+        why = MANAGED[name]
+        raise _problem("extra", f"--{name} is set by hpcjobs" + (f" ({why})" if why else ""),
+                       where)
+    if m.group("value") is not None:
+        check_sbatch_value("extra", m.group("value"), where)
+
+
+def check_shell_line(line: str, key: str = "setup", where: str = "[slurm]") -> None:
+    """A setup line: one line of shell with balanced quotes (it runs as written)."""
+    if _BAD_SHELL.search(line):
+        raise _problem(key, f"{line!r}: each setup entry must be a single line "
+                            "(no newlines or control characters)", where)
+    try:
+        shlex.split(line, comments=True)
+    except ValueError as exc:
+        raise _problem(key, f"{line!r}: {exc} (unbalanced quotes?)", where) from None
+
+
+def resolve_options(table: dict | None, overrides: dict | None = None, *,
+                    where: str = "[slurm]") -> SlurmOptions:
+    """Validate the ``[slurm]`` table, apply ``overrides`` (None values ignored).
+
+    Unknown keys are refused with the list of valid ones. ``where`` names the source in errors
+    (e.g. ``"job.toml: [slurm]"``).
+    """
+    merged: dict = {}
+    for source, label in ((table or {}, where), (overrides or {}, "command line")):
+        if not isinstance(source, dict):
+            raise UserError(f"{label}: expected a table of Slurm settings, found {source!r}")
+        for key, value in source.items():
+            key_norm = key.replace("-", "_")
+            if key_norm not in OPTIONS:
+                raise UserError(f"{label}: {key}: unknown Slurm setting; valid keys: "
+                                + ", ".join(OPTIONS))
+            if value is None:
+                continue
+            merged[key_norm] = _check_value(key_norm, OPTIONS[key_norm][0], value, label)
+    values = {**DEFAULTS, **merged}
+    opts = SlurmOptions(**values, _keys=tuple(merged))
+    if opts.ntasks < MIN_TASKS:
+        raise UserError(f"{where}: nodes x ntasks_per_node = {opts.ntasks}: Dask over MPI needs "
+                        f"at least {MIN_TASKS} ranks (a scheduler, a driver and a worker); "
+                        "raise ntasks_per_node")
+    return opts
+
+
+def _sbatch_lines(opts: SlurmOptions, *, job_name: str, run_dir: str,
+                  array: str | None) -> list[str]:
+    log = f"{run_dir}/logs/slurm-%A_%a.out" if array else f"{run_dir}/logs/slurm-%j.out"
+    lines = [f"--job-name={opts.job_name or job_name}",
+             f"--output={log}",
+             "--open-mode=append",
+             f"--chdir={run_dir}"]
+    for key in ("partition", "account", "qos", "nodes", "ntasks_per_node", "cpus_per_task",
+                "mem", "time", "gres", "constraint"):
+        value = getattr(opts, key)
+        if value is not None:
+            lines.append(f"--{OPTIONS[key][1]}={value}")
+    if array:
+        lines.append(f"--array={array}")
+    if opts.signal_seconds:
+        lines.append(f"--signal=B:USR1@{opts.signal_seconds}")
+    lines.append("--requeue" if opts.max_requeues else "--no-requeue")
+    lines.extend(opts.extra)
+    return [f"#SBATCH {line}" for line in lines]
+
+
+def load_template(name: str = TEMPLATE) -> str:
+    """The batch-script template shipped in ``hpcjobs/templates``."""
+    return resources.files("hpcjobs").joinpath("templates", name).read_text(encoding="utf-8")
+
+
+def render_script(opts: SlurmOptions, *, job_name: str, run_dir: str | Path, python: str,
+                  mode: str = "new", array: str | None = None, hpcjobs_version: str = "",
+                  template: str | None = None) -> str:
+    """The batch script for one submission (pure: same inputs, same text).
+
+    Parameters
+    ----------
+    opts : SlurmOptions
+        From :func:`resolve_options`.
+    job_name : str
+        The job's name (``--job-name`` unless ``opts.job_name`` is set).
+    run_dir : path
+        The run folder: logs, stop files and exit codes go there; the job runs there.
+    python : str
+        The Python that runs ``-m hpcjobs`` on the nodes (``opts.python`` wins).
+    mode : {"new", "resume", "overwrite"}
+        Output mode of the first start; a requeued start always resumes.
+    array : str, optional
+        ``--array`` value for a sweep, e.g. ``"0-5%2"``.
+
+    Examples
+    --------
+    >>> text = render_script(resolve_options({}), job_name="demo", run_dir="/runs/r1",
+    ...                      python="/usr/bin/python3")
+    >>> "#SBATCH --signal=B:USR1@120" in text
+    True
+    """
+    run_dir = str(run_dir)
+    check_sbatch_value("run folder", run_dir, "the run folder path")
+    check_sbatch_value("job name", opts.job_name or job_name, "the job name")
+    if mode not in ("new", "resume", "overwrite"):
+        raise ValueError(f"mode must be new, resume or overwrite, got {mode!r}")
+    python = opts.python or python
+    _check_value("python", "text", python, "the python path")
+    launch = [python, "-m", "hpcjobs", "mpi-run", run_dir]
+    text = template if template is not None else load_template()
+    subs = {
+        "sbatch": "\n".join(_sbatch_lines(opts, job_name=job_name, run_dir=run_dir,
+                                          array=array)),
+        "job_name": opts.job_name or job_name,
+        "version": hpcjobs_version,
+        "run_dir": shlex.quote(run_dir),
+        "python": shlex.quote(python),
+        "mode": mode,
+        "max_requeues": str(opts.max_requeues),
+        "setup": "\n".join(opts.setup) if opts.setup else "# (none)",
+        "srun": " ".join(["srun", f"--mpi={shlex.quote(opts.mpi)}", "--kill-on-bad-exit=1"]),
+        "launch": " ".join(shlex.quote(part) for part in launch),
+    }
+
+    def sub(m: re.Match) -> str:
+        return subs[m.group(1)]
+
+    return re.sub(r"\{\{(\w+)\}\}", sub, text)
+
+
+def option_help() -> str:
+    """The valid ``[slurm]`` keys with their meaning (for --help and errors)."""
+    return "\n".join(f"  {key:<16} {help_}" for key, (_, _, help_) in OPTIONS.items())
+
+
+__all__ = ["OPTIONS", "SlurmOptions", "resolve_options", "render_script", "load_template",
+           "check_sbatch_value", "check_directive", "check_shell_line", "option_help"]
+assert {f.name for f in fields(SlurmOptions)} - {"_keys"} == set(OPTIONS)

@@ -1,0 +1,728 @@
+"""Time-series downsampling for plotting: ``lttb``, ``minmax``, ``m4`` and ``minmax_lttb``.
+
+Each function returns the int64 indices of the points kept, identical to tsdownsample's
+``LTTBDownsampler``, ``MinMaxDownsampler``, ``M4Downsampler`` and ``MinMaxLTTBDownsampler``
+(serial versions): the same bins (computed with the same floating-point formulas), the same
+tie rule (the first minimum / maximum / largest triangle wins) and the same averages (the
+eight-chain unrolled sum that tsdownsample's ndarray ``mean`` uses).
+
+Bins without ``x`` cover equal index ranges; with ``x`` (sorted, non-decreasing) they cover
+equal x intervals, found by binary search. ``minmax`` and ``m4`` skip NaN in y (a bin of only
+NaN gives its first index); ``lttb`` refuses NaN. When ``n_out`` equals the series length
+every index is returned.
+
+Dask series (a long series in Zarr) give the same indices as in memory: min/max bins are
+reduced per chunk and merged in chunk order (ties keep the earlier chunk), the x bins come from
+per-chunk binary-search counts, and LTTB runs over bucket-aligned chunks in two passes (bucket
+averages in parallel, then the sequential triangle selection chained chunk to chunk).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from hpcjobs.kernels._jit import njit
+from hpcjobs.kernels._validation import check_array, check_int, is_dask, message
+
+# ---------------------------------------------------------------------------------------------
+# chunk level
+
+
+@njit
+def _argminmax(y, start, stop):
+    """First index of the min and of the max of ``y[start:stop]`` skipping NaN.
+
+    A range of only NaN gives ``(start, start)`` (as tsdownsample's argminmax does).
+    """
+    return _argminmax_scalar(y, start, stop)
+
+
+@njit
+def _argminmax_scalar(y, start, stop):
+    imin = -1
+    imax = -1
+    vmin = 0.0
+    vmax = 0.0
+    for i in range(start, stop):
+        v = y[i]
+        if v != v:
+            continue
+        if imin < 0:
+            imin, imax, vmin, vmax = i, i, v, v
+        elif v < vmin:
+            vmin, imin = v, i
+        elif v > vmax:
+            vmax, imax = v, i
+    if imin < 0:
+        return start, start
+    return imin, imax
+
+
+@njit(parallel=True)
+def _minmax_bins(y, starts, stops, out):
+    """``out[b] = (first, second)`` sorted argmin/argmax of each bin ``[starts[b], stops[b])``."""
+    for b in numba.prange(starts.shape[0]):
+        i, j = _argminmax(y, starts[b], stops[b])
+        if i < j:
+            out[b, 0], out[b, 1] = i, j
+        else:
+            out[b, 0], out[b, 1] = j, i
+
+
+@njit(parallel=True)
+def _bin_extrema(y, starts, stops, offset, out_i, out_v, valid):
+    """Per bin: (argmin, min, argmax, max) of ``y`` over the bin's part in this chunk.
+
+    ``starts``/``stops`` are global indices; ``offset`` is the chunk's first global index.
+    ``valid[b]`` is False when the part holds only NaN.
+    """
+    for b in numba.prange(starts.shape[0]):
+        i, j = _argminmax(y, starts[b] - offset, stops[b] - offset)
+        valid[b] = y[i] == y[i]
+        out_i[b, 0] = i + offset
+        out_i[b, 1] = j + offset
+        out_v[b, 0] = np.float64(y[i])
+        out_v[b, 1] = np.float64(y[j])
+
+
+@njit
+def _mean_unrolled(y, start, stop):
+    """Mean of ``y[start:stop]`` summed like ndarray's ``unrolled_fold`` (8 chains), in y's type.
+
+    For finite y (LTTB refuses NaN and inf); the chains start at +0.0 of y's type.
+    """
+    z = y[start] - y[start]
+    p0 = p1 = p2 = p3 = p4 = p5 = p6 = p7 = z
+    i = start
+    while stop - i >= 8:
+        p0 += y[i]
+        p1 += y[i + 1]
+        p2 += y[i + 2]
+        p3 += y[i + 3]
+        p4 += y[i + 4]
+        p5 += y[i + 5]
+        p6 += y[i + 6]
+        p7 += y[i + 7]
+        i += 8
+    acc = z + (p0 + p4)
+    acc = acc + (p1 + p5)
+    acc = acc + (p2 + p6)
+    acc = acc + (p3 + p7)
+    while i < stop:
+        acc = acc + y[i]
+        i += 1
+    cnt = np.zeros(1, dtype=y.dtype)
+    cnt[0] = stop - start
+    res = np.zeros(1, dtype=y.dtype)
+    res[0] = acc / cnt[0]
+    return np.float64(res[0])
+
+
+@njit
+def _mean_seq(y, start, stop):
+    """Mean of integer ``y[start:stop]`` summed sequentially in float64 (tsdownsample's rule)."""
+    acc = 0.0
+    for i in range(start, stop):
+        acc += np.float64(y[i])
+    return acc / (stop - start)
+
+
+@njit
+def _lttb_ranges(n, n_out):
+    """Range ``j`` (0 <= j <= n_out - 2) of LTTB: ``[floor(every*j) + 1, floor(every*(j+1)) + 1)``."""
+    every = (n - 2) / (n_out - 2)
+    starts = np.empty(n_out - 1, dtype=np.int64)
+    stops = np.empty(n_out - 1, dtype=np.int64)
+    for j in range(n_out - 1):
+        starts[j] = np.int64(every * j) + 1
+        stops[j] = min(np.int64(every * (j + 1)) + 1, n)
+    return starts, stops
+
+
+@njit(parallel=True)
+def _range_means(y, starts, stops, offset, unrolled, out):
+    """Mean of y over each range (global indices; the chunk starts at ``offset``)."""
+    for j in numba.prange(starts.shape[0]):
+        s = starts[j] - offset
+        e = stops[j] - offset
+        if unrolled:
+            out[j] = _mean_unrolled(y, s, e)
+        else:
+            out[j] = _mean_seq(y, s, e)
+
+
+# The triangle areas are computed with exactly tsdownsample's formula into a scratch buffer
+# (a vectorised map), then the first index of the largest is found through the areas' bit
+# patterns as int64 (non-negative floats order like their bits; an integer max vectorises),
+# which is tsdownsample's own trick and its first-max rule.
+
+
+@njit
+def _pick_area(y, s, e, d1, d2, off, ax, buf, ramp):
+    ys = y[s:e]  # slices and range(m): no negative-index checks, so the loop vectorises
+    m = ys.shape[0]
+    b = buf[:m]
+    r = ramp[:m]
+    a0 = ax - s  # exact, and so is a0 - r[k] == ax - (s + k) (ramp = 0., 1., 2., ...)
+    for k in range(m):
+        b[k] = abs(d1 * np.float64(ys[k]) - (a0 - r[k]) * d2 - off)
+    return _first_max_bits(b.view(np.int64)) + s
+
+
+@njit
+def _pick_area_x(x, y, s, e, d1, d2, off, buf):
+    ys = y[s:e]
+    xs = x[s:e]
+    m = ys.shape[0]
+    b = buf[:m]
+    for k in range(m):
+        b[k] = abs(d1 * np.float64(ys[k]) + d2 * np.float64(xs[k]) - off)
+    return _first_max_bits(b.view(np.int64)) + s
+
+
+@njit
+def _first_max_bits(bits):
+    best = bits[0]
+    for k in range(1, bits.shape[0]):
+        v = bits[k]
+        best = v if v > best else best
+    for k in range(bits.shape[0]):
+        if bits[k] == best:
+            return k
+    return 0
+
+
+@njit
+def _lttb_select(x, y, has_x, offset, b0, b1, starts, stops, avg_y, avg_x, a, ax, ay, out):
+    """Pick the point of buckets ``b0 .. b1 - 1`` (sequential: each depends on the last).
+
+    ``x``/``y`` hold the chunk starting at global index ``offset``; ``a``, ``ax``, ``ay`` are
+    the point picked last (global index and values). Writes ``out[b + 1]``; returns the state.
+    """
+    width = 1
+    for i in range(b0, b1):
+        width = max(width, starts[i + 1] - starts[i])
+    buf = np.empty(width)
+    ramp = np.arange(width).astype(np.float64)
+    for i in range(b0, b1):
+        ravg = i + 1
+        if has_x:
+            c_x = avg_x[ravg]
+        else:
+            c_x = (starts[ravg] + stops[ravg] - 1) / 2.0
+        c_y = avg_y[ravg]
+        lo = starts[i]
+        hi = starts[ravg]
+        d1 = ax - c_x
+        d2 = c_y - ay
+        if has_x:
+            off = d1 * ay + d2 * ax
+            a = _pick_area_x(x, y, lo - offset, hi - offset, d1, d2, off, buf) + offset
+        else:
+            off = d1 * ay
+            # tsdownsample steps (ax - k) down by 1.0 from (ax - lo): exact, so computed directly
+            a = _pick_area(y, lo - offset, hi - offset, d1, d2, off, ax - offset, buf,
+                           ramp) + offset
+        ay = np.float64(y[a - offset])
+        ax = np.float64(x[a - offset]) if has_x else np.float64(a)
+        out[i + 1] = a
+    return a, ax, ay
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+
+
+def _check_n_out(n_out, n, func, *, low=1, multiple=1):
+    n_out = check_int(n_out, "n_out", func, low=low)
+    if n_out % multiple:
+        raise ValueError(message("n_out", func, f"a multiple of {multiple}", n_out))
+    if n_out > n:
+        raise ValueError(message("n_out", func, f"at most the series length ({n})", n_out,
+                                 "Downsampling cannot add points."))
+    return n_out
+
+
+def _check_series(y, x, func, *, allow_nan):
+    y = check_array(y, "y", func, ndim=1, float_out=False, allow_nan=allow_nan,
+                    kinds="fiub", min_len=1, fix="")
+    if y.dtype.kind == "b":
+        y = y.astype(np.int8)
+    if x is not None:
+        x = check_array(x, "x", func, ndim=1, float_out=False, allow_nan=True, kinds="fiuM")
+        if x.dtype.kind == "M":
+            x = x.view(np.int64)
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(message("x", func, f"the same length as y ({y.shape[0]})", x))
+        if not is_dask(x) and x.shape[0] > 1 and not (x[1:] >= x[:-1]).all():
+            raise ValueError(_not_sorted(func))
+    return y, x
+
+
+def _nan_error(func):
+    return ValueError(message("y", func, "finite (no NaN or inf)", "a series holding NaN or inf",
+                              "Drop or interpolate the missing values first."))
+
+
+def _not_sorted(func):
+    return ValueError(message("x", func, "sorted (non-decreasing, no NaN)", "unsorted x",
+                              "Sort the series by x first."))
+
+
+def _check_sorted_dask(x, func):
+    if x is None or not is_dask(x) or x.shape[0] < 2:
+        return None
+    return (x[1:] >= x[:-1]).all()
+
+
+def _ascontig(a):
+    return None if a is None else np.ascontiguousarray(a)
+
+
+# ---------------------------------------------------------------------------------------------
+# min/max bins
+
+
+def _index_bins(n: int, nb: int):
+    """tsdownsample's bins without x: ``[floor(bs*i) + (i>0), floor(bs*(i+1)) + 1)``."""
+    bs = (n - 1) / nb
+    i = np.arange(nb, dtype=np.float64)
+    starts = (bs * i).astype(np.int64) + (i != 0)
+    stops = (bs * (i + 1)).astype(np.int64) + 1
+    return starts.astype(np.int64), stops
+
+
+def _search_values(x0, x1, nb: int, dtype):
+    """The bin ends tsdownsample searches for: ``x0 + step * (i + 1)`` cast to x's type."""
+    val_step = (float(x1) / nb) - (float(x0) / nb)
+    sv = float(x0) + val_step * np.arange(1, nb + 1, dtype=np.float64)
+    if np.dtype(dtype).kind in "iu":
+        return np.trunc(sv).astype(dtype)
+    sv = sv.astype(dtype)
+    sv[-1] = x1  # float x: the last bin ends at the last x itself (as tsdownsample 0.1.5 does)
+    return sv
+
+
+def _x_bins_from_counts(left, right, n):
+    """Bins from the global searchsorted counts of each search value (left and right side).
+
+    tsdownsample: a bin is empty when the first point of the bin is already >= the search
+    value; else its binary search stops at the first point >= the value and takes that
+    point too when it equals the value (only the first of equal x values: ``left + 1``).
+    """
+    starts, stops = [], []
+    start = 0
+    for lft, rgt in zip(left.tolist(), right.tolist(), strict=True):
+        if start >= n or start >= lft:
+            continue
+        stop = n if lft >= n else (lft + 1 if rgt > lft else lft)
+        starts.append(start)
+        stops.append(stop)
+        start = stop
+    return np.asarray(starts, dtype=np.int64), np.asarray(stops, dtype=np.int64)
+
+
+def _x_bins(x, nb):
+    sv = _search_values(x[0], x[-1], nb, x.dtype)
+    left = np.searchsorted(x, sv, side="left")
+    right = np.searchsorted(x, sv, side="right")
+    return _x_bins_from_counts(left, right, x.shape[0])
+
+
+def _x_bins_dask(x, nb):
+    import dask
+    import dask.array as da
+
+    x0, x1 = dask.compute(x[0], x[-1])
+    sv = _search_values(x0, x1, nb, x.dtype)
+
+    def counts(block):
+        return np.stack([np.searchsorted(block, sv, side="left"),
+                         np.searchsorted(block, sv, side="right")])[None]
+
+    c = da.map_blocks(counts, x, new_axis=[1, 2], chunks=((1,) * x.numblocks[0], (2,), (nb,)),
+                      dtype=np.int64)
+    (tot,) = dask.compute(c.sum(axis=0))
+    return _x_bins_from_counts(tot[0], tot[1], x.shape[0])
+
+
+def _extrema(y, starts, stops):
+    """In-memory sorted (argmin, argmax) pairs per bin, shape (nbins, 2).
+
+    NumPy's SIMD ``argmin``/``argmax`` (first occurrence, like tsdownsample) do the scans,
+    bins split over Numba's thread count in contiguous groups (NumPy releases the GIL); a
+    bin whose min or max comes out NaN is rescanned skipping NaN.
+    """
+    nb = starts.shape[0]
+    out = np.empty((nb, 2), dtype=np.int64)
+    if nb == 0:
+        return out
+    is_float = y.dtype.kind == "f"
+
+    def work(b0, b1):
+        for b in range(b0, b1):
+            s, e = int(starts[b]), int(stops[b])
+            seg = y[s:e]
+            i, j = int(seg.argmin()), int(seg.argmax())
+            if is_float and (seg[i] != seg[i] or seg[j] != seg[j]):
+                i, j = _argminmax(y, s, e)
+            else:
+                i, j = i + s, j + s
+            if i < j:
+                out[b, 0], out[b, 1] = i, j
+            else:
+                out[b, 0], out[b, 1] = j, i
+
+    threads = max(1, min(numba.get_num_threads(), nb, int(y.shape[0]) // 200_000))
+    if threads == 1:
+        work(0, nb)
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    bounds = np.linspace(0, nb, threads + 1).astype(np.int64)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(work, bounds[:-1].tolist(), bounds[1:].tolist()))
+    return out
+
+
+def _extrema_dask(y, starts, stops):
+    """The same pairs from a chunked series: per-chunk extrema merged in chunk order."""
+    import dask
+
+    offsets = np.concatenate([[0], np.cumsum(y.chunks[0])])
+    parts = []
+    for c, block in enumerate(y.to_delayed().ravel()):
+        lo, hi = offsets[c], offsets[c + 1]
+        sel = np.nonzero((starts < hi) & (stops > lo))[0]
+        if sel.size == 0:
+            continue
+        s = np.maximum(starts[sel], lo)
+        e = np.minimum(stops[sel], hi)
+        parts.append((sel, dask.delayed(_chunk_extrema)(block, s, e, lo)))
+    results = dask.compute([p[1] for p in parts])[0]
+    nb = starts.shape[0]
+    bi = np.full((nb, 2), -1, dtype=np.int64)
+    bv = np.zeros((nb, 2))
+    for (sel, _), (ii, vv, ok) in zip(parts, results, strict=True):
+        for k, b in enumerate(sel.tolist()):  # chunks in order: ties keep the earlier one
+            if not ok[k]:
+                continue
+            if bi[b, 0] < 0:
+                bi[b], bv[b] = ii[k], vv[k]
+                continue
+            if vv[k, 0] < bv[b, 0]:
+                bi[b, 0], bv[b, 0] = ii[k, 0], vv[k, 0]
+            if vv[k, 1] > bv[b, 1]:
+                bi[b, 1], bv[b, 1] = ii[k, 1], vv[k, 1]
+    empty = bi[:, 0] < 0
+    bi[empty, 0] = starts[empty]
+    bi[empty, 1] = starts[empty]
+    return np.sort(bi, axis=1)
+
+
+def _chunk_extrema(block, s, e, offset):
+    block = np.ascontiguousarray(block)
+    out_i = np.empty((s.shape[0], 2), dtype=np.int64)
+    out_v = np.empty((s.shape[0], 2))
+    valid = np.empty(s.shape[0], dtype=np.bool_)
+    _bin_extrema(block, s, e, offset, out_i, out_v, valid)
+    return out_i, out_v, valid
+
+
+def _minmax_m4(y, x, n_out, per_bin):
+    """Shared body of minmax (``per_bin`` 2) and m4 (4) for NumPy or Dask series."""
+    n = y.shape[0]
+    if n_out >= n:
+        return np.arange(n, dtype=np.int64)
+    lazy = is_dask(y) or is_dask(x)
+    if lazy:
+        import dask.array as da
+
+        y = da.asarray(y)
+        if x is not None:
+            x = da.asarray(x).rechunk(y.chunks)
+            ok = _check_sorted_dask(x, "minmax")
+            if ok is not None and not bool(ok.compute()):
+                raise _not_sorted("minmax" if per_bin == 2 else "m4")
+    nb = n_out // per_bin
+    if x is None:
+        starts, stops = _index_bins(n, nb)
+        pairs = _extrema_dask(y, starts, stops) if lazy else _extrema(y, starts, stops)
+        if per_bin == 2:
+            return pairs.ravel()
+        return np.column_stack([starts, pairs, stops - 1]).ravel()
+    starts, stops = _x_bins_dask(x, nb) if lazy else _x_bins(x, nb)
+    small = stops - starts <= per_bin
+    big = ~small
+    pairs = np.empty((starts.shape[0], 2), dtype=np.int64)
+    if big.any():
+        pairs[big] = (_extrema_dask(y, starts[big], stops[big]) if lazy
+                      else _extrema(y, starts[big], stops[big]))
+    pieces = []
+    for b in range(starts.shape[0]):
+        if small[b]:
+            pieces.append(np.arange(starts[b], stops[b], dtype=np.int64))
+        elif per_bin == 2:
+            pieces.append(pairs[b])
+        else:
+            pieces.append(np.array([starts[b], pairs[b, 0], pairs[b, 1], stops[b] - 1]))
+    if not pieces:
+        return np.empty(0, dtype=np.int64)
+    return np.concatenate(pieces).astype(np.int64)
+
+
+def minmax(y, n_out: int, *, x=None) -> np.ndarray:
+    """Indices of the min and max of ``n_out // 2`` bins (tsdownsample's MinMaxDownsampler).
+
+    Parameters
+    ----------
+    y : numpy or dask array, shape (n,)
+        The series; NaN values are skipped.
+    n_out : int
+        Number of indices wanted: an even number, at most ``n``.
+    x : numpy or dask array, shape (n,), optional
+        Sorted x (numbers or datetime64): then the bins are equal x intervals (empty bins
+        give nothing, bins of at most two points give all their points).
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        Sorted indices of the points kept.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> minmax(np.array([0., 3, 1, 2, 5, 4, 0, 1]), 4)
+    array([0, 1, 4, 6])
+    """
+    y, x = _check_series(y, x, "minmax", allow_nan=True)
+    n_out = _check_n_out(n_out, y.shape[0], "minmax", low=2, multiple=2)
+    return _minmax_m4(_ascontig(y) if not is_dask(y) else y,
+                      _ascontig(x) if x is not None and not is_dask(x) else x, n_out, 2)
+
+
+def m4(x, y, n_out: int) -> np.ndarray:
+    """Indices of the first, min, max and last point of ``n_out // 4`` bins (M4).
+
+    Identical to tsdownsample's ``M4Downsampler``.
+
+    Parameters
+    ----------
+    x : numpy or dask array, shape (n,), or None
+        Sorted x (numbers or datetime64); None: the bins are equal index ranges.
+    y : numpy or dask array, shape (n,)
+        The series; NaN values are skipped.
+    n_out : int
+        A multiple of 4, at most ``n``.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        Sorted indices (a bin's first and min point may coincide and appear twice).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m4(None, np.array([0., 3, 1, 2, 5, 4, 0, 1, 2]), 4)
+    array([0, 0, 4, 8])
+    """
+    y, x = _check_series(y, x, "m4", allow_nan=True)
+    n_out = _check_n_out(n_out, y.shape[0], "m4", low=4, multiple=4)
+    return _minmax_m4(_ascontig(y) if not is_dask(y) else y,
+                      _ascontig(x) if x is not None and not is_dask(x) else x, n_out, 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# LTTB
+
+
+def _lttb_numpy(x, y, n_out):
+    n = y.shape[0]
+    starts, stops = _lttb_ranges(n, n_out)
+    avg_y = np.empty(n_out - 1)
+    unrolled = y.dtype.kind == "f"
+    _range_means(y, starts, stops, 0, unrolled, avg_y)
+    # a NaN or inf anywhere makes its bucket's mean non-finite (the ranges cover y[1:])
+    if not (np.isfinite(avg_y).all() and np.isfinite(y[0])) and not np.isfinite(y).all():
+        raise _nan_error("lttb")
+    has_x = x is not None
+    avg_x = ((x[stops - 1].astype(np.float64) + x[starts].astype(np.float64)) / 2.0 if has_x
+             else np.zeros(n_out - 1))
+    out = np.empty(n_out, dtype=np.int64)
+    out[0], out[-1] = 0, n - 1
+    xx = x if has_x else y
+    ax = np.float64(x[0]) if has_x else 0.0
+    # the last bucket's "next average" is the last point: range n_out - 2 is [n - 1, n)
+    _lttb_select(xx, y, has_x, 0, 0, n_out - 2, starts, stops, avg_y, avg_x, 0, ax,
+                 np.float64(y[0]), out)
+    return out
+
+
+def _lttb_dask(x, y, n_out):
+    import dask
+    import dask.array as da
+
+    n = y.shape[0]
+    starts, stops = _lttb_ranges(n, n_out)
+    # chunks cut at bucket starts, about as long as the input's chunks
+    target = max(int(np.median(y.chunks[0])), 1)
+    cuts = [0]
+    for s in starts[1:].tolist():
+        if s - cuts[-1] >= target:
+            cuts.append(s)
+    cuts.append(n)
+    chunks = (tuple(np.diff(cuts).tolist()),)
+    y = da.asarray(y).rechunk(chunks)
+    has_x = x is not None
+    if has_x:
+        x = da.asarray(x).rechunk(chunks)
+    unrolled = y.dtype.kind == "f"
+    yb = y.to_delayed().ravel()
+    xb = x.to_delayed().ravel() if has_x else [None] * len(yb)
+    cut = np.asarray(cuts)
+
+    def means(block, xblock, lo, sel):
+        block = np.ascontiguousarray(block)
+        out = np.empty(sel.shape[0])
+        _range_means(block, starts[sel], stops[sel], lo, unrolled, out)
+        if xblock is not None:
+            ax = ((xblock[stops[sel] - 1 - lo].astype(np.float64)
+                   + xblock[starts[sel] - lo].astype(np.float64)) / 2.0)
+        else:
+            ax = np.zeros(sel.shape[0])
+        return out, ax
+
+    sels = [np.nonzero((starts >= cut[c]) & (starts < cut[c + 1]))[0] for c in range(len(yb))]
+    parts = [dask.delayed(means)(yb[c], xb[c], int(cut[c]), sels[c]) for c in range(len(yb))]
+    checks = _check_sorted_dask(x, "lttb")
+    nan = ~da.isfinite(y).all() if y.dtype.kind == "f" else False
+    parts, bad_nan, ok = dask.compute(parts, nan, checks if checks is not None else True)
+    if bad_nan:
+        raise _nan_error("lttb")
+    if not ok:
+        raise _not_sorted("lttb")
+    avg_y = np.empty(n_out - 1)
+    avg_x = np.zeros(n_out - 1)
+    for sel, (m, axs) in zip(sels, parts, strict=True):
+        avg_y[sel] = m
+        avg_x[sel] = axs
+    y0 = float(dask.compute(y[0])[0])
+    x0 = float(dask.compute(x[0])[0]) if has_x else 0.0
+
+    def select(block, xblock, lo, b0, b1, state):
+        out = np.zeros(n_out, dtype=np.int64)
+        block = np.ascontiguousarray(block)
+        xx = np.ascontiguousarray(xblock) if xblock is not None else block
+        a, ax, ay = _lttb_select(xx, block, has_x, lo, b0, b1, starts, stops, avg_y, avg_x,
+                                 *state, out)
+        return (a, ax, ay), out[b0 + 1:b1 + 1]
+
+    def first(pair):
+        return pair[0]
+
+    def second(pair):
+        return pair[1]
+
+    state = (0, x0, y0)
+    pieces = []
+    for c in range(len(yb)):
+        b = sels[c]
+        if b.size == 0:
+            continue
+        b0, b1 = int(b[0]), min(int(b[-1]) + 1, n_out - 2)
+        if b0 >= b1:
+            continue
+        res = dask.delayed(select)(yb[c], xb[c], int(cut[c]), b0, b1, state)
+        state = dask.delayed(first)(res)
+        pieces.append(dask.delayed(second)(res))
+    (pieces,) = dask.compute(pieces)
+    out = np.empty(n_out, dtype=np.int64)
+    out[0], out[-1] = 0, n - 1
+    out[1:-1] = np.concatenate(pieces)
+    return out
+
+
+def lttb(x, y, n_out: int) -> np.ndarray:
+    """Indices of the points Largest-Triangle-Three-Buckets keeps (tsdownsample's LTTB).
+
+    Parameters
+    ----------
+    x : numpy or dask array, shape (n,), or None
+        Sorted x (numbers or datetime64); None means x = 0 .. n-1.
+    y : numpy or dask array, shape (n,)
+        The series, without NaN.
+    n_out : int
+        Number of points kept, 3 <= n_out <= n (the first and last are always kept).
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n_out,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lttb(None, np.arange(10.0), 4)
+    array([0, 1, 5, 9])
+    """
+    y, x = _check_series(y, x, "lttb", allow_nan=True)  # NaN is caught with the means
+    n_out = _check_n_out(n_out, y.shape[0], "lttb", low=3)
+    if n_out == y.shape[0]:
+        return np.arange(n_out, dtype=np.int64)
+    if is_dask(y) or is_dask(x):
+        import dask.array as da
+
+        return _lttb_dask(x, da.asarray(y), n_out)
+    return _lttb_numpy(_ascontig(x), _ascontig(y), n_out)
+
+
+def minmax_lttb(x, y, n_out: int, *, minmax_ratio: int = 4) -> np.ndarray:
+    """MinMax preselection of ``n_out * minmax_ratio`` points, then LTTB (MinMaxLTTB).
+
+    Identical to tsdownsample's ``MinMaxLTTBDownsampler``: when ``n // n_out > minmax_ratio``
+    the interior points are reduced with ``minmax``, then LTTB picks ``n_out`` of them at
+    their original x (the first and last point always kept); otherwise it is plain LTTB.
+
+    Parameters
+    ----------
+    x : numpy or dask array, shape (n,), or None
+    y : numpy or dask array, shape (n,)
+        The series, without NaN.
+    n_out : int
+        3 <= n_out <= n.
+    minmax_ratio : int
+        Preselection factor (>= 2).
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n_out,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> minmax_lttb(None, np.sin(np.arange(1000) / 50.0), 10).shape
+    (10,)
+    """
+    y, x = _check_series(y, x, "minmax_lttb", allow_nan=True)  # NaN: checked below
+    n_out = _check_n_out(n_out, y.shape[0], "minmax_lttb", low=3)
+    minmax_ratio = check_int(minmax_ratio, "minmax_ratio", "minmax_lttb", low=2)
+    n = y.shape[0]
+    if n_out == n:
+        return np.arange(n, dtype=np.int64)
+    if n // n_out <= minmax_ratio:
+        return lttb(x, y, n_out)
+    inner = _minmax_m4(y[1:n - 1], None if x is None else x[1:n - 1], n_out * minmax_ratio, 2)
+    index = np.concatenate([[0], inner + 1, [n - 1]]).astype(np.int64)
+    if is_dask(y):
+        import dask
+
+        ys, xs = dask.compute(y[index], None if x is None else x[index])
+    else:
+        ys, xs = y[index], None if x is None else x[index]
+    ys = np.ascontiguousarray(ys)
+    # the reduced series keeps its original positions as x (tsdownsample does the same)
+    xs = index if xs is None else np.ascontiguousarray(xs)
+    if np.asarray(ys).dtype.kind == "f" and not np.isfinite(ys).all():
+        raise _nan_error("minmax_lttb")
+    picked = _lttb_numpy(xs, ys, n_out)
+    return index[picked]

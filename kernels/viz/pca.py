@@ -1,0 +1,231 @@
+"""``pca``: principal-component projection of a tall 2-D array, chunked over rows.
+
+Two paths:
+
+- ``covariance`` (default for d <= 2000): one pass over the rows accumulates the count, the
+  mean and the centred scatter matrix per chunk (merged with Chan et al.'s update, so the
+  chunking does not matter and no large offset spoils the precision); the d x d covariance is
+  diagonalised exactly (``numpy.linalg.eigh``).
+- ``randomized`` (beyond, or on request): Halko et al.'s randomized SVD of the centred data
+  with oversampling and power iterations (QR-normalised); only (n, k + p) and (k + p, d)
+  sketches are formed, never d x d.
+
+Components get scikit-learn's sign convention (the largest-magnitude entry of each component is
+positive), so ``embedding`` equals ``sklearn.decomposition.PCA(n_components).fit_transform``
+up to rounding. The embedding of a Dask input is a lazy Dask array with the input's row chunks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hpcjobs.kernels._validation import check_array, check_choice, check_int, is_dask, message
+
+_FUNC = "pca"
+_EXACT_MAX_D = 2000
+
+
+@dataclass(frozen=True)
+class PCAResult:
+    """A fitted projection: ``embedding`` (n, k), ``components`` (k, d) and variances (k,)."""
+
+    embedding: object
+    components: np.ndarray
+    explained_variance: np.ndarray
+    explained_variance_ratio: np.ndarray
+    mean: np.ndarray
+    method: str
+
+
+def _scatter(block: np.ndarray) -> tuple:
+    """Bases of one row chunk: (count, mean, centred scatter matrix)."""
+    block = np.asarray(block, dtype=np.float64)
+    n = block.shape[0]
+    if n == 0:
+        d = block.shape[1]
+        return 0, np.zeros(d), np.zeros((d, d))
+    mean = block.mean(axis=0)
+    c = block - mean
+    return n, mean, c.T @ c
+
+
+def _merge(parts: list) -> tuple:
+    n, mean, m2 = parts[0]
+    mean, m2 = mean.copy(), m2.copy()
+    for nb, mb, sb in parts[1:]:
+        if nb == 0:
+            continue
+        if n == 0:
+            n, mean, m2 = nb, mb.copy(), sb.copy()
+            continue
+        tot = n + nb
+        delta = mb - mean
+        m2 += sb + np.outer(delta, delta) * (n * nb / tot)
+        mean += delta * (nb / tot)
+        n = tot
+    return n, mean, m2
+
+
+def _flip(components: np.ndarray) -> np.ndarray:
+    """scikit-learn's ``svd_flip(u_based_decision=False)``: largest |entry| of each row > 0."""
+    idx = np.argmax(np.abs(components), axis=1)
+    signs = np.sign(components[np.arange(components.shape[0]), idx])
+    signs[signs == 0] = 1.0
+    return components * signs[:, None]
+
+
+def _project(block, mean, components):
+    return (np.asarray(block, dtype=np.float64) - mean) @ components.T
+
+
+def _tree(parts, combine, split_every=8):
+    import dask
+
+    while len(parts) > 1:
+        parts = [dask.delayed(combine)(parts[i:i + split_every])
+                 for i in range(0, len(parts), split_every)]
+    return parts[0]
+
+
+def _randomized(X, mean, k, oversample, n_iter, seed):
+    """Top-k right singular vectors and values of ``X - mean`` (Halko et al., power iterations)."""
+    rng = np.random.default_rng(seed)
+    d = X.shape[1]
+    p = min(k + oversample, d)
+    omega = rng.standard_normal((d, p))
+    lazy = is_dask(X)
+
+    def xc_dot(m):  # (X - mean) @ m
+        if lazy:
+            import dask.array as da
+
+            return da.map_blocks(_project_with, X, mean, m, dtype=np.float64,
+                                 chunks=(X.chunks[0], (m.shape[1],)))
+        return (X - mean) @ m
+
+    def xct_dot(q):  # (X - mean).T @ q
+        if lazy:
+            import dask
+
+            parts = [dask.delayed(_tdot)(b, mean, qb)
+                     for b, qb in zip(X.to_delayed().ravel(), q.to_delayed().ravel(),
+                                      strict=True)]
+            return dask.compute(_tree(parts, _sum))[0]
+        return (X - mean).T @ q
+
+    def orth(y):
+        if lazy:
+            import dask.array as da
+
+            q, _ = da.linalg.tsqr(y)
+            return q.persist()
+        q, _ = np.linalg.qr(y)
+        return q
+
+    q = orth(xc_dot(omega))
+    for _ in range(n_iter):
+        z, _ = np.linalg.qr(xct_dot(q))
+        q = orth(xc_dot(z))
+    b = xct_dot(q).T  # (p, d) = Q.T (X - mean)
+    _, s, vt = np.linalg.svd(b, full_matrices=False)
+    return s[:k], vt[:k]
+
+
+def _project_with(block, mean, m):
+    return (np.asarray(block, dtype=np.float64) - mean) @ m
+
+
+def _tdot(block, mean, q):
+    return (np.asarray(block, dtype=np.float64) - mean).T @ q
+
+
+def _sum(parts):
+    return np.sum(parts, axis=0)
+
+
+def pca(X, n_components: int = 2, *, method: str = "auto", n_iter: int = 4,
+        oversample: int = 10, seed: int | None = 0) -> PCAResult:
+    """Project the rows of ``X`` on their first principal components.
+
+    Parameters
+    ----------
+    X : numpy or dask array, shape (n, d)
+        Finite numbers; Dask arrays are processed chunk by chunk over rows.
+    n_components : int
+        Number of components k (1 <= k <= min(n, d)).
+    method : {"auto", "covariance", "randomized"}
+        ``covariance`` is exact (d x d covariance, ``eigh``); ``randomized`` is Halko et
+        al.'s randomized SVD for wide data. ``auto``: covariance up to d = 2000.
+    n_iter, oversample : int
+        Power iterations and extra sketch columns of the randomized path.
+    seed : int, optional
+        Seed of the randomized path's Gaussian sketch.
+
+    Returns
+    -------
+    PCAResult
+        ``.embedding`` (n, k) (Dask for Dask input), ``.components`` (k, d),
+        ``.explained_variance`` (k,) (ddof=1, like scikit-learn), ``.explained_variance_ratio``,
+        ``.mean`` (d,), ``.method``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]])
+    >>> pca(X, 1).explained_variance
+    array([2.])
+    """
+    X = check_array(X, "X", _FUNC, ndim=2, min_len=2)
+    n, d = X.shape
+    n_components = check_int(n_components, "n_components", _FUNC, low=1)
+    if n_components > min(n, d):
+        raise ValueError(message("n_components", _FUNC, f"at most min(n_rows, n_columns) = "
+                                 f"{min(n, d)}", n_components))
+    method = check_choice(method, "method", _FUNC, ("auto", "covariance", "randomized"))
+    n_iter = check_int(n_iter, "n_iter", _FUNC, low=0)
+    oversample = check_int(oversample, "oversample", _FUNC, low=0)
+    if method == "auto":
+        method = "covariance" if d <= _EXACT_MAX_D else "randomized"
+    lazy = is_dask(X)
+    if lazy:
+        import dask
+
+        if X.numblocks[1] > 1:
+            X = X.rechunk({1: -1})
+        blocks = X.to_delayed().ravel()
+        cnt, mean, m2 = dask.compute(_tree([dask.delayed(_checked_scatter)(b) for b in blocks],
+                                           _merge))[0]
+    else:
+        cnt, mean, m2 = _scatter(X)
+    total_var = np.trace(m2) / (cnt - 1)
+    k = n_components
+    if method == "covariance":
+        w, v = np.linalg.eigh(m2 / (cnt - 1))
+        order = np.argsort(w)[::-1][:k]
+        var = np.maximum(w[order], 0.0)
+        comps = v[:, order].T
+    else:
+        s, comps = _randomized(X, mean, k, oversample, n_iter, seed)
+        var = s**2 / (cnt - 1)
+    comps = _flip(comps)
+    ratio = var / total_var if total_var > 0 else np.zeros_like(var)
+    if lazy:
+        import dask.array as da
+
+        emb = da.map_blocks(_project, X, mean, comps, dtype=np.float64,
+                            chunks=(X.chunks[0], (k,)))
+    else:
+        emb = _project(X, mean, comps)
+    return PCAResult(embedding=emb, components=comps, explained_variance=var,
+                     explained_variance_ratio=ratio, mean=mean, method=method)
+
+
+def _checked_scatter(block):
+    block = np.asarray(block)
+    if block.dtype.kind == "f" and not np.isfinite(block).all():
+        from hpcjobs.kernels._validation import nonfinite_error
+
+        raise nonfinite_error("X", _FUNC)
+    return _scatter(block)

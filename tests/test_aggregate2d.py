@@ -1,0 +1,164 @@
+"""aggregate2d: exact numpy.histogram2d binning, scipy binned statistics, chunking, bad input."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+from scipy.stats import binned_statistic_2d
+
+from hpcjobs.kernels import aggregate2d
+
+SHAPE = (23, 31)
+RANGE = ((-2.5, 3.0), (-3.0, 2.0))
+
+
+def _points(n=20000, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.2, 1.2, n)
+    y = rng.normal(-0.3, 1.0, n)
+    v = rng.normal(5.0, 2.0, n)
+    # points exactly on edges (first, interior, last), NaN and out of range
+    edges_x = np.linspace(*RANGE[0], SHAPE[1] + 1)
+    edges_y = np.linspace(*RANGE[1], SHAPE[0] + 1)
+    x[:40] = edges_x[rng.integers(0, SHAPE[1] + 1, 40)]
+    y[40:80] = edges_y[rng.integers(0, SHAPE[0] + 1, 40)]
+    x[80:85] = RANGE[0][1]
+    y[80:85] = RANGE[1][1]
+    x[100:110] = np.nan
+    y[110:115] = np.nan
+    x[120] = np.nextafter(RANGE[0][1], np.inf)
+    return x, y, v
+
+
+def _ref_hist(x, y, weights=None):
+    h, _, _ = np.histogram2d(y, x, bins=SHAPE, range=(RANGE[1], RANGE[0]), weights=weights)
+    return h
+
+
+def test_count_equals_histogram2d_exactly():
+    x, y, _ = _points()
+    out = aggregate2d(x, y, shape=SHAPE, range=RANGE)
+    assert out.dtype == np.int64 and out.shape == SHAPE
+    np.testing.assert_array_equal(out, _ref_hist(x, y))
+    assert out[-1, -1] >= 5  # the closed last edge counts
+
+
+def test_sum_equals_histogram2d_exactly():
+    x, y, _ = _points()
+    v = np.random.default_rng(3).integers(-50, 50, x.size) / 8.0  # exact in any order
+    out = aggregate2d(x, y, shape=SHAPE, range=RANGE, agg="sum", values=v)
+    np.testing.assert_array_equal(out, _ref_hist(x, y, v))
+
+
+@pytest.mark.parametrize("agg", ["mean", "min", "max", "std", "sum"])
+def test_statistics_equal_binned_statistic_2d(agg):
+    x, y, v = _points()
+    # scipy rounds points within ~1e-13 of the last edge into the range; numpy (our oracle
+    # for binning) does not: leave out the point just past the edge
+    x[120] = 0.0
+    out = aggregate2d(x, y, shape=SHAPE, range=RANGE, agg=agg, values=v)
+    ok = np.isfinite(x) & np.isfinite(y)
+    ref = binned_statistic_2d(y[ok], x[ok], v[ok], statistic=agg, bins=SHAPE,
+                              range=(RANGE[1], RANGE[0])).statistic
+    if agg == "sum":
+        ref = np.where(np.isnan(ref), 0.0, ref)
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+def test_float32_and_int_coordinates_bin_like_numpy():
+    x, y, _ = _points()
+    x32, y32 = x.astype(np.float32), y.astype(np.float32)
+    np.testing.assert_array_equal(aggregate2d(x32, y32, shape=SHAPE, range=RANGE),
+                                  _ref_hist(x32, y32))
+    xi = np.random.default_rng(1).integers(-3, 4, 5000)
+    yi = np.random.default_rng(2).integers(-3, 3, 5000)
+    np.testing.assert_array_equal(aggregate2d(xi, yi, shape=SHAPE, range=RANGE),
+                                  _ref_hist(xi, yi))
+
+
+def test_default_range_is_the_data_extent_like_numpy():
+    rng = np.random.default_rng(4)
+    x, y = rng.random(3000) * 7 - 2, rng.random(3000) * 3
+    out = aggregate2d(x, y, shape=(9, 11))
+    ref, _, _ = np.histogram2d(y, x, bins=(9, 11))
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_nan_values_are_skipped():
+    x, y, v = _points(2000)
+    v[::7] = np.nan
+    ok = ~np.isnan(v)
+    out = aggregate2d(x, y, shape=SHAPE, range=RANGE, agg="mean", values=v)
+    ref = aggregate2d(x[ok], y[ok], shape=SHAPE, range=RANGE, agg="mean", values=v[ok])
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_count_cat_one_layer_per_category():
+    x, y, _ = _points()
+    labels = np.random.default_rng(5).integers(-1, 4, x.size)  # -1 (noise) is dropped
+    out = aggregate2d(x, y, shape=SHAPE, range=RANGE, agg="count_cat", values=labels)
+    assert out.shape == (4, *SHAPE)
+    for k in range(4):
+        np.testing.assert_array_equal(out[k], _ref_hist(x[labels == k], y[labels == k]))
+    wide = aggregate2d(x, y, shape=SHAPE, range=RANGE, agg="count_cat", values=labels,
+                       n_categories=6)
+    assert wide.shape == (6, *SHAPE) and wide[4:].sum() == 0
+
+
+@pytest.mark.parametrize("agg", ["count", "sum", "mean", "min", "max", "std", "count_cat"])
+def test_same_result_for_1_2_4_7_chunks(agg):
+    x, y, v = _points(9000, seed=7)
+    vals = np.random.default_rng(8).integers(0, 3, x.size) if agg == "count_cat" else v
+    ref = aggregate2d(x, y, shape=SHAPE, range=RANGE, agg=agg, values=vals)
+    for k in (1, 2, 4, 7):
+        c = -(-x.size // k)
+        got = aggregate2d(da.from_array(x, chunks=c), da.from_array(y, chunks=c), shape=SHAPE,
+                          range=RANGE, agg=agg, values=da.from_array(vals, chunks=c))
+        assert isinstance(got, da.Array)
+        got = got.compute()
+        if agg in ("count", "count_cat", "min", "max"):
+            np.testing.assert_array_equal(got, ref)
+        else:
+            np.testing.assert_allclose(got, ref, rtol=1e-12, equal_nan=True)
+
+
+def test_dask_default_range_and_local_cluster(dask_client):
+    x, y, v = _points(6000, seed=9)
+    ok = np.isfinite(x) & np.isfinite(y)
+    ref = aggregate2d(x[ok], y[ok], shape=(10, 12), agg="max", values=v[ok])
+    got = aggregate2d(da.from_array(x, chunks=1000), da.from_array(y, chunks=1500),
+                      shape=(10, 12), agg="max", values=da.from_array(v, chunks=700))
+    np.testing.assert_array_equal(dask_client.compute(got).result(), ref)
+
+
+def test_big_raster_few_points_uses_one_buffer():
+    x = np.array([0.0, 0.5, 1.0])
+    out = aggregate2d(x, x, shape=(2000, 2000), range=((0, 1), (0, 1)))
+    assert out.sum() == 3 and out[-1, -1] == 1 and out[1000, 1000] == 1
+
+
+@pytest.mark.parametrize("kwargs, exc, words", [
+    (dict(x=np.zeros(3), y=np.zeros(4)), ValueError, "same length as x"),
+    (dict(x=np.zeros(0), y=np.zeros(0)), ValueError, "at least 1 row"),
+    (dict(shape=(0, 4)), ValueError, "'shape' parameter of aggregate2d"),
+    (dict(shape=(3,)), ValueError, "'shape'"),
+    (dict(range=((1, 1), (0, 1))), ValueError, "min < max"),
+    (dict(range=((0, np.inf), (0, 1))), ValueError, "'range'"),
+    (dict(agg="median"), ValueError, "'agg'"),
+    (dict(agg="mean"), TypeError, "'values'"),
+    (dict(agg="sum", values=np.zeros(2)), ValueError, "same length as x"),
+    (dict(agg="count_cat", values=np.zeros(3)), TypeError, "integer category labels"),
+    (dict(x=np.zeros((3, 2)), y=np.zeros(3)), ValueError, "1-D"),
+])
+def test_bad_input(kwargs, exc, words):
+    args = dict(x=np.zeros(3), y=np.zeros(3), shape=(4, 4), range=((0, 1), (0, 1)))
+    args.update(kwargs)
+    x, y = args.pop("x"), args.pop("y")
+    with pytest.raises(exc, match=words):
+        aggregate2d(x, y, **args)
+
+
+def test_all_nan_without_range_says_how_to_fix():
+    with pytest.raises(ValueError, match="Pass range="):
+        aggregate2d(np.full(3, np.nan), np.zeros(3), shape=(2, 2))

@@ -1,0 +1,109 @@
+"""knn_outliers / lof against a brute-force NumPy reference and scikit-learn."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from hpcjobs.kernels import knn_outliers, lof
+
+neighbors = pytest.importorskip("sklearn.neighbors")
+
+
+def _naive_knn(X, k):
+    D = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(D, np.inf)
+    order = np.argsort(D, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(D, order, 1), order
+
+
+def _naive_lof(X, k):
+    dist, idx = _naive_knn(X, k)
+    kdist = dist[:, -1]
+    lrd = 1.0 / (np.maximum(dist, kdist[idx]).mean(1) + 1e-10)
+    return (lrd[idx] / lrd[:, None]).mean(1)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.standard_normal((900, 3)), rng.standard_normal((100, 3)) * 0.2 + 4,
+              rng.uniform(-8, 8, (12, 3))]
+    X[5] = X[6]  # a duplicate pair (distance 0 to each other)
+    return X
+
+
+@pytest.mark.parametrize("k", [1, 5, 20])
+def test_knn_matches_sklearn_and_naive(data, k):
+    got = knn_outliers(data, k)
+    ref = neighbors.NearestNeighbors(n_neighbors=k).fit(data).kneighbors()[0][:, -1]
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got, _naive_knn(data, k)[0][:, -1], rtol=1e-12, atol=1e-12)
+    if k == 1:
+        assert got[5] == got[6] == 0.0
+
+
+@pytest.mark.parametrize("k", [2, 10, 35])
+def test_lof_matches_sklearn_and_naive(data, k):
+    got = lof(data, k)
+    ref = -neighbors.LocalOutlierFactor(n_neighbors=k).fit(data).negative_outlier_factor_
+    np.testing.assert_allclose(got, ref, rtol=1e-9)
+    np.testing.assert_allclose(got, _naive_lof(data, k), rtol=1e-9)
+    assert np.median(got) == pytest.approx(1.0, abs=0.1)
+    assert got[-12:].mean() > 1.5  # the scattered uniform points stand out
+
+
+@pytest.mark.parametrize("n_chunks", [1, 2, 4, 7])
+def test_dask_row_blocks(data, n_chunks):
+    Xd = da.from_array(data, chunks=(-(-len(data) // n_chunks), 3))
+    assert Xd.numblocks[0] == n_chunks
+    k = 8
+    kn = knn_outliers(Xd, k)
+    lo = lof(Xd, k)
+    assert isinstance(kn, da.Array) and isinstance(lo, da.Array)
+    np.testing.assert_allclose(kn.compute(), knn_outliers(data, k), rtol=1e-12)
+    np.testing.assert_allclose(lo.compute(), lof(data, k), rtol=1e-12)
+
+
+def test_dask_column_chunks_and_float32():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((300, 5)).astype(np.float32)
+    Xd = da.from_array(X, chunks=(70, 2))
+    ref = neighbors.NearestNeighbors(n_neighbors=4).fit(X.astype(np.float64)).kneighbors()
+    np.testing.assert_allclose(knn_outliers(Xd, 4).compute(), ref[0][:, -1], rtol=1e-12)
+
+
+def test_high_dimension_and_tiny():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((200, 40))
+    np.testing.assert_allclose(knn_outliers(X, 3), _naive_knn(X, 3)[0][:, -1], rtol=1e-12)
+    two = np.array([[0.0, 0.0], [3.0, 4.0]])
+    np.testing.assert_allclose(knn_outliers(two, 1), [5.0, 5.0])
+    np.testing.assert_allclose(lof(two, 1), [1.0, 1.0])
+    same = np.zeros((10, 2))  # all duplicates: sklearn gives 1.0 through the 1e-10 guard
+    np.testing.assert_allclose(lof(same, 3), np.ones(10))
+
+
+def test_bad_inputs(data):
+    for func in (knn_outliers, lof):
+        name = func.__name__
+        with pytest.raises(ValueError, match=rf"The 'k' parameter of {name} must be an int in "
+                           r"the range \[1, 1011\]. Got 1012 instead."):
+            func(data, len(data))
+        with pytest.raises(ValueError, match="'k' parameter"):
+            func(data, 0)
+        with pytest.raises(TypeError, match="'k' parameter"):
+            func(data, 2.5)
+        with pytest.raises(ValueError, match="2-D"):
+            func(data[:, 0], 2)
+        with pytest.raises(ValueError, match="at least 2 row"):
+            func(data[:1], 1)
+        bad = data.copy()
+        bad[3, 1] = np.nan
+        with pytest.raises(ValueError, match="finite"):
+            func(bad, 2)
+        with pytest.raises(ValueError, match="finite"):
+            func(da.from_array(bad, chunks=(300, 3)), 2).compute()
+        with pytest.raises(TypeError, match="'X' parameter"):
+            func(np.array([["a", "b"], ["c", "d"]]), 1)

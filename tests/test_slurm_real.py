@@ -1,0 +1,240 @@
+"""Against the real local Slurm cluster of ``slurm/`` (3 simulated nodes): submit, status, logs,
+cancel, failures, requeue on the walltime signal, arrays, and the job's TLS.
+
+Run as root, the session fixture starts the cluster itself (installing Slurm if missing).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from hpcjobs.cli import cli
+from tests.slurm_fixtures import runs_dir, slurm_cluster  # noqa: F401  (fixtures)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(300)]
+
+
+def hpcjobs(*args: str, code: int | None = 0) -> str:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    if code is not None:
+        assert result.exit_code == code, result.output
+    return result.output
+
+
+def make_input(path: Path, rows: int = 20_000, chunk: int = 2_500) -> Path:
+    import zarr
+
+    rng = np.random.default_rng(42)
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    arr = group.create_array("readings", shape=(rows, 4), chunks=(chunk, 4), dtype="f8")
+    arr[:] = rng.normal(loc=[0, 10, -5, 100], scale=[1, 2, 3, 10], size=(rows, 4))
+    return path
+
+
+def write_job(folder: Path, name: str, *, steps: str, slurm: str, extra: str = "",
+              output: str = "out.zarr") -> Path:
+    job = folder / f"{name}.toml"
+    job.write_text(f'name = "{name}"\n[input]\npath = "data.zarr"\n{steps}\n'
+                   f'[output]\npath = "{output}"\n[slurm]\n{slurm}\n{extra}')
+    return job
+
+
+DESCRIBE = '[[step]]\nname = "summary"\nkernel = "describe"\ninput = "readings"\n' \
+           'params = { bins = 16 }\n'
+STANDARDIZE = '[[step]]\nname = "scaled"\nkernel = "standardize"\ninput = "readings"\n'
+
+
+def status_json(ref: str) -> dict:
+    return json.loads(hpcjobs("status", ref, "--json"))
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def submit(job: Path, *args: str) -> tuple[str, str]:
+    out = hpcjobs("submit", str(job), *args)
+    m = re.search(r"submitted (?:job|array of \d+ tasks) (\d+); run (\S+)", out)
+    assert m, out
+    return m.group(1), m.group(2)
+
+
+def log_text(runs: Path, run_id: str) -> str:
+    return "".join(p.read_text() for p in sorted((runs / run_id / "logs").glob("*.out")))
+
+
+def local_result(job: Path, output: Path):
+    """The same job run locally (hpcjobs run) for comparison."""
+    from hpcjobs.jobspec import load_job
+    from hpcjobs.runner import run_job
+
+    spec = load_job(job, overrides={"output.path": str(output)})
+    run_job(spec, cluster={"workers": 2, "threads_per_worker": 1})
+    return output
+
+
+def assert_same_groups(a: Path, b: Path, steps: dict[str, list[str]]) -> None:
+    import zarr
+
+    ga, gb = zarr.open_group(str(a), mode="r"), zarr.open_group(str(b), mode="r")
+    for step, names in steps.items():
+        for name in names:
+            np.testing.assert_allclose(ga[step][name][...], gb[step][name][...], rtol=1e-12,
+                                       atol=1e-12, err_msg=f"{step}/{name}")
+
+
+# -- the tests -----------------------------------------------------------------------------------
+
+
+def test_three_node_mpi_job_matches_local_run_and_refuses_strangers(slurm_cluster, runs_dir,
+                                                                     tmp_path):
+    from distributed import Client
+    from distributed.security import Security
+
+    from hpcjobs.runtime.mpi import load_security
+
+    make_input(tmp_path / "data.zarr")
+    job = write_job(tmp_path, "three", steps=DESCRIBE,
+                    slurm='nodes = 3\nntasks_per_node = 2\ntime = "00:05:00"')
+    t0 = time.monotonic()
+    job_id, run_id = submit(job)
+    seen = {status_json(run_id)["state"]}
+    assert seen <= {"PENDING", "RUNNING"}, seen
+
+    # while it runs: the scheduler file (0600) and the TLS check
+    cluster = wait_for(lambda: next((runs_dir / run_id / "cluster").glob("*.json"), None), 60,
+                       "the scheduler address in the run folder")
+    assert cluster.stat().st_mode & 0o777 == 0o600
+    assert (runs_dir / run_id).stat().st_mode & 0o777 == 0o700
+    address, security = load_security(cluster)
+    assert address.startswith("tls://")
+    seen.add(status_json(run_id)["state"])
+    with Client(address, security=security, timeout=20) as client:  # the job's certificate
+        assert client.scheduler_info()["id"]
+    with pytest.raises((TypeError, OSError)):  # no certificate at all
+        Client(address.replace("tls://", "tcp://"), timeout=5)
+    with pytest.raises((TypeError, OSError)):
+        Client(address, timeout=5)
+    with pytest.raises(OSError):  # a certificate of its own: refused by the job's CA
+        Client(address, security=Security.temporary(), timeout=5)
+    # the refusals were the certificate's doing: the job is still up
+    seen.add(status_json(run_id)["state"])
+
+    wait_for(lambda: status_json(run_id)["state"] == "COMPLETED", 180, "the job to complete")
+    wall = time.monotonic() - t0
+    st = status_json(run_id)
+    assert "RUNNING" in seen
+    assert st["tasks"][0]["exit_code"] == 0
+    log = log_text(runs_dir, run_id)
+    print(f"\nsubmit-to-done {wall:.1f} s; log tail:\n" + "\n".join(log.splitlines()[-4:]))
+    assert "(6 ranks)" in log and "4 workers ready" in log
+    # the strangers' handshakes were refused by the scheduler, and said so in the log
+    assert "TLS handshake failed" in log
+    others = [ln for ln in log.splitlines() if "SSL" not in ln and "TLS handshake" not in ln]
+    assert all(ln.startswith("hpcjobs") for ln in others), others  # a clean log
+    assert re.search(r"end .* exit code 0", log)
+
+    import zarr
+
+    attrs = dict(zarr.open_group(str(tmp_path / "out.zarr"), mode="r").attrs)
+    assert job_id in json.dumps(attrs)
+    local = local_result(job, tmp_path / "local.zarr")
+    assert_same_groups(tmp_path / "out.zarr", local,
+                       {"summary": ["count", "mean", "std", "min", "max", "hist", "bin_edges"]})
+
+
+def test_cancel_running_job(slurm_cluster, runs_dir, tmp_path):
+    make_input(tmp_path / "data.zarr", rows=100, chunk=50)
+    job = write_job(tmp_path, "sleepy", steps=DESCRIBE,
+                    slurm='time = "00:05:00"\nsetup = ["sleep 120"]')
+    job_id, run_id = submit(job)
+    wait_for(lambda: status_json(run_id)["state"] == "RUNNING", 60, "the job to run")
+    out = hpcjobs("cancel", run_id)
+    assert f"cancelled job {job_id}" in out
+    wait_for(lambda: status_json(run_id)["state"] == "CANCELLED", 30, "CANCELLED")
+    assert "CANCELLED" in hpcjobs("status", job_id)  # by Slurm job id too
+    err = hpcjobs("cancel", run_id, code=2)
+    assert "already CANCELLED" in err
+
+
+def test_failing_job_exit_code_and_log(slurm_cluster, runs_dir, tmp_path):
+    make_input(tmp_path / "data.zarr", rows=100, chunk=50)
+    (tmp_path / "blocker").write_text("a file where the output folder should be")
+    job = write_job(tmp_path, "broken", steps=DESCRIBE, output="blocker/out.zarr",
+                    slurm='nodes = 1\nntasks_per_node = 3\ntime = "00:05:00"')
+    job_id, run_id = submit(job)
+    wait_for(lambda: status_json(run_id)["state"] not in ("PENDING", "RUNNING"), 120,
+             "the job to end")
+    st = status_json(run_id)
+    assert st["state"] == "FAILED"
+    assert st["tasks"][0]["exit_code"] == 2  # the driver's code (a UserError), not srun's
+    log = log_text(runs_dir, run_id)
+    assert "error: cannot create the output folder" in log
+    assert "Traceback" not in log
+    assert "exit code 2" in hpcjobs("status", run_id)
+    assert "cannot create the output folder" in hpcjobs("logs", job_id)
+
+
+def test_requeue_on_usr1_resumes_and_matches(slurm_cluster, runs_dir, tmp_path):
+    make_input(tmp_path / "data.zarr", rows=400_000, chunk=2_500)
+    job = write_job(tmp_path, "preempted", steps=DESCRIBE + STANDARDIZE,
+                    slurm='nodes = 2\nntasks_per_node = 2\ntime = "00:05:00"\n'
+                          'max_requeues = 2')
+    job_id, run_id = submit(job)
+    run = runs_dir / run_id
+    wait_for(lambda: "step summary: describe" in log_text(runs_dir, run_id), 90,
+             "the first step to start")
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], check=True)
+    wait_for(lambda: "requeue 1/2" in (run / "events.log").read_text(), 90, "the requeue")
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
+    wait_for(lambda: status_json(run_id)["state"] == "COMPLETED", 180, "the resumed run")
+
+    st = status_json(run_id)
+    assert st["tasks"][0]["restarts"] == 1
+    events = (run / "events.log").read_text()
+    assert "signal USR1" in events and "mode=resume" in events and "end rc=0" in events
+    log = log_text(runs_dir, run_id)
+    assert "stopped" in log and "restart 1, mode resume" in log
+    assert "complete from an earlier run, skipped" in log or "chunks reused" in log
+    assert "Traceback" not in log
+    local = local_result(job, tmp_path / "local.zarr")
+    assert_same_groups(tmp_path / "out.zarr", local,
+                       {"summary": ["count", "mean", "std", "hist"], "scaled": ["Z"]})
+
+
+def test_array_job_sweep(slurm_cluster, runs_dir, tmp_path):
+    import zarr
+
+    make_input(tmp_path / "data.zarr", rows=2_000, chunk=500)
+    job = write_job(tmp_path, "sweep", steps=DESCRIBE,
+                    slurm='nodes = 1\nntasks_per_node = 3\ntime = "00:05:00"',
+                    extra='[sweep]\nmax_parallel = 2\n"step.summary.params.bins" = [4, 8, 12]\n')
+    assert "#SBATCH --array=0-2%2" in hpcjobs("submit", str(job), "--dry-run")
+    job_id, run_id = submit(job)
+    wait_for(lambda: status_json(run_id)["state"] == "COMPLETED", 240, "the array to complete")
+    out = hpcjobs("status", run_id)
+    assert "3 tasks: 3 completed" in out
+    for i in range(3):
+        assert f"{job_id}_{i}" in out
+    root = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")
+    tasks = root.attrs["hpcjobs_sweep"]["tasks"]
+    for i, bins in enumerate([4, 8, 12]):
+        assert tasks[i]["params"] == {"step.summary.params.bins": bins}
+        assert root[f"task-{i}"]["summary"]["hist"].shape == (4, bins)
+    assert len(list((runs_dir / run_id / "logs").glob("*.out"))) == 3
+    log = log_text(runs_dir, run_id)
+    assert all(ln.startswith("hpcjobs") for ln in log.splitlines()), log  # clean shutdowns
