@@ -234,8 +234,10 @@ def test_cli_runs_lists_writes_and_plots(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # bad input: one line, exit 2
+    monkeypatch.chdir(tmp_path)
     r = runner.invoke(cli, ["bench", "nokernel"])
     assert r.exit_code == 2 and "no benchmark for kernel 'nokernel'" in r.output
+    assert not list(tmp_path.glob("bench-*.jsonl"))  # nothing written for a bad call
     r = runner.invoke(cli, ["bench", "ka", "--sizes", "x"])
     assert r.exit_code == 2
     r = runner.invoke(cli, ["bench", "ka", "--sizes", "9", "--no-json"])

@@ -63,7 +63,7 @@ def _mlxtend(baskets, min_support, algo="fpgrowth", max_len=None):
 
 
 def _as_dict(result):
-    return dict(zip(result.itemsets, result.support.tolist()))
+    return dict(zip(result.itemsets, result.support.tolist(), strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -83,14 +83,14 @@ def test_matches_naive_reference():
 def test_identical_to_mlxtend(baskets, algo, min_support):
     ref = _mlxtend(baskets, min_support, algo)
     got = frequent_itemsets(baskets, min_support)
-    assert _as_dict(got) == dict(zip(ref.itemsets, ref.support))  # supports bit-identical
+    assert _as_dict(got) == dict(zip(ref.itemsets, ref.support, strict=True))  # supports bit-identical
     assert got.support.dtype == np.float64
 
 
 def test_max_len_matches_mlxtend(baskets):
     ref = _mlxtend(baskets, 0.02, max_len=2)
     got = frequent_itemsets(baskets, 0.02, max_len=2)
-    assert _as_dict(got) == dict(zip(ref.itemsets, ref.support))
+    assert _as_dict(got) == dict(zip(ref.itemsets, ref.support, strict=True))
     assert got.lengths.max() == 2
 
 
@@ -98,7 +98,7 @@ def test_labels_from_lists_and_csr():
     b = _baskets(300, 15, 5, seed=4, labels=True)
     ref = _mlxtend(b, 0.04)
     got = frequent_itemsets(b, 0.04)
-    assert _as_dict(got) == dict(zip(ref.itemsets, ref.support))
+    assert _as_dict(got) == dict(zip(ref.itemsets, ref.support, strict=True))
     # the same data as CSR ids with a labels array
     labels = np.array(sorted({x for t in b for x in t}))
     index = {s: i for i, s in enumerate(labels)}
@@ -163,12 +163,12 @@ def _rules_dict(rules):
     cols = ("antecedent_support", "consequent_support", "support", "confidence", "lift",
             "leverage", "conviction")
     if hasattr(rules, "antecedent_indptr"):
-        values = zip(*(getattr(rules, c) for c in cols))
-        keys = zip(rules.antecedents, rules.consequents)
+        values = zip(*(getattr(rules, c) for c in cols), strict=True)
+        keys = zip(rules.antecedents, rules.consequents, strict=True)
     else:
-        values = zip(*(rules[c.replace("_", " ")] for c in cols))
-        keys = zip(rules["antecedents"], rules["consequents"])
-    return {k: tuple(v) for k, v in zip(keys, values)}
+        values = zip(*(rules[c.replace("_", " ")] for c in cols), strict=True)
+        keys = zip(rules["antecedents"], rules["consequents"], strict=True)
+    return {k: tuple(v) for k, v in zip(keys, values, strict=True)}
 
 
 @pytest.mark.parametrize("min_confidence", [0.0, 0.3, 0.8])
@@ -230,3 +230,51 @@ def test_bad_items_in_dask_chunk():
     items = da.from_array(np.array([0, 1, -4], dtype=np.int32), chunks=2)
     with pytest.raises(ValueError, match="non-negative"):
         frequent_itemsets({"indptr": indptr, "items": items}, 0.1)
+
+
+def test_job_end_to_end(tmp_path, dask_client):
+    """A transactions group in Zarr, then frequent_itemsets -> association_rules in a job."""
+    zarr = pytest.importorskip("zarr")
+    from hpcjobs.jobspec import load_job
+    from hpcjobs.runner import run_job
+    from tests.conftest import write_job
+
+    b = _baskets(400, 12, 4, seed=8)
+    indptr, items = _csr(b)
+    # the layout `hpcjobs ingest` writes for basket files (without labels: ids are the names)
+    root = zarr.open_group(str(tmp_path / "in.zarr"), mode="w", zarr_format=3)
+    shop = root.create_group("shop", attributes={"hpcjobs_kind": "transactions"})
+    shop.create_array("indptr", shape=indptr.shape, dtype=np.int64, chunks=(150,))[...] = indptr
+    shop.create_array("items", shape=items.shape, dtype=np.int32, chunks=(300,))[...] = items
+    job = load_job(write_job(tmp_path, """
+        [input]
+        path = "in.zarr"
+        [[step]]
+        name = "fi"
+        kernel = "frequent_itemsets"
+        input = "shop"
+        params = { min_support = 0.05 }
+        [[step]]
+        name = "rules"
+        kernel = "association_rules"
+        params = { min_confidence = 0.3 }
+        [step.input]
+        indptr = "fi/indptr"
+        items = "fi/items"
+        counts = "fi/counts"
+        n_transactions = "fi/n_transactions"
+        [output]
+        path = "out.zarr"
+    """))
+    assert run_job(job, client=dask_client).status == "complete"
+    out = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")
+    labels = np.asarray(out["fi/labels"][:], dtype=object)
+    fi_indptr, fi_items = out["fi/indptr"][:], out["fi/items"][:]
+    got = {frozenset(int(x) for x in labels[fi_items[fi_indptr[i]:fi_indptr[i + 1]]]): s
+           for i, s in enumerate(out["fi/support"][:].tolist())}
+    ref = _mlxtend(b, 0.05)
+    assert got == dict(zip(ref.itemsets, ref.support, strict=True))
+    rules = fp.association_rules(ref, len(b), metric="confidence", min_threshold=0.3)
+    assert out["rules/confidence"].shape == (len(rules),)
+    np.testing.assert_allclose(np.sort(out["rules/lift"][:]), np.sort(rules["lift"].to_numpy()),
+                               rtol=1e-12)

@@ -173,3 +173,49 @@ def test_bad_inputs():
         matrix_profile(np.array(["a"] * 20), 3)
     with pytest.raises(ValueError, match="'tile'"):
         matrix_profile(da.from_array(T, chunks=50), 10, tile=0)
+
+
+def test_job_end_to_end(tmp_path, dask_client):
+    """A job file: matrix_profile -> discords and motifs chained, and lof, through run_job."""
+    zarr = pytest.importorskip("zarr")
+    from hpcjobs.jobspec import load_job
+    from hpcjobs.kernels import lof
+    from hpcjobs.runner import run_job
+    from tests.conftest import make_input, write_job
+
+    T = _series(900, 11)
+    X = np.random.default_rng(3).standard_normal((600, 3))
+    make_input(tmp_path / "in.zarr", {"T": (T, (200,)), "X": (X, (150, 3))})
+    job = load_job(write_job(tmp_path, """
+        name = "mining"
+        [input]
+        path = "in.zarr"
+        [[step]]
+        name = "mp"
+        kernel = "matrix_profile"
+        input = "T"
+        params = { m = 20 }
+        [[step]]
+        kernel = "discords"
+        input = "mp/profile"
+        params = { k = 2, m = 20 }
+        [[step]]
+        kernel = "motifs"
+        input = { profile = "mp/profile", index = "mp/index" }
+        params = { k = 1, m = 20 }
+        [[step]]
+        kernel = "lof"
+        input = "X"
+        params = { k = 10 }
+        [output]
+        path = "out.zarr"
+    """))
+    assert run_job(job, client=dask_client).status == "complete"
+    out = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")
+    ref = matrix_profile(T, 20)
+    np.testing.assert_allclose(out["mp/profile"][:], ref.profile, atol=1e-8, rtol=0)
+    np.testing.assert_array_equal(out["mp/index"][:], ref.index)
+    assert out["mp"].attrs["m"] == 20 and out["mp/profile"].chunks == (200,)
+    np.testing.assert_array_equal(out["discords/index"][:], discords(ref, 2).index)
+    np.testing.assert_array_equal(out["motifs/index"][:], motifs(ref, 1).index)
+    np.testing.assert_allclose(out["lof/lof"][:], lof(X, 10), rtol=1e-12)

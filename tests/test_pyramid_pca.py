@@ -140,5 +140,4 @@ def test_pca_bad_input():
     with pytest.raises(ValueError, match="2-D"):
         pca(np.arange(5.0))
     with pytest.raises(ValueError, match="finite"):
-        pca(da.from_array(np.array([[1.0, np.nan], [2.0, 3.0], [1.0, 1.0]]), chunks=2)
-            ).embedding
+        pca(da.from_array(np.array([[1.0, np.nan], [2.0, 3.0], [1.0, 1.0]]), chunks=2))

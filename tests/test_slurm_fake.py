@@ -16,11 +16,9 @@ from click.testing import CliRunner
 import hpcjobs.cli.slurm as cli_slurm
 from hpcjobs.cli import cli
 from hpcjobs.errors import RunFailed, UserError
-from hpcjobs.slurm.client import Completed, SlurmClient, SlurmError, SlurmNotFound, \
-    subprocess_runner
+from hpcjobs.slurm.client import Completed, SlurmClient, SlurmError, SlurmNotFound, subprocess_runner
 from hpcjobs.slurm.runs import find_run, list_runs, new_run
-from hpcjobs.slurm.status import expand_task_ids, parse_events, parse_scontrol, parse_squeue, \
-    resolve
+from hpcjobs.slurm.status import expand_task_ids, parse_events, parse_scontrol, parse_squeue, resolve
 from hpcjobs.slurm.submit import submit
 
 # -- the fake ----------------------------------------------------------------------------------
@@ -338,13 +336,21 @@ def test_new_runs_are_unique_and_private(tmp_path):
 # -- doctor -------------------------------------------------------------------------------------
 
 
-def test_doctor_without_probe(fake, job_file):
+@pytest.fixture
+def slurm_conf(tmp_path, monkeypatch):
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("ClusterName=fake\n")
+    monkeypatch.setenv("SLURM_CONF", str(conf))
+    return conf
+
+
+def test_doctor_without_probe(fake, job_file, slurm_conf):
     out = invoke("doctor", "--no-probe")
     assert "[ok  ] Slurm controller" in out and "[ok  ] import mpi4py.MPI" in out
     assert "all checks passed" in out
 
 
-def test_doctor_says_what_is_missing(fake, monkeypatch, job_file):
+def test_doctor_says_what_is_missing(fake, monkeypatch, job_file, slurm_conf):
     import hpcjobs.slurm.doctor as doctor
 
     monkeypatch.setattr(doctor, "slurm_commands_found",
@@ -354,6 +360,9 @@ def test_doctor_says_what_is_missing(fake, monkeypatch, job_file):
     assert "[FAIL] Slurm commands: missing sbatch, squeue, scancel, sinfo, srun" in out
     monkeypatch.undo()
     monkeypatch.setattr(cli_slurm, "_client", lambda: SlurmClient(runner=fake))
+    monkeypatch.setenv("SLURM_CONF", str(slurm_conf.parent / "missing.conf"))
+    assert "missing.conf does not exist" in invoke("doctor", code=1)
+    monkeypatch.setenv("SLURM_CONF", str(slurm_conf))
     fake.fail["scontrol"] = (1, "slurm_load_ctl_conf error: Unable to contact slurm controller")
     out = invoke("doctor", code=1)
     assert "[FAIL] Slurm controller: does not answer" in out and "slurm/start" in out
@@ -373,7 +382,13 @@ if rank == int(sys.argv[2]):   # this rank never joins (it "died" at start-up)
     sys.exit(0)
 
 def driver(client):
+    import os, shutil, time
     import dask.array as da
+    path = sys.argv[3] + "/cluster.json"
+    while not os.path.exists(path):   # rank 0 writes it as the scheduler starts
+        time.sleep(0.05)
+    print("mode", oct(os.stat(path).st_mode & 0o777), flush=True)
+    shutil.copy(path, sys.argv[3] + "/seen.json")
     total = da.ones((400, 4), chunks=(50, 4)).sum().compute()
     print("total", total, "workers", len(client.scheduler_info(n_workers=-1)["workers"]),
           flush=True)
@@ -399,10 +414,11 @@ def test_launcher_runs_the_driver_and_exits_with_its_code_cleanly(tmp_path):
     assert proc.returncode == 5
     lines = proc.stderr.strip().splitlines()
     assert all(line.startswith("hpcjobs[rank") for line in lines), proc.stderr  # no noise
-    info = json.loads((tmp_path / "cluster.json").read_text())
+    info = json.loads((tmp_path / "seen.json").read_text())
     assert info["address"].startswith("tls://") and "BEGIN CERTIFICATE" in info["tls"]["ca"]
-    assert (tmp_path / "cluster.json").stat().st_mode & 0o777 == 0o600
+    assert "mode 0o600" in proc.stdout
     assert info["dashboard"].startswith("http://127.0.0.1:")
+    assert not (tmp_path / "cluster.json").exists()  # the key does not outlive the cluster
 
 
 @needs_mpi

@@ -17,7 +17,11 @@ import pytest
 from click.testing import CliRunner
 
 from hpcjobs.cli import cli
-from tests.slurm_fixtures import runs_dir, slurm_cluster  # noqa: F401  (fixtures)
+from tests import slurm_fixtures
+
+# the fixtures (kept out of tests/conftest.py): the local cluster, a private run-folder root
+slurm_cluster = slurm_fixtures.slurm_cluster
+runs_dir = slurm_fixtures.runs_dir
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(300)]
 
@@ -200,6 +204,12 @@ def test_requeue_on_usr1_resumes_and_matches(slurm_cluster, runs_dir, tmp_path):
              "the first step to start")
     subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], check=True)
     wait_for(lambda: "requeue 1/2" in (run / "events.log").read_text(), 90, "the requeue")
+    requeued = wait_for(lambda: (lambda t: t if t["state"] == "PENDING" else None)(
+        status_json(run_id)["tasks"][0]), 60, "the job to be pending again")
+    assert requeued["restarts"] == 1 and "requeued" in requeued["reason"]
+    # Slurm holds a requeued job back ~2 minutes; let it go at once, but not within the second
+    # of the requeue (slurmd would still see the old run's revoked credential)
+    time.sleep(2)
     subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
     wait_for(lambda: status_json(run_id)["state"] == "COMPLETED", 180, "the resumed run")
 

@@ -495,7 +495,10 @@ def format_summary(records: list[dict], problems: dict[str, str] | None = None) 
     if records:
         m = records[0]["machine"]
         mem = f"{m['memory_bytes'] / 2**30:.0f} GiB" if m.get("memory_bytes") else "? GiB"
-        libs = ", ".join(f"{k} {v}" for k, v in m["libraries"].items() if v)
+        merged: dict[str, str] = {}
+        for r in records:  # each benchmark records its own peers' versions
+            merged.update({k: v for k, v in r["machine"].get("libraries", {}).items() if v})
+        libs = ", ".join(f"{k} {v}" for k, v in merged.items())
         out.append(f"machine: {m['cpu']}, {m['cores_usable']}/{m['cores']} cores usable, {mem},"
                    f" {m['os']}, Python {m['python']}, numba threads {m['numba_threads']}"
                    f" ({m.get('numba_threading_layer') or 'layer not started'})")

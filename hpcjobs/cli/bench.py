@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import click
 
@@ -82,16 +84,18 @@ def bench(kernels: tuple[str, ...], quick: bool, repeats: int | None, sizes_text
     def log(msg: str) -> None:
         click.echo(msg, err=True)
 
-    path = None if no_json else (json_out or time.strftime("bench-%Y%m%d-%H%M%S.jsonl"))
-    if path is not None:
-        try:  # fail now, not after an hour of benchmarks
-            harness.write_jsonl([], path, append=append)
-        except OSError as exc:
-            raise UserError(f"{path}: cannot write results ({exc.strerror})") from None
+    path = None if no_json else Path(json_out or time.strftime("bench-%Y%m%d-%H%M%S.jsonl"))
+    if path is not None:  # fail now, not after an hour of benchmarks (and create nothing yet)
+        folder = path.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK) or (
+                path.exists() and not os.access(path, os.W_OK)):
+            raise UserError(f"{path}: cannot write results there")
+    state = {"append": append}
 
     def save(size_records: list[dict]) -> None:  # each size as it finishes (Ctrl-C keeps them)
         if path is not None:
-            harness.write_jsonl(size_records, path, append=True)
+            harness.write_jsonl(size_records, path, append=state["append"])
+            state["append"] = True
 
     records, problems = harness.run(kernels, quick=quick, repeats=repeats, sizes=sizes, log=log,
                                     on_size=save)

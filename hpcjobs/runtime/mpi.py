@@ -219,8 +219,13 @@ def _run_driver(address: str, *, security, workers: int, startup_timeout: float,
         try:
             code = int(driver(client) or 0)
         finally:
-            # Ordered, quiet shutdown: the workers retire and exit, then the scheduler.
+            # Ordered, quiet shutdown: every rank stops logging connection chatter, the
+            # workers retire and exit, then the scheduler closes.
             _mute_shutdown_noise()
+            with contextlib.suppress(Exception):
+                client.run_on_scheduler(_mute_shutdown_noise)
+            with contextlib.suppress(Exception):
+                client.run(_mute_shutdown_noise)
             with contextlib.suppress(Exception):
                 client.retire_workers(close_workers=True)
             with contextlib.suppress(Exception):
@@ -345,6 +350,11 @@ def _run_role(driver, comm, rank: int, world: int, *, nthreads, interface, dashb
                         comm.send(("error", f"{type(exc).__name__}: {exc}", None), dest=dest,
                                   tag=_TAG_HELLO)
                 raise RunFailed(f"the scheduler failed: {type(exc).__name__}: {exc}") from None
+            finally:
+                # the certificate is worthless once the cluster is gone: do not leave keys about
+                if cluster_path is not None:
+                    with contextlib.suppress(OSError):
+                        Path(cluster_path).unlink()
 
         status, address, security = _recv_with_deadline(
             comm, SCHEDULER_RANK, _TAG_HELLO, startup_timeout, "scheduler address")

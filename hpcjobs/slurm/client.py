@@ -51,7 +51,20 @@ class SlurmError(RunFailed):
         self.stderr = stderr.strip()
         self.stdout = stdout.strip()
         said = self.stderr or self.stdout or "no message"
-        super().__init__(f"`{shlex.join(self.args_)}` failed with exit code {returncode}: {said}")
+        lines = said.splitlines()
+        if len(lines) > 3:
+            said = " | ".join(lines[-3:])
+        hint = next((h for key, h in _HINTS.items() if key in said), "")
+        super().__init__(f"`{shlex.join(self.args_)}` failed with exit code {returncode}: "
+                         f"{said}{hint}")
+
+
+_HINTS = {
+    "configuration source": " (no Slurm configuration found: set SLURM_CONF; `hpcjobs doctor` "
+                            "checks; the local test cluster's is printed by slurm/start)",
+    "Unable to contact slurm controller": " (slurmctld is down: `hpcjobs doctor` checks; the "
+                                          "local test cluster starts with sudo slurm/start)",
+}
 
 
 class SlurmNotFound(RunFailed):

@@ -15,6 +15,8 @@ from hpcjobs.slurm.runs import new_run, runs_root
 from hpcjobs.slurm.script import check_sbatch_value
 from hpcjobs.slurm.status import LIVE_STATES, parse_scontrol, parse_squeue
 
+LOCAL_HOME = "/var/lib/hpcjobs-slurm"  # slurm/start's default folder
+
 PROBE = """\
 import os, sys
 from mpi4py import MPI
@@ -49,6 +51,15 @@ def run_doctor(client: SlurmClient, *, partition: str | None = None, timeout: fl
     conf = os.environ.get("SLURM_CONF")
     if conf and not os.path.isfile(conf):
         report(False, "SLURM_CONF", f"{conf} does not exist (unset it or run slurm/start)")
+        return False
+    if not conf and not os.path.isfile("/etc/slurm/slurm.conf"):
+        local = os.path.join(os.environ.get("HPCJOBS_SLURM_HOME", LOCAL_HOME), "etc",
+                             "slurm.conf")
+        hint = (f"the local test cluster's is {local}: export SLURM_CONF={local}"
+                if os.path.isfile(local) else "start the local test cluster with "
+                "sudo slurm/start and export the SLURM_CONF it prints")
+        report(False, "Slurm configuration", f"SLURM_CONF is not set and there is no "
+               f"/etc/slurm/slurm.conf; {hint}")
         return False
     try:
         client.ping()

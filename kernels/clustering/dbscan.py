@@ -44,7 +44,7 @@ from hpcjobs.kernels._validation import (
     message,
     nonfinite_error,
 )
-from hpcjobs.kernels.clustering._common import Blocks, all_finite, uniforms
+from hpcjobs.kernels.clustering._common import Blocks, all_finite, thread_ranges_nb, uniforms
 
 _FUNC = "dbscan"
 _SHRINK = 1.0 - 1e-9  # cell side = eps / sqrt(d) * _SHRINK
@@ -128,12 +128,16 @@ def _lower_bound(cc, target):
 
 
 @njit
-def _neighbours_of(cc, c, m, valid, out, count_only):
-    """Neighbour cells of cell ``c`` (itself included), in cell order; returns their number."""
+def _neighbours_of(cc, c, m, valid, out, count_only, target, pos, fresh):
+    """Neighbour cells of cell ``c`` (itself included), in cell order; returns their number.
+
+    ``pos[p]`` is where the search for prefix offset ``p`` starts: the targets grow with ``c``
+    (cells are sorted), so a thread sweeping its cells in order only moves the pointers
+    forward; ``fresh`` starts them with a binary search instead.
+    """
     ncell, d = cc.shape
     width = 2 * m + 1
     n_prefix = width ** (d - 1)
-    target = np.empty(d, dtype=np.int64)
     found = 0
     for p in range(n_prefix):
         rest = p
@@ -142,7 +146,13 @@ def _neighbours_of(cc, c, m, valid, out, count_only):
             target[f] = cc[c, f] + (rest % width) - m
             rest //= width
         target[d - 1] = cc[c, d - 1] - m
-        j = _lower_bound(cc, target)
+        if fresh:
+            j = _lower_bound(cc, target)
+        else:
+            j = pos[p]
+            while j < ncell and _cmp_prefix(cc, j, target, d) < 0:
+                j += 1
+        pos[p] = j
         while j < ncell:
             if _cmp_prefix(cc, j, target, d - 1) != 0:
                 break
@@ -163,16 +173,27 @@ def _neighbours_of(cc, c, m, valid, out, count_only):
 
 
 @njit(parallel=True)
-def _neighbour_csr(cc, m, valid):
-    ncell = cc.shape[0]
+def _neighbour_csr(cc, m, valid, n_threads):
+    ncell, d = cc.shape
+    n_prefix = (2 * m + 1) ** (d - 1)
+    ranges = thread_ranges_nb(ncell, n_threads)
+    nt = ranges.shape[0]
     counts = np.zeros(ncell + 1, dtype=np.int64)
     dummy = np.empty(0, dtype=np.int64)
-    for c in numba.prange(ncell):
-        counts[c + 1] = _neighbours_of(cc, c, m, valid, dummy, True)
+    for t in numba.prange(nt):
+        target = np.empty(d, dtype=np.int64)
+        pos = np.zeros(n_prefix, dtype=np.int64)
+        for c in range(ranges[t, 0], ranges[t, 1]):
+            counts[c + 1] = _neighbours_of(cc, c, m, valid, dummy, True, target, pos,
+                                           c == ranges[t, 0])
     ptr = np.cumsum(counts)
     nbr = np.empty(ptr[-1], dtype=np.int64)
-    for c in numba.prange(ncell):
-        _neighbours_of(cc, c, m, valid, nbr[ptr[c]:ptr[c + 1]], False)
+    for t in numba.prange(nt):
+        target = np.empty(d, dtype=np.int64)
+        pos = np.zeros(n_prefix, dtype=np.int64)
+        for c in range(ranges[t, 0], ranges[t, 1]):
+            _neighbours_of(cc, c, m, valid, nbr[ptr[c]:ptr[c + 1]], False, target, pos,
+                           c == ranges[t, 0])
     return ptr, nbr
 
 
@@ -185,8 +206,23 @@ def _d2(X, i, j):
     return s
 
 
+@njit
+def _box_d2(X, i, cc, c, lo, side, pad):
+    """Squared distance from row ``i`` to cell ``c``'s box (grown by ``pad`` for rounding)."""
+    s = 0.0
+    for f in range(X.shape[1]):
+        a = lo[f] + cc[c, f] * side - pad
+        b = a + side + 2.0 * pad
+        x = X[i, f]
+        if x < a:
+            s += (a - x) * (a - x)
+        elif x > b:
+            s += (x - b) * (x - b)
+    return s
+
+
 @njit(parallel=True)
-def _core_points(X, start, ptr, nbr, need, eps2, min_samples):
+def _core_points(X, start, ptr, nbr, need, eps2, min_samples, cc, lo, side, pad):
     """Core flag of every row with ``need``; rows of one cell are ``start[c]:start[c+1]``."""
     ncell = start.shape[0] - 1
     core = np.zeros(X.shape[0], dtype=np.bool_)
@@ -203,7 +239,7 @@ def _core_points(X, start, ptr, nbr, need, eps2, min_samples):
             count = size
             for q in range(ptr[c], ptr[c + 1]):
                 nc = nbr[q]
-                if nc == c:
+                if nc == c or _box_d2(X, i, cc, nc, lo, side, pad) > eps2:
                     continue
                 for j in range(start[nc], start[nc + 1]):
                     if _d2(X, i, j) <= eps2:
@@ -216,36 +252,16 @@ def _core_points(X, start, ptr, nbr, need, eps2, min_samples):
     return core
 
 
-@njit(parallel=True)
-def _cell_edges(X, start, ptr, nbr, core, eps2):
-    """For each CSR entry (c, nc) with nc > c: do the two cells hold core points within eps?"""
+@njit
+def _has_core(start, core):
     ncell = start.shape[0] - 1
     has_core = np.zeros(ncell, dtype=np.bool_)
-    for c in numba.prange(ncell):
+    for c in range(ncell):
         for i in range(start[c], start[c + 1]):
             if core[i]:
                 has_core[c] = True
                 break
-    edge = np.zeros(nbr.shape[0], dtype=np.bool_)
-    for c in numba.prange(ncell):
-        if not has_core[c]:
-            continue
-        for q in range(ptr[c], ptr[c + 1]):
-            nc = nbr[q]
-            if nc <= c or not has_core[nc]:
-                continue
-            hit = False
-            for i in range(start[c], start[c + 1]):
-                if not core[i]:
-                    continue
-                for j in range(start[nc], start[nc + 1]):
-                    if core[j] and _d2(X, i, j) <= eps2:
-                        hit = True
-                        break
-                if hit:
-                    break
-            edge[q] = hit
-    return has_core, edge
+    return has_core
 
 
 @njit
@@ -261,20 +277,42 @@ def _find(parent, x):
 
 
 @njit
-def _components(ptr, nbr, has_core, edge):
-    """Union-find over cells: the root cell of every cell's cluster (-1 without core points)."""
-    ncell = ptr.shape[0] - 1
+def _components(X, start, ptr, nbr, core, eps2, cc, lo, side, pad):
+    """Union-find over cells: the root cell of every cell's cluster (-1 without core points).
+
+    Two cells holding core points are joined when a pair of their core points is within
+    eps; the pair is only searched for when the cells are not already joined, which skips
+    most pairs inside a cluster.
+    """
+    ncell = start.shape[0] - 1
+    has_core = _has_core(start, core)
     parent = np.arange(ncell)
     for c in range(ncell):
+        if not has_core[c]:
+            continue
         for q in range(ptr[c], ptr[c + 1]):
-            if edge[q]:
-                a = _find(parent, c)
-                b = _find(parent, nbr[q])
-                if a != b:
-                    if a < b:
-                        parent[b] = a
-                    else:
-                        parent[a] = b
+            nc = nbr[q]
+            if nc <= c or not has_core[nc]:
+                continue
+            a = _find(parent, c)
+            b = _find(parent, nc)
+            if a == b:
+                continue
+            hit = False
+            for i in range(start[c], start[c + 1]):
+                if not core[i] or _box_d2(X, i, cc, nc, lo, side, pad) > eps2:
+                    continue
+                for j in range(start[nc], start[nc + 1]):
+                    if core[j] and _d2(X, i, j) <= eps2:
+                        hit = True
+                        break
+                if hit:
+                    break
+            if hit:
+                if a < b:
+                    parent[b] = a
+                else:
+                    parent[a] = b
     root = np.full(ncell, -1, dtype=np.int64)
     for c in range(ncell):
         if has_core[c]:
@@ -283,7 +321,7 @@ def _components(ptr, nbr, has_core, edge):
 
 
 @njit(parallel=True)
-def _assign_points(X, gidx, start, ptr, nbr, need, core, root, eps2):
+def _assign_points(X, gidx, start, ptr, nbr, need, core, root, eps2, cc, lo, side, pad):
     """Cluster (root cell) of every needed row: its own for core rows, the nearest core
     neighbour's for border rows, -1 for noise."""
     ncell = start.shape[0] - 1
@@ -300,7 +338,7 @@ def _assign_points(X, gidx, start, ptr, nbr, need, core, root, eps2):
             best_c = -1
             for q in range(ptr[c], ptr[c + 1]):
                 nc = nbr[q]
-                if root[nc] < 0:
+                if root[nc] < 0 or _box_d2(X, i, cc, nc, lo, side, pad) > eps2:
                     continue
                 for j in range(start[nc], start[nc + 1]):
                     if not core[j]:
@@ -314,6 +352,19 @@ def _assign_points(X, gidx, start, ptr, nbr, need, core, root, eps2):
     return comp
 
 
+@njit(parallel=True)
+def _cell_keys(X, lo, side, cmin, strides):
+    """Linear index of every row's cell, ``floor((x - lo) / side)`` per dimension."""
+    n, d = X.shape
+    keys = np.empty(n, dtype=np.int64)
+    for i in numba.prange(n):
+        k = 0
+        for f in range(d):
+            k += (np.int64(np.floor((X[i, f] - lo[f]) / side)) - cmin[f]) * strides[f]
+        keys[i] = k
+    return keys
+
+
 def _local_dbscan(X: np.ndarray, gidx: np.ndarray, need: np.ndarray, lo: np.ndarray,
                   mag: float, eps: float, min_samples: int):
     """DBSCAN of the rows ``X`` (float64) whose core flags are wanted where ``need``.
@@ -323,27 +374,30 @@ def _local_dbscan(X: np.ndarray, gidx: np.ndarray, need: np.ndarray, lo: np.ndar
     """
     n, d = X.shape
     side, m, valid = _grid(eps, d, mag)
-    coords = np.floor((X - lo) / side).astype(np.int64)
-    cmin = coords.min(axis=0) if n else np.zeros(d, np.int64)
-    span = (coords.max(axis=0) - cmin + 1).astype(np.float64) if n else np.ones(d)
+    cmin = np.floor((X.min(axis=0) - lo) / side).astype(np.int64)
+    span = (np.floor((X.max(axis=0) - lo) / side) - cmin + 1).astype(np.float64)
     if float(np.prod(span)) < 2.0 ** 62:
         strides = np.cumprod(np.concatenate([[1], span[::-1][:-1]]))[::-1].astype(np.int64)
-        order = np.argsort((coords - cmin) @ strides, kind="stable")
-    else:
+        keys = _cell_keys(X, lo, side, cmin, strides)
+        order = np.argsort(keys)  # the order within a cell does not matter
+        ks = keys[order]
+        change = np.flatnonzero(ks[1:] != ks[:-1]) + 1
+    else:  # too many cells for one int64 key: sort the cell coordinates themselves
+        coords = np.floor((X - lo) / side).astype(np.int64)
         order = np.lexsort(coords.T[::-1])
-    cs = coords[order]
+        cs = coords[order]
+        change = np.flatnonzero(np.any(cs[1:] != cs[:-1], axis=1)) + 1
     Xs = np.ascontiguousarray(X[order])
     gs = gidx[order]
     ns = need[order]
-    change = np.flatnonzero(np.any(cs[1:] != cs[:-1], axis=1)) + 1
     start = np.concatenate([[0], change, [n]]).astype(np.int64)
-    cc = np.ascontiguousarray(cs[start[:-1]])
-    ptr, nbr = _neighbour_csr(cc, m, valid)
+    cc = np.ascontiguousarray(np.floor((Xs[start[:-1]] - lo) / side).astype(np.int64))
+    ptr, nbr = _neighbour_csr(cc, m, valid, numba.get_num_threads())
     eps2 = eps * eps
-    core = _core_points(Xs, start, ptr, nbr, ns, eps2, min_samples)
-    has_core, edge = _cell_edges(Xs, start, ptr, nbr, core, eps2)
-    root = _components(ptr, nbr, has_core, edge)
-    comp = _assign_points(Xs, gs, start, ptr, nbr, ns, core, root, eps2)
+    pad = 16.0 * np.finfo(np.float64).eps * (mag + side)
+    core = _core_points(Xs, start, ptr, nbr, ns, eps2, min_samples, cc, lo, side, pad)
+    root = _components(Xs, start, ptr, nbr, core, eps2, cc, lo, side, pad)
+    comp = _assign_points(Xs, gs, start, ptr, nbr, ns, core, root, eps2, cc, lo, side, pad)
     out_core = np.empty(n, dtype=np.bool_)
     out_comp = np.empty(n, dtype=np.int64)
     out_core[order] = core
@@ -351,20 +405,31 @@ def _local_dbscan(X: np.ndarray, gidx: np.ndarray, need: np.ndarray, lo: np.ndar
     return out_core, out_comp
 
 
-def _number_clusters(comp: np.ndarray, core: np.ndarray, gidx: np.ndarray):
-    """Map local ids to 0.. in the order of each cluster's lowest core row index."""
-    ids = comp[core]
-    if ids.size == 0:
-        return np.full(comp.shape, -1, dtype=np.int64), 0
-    uniq, inv = np.unique(ids, return_inverse=True)
-    first = np.full(len(uniq), np.iinfo(np.int64).max)
-    np.minimum.at(first, inv, gidx[core])
-    rank = np.empty(len(uniq), dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(uniq))
-    labels = np.full(comp.shape, -1, dtype=np.int64)
-    has = comp >= 0
-    labels[has] = rank[np.searchsorted(uniq, comp[has])]
-    return labels, len(uniq)
+@njit
+def _first_core(comp, core, gidx, n_ids):
+    """Lowest global row index of a core row per id (``comp`` in ``[0, n_ids)``)."""
+    big = np.iinfo(np.int64).max
+    first = np.full(n_ids, big, dtype=np.int64)
+    for i in range(comp.shape[0]):
+        if core[i] and comp[i] >= 0 and gidx[i] < first[comp[i]]:
+            first[comp[i]] = gidx[i]
+    return first
+
+
+def _rank_ids(first: np.ndarray):
+    """Ids with a core row numbered 0.. by their lowest core row index; -1 for the others."""
+    used = np.flatnonzero(first != np.iinfo(np.int64).max)
+    rank = np.full(len(first), -1, dtype=np.int64)
+    rank[used[np.argsort(first[used], kind="stable")]] = np.arange(len(used))
+    return rank, len(used)
+
+
+def _number_clusters(comp: np.ndarray, core: np.ndarray, gidx: np.ndarray, n_ids: int):
+    """Map local ids (root cells, ``< n_ids``) to 0.. in the order of each cluster's lowest
+    core row index."""
+    rank, n_clusters = _rank_ids(_first_core(comp, core, gidx, n_ids))
+    labels = np.where(comp >= 0, rank[np.maximum(comp, 0)], -1)
+    return labels, n_clusters
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,9 +479,8 @@ def _slab(pieces, lo, mag, side, dim, own_lo, own_hi, m, eps, min_samples):
     local = np.full(comp.shape, -1, dtype=np.int64)
     has = need & (comp >= 0)
     local[has] = np.searchsorted(uniq, comp[has])
-    first = np.full(len(uniq), np.iinfo(np.int64).max)
     oc = own & core
-    np.minimum.at(first, local[oc], gidx[oc])
+    first = _first_core(local, oc, gidx, len(uniq))
     halo_core = core & need & ~own
     edge_core = oc & ((cs < own_lo + m) | (cs >= own_hi - m))
     return {
@@ -570,5 +634,5 @@ def dbscan(X, eps: float, min_samples: int = 5) -> DBSCANResult:
         raise nonfinite_error("X", _FUNC)
     core, comp = _local_dbscan(Xf, gidx, np.ones(n, dtype=np.bool_), lo, _magnitude(lo, hi),
                                eps, min_samples)
-    labels, n_clusters = _number_clusters(comp, core, gidx)
+    labels, n_clusters = _number_clusters(comp, core, gidx, n)
     return DBSCANResult(labels, core, n_clusters)

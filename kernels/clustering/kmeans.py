@@ -39,6 +39,7 @@ All the random choices derive from ``seed``: the same seed gives the same result
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -463,7 +464,7 @@ def _mind2_labels(X, CT, labels, d2):
     d2[:] = buf
 
 
-def _far_combine(parts, e=None):
+def _far_combine(parts):
     d2 = np.concatenate([p[0] for p in parts])
     idx = np.concatenate([p[1] for p in parts])
     lab = np.concatenate([p[2] for p in parts])
@@ -869,31 +870,42 @@ def minibatch_kmeans(X, n_clusters: int, *, batch_size: int = 1024, init="k-mean
     tol_abs = 0.0
     n_epochs = 0
     nonempty = np.flatnonzero(blocks.sizes > 0)
-    for epoch in range(max_iter):
-        n_epochs = epoch + 1
-        for b in rng.permutation(nonempty):
-            chunk = load(b)
-            if CT is None:
-                m = min(len(chunk), max(3 * batch, 3 * k))
-                sample = chunk[np.sort(rng.choice(len(chunk), size=m, replace=False))]
-                if k > len(sample):
-                    raise ValueError(message("n_clusters", func, "at most the rows of the first "
-                                             "chunk visited", k, "Use larger chunks."))
-                if isinstance(init, str):
-                    C = _initial(Blocks(np.ascontiguousarray(sample)), k, init, rng, 1, 1.0)
-                else:
-                    C = init
-                CT = _pad(np.asarray(C, dtype=np.float64).T, np.float64)
-                if tol > 0:
-                    tol_abs = float(tol * np.mean(np.var(sample, axis=0)))
-            perm = _visit_order(len(chunk), rng)
-            _minibatch_chunk(chunk, perm, CT, wsum, k, batch, float(blocks.n),
-                             0 if max_no_improvement is None else max_no_improvement,
-                             tol_abs, state)
+    # Dask input: the next chunk is read while the current one is processed
+    pool = ThreadPoolExecutor(1) if blocks.is_dask and len(nonempty) > 1 else None
+    try:
+        for epoch in range(max_iter):
+            n_epochs = epoch + 1
+            order = rng.permutation(nonempty)
+            pending = pool.submit(load, order[0]) if pool else None
+            for pos, b in enumerate(order):
+                chunk = pending.result() if pool else load(b)
+                if pool and pos + 1 < len(order):
+                    pending = pool.submit(load, order[pos + 1])
+                if CT is None:
+                    m = min(len(chunk), max(3 * batch, 3 * k))
+                    sample = chunk[np.sort(rng.choice(len(chunk), size=m, replace=False))]
+                    if k > len(sample):
+                        raise ValueError(message(
+                            "n_clusters", func, "at most the rows of the first chunk visited",
+                            k, "Use larger chunks."))
+                    if isinstance(init, str):
+                        C = _initial(Blocks(np.ascontiguousarray(sample)), k, init, rng, 1, 1.0)
+                    else:
+                        C = init
+                    CT = _pad(np.asarray(C, dtype=np.float64).T, np.float64)
+                    if tol > 0:
+                        tol_abs = float(tol * np.mean(np.var(sample, axis=0)))
+                perm = _visit_order(len(chunk), rng)
+                _minibatch_chunk(chunk, perm, CT, wsum, k, batch, float(blocks.n),
+                                 0 if max_no_improvement is None else max_no_improvement,
+                                 tol_abs, state)
+                if state[4]:
+                    break
             if state[4]:
                 break
-        if state[4]:
-            break
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     C = np.ascontiguousarray(CT[:, :k].T)
     labels, inertia = _labels_inertia(blocks, C)
     return KMeansResult(C.astype(X.dtype), labels, inertia, n_epochs, int(state[0]))

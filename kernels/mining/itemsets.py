@@ -586,7 +586,7 @@ def _son(indptr, items, bounds, min_count, max_len, n_items, n_threads):
 
     n = int(indptr.shape[0]) - 1
     mined, slices, local_indptrs = [], [], []
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         a, b = int(a), int(b)
         lo, hi = int(indptr[a]), int(indptr[b])
         local = indptr[a:b + 1] - lo
@@ -600,7 +600,7 @@ def _son(indptr, items, bounds, min_count, max_len, n_items, n_threads):
     candidates = dask.delayed(_union, pure=True)(mined)
     cand_indptr, cand_items = candidates[0], candidates[1]
     counted = [dask.delayed(_count_chunk, pure=True)(ip, part, cand_indptr, cand_items, n_items)
-               for ip, part in zip(local_indptrs, slices)]
+               for ip, part in zip(local_indptrs, slices, strict=True)]
     while len(counted) > 1:
         counted = [dask.delayed(_sum_counts, pure=True)(counted[i:i + 8])
                    for i in range(0, len(counted), 8)]
@@ -650,9 +650,9 @@ def association_rules(itemsets: FrequentItemsets, min_confidence: float) -> Asso
     indptr, items, support = itemsets.indptr, itemsets.items, itemsets.support
     bounds = indptr.tolist()
     sets = [tuple(items[bounds[i]:bounds[i + 1]].tolist()) for i in range(len(bounds) - 1)]
-    lookup = dict(zip(sets, support.tolist()))
+    lookup = dict(zip(sets, support.tolist(), strict=True))
     ante, cons, s_a, s_c, s_ac = [], [], [], [], []
-    for key, s_ab in zip(sets, support.tolist()):
+    for key, s_ab in zip(sets, support.tolist(), strict=True):
         size = len(key)
         if size < 2:
             continue

@@ -29,6 +29,7 @@ from hpcjobs.kernels._validation import check_array, check_int, is_dask, message
 
 _FUNC = "matrix_profile"
 _P_NORM_THRESHOLD = 1e-14  # stumpy.config.STUMPY_P_NORM_THRESHOLD
+_MAX_BLOCKS = 64  # default tiling: T's chunks, or n / 64 windows when there are more chunks
 
 
 @dataclass(frozen=True)
@@ -292,12 +293,15 @@ def matrix_profile(T, m: int, *, tile: int | None = None) -> MatrixProfile:
     Parameters
     ----------
     T : 1-D array, NumPy or Dask
-        The series. NaN/inf make the windows holding them unmatched (profile ``inf``).
+        The series. NaN/inf make the windows holding them unmatched (profile ``inf``, index
+        -1). A NumPy series without two finite windows is refused; for a Dask series that
+        would need a pass over the data, so its profile is then all ``inf``.
     m : int
         Window length, 3 <= m <= len(T) / 2.
     tile : int, optional
-        Windows per tile side for Dask input (default: ``T``'s chunk length). A NumPy ``T`` is
-        computed in one process with Numba threads.
+        Windows per tile side for Dask input (default: ``T``'s chunks, or 1/64 of the windows
+        when ``T`` has more than 64 chunks). A NumPy ``T`` is computed in one process with
+        Numba threads.
 
     Returns
     -------
@@ -333,6 +337,8 @@ def matrix_profile(T, m: int, *, tile: int | None = None) -> MatrixProfile:
     if tile is not None:
         tile = check_int(tile, "tile", _FUNC, low=1)
         cuts = np.arange(0, n_w, tile)
+    elif len(T.chunks[0]) > _MAX_BLOCKS:  # (blocks^2 / 2 tiles: keep the graph small)
+        cuts = np.arange(0, n_w, -(-n_w // _MAX_BLOCKS))
     else:
         cuts = np.cumsum((0,) + T.chunks[0][:-1])
     cuts = np.unique(np.clip(cuts, 0, n_w))

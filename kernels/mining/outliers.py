@@ -1,14 +1,14 @@
 """``knn_outliers`` (distance to the k-th nearest other point) and ``lof`` (local outlier factor).
 
-Both are exact. The points are cut into leaves of at most ``_LEAF`` points by median splits
-along the widest coordinate (a kd partition), each leaf with its bounding box. Queries are
-grouped the same way; a query leaf visits the data leaves in order of the smallest possible
-distance between the two boxes and computes the distances of each block pair directly (sum of
-squared differences, as scikit-learn's trees do), skipping a data leaf as soon as its box is
-farther than every query's current k-th distance. Query leaves are spread over Numba threads.
+Both are exact. The whole set is indexed by a kd tree (median splits along the widest
+coordinate, all leaves at one depth, at most ``_LEAF`` points each, nodes in heap order with their
+bounding boxes). Each query walks it depth first, nearer child first, skipping any node whose box
+is farther than the query's current k-th distance; a leaf's distances are computed directly (sum
+of squared differences in coordinate order, as scikit-learn's trees do), four points side by side.
+Queries are spread over ``numba.get_num_threads()`` threads in contiguous ranges.
 
 Distributed (Dask ``X``), each row block of ``X`` is a task that queries the whole set (whose
-partition is built once and shared): the k nearest neighbours of a block need every point.
+tree is built once, in one task, and shared): the k nearest neighbours of a block need every point.
 ``lof`` then needs the k-distance of every point (n floats) and the local reachability density
 of every point, each a small 1-D array shared between the blocks. The formulas are those of
 ``sklearn.neighbors.LocalOutlierFactor`` (``lrd = 1 / (mean(reach_dist) + 1e-10)``), and a point
@@ -26,19 +26,23 @@ import numpy as np
 from hpcjobs.kernels._jit import njit
 from hpcjobs.kernels._validation import check_array, check_int, is_dask, message
 
-_LEAF = 48
+_LEAF = 32
 
 
 @dataclass(frozen=True)
-class _Partition:
-    """Points ``X[perm]`` in leaf order; leaf ``l`` holds rows ``start[l]:stop[l]``."""
+class _Tree:
+    """A kd tree in heap order (node ``i`` has children ``2i + 1``, ``2i + 2``; all leaves at
+    depth ``depth``). ``points_t`` holds the points transposed, (d, n), in leaf order; node
+    ``i`` holds columns ``start[i]:stop[i]``, ids ``ids[...]`` and the bounding box
+    ``lo[i]``, ``hi[i]``."""
 
-    points: np.ndarray
-    perm: np.ndarray
+    points_t: np.ndarray
+    ids: np.ndarray
     start: np.ndarray
     stop: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
+    depth: int
 
 
 # ---------------------------------------------------------------------------------------------
@@ -46,152 +50,174 @@ class _Partition:
 
 
 @njit
-def _split(X, perm, leaf):
-    """kd partition: reorder ``perm`` in place; return leaf bounds (n_leaves, 2)."""
-    n = perm.shape[0]
-    d = X.shape[1]
-    max_leaves = 2 * (n // max(leaf, 1) + 2)
-    bounds = np.empty((max_leaves, 2), dtype=np.int64)
-    n_leaves = 0
-    stack = np.empty((max_leaves + 64, 2), dtype=np.int64)
-    top = 0
-    stack[0, 0] = 0
-    stack[0, 1] = n
+def _build(X, depth):
+    """Median splits along the widest coordinate down to ``depth``; returns the tree arrays."""
+    n, d = X.shape
+    n_nodes = 2 ** (depth + 1) - 1
+    perm = np.arange(n)
+    start = np.empty(n_nodes, dtype=np.int64)
+    stop = np.empty(n_nodes, dtype=np.int64)
+    lo = np.empty((n_nodes, d))
+    hi = np.empty((n_nodes, d))
+    start[0] = 0
+    stop[0] = n
+    keys = np.empty(n)
+    for node in range(n_nodes):
+        a, b = start[node], stop[node]
+        for j in range(d):
+            lo[node, j] = np.inf
+            hi[node, j] = -np.inf
+        for r in range(a, b):
+            for j in range(d):
+                x = X[perm[r], j]
+                lo[node, j] = min(lo[node, j], x)
+                hi[node, j] = max(hi[node, j], x)
+        left = 2 * node + 1
+        if left >= n_nodes:
+            continue
+        best = 0
+        for j in range(1, d):
+            if hi[node, j] - lo[node, j] > hi[node, best] - lo[node, best]:
+                best = j
+        if b - a > 1:
+            for r in range(a, b):
+                keys[r] = X[perm[r], best]
+            order = np.argsort(keys[a:b], kind="mergesort")
+            seg = perm[a:b].copy()
+            for r in range(b - a):
+                perm[a + r] = seg[order[r]]
+        mid = a + (b - a) // 2
+        start[left], stop[left] = a, mid
+        start[left + 1], stop[left + 1] = mid, b
+    points_t = np.empty((d, n))
+    for r in range(n):
+        for j in range(d):
+            points_t[j, r] = X[perm[r], j]
+    return points_t, perm, start, stop, lo, hi
+
+
+@njit(inline="always")
+def _box_gap(q, lo, hi, node):
+    s = 0.0
+    for j in range(q.shape[0]):
+        gap = max(lo[node, j] - q[j], q[j] - hi[node, j], 0.0)
+        s += gap * gap
+    return s
+
+
+@njit(inline="always")
+def _leaf_distances(q, points_t, a, b, buf):
+    """Squared distances from ``q`` to points ``a:b`` into ``buf``; four points at a time so
+    the (sequential, as in scikit-learn) sums over coordinates run side by side."""
+    d = q.shape[0]
+    ua = np.uint64(a)
+    n = np.uint64(b - a)
+    c = np.uint64(0)
+    while c + np.uint64(4) <= n:
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        for j in range(d):
+            qj = q[j]
+            col = ua + c
+            e0 = qj - points_t[j, col]
+            e1 = qj - points_t[j, col + np.uint64(1)]
+            e2 = qj - points_t[j, col + np.uint64(2)]
+            e3 = qj - points_t[j, col + np.uint64(3)]
+            s0 += e0 * e0
+            s1 += e1 * e1
+            s2 += e2 * e2
+            s3 += e3 * e3
+        buf[c] = s0
+        buf[c + np.uint64(1)] = s1
+        buf[c + np.uint64(2)] = s2
+        buf[c + np.uint64(3)] = s3
+        c += np.uint64(4)
+    while c < n:
+        s0 = 0.0
+        for j in range(d):
+            e0 = q[j] - points_t[j, ua + c]
+            s0 += e0 * e0
+        buf[c] = s0
+        c += np.uint64(1)
+
+
+@njit
+def _query(q, qid, points_t, ids, start, stop, lo, hi, depth, k, best_d, best_i, stack,
+           stack_gap, buf):
+    """k nearest points (squared distance, id) to ``q`` other than id ``qid``, sorted.
+
+    Depth first, nearer child first, pruning nodes whose box is farther than the current k-th
+    distance. A leaf's distances go into ``buf``, four points at a time.
+    """
+    first_leaf = 2 ** depth - 1
+    for t in range(k):
+        best_d[t] = np.inf
+        best_i[t] = -1
     top = 1
-    keys = np.empty(n, dtype=np.float64)
+    stack[0] = 0
+    stack_gap[0] = 0.0
     while top > 0:
         top -= 1
-        a = stack[top, 0]
-        b = stack[top, 1]
-        if b - a <= leaf:
-            bounds[n_leaves, 0] = a
-            bounds[n_leaves, 1] = b
-            n_leaves += 1
+        node = stack[top]
+        if stack_gap[top] > best_d[k - 1]:
             continue
-        best_dim = 0
-        best_spread = -1.0
-        for j in range(d):
-            lo = np.inf
-            hi = -np.inf
-            for r in range(a, b):
-                x = X[perm[r], j]
-                lo = min(lo, x)
-                hi = max(hi, x)
-            if hi - lo > best_spread:
-                best_spread = hi - lo
-                best_dim = j
-        for r in range(a, b):
-            keys[r] = X[perm[r], best_dim]
-        order = np.argsort(keys[a:b], kind="mergesort")
-        seg = perm[a:b].copy()
-        for r in range(b - a):
-            perm[a + r] = seg[order[r]]
-        mid = a + (b - a) // 2
-        stack[top, 0] = mid
-        stack[top, 1] = b
-        stack[top + 1, 0] = a
-        stack[top + 1, 1] = mid
-        top += 2
-    return bounds[:n_leaves]
-
-
-@njit
-def _boxes(points, bounds):
-    n_leaves = bounds.shape[0]
-    d = points.shape[1]
-    lo = np.empty((n_leaves, d))
-    hi = np.empty((n_leaves, d))
-    for leaf in range(n_leaves):
-        for j in range(d):
-            lo[leaf, j] = np.inf
-            hi[leaf, j] = -np.inf
-        for r in range(bounds[leaf, 0], bounds[leaf, 1]):
-            for j in range(d):
-                x = points[r, j]
-                lo[leaf, j] = min(lo[leaf, j], x)
-                hi[leaf, j] = max(hi[leaf, j], x)
-    return lo, hi
-
-
-@njit
-def _query_leaf(Q, q_ids, qa, qb, q_lo, q_hi, P, p_ids, p_start, p_stop, p_lo, p_hi, k,
-                best_d, best_i, lb):
-    """k nearest (squared distance, id) of queries ``Q[qa:qb]`` into ``best_d``/``best_i``."""
-    n_leaves = p_start.shape[0]
-    d = Q.shape[1]
-    for leaf in range(n_leaves):
-        s = 0.0
-        for j in range(d):
-            gap = max(p_lo[leaf, j] - q_hi[j], q_lo[j] - p_hi[leaf, j], 0.0)
-            s += gap * gap
-        lb[leaf] = s
-    order = np.argsort(lb)
-    for r in range(qa, qb):
-        for t in range(k):
-            best_d[r - qa, t] = np.inf
-            best_i[r - qa, t] = -1
-    worst = np.inf
-    for o in range(n_leaves):
-        leaf = order[o]
-        if lb[leaf] > worst:
-            break
-        for r in range(qa, qb):
-            rr = r - qa
-            kth = best_d[rr, k - 1]
-            # the query point's own distance to the leaf box
-            s = 0.0
-            for j in range(d):
-                gap = max(p_lo[leaf, j] - Q[r, j], Q[r, j] - p_hi[leaf, j], 0.0)
-                s += gap * gap
-            if s > kth:
-                continue
-            qid = q_ids[r]
-            for c in range(p_start[leaf], p_stop[leaf]):
-                if p_ids[c] == qid:
-                    continue
-                dist = 0.0
-                for j in range(d):
-                    diff = Q[r, j] - P[c, j]
-                    dist += diff * diff
-                if dist < kth:
+        if node >= first_leaf:
+            a, b = start[node], stop[node]
+            _leaf_distances(q, points_t, a, b, buf)
+            kth = best_d[k - 1]
+            for c in range(b - a):
+                dist = buf[c]
+                if dist < kth and ids[a + c] != qid:
                     t = k - 1
-                    while t > 0 and best_d[rr, t - 1] > dist:
-                        best_d[rr, t] = best_d[rr, t - 1]
-                        best_i[rr, t] = best_i[rr, t - 1]
+                    while t > 0 and best_d[t - 1] > dist:
+                        best_d[t] = best_d[t - 1]
+                        best_i[t] = best_i[t - 1]
                         t -= 1
-                    best_d[rr, t] = dist
-                    best_i[rr, t] = p_ids[c]
-                    kth = best_d[rr, k - 1]
-        worst = 0.0
-        for r in range(qa, qb):
-            worst = max(worst, best_d[r - qa, k - 1])
+                    best_d[t] = dist
+                    best_i[t] = ids[a + c]
+                    kth = best_d[k - 1]
+            continue
+        left = 2 * node + 1
+        g_left = _box_gap(q, lo, hi, left)
+        g_right = _box_gap(q, lo, hi, left + 1)
+        if g_left <= g_right:
+            stack[top], stack_gap[top] = left + 1, g_right
+            stack[top + 1], stack_gap[top + 1] = left, g_left
+        else:
+            stack[top], stack_gap[top] = left, g_left
+            stack[top + 1], stack_gap[top + 1] = left + 1, g_right
+        top += 2
 
 
 @njit(parallel=True)
-def _knn(Q, q_ids, q_start, q_stop, q_lo, q_hi, P, p_ids, p_start, p_stop, p_lo, p_hi, k,
-         n_threads):
-    """k nearest other points of every query (grouped in leaves), sorted: (dist, ids)."""
-    nq = Q.shape[0]
+def _knn(Q, q_ids, points_t, ids, start, stop, lo, hi, depth, k, n_threads):
+    """k nearest other points of every row of ``Q`` (ids ``q_ids``), sorted: (dist, ids)."""
+    nq, d = Q.shape
     dist = np.empty((nq, k))
-    ids = np.empty((nq, k), dtype=np.int64)
-    n_q_leaves = q_start.shape[0]
-    n_parts = max(1, min(n_threads * 8, n_q_leaves))
-    max_rows = 0
-    for leaf in range(n_q_leaves):
-        max_rows = max(max_rows, q_stop[leaf] - q_start[leaf])
+    nbr = np.empty((nq, k), dtype=np.int64)
+    n_parts = max(1, min(nq, 16 * n_threads))
+    max_leaf = 0
+    first_leaf = 2 ** depth - 1
+    for node in range(first_leaf, start.shape[0]):
+        max_leaf = max(max_leaf, stop[node] - start[node])
     for part in numba.prange(n_parts):
-        lb = np.empty(p_start.shape[0])
-        bd = np.empty((max_rows, k))
-        bi = np.empty((max_rows, k), dtype=np.int64)
-        for leaf in range(part, n_q_leaves, n_parts):
-            qa, qb = q_start[leaf], q_stop[leaf]
-            _query_leaf(Q, q_ids, qa, qb, q_lo[leaf], q_hi[leaf], P, p_ids, p_start, p_stop,
-                        p_lo, p_hi, k, bd, bi, lb)
-            for r in range(qa, qb):
-                for t in range(k):
-                    dist[r, t] = math.sqrt(bd[r - qa, t])
-                    ids[r, t] = bi[r - qa, t]
-    return dist, ids
+        stack = np.empty(2 * depth + 4, dtype=np.int64)
+        stack_gap = np.empty(2 * depth + 4)
+        buf = np.empty(max_leaf)
+        bd = np.empty(k)
+        bi = np.empty(k, dtype=np.int64)
+        q = np.empty(d)
+        for r in range((nq * part) // n_parts, (nq * (part + 1)) // n_parts):
+            for j in range(d):
+                q[j] = Q[r, j]
+            _query(q, q_ids[r], points_t, ids, start, stop, lo, hi, depth, k, bd, bi, stack,
+                   stack_gap, buf)
+            for t in range(k):
+                dist[r, t] = math.sqrt(bd[t])
+                nbr[r, t] = bi[t]
+    return dist, nbr
 
 
 @njit
@@ -223,38 +249,27 @@ def _lof(ids, lrd_rows, lrd_all):
 # array level
 
 
-def _partition(X: np.ndarray, ids: np.ndarray | None = None) -> _Partition:
+def _tree(X: np.ndarray) -> _Tree:
     X = np.ascontiguousarray(X, dtype=np.float64)
-    order = np.arange(X.shape[0], dtype=np.int64)
-    bounds = _split(X, order, _LEAF)
-    points = np.ascontiguousarray(X[order])
-    lo, hi = _boxes(points, bounds)
-    perm = order if ids is None else ids[order]
-    return _Partition(points, perm, np.ascontiguousarray(bounds[:, 0]),
-                      np.ascontiguousarray(bounds[:, 1]), lo, hi)
+    _check_finite(X, "knn_outliers")
+    depth = 0
+    while -(-X.shape[0] // 2 ** depth) > _LEAF:
+        depth += 1
+    points_t, perm, start, stop, lo, hi = _build(X, depth)
+    return _Tree(points_t, perm, start, stop, lo, hi, depth)
 
 
-def _neighbours(data: _Partition, queries: _Partition, k: int):
-    """(dist, ids) of the queries, rows in the queries' original order (``queries.perm`` are
-    global ids; ``offset`` subtracted gives the row)."""
-    dist, ids = _knn(queries.points, queries.perm, queries.start, queries.stop, queries.lo,
-                     queries.hi, data.points, data.perm, data.start, data.stop, data.lo,
-                     data.hi, k, numba.get_num_threads())
-    return dist, ids
+def _neighbours(tree: _Tree, Q: np.ndarray, q_ids: np.ndarray, k: int):
+    """(dist, ids) of the k nearest points of the tree to each row of ``Q``, sorted."""
+    return _knn(Q, q_ids, tree.points_t, tree.ids, tree.start, tree.stop, tree.lo, tree.hi,
+                tree.depth, k, numba.get_num_threads())
 
 
-def _block_neighbours(data: _Partition, block: np.ndarray, offset: int, k: int):
+def _block_neighbours(tree: _Tree, block: np.ndarray, offset: int, k: int):
     block = np.ascontiguousarray(block, dtype=np.float64)
     _check_finite(block, "knn_outliers")
     ids = np.arange(offset, offset + block.shape[0], dtype=np.int64)
-    q = _partition(block, ids)
-    dist, nbr = _neighbours(data, q, k)
-    out_d = np.empty_like(dist)
-    out_i = np.empty_like(nbr)
-    rows = q.perm - offset
-    out_d[rows] = dist
-    out_i[rows] = nbr
-    return out_d, out_i
+    return _neighbours(tree, block, ids, k)
 
 
 def _check_finite(X: np.ndarray, func: str) -> None:
@@ -271,12 +286,14 @@ def _validate(X, k: int, func: str):
 
 
 def _all_neighbours(X: np.ndarray, k: int):
-    part = _partition(X)
-    dist, nbr = _neighbours(part, part, k)
+    tree = _tree(X)
+    # query in leaf order (neighbouring queries share the tree's cache lines)
+    Q = np.ascontiguousarray(tree.points_t.T)
+    dist, nbr = _neighbours(tree, Q, tree.ids, k)
     out_d = np.empty_like(dist)
     out_i = np.empty_like(nbr)
-    out_d[part.perm] = dist
-    out_i[part.perm] = nbr
+    out_d[tree.ids] = dist
+    out_i[tree.ids] = nbr
     return out_d, out_i
 
 
@@ -285,12 +302,12 @@ def _dask_neighbours(X, k: int):
     import dask
 
     X = X.rechunk({1: -1})
-    data = dask.delayed(_partition, pure=True)(X.rechunk({0: -1}))
+    tree = dask.delayed(_tree, pure=True)(X.rechunk({0: -1}))
     blocks = X.to_delayed().ravel()
     sizes = X.chunks[0]
     offsets = np.cumsum((0,) + sizes[:-1])
-    parts = [dask.delayed(_block_neighbours, pure=True, nout=2)(data, b, int(o), k)
-             for b, o in zip(blocks, offsets)]
+    parts = [dask.delayed(_block_neighbours, pure=True, nout=2)(tree, b, int(o), k)
+             for b, o in zip(blocks, offsets, strict=True)]
     return parts, sizes
 
 
@@ -322,7 +339,7 @@ def knn_outliers(X, k: int):
 
     parts, sizes = _dask_neighbours(X, k)
     cols = [da.from_delayed(dask.delayed(_kth, pure=True)(p[0]), (s,), dtype=np.float64)
-            for p, s in zip(parts, sizes)]
+            for p, s in zip(parts, sizes, strict=True)]
     return da.concatenate(cols)
 
 
@@ -361,12 +378,12 @@ def lof(X, k: int):
 
     parts, sizes = _dask_neighbours(X, k)
     kd = [da.from_delayed(dask.delayed(_kth, pure=True)(p[0]), (s,), dtype=np.float64)
-          for p, s in zip(parts, sizes)]
+          for p, s in zip(parts, sizes, strict=True)]
     kdist = da.concatenate(kd).rechunk(-1).to_delayed().ravel()[0]
     lrds = [dask.delayed(_lrd, pure=True)(p[0], p[1], kdist) for p in parts]
     lrd_all = da.concatenate([da.from_delayed(v, (s,), dtype=np.float64)
-                              for v, s in zip(lrds, sizes)]).rechunk(-1)
+                              for v, s in zip(lrds, sizes, strict=True)]).rechunk(-1)
     lrd_all = lrd_all.to_delayed().ravel()[0]
     out = [da.from_delayed(dask.delayed(_lof, pure=True)(p[1], v, lrd_all), (s,),
-                           dtype=np.float64) for p, v, s in zip(parts, lrds, sizes)]
+                           dtype=np.float64) for p, v, s in zip(parts, lrds, sizes, strict=True)]
     return da.concatenate(out)

@@ -152,8 +152,16 @@ def _histogram(X, lo, hi, edges, n_threads):
 # array level
 
 
+#: below this many values a chunk is summarised by one thread (thread start-up costs more)
+_SERIAL_BELOW = 1 << 20
+
+
+def _threads_for(block: np.ndarray) -> int:
+    return 1 if block.size < _SERIAL_BELOW else numba.get_num_threads()
+
+
 def _chunk_moments(block: np.ndarray) -> np.ndarray:
-    out, bad = _moments(np.ascontiguousarray(block), numba.get_num_threads())
+    out, bad = _moments(np.ascontiguousarray(block), _threads_for(block))
     if bad:
         raise ValueError(message("X", "describe", "free of inf (NaN is skipped)", "an array "
                                  "holding inf", "Replace or drop the infinite values first."))
@@ -168,7 +176,7 @@ def _combine_moments(parts: list[np.ndarray]) -> np.ndarray:
 
 
 def _chunk_hist(block: np.ndarray, lo, hi, edges) -> np.ndarray:
-    return _histogram(np.ascontiguousarray(block), lo, hi, edges, numba.get_num_threads())
+    return _histogram(np.ascontiguousarray(block), lo, hi, edges, _threads_for(block))
 
 
 def _sum(parts: list[np.ndarray]) -> np.ndarray:

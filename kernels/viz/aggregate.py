@@ -49,20 +49,147 @@ _MIN_POINTS_PER_THREAD = 65536
 # chunk level
 
 
+_BLOCK = 2048  # points binned per pass into a small (L1-resident) index buffer
+
+
 @njit
-def _bin(v, lo, hi, scale, edges, n):
-    """The bin of ``v`` on one axis as ``numpy.histogramdd`` finds it, or -1 when dropped."""
+def _bin(v, lo, hi, scale, edges, n, margin):
+    """The bin of ``v`` on one axis as ``numpy.histogramdd`` finds it, or -1 when dropped.
+
+    (The reference for one value; the hot loops below inline the same steps.)
+    """
     if not (v >= lo and v <= hi):  # NaN compares false: dropped with the out-of-range points
         return -1
-    j = int((v - lo) * scale)
+    f = (v - lo) * scale
+    j = int(f)
     if j >= n:
         j = n - 1
-    # the arithmetic index can be one off the true edges by rounding: correct against them
-    if v < edges[j]:
-        j -= 1
-    elif j < n - 1 and v >= edges[j + 1]:
-        j += 1
+    frac = f - j
+    if frac < margin or frac > 1.0 - margin:
+        if v < edges[j]:
+            j -= 1
+        elif j < n - 1 and v >= edges[j + 1]:
+            j += 1
     return j
+
+
+@njit
+def _axes(xe, ye):
+    nx = xe.shape[0] - 1
+    ny = ye.shape[0] - 1
+    # far above the error of (v - lo) * scale and of numpy's linspace edges (a few ulps of n)
+    margin = max(1e-7, 256.0 * max(nx, ny) * 2.220446049250313e-16)
+    return nx, ny, nx / (xe[nx] - xe[0]), ny / (ye[ny] - ye[0]), margin
+
+
+@njit
+def _cells(xb, yb, xe, ye, kbuf):
+    """Flat raster index ``row * nx + col`` of each point of a block, -1 when it is dropped.
+
+    Bins as numpy.histogramdd: ``floor((v - lo) * scale)``, checked against numpy's actual
+    edges only for points within rounding error of an edge (fractional part within ``margin``
+    of 0 or 1, ``margin`` far above that error). The first pass is branch-free (it
+    vectorises); the rare near-edge points are fixed in a second, scalar pass.
+    """
+    nx, ny, xs, ys, margin = _axes(xe, ye)
+    xlo, xhi, ylo, yhi = xe[0], xe[nx], ye[0], ye[ny]
+    near_any = False
+    for t in range(xb.shape[0]):
+        v = np.float64(xb[t])
+        w = np.float64(yb[t])
+        ok = (v >= xlo) & (v <= xhi) & (w >= ylo) & (w <= yhi)  # NaN compares false
+        f = (v - xlo) * xs if ok else 0.0
+        g = (w - ylo) * ys if ok else 0.0
+        c = min(int(f), nx - 1)
+        r = min(int(g), ny - 1)
+        fc = f - c
+        fr = g - r
+        near = (fc < margin) | (fc > 1.0 - margin) | (fr < margin) | (fr > 1.0 - margin)
+        near_any |= near & ok
+        kbuf[t] = r * nx + c if ok else -1
+    if not near_any:
+        return
+    for t in range(xb.shape[0]):
+        if kbuf[t] < 0:
+            continue
+        v = np.float64(xb[t])
+        w = np.float64(yb[t])
+        kbuf[t] = (_bin(w, ylo, yhi, ys, ye, ny, margin) * nx
+                   + _bin(v, xlo, xhi, xs, xe, nx, margin))
+
+
+# One small loop per reduction over the block's cell indices (a shared loop with a switch
+# inside runs several times slower). Points [start, stop) go through slices indexed by
+# range(m), so numba emits no negative-index checks; bases are flat and caller-owned.
+
+
+@njit
+def _acc_count(x, y, start, stop, xe, ye, cnt):
+    kbuf = np.empty(_BLOCK, dtype=np.int64)
+    for b0 in range(start, stop, _BLOCK):
+        b1 = min(b0 + _BLOCK, stop)
+        k = kbuf[:b1 - b0]
+        _cells(x[b0:b1], y[b0:b1], xe, ye, k)
+        for t in range(k.shape[0]):
+            if k[t] >= 0:
+                cnt[k[t]] += 1
+
+
+@njit
+def _acc_cat(x, y, v, start, stop, xe, ye, ncat, cnt):
+    cells = (xe.shape[0] - 1) * (ye.shape[0] - 1)
+    kbuf = np.empty(_BLOCK, dtype=np.int64)
+    for b0 in range(start, stop, _BLOCK):
+        b1 = min(b0 + _BLOCK, stop)
+        k = kbuf[:b1 - b0]
+        _cells(x[b0:b1], y[b0:b1], xe, ye, k)
+        vb = v[b0:b1]
+        for t in range(k.shape[0]):
+            cat = np.int64(vb[t])
+            if k[t] >= 0 and cat >= 0 and cat < ncat:
+                cnt[cat * cells + k[t]] += 1
+
+
+@njit
+def _acc_values(x, y, v, start, stop, xe, ye, code, cnt, acc1, acc2):
+    """sum (1), mean (2), min (3), max (4), std (5): ``code`` picks the loop."""
+    kbuf = np.empty(_BLOCK, dtype=np.int64)
+    for b0 in range(start, stop, _BLOCK):
+        b1 = min(b0 + _BLOCK, stop)
+        k = kbuf[:b1 - b0]
+        _cells(x[b0:b1], y[b0:b1], xe, ye, k)
+        vb = v[b0:b1]
+        m = k.shape[0]
+        if code == 1:
+            for t in range(m):
+                val = np.float64(vb[t])
+                if k[t] >= 0 and val == val:
+                    acc1[k[t]] += val
+        elif code == 2:
+            for t in range(m):
+                val = np.float64(vb[t])
+                if k[t] >= 0 and val == val:
+                    cnt[k[t]] += 1
+                    acc1[k[t]] += val
+        elif code == 3:
+            for t in range(m):
+                val = np.float64(vb[t])
+                if k[t] >= 0 and val == val and not (acc1[k[t]] <= val):  # NaN start replaced
+                    acc1[k[t]] = val
+        elif code == 4:
+            for t in range(m):
+                val = np.float64(vb[t])
+                if k[t] >= 0 and val == val and not (acc1[k[t]] >= val):
+                    acc1[k[t]] = val
+        else:  # std: Welford's running mean and M2
+            for t in range(m):
+                val = np.float64(vb[t])
+                if k[t] >= 0 and val == val:
+                    j = k[t]
+                    cnt[j] += 1
+                    delta = val - acc1[j]
+                    acc1[j] += delta / cnt[j]
+                    acc2[j] += delta * (val - acc1[j])
 
 
 @njit
@@ -73,47 +200,12 @@ def _accumulate(x, y, v, start, stop, xe, ye, code, ncat, cnt, acc1, acc2):
     bases it needs (see ``_BASES``), flattened as ``row * nx + col`` (and
     ``cat * ny * nx + cell`` for count_cat).
     """
-    nx = xe.shape[0] - 1
-    ny = ye.shape[0] - 1
-    xlo, xhi = xe[0], xe[nx]
-    ylo, yhi = ye[0], ye[ny]
-    xs = nx / (xhi - xlo)
-    ys = ny / (yhi - ylo)
-    cells = nx * ny
-    for i in range(start, stop):
-        c = _bin(np.float64(x[i]), xlo, xhi, xs, xe, nx)
-        if c < 0:
-            continue
-        r = _bin(np.float64(y[i]), ylo, yhi, ys, ye, ny)
-        if r < 0:
-            continue
-        k = r * nx + c
-        if code == 0:
-            cnt[k] += 1
-        elif code == 6:
-            cat = np.int64(v[i])
-            if cat >= 0 and cat < ncat:
-                cnt[cat * cells + k] += 1
-        else:
-            val = np.float64(v[i])
-            if val != val:
-                continue
-            if code == 1:
-                acc1[k] += val
-            elif code == 2:
-                cnt[k] += 1
-                acc1[k] += val
-            elif code == 3:
-                if not (acc1[k] <= val):  # NaN (empty) start is replaced
-                    acc1[k] = val
-            elif code == 4:
-                if not (acc1[k] >= val):
-                    acc1[k] = val
-            else:  # std: Welford's running mean and M2
-                cnt[k] += 1
-                delta = val - acc1[k]
-                acc1[k] += delta / cnt[k]
-                acc2[k] += delta * (val - acc1[k])
+    if code == 0:
+        _acc_count(x, y, start, stop, xe, ye, cnt)
+    elif code == 6:
+        _acc_cat(x, y, v, start, stop, xe, ye, ncat, cnt)
+    else:
+        _acc_values(x, y, v, start, stop, xe, ye, code, cnt, acc1, acc2)
 
 
 @njit(parallel=True)
@@ -178,7 +270,9 @@ def _chunk_bases(x, y, v, xe, ye, agg: str, ncat: int) -> tuple:
             v = v.astype(np.float64)
     # a private raster per thread only when each thread has points enough to pay for it
     t = max(1, min(numba.get_num_threads(), n // _MIN_POINTS_PER_THREAD, max(1, 2 * n // cells)))
-    count_dtype = np.float64 if agg == "std" else np.int64
+    # per-thread counts in uint32 (half the cache footprint of int64: the scatter is faster);
+    # a thread never sees 2**32 points here, and the merge widens them to int64
+    count_dtype = np.float64 if agg == "std" else (np.uint32 if n < 2**32 else np.int64)
     cnt, acc1, acc2 = _new_bases(agg, t, cells, count_dtype)
     bounds = np.linspace(0, n, t + 1).astype(np.int64)
     ranges = np.stack([bounds[:-1], bounds[1:]], axis=1)
@@ -187,10 +281,19 @@ def _chunk_bases(x, y, v, xe, ye, agg: str, ncat: int) -> tuple:
         _accumulate(x, y, v, 0, n, xe, ye, code, ncat, cnt[0], acc1[0], acc2[0])
     else:
         _accumulate_threads(x, y, v, ranges, xe, ye, code, ncat, cnt, acc1, acc2)
-    out = (cnt[0], acc1[0], acc2[0])
+    if agg in ("std", "min", "max"):
+        out = (cnt[0], acc1[0], acc2[0])
+        for i in range(1, t):
+            out = _merge(agg, out, (cnt[i], acc1[i], acc2[i]))
+        return out
+    # additive bases: widen and add the threads' rasters
+    total = cnt[0].astype(np.int64)
     for i in range(1, t):
-        out = _merge(agg, out, (cnt[i], acc1[i], acc2[i]))
-    return out
+        total += cnt[i]
+    acc = acc1[0]
+    for i in range(1, t):
+        acc += acc1[i]
+    return total, acc, acc2[0]
 
 
 def _combine(parts: list, agg: str) -> tuple:

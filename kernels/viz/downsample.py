@@ -294,13 +294,23 @@ def _index_bins(n: int, nb: int):
 
 
 def _search_values(x0, x1, nb: int, dtype):
-    """The bin ends tsdownsample searches for: ``x0 + step * (i + 1)`` cast to x's type."""
-    val_step = (float(x1) / nb) - (float(x0) / nb)
-    sv = float(x0) + val_step * np.arange(1, nb + 1, dtype=np.float64)
+    """The bin ends tsdownsample searches for, cast to x's type.
+
+    ``x0 + step * k`` computed as tsdownsample's ``sequential_add_mul`` does
+    (``x0 + step * (k // 2) + step * (k - k // 2)``), and the last bin ends at the last x
+    itself (matching tsdownsample 0.1.5 on float x exactly; on integer and datetime x a bin
+    edge that lands within rounding of an integer can still differ by one point, rarely).
+    """
+    step = (float(x1) / nb) - (float(x0) / nb)
+    k = np.arange(1, nb + 1, dtype=np.int64)
+    half = (k // 2).astype(np.float64)
+    rest = (k - k // 2).astype(np.float64)
+    sv = float(x0) + step * half + step * rest
     if np.dtype(dtype).kind in "iu":
-        return np.trunc(sv).astype(dtype)
-    sv = sv.astype(dtype)
-    sv[-1] = x1  # float x: the last bin ends at the last x itself (as tsdownsample 0.1.5 does)
+        sv = np.trunc(sv).astype(dtype)
+    else:
+        sv = sv.astype(dtype)
+    sv[-1] = x1
     return sv
 
 

@@ -241,7 +241,6 @@ def _aligned_chunks(n: int, chunk: int, f: int) -> tuple[int, ...]:
 
 
 def _levels_dask(raster, levels: int, method: str) -> list:
-    import dask.array as da
 
     if levels == 1:
         return [raster]

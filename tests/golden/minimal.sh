@@ -39,9 +39,9 @@ rm -f "$STOP_FILE" "$EXIT_FILE"
 # (none)
 # ---
 
-# one Numba/BLAS thread per core Slurm gave each rank: never oversubscribe
-export NUMBA_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}"
-export OMP_NUM_THREADS="$NUMBA_NUM_THREADS" OPENBLAS_NUM_THREADS="$NUMBA_NUM_THREADS"
+# each worker rank runs one Dask thread per core Slurm gave it (cpus_per_task), each with one
+# Numba/BLAS thread: never more threads than cores
+export NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 export PYTHONUNBUFFERED=1
 
 MODE=new
