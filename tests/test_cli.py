@@ -149,3 +149,5 @@ def test_quickstart_end_to_end(tmp_path):
     g = zarr.open_group(str(result), mode="r")
     assert g.attrs["status"] == "complete"
     assert g["summary/count"][:].tolist() == [20000] * 4
+    assert g["clusters/labels"].shape == (20000,) and g["clusters/centroids"].shape == (6, 4)
+    assert int(g["density/raster"][:].sum()) == 20000

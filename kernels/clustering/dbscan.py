@@ -4,18 +4,17 @@ How it works (Gunawan's grid algorithm, as in "DBSCAN revisited", Gan & Tao 2015
 ----------------------------------------------------------------------------------
 * Rows are put in cells of side ``eps / sqrt(d)`` (a hair less, so that float rounding can
   never put two rows more than ``eps`` apart in one cell): all rows of a cell are neighbours.
-  Cells are sorted lexicographically; each cell finds its neighbour cells (those whose
-  closest corners are ``<= eps`` apart) by binary search, stored once in a CSR list (about
-  21 per cell in 2-D, O(n) memory; nothing is quadratic in n).
+  Cells are sorted (one int64 key per row, or the coordinates themselves when the grid is too
+  large for one key); each cell finds its neighbour cells (those whose closest corners are
+  ``<= eps`` apart) by a forward sweep over the sorted cells, stored once in a CSR list
+  (about 21 per cell in 2-D; O(n) memory, nothing is quadratic in n).
 * Core points: a cell with ``>= min_samples`` rows is all core; otherwise each row counts
   its neighbours within ``eps`` (distance ``<= eps``, the row itself included, as in
-  scikit-learn) in the neighbour cells, stopping at ``min_samples``.
+  scikit-learn) in the neighbour cells whose box is within ``eps`` of the row, stopping at
+  ``min_samples``.
 * Clusters: two cells holding core points are joined (union-find) when some pair of their
-  core points is within ``eps``; a cluster is a connected set of cells.
-* Border points (not core, but within ``eps`` of a core point) join the cluster of their
-  nearest core point (ties: the lowest row index); the rest is noise (-1). Cluster labels
-  are numbered in the order of their lowest core row index, so they do not depend on how
-  the work was split.
+  core points is within ``eps``; the pair is only searched for when the two cells are not
+  joined yet, which skips most pairs inside a cluster. A cluster is a connected set of cells.
 * Over Dask, the space is cut into slabs along the widest dimension (boundaries at sampled
   quantiles, aligned to the cells) and every slab gets its rows plus a halo of ``2 m`` cells
   on each side (``m`` cells span ``eps``): the core flags of the slab's rows and of the inner
