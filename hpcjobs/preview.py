@@ -144,7 +144,10 @@ def preview(result: str | Path, out: str | Path, *, step: str | None = None,
                 raise UserError(f"{result}: step {name!r} has levels 0 to {len(paths) - 1}; "
                                 f"got --level {level}")
             arr = arrays[paths[level]]
-            img = shade(_read_raster(arr), how="eq_hist")
+            data = _read_raster(arr)
+            if arrays[paths[0]].dtype.kind in "iub" and data.dtype.kind == "f":
+                data = np.where(data == 0, np.nan, data)  # averaged counts: 0 is still empty
+            img = shade(data, how="eq_hist")
             what = f"pyramid level {level} of {len(paths)} {tuple(arr.shape)}"
             _show_image(ax, img, [0, arr.shape[1], 0, arr.shape[0]],
                         f"{name}: {what}, eq_hist")
@@ -155,16 +158,21 @@ def preview(result: str | Path, out: str | Path, *, step: str | None = None,
             pts = np.asarray(emb[::step_every, :2])
             labels, where = _find_labels(root, n, name)
             kw = {"s": 3 if len(pts) > 5000 else 10, "linewidths": 0}
+            ys = pts[:, 1] if pts.shape[1] > 1 else np.zeros(len(pts))
             if labels is not None:
                 lab = labels[::step_every]
-                sc = ax.scatter(pts[:, 0], pts[:, 1] if pts.shape[1] > 1 else np.zeros(len(pts)),
-                                c=lab, cmap="tab10" if lab.max() < 10 else "tab20", **kw)
-                ax.legend(*sc.legend_elements(num=min(int(lab.max()) + 2, 20)),
-                          title=f"{where}/labels", loc="best", fontsize="small")
+                values = np.unique(lab)
+                palette = plt.get_cmap("tab10" if len(values) <= 10 else "tab20").colors
+                for i, value in enumerate(values[:20]):
+                    sel = lab == value
+                    color = "#b0b0b0" if value < 0 else palette[i % len(palette)]
+                    name_ = "noise" if value < 0 else str(value)
+                    ax.scatter(pts[sel, 0], ys[sel], color=color, label=name_, **kw)
+                ax.legend(title=f"{where}/labels", loc="best", fontsize="small",
+                          markerscale=3)
                 what = f"embedding {tuple(emb.shape)} coloured by {where}/labels"
             else:
-                ax.scatter(pts[:, 0], pts[:, 1] if pts.shape[1] > 1 else np.zeros(len(pts)),
-                           **kw)
+                ax.scatter(pts[:, 0], ys, alpha=0.5 if len(pts) > 20000 else 1.0, **kw)
                 what = f"embedding {tuple(emb.shape)}"
             if step_every > 1:
                 what += f", every {step_every}th point"

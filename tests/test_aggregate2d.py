@@ -162,3 +162,20 @@ def test_bad_input(kwargs, exc, words):
 def test_all_nan_without_range_says_how_to_fix():
     with pytest.raises(ValueError, match="Pass range="):
         aggregate2d(np.full(3, np.nan), np.zeros(3), shape=(2, 2))
+
+
+def test_points_within_rounding_of_edges_bin_like_numpy():
+    # many bins and awkward ranges: the arithmetic index and numpy's edges disagree only
+    # within a few ulps of an edge; put points exactly there, and one ulp either side
+    rng = np.random.default_rng(11)
+    for shape, rng_ in [((997, 1009), ((-0.3, 0.7), (1e3, 1e3 + 1 / 3))),
+                        ((64, 3), ((-1e6, 1e6 / 7), (0.1, 0.2)))]:
+        ex = np.linspace(*rng_[0], shape[1] + 1)
+        ey = np.linspace(*rng_[1], shape[0] + 1)
+        x = rng.choice(ex, 20000)
+        y = rng.choice(ey, 20000)
+        x = np.concatenate([x, np.nextafter(x, np.inf), np.nextafter(x, -np.inf)])
+        y = np.concatenate([y, np.nextafter(y, -np.inf), np.nextafter(y, np.inf)])
+        out = aggregate2d(x, y, shape=shape, range=rng_)
+        ref, _, _ = np.histogram2d(y, x, bins=shape, range=(rng_[1], rng_[0]))
+        np.testing.assert_array_equal(out, ref)

@@ -157,3 +157,13 @@ def test_bad_inputs():
         dbscan(X, 0.5, 2.0)
     with pytest.raises(TypeError, match="numeric"):
         dbscan(np.array([["a"], ["b"]]), 0.5, 1)
+
+
+def test_unknown_chunk_sizes():
+    X = data(900, seed=15)
+    keep = np.arange(900) % 4 != 0
+    rows = -(-len(X) // 3)
+    Xd = chunked(X, 3)[da.from_array(keep, chunks=(rows,))]
+    ref = dbscan(X[keep], 0.5, 5)
+    r = dbscan(Xd, 0.5, 5)
+    np.testing.assert_array_equal(r.labels.compute(), ref.labels)

@@ -125,6 +125,18 @@ def test_son_chunks_identical(baskets, n_chunks):
     np.testing.assert_array_equal(dist2.items, single.items)
 
 
+def test_one_hot_matrix(baskets):
+    from mlxtend.preprocessing import TransactionEncoder
+
+    te = TransactionEncoder().fit(baskets)
+    onehot = te.transform(baskets)
+    got = frequent_itemsets(onehot, 0.03)  # ids are column numbers
+    named = {frozenset(te.columns_[i] for i in s): p for s, p in _as_dict(got).items()}
+    assert named == _as_dict(frequent_itemsets(baskets, 0.03))
+    with pytest.raises(TypeError, match="boolean one-hot"):
+        frequent_itemsets(onehot.astype(float), 0.03)
+
+
 def test_son_uneven_chunks_catch_locally_rare_sets():
     # an itemset frequent overall but concentrated in one chunk, and one spread thinly
     b = [[0, 1]] * 30 + [[2]] * 70 + [[3, 4]] * 5 + [[5]] * 95

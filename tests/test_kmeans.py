@@ -221,6 +221,10 @@ def test_bad_inputs(func):
         func(bad, 2)
     with pytest.raises(ValueError, match="finite"):
         func(chunked(bad, 3), 2).labels.compute()
+    if func is kmeans:  # tol=0: the first pass of each init checks the chunks
+        for init in ("k-means||", "k-means++", "random", X[:2]):
+            with pytest.raises(ValueError, match="finite"):
+                kmeans(chunked(bad, 3), 2, init=init, tol=0, seed=0)
     with pytest.raises(ValueError, match="2-D.*reshape"):
         func(X[:, 0], 2)
     with pytest.raises(ValueError, match="at least 1 row"):
@@ -334,3 +338,14 @@ def test_job_file_refuses_bad_params(tmp_path):
         job = JOB.replace("n_clusters = 4, seed = 3", bad)
         with pytest.raises(UserError, match=words):
             load_job(write_job(tmp_path, job))
+
+
+def test_unknown_chunk_sizes():
+    X = blobs(900, d=2, centers=3, seed=14)
+    keep = np.arange(900) % 3 != 0
+    Xd = chunked(X, 4)[da.from_array(keep, chunks=(-(-len(X) // 4),))]
+    assert np.isnan(Xd.shape[0])
+    ref = kmeans(X[keep], 3, seed=1)
+    r = kmeans(Xd, 3, seed=1)
+    np.testing.assert_allclose(r.centroids, ref.centroids, rtol=1e-9)
+    np.testing.assert_array_equal(r.labels.compute(), ref.labels)

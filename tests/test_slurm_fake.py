@@ -157,6 +157,7 @@ def test_sbatch_failure_says_code_command_and_message(fake, job_file):
     assert "invalid partition" in list_runs()[-1].state["submit_error"]
     out = invoke("submit", str(job_file), code=1)
     assert "invalid partition specified" in out
+    assert "NOT SUBMITTED (`sbatch --parsable" in invoke("status")
 
 
 def test_client_is_the_one_choke_point():
@@ -202,7 +203,7 @@ def test_status_through_a_jobs_life(fake, submitted):
     run_id = submitted.run.run_id
     st = status_of(run_id)
     assert st["state"] == "PENDING" and st["tasks"][0]["reason"] == "Priority"
-    assert "PENDING (Priority)" in invoke("status", run_id)
+    assert "PENDING (Priority: other jobs come first)" in invoke("status", run_id)
     fake.set("100", state="RUNNING", reason="None")
     assert status_of("100")["state"] == "RUNNING"  # by job id
     # done: squeue forgets it, scontrol remembers
@@ -434,3 +435,23 @@ def test_launcher_dead_rank_is_an_error_not_a_hang(tmp_path):
     assert proc.returncode == 1
     assert "only 1 of 2 workers joined within 8 s" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_worker_memory_follows_slurm():
+    from hpcjobs.runtime.mpi import memory_limit
+
+    assert memory_limit(4, {"SLURM_MEM_PER_NODE": "8000"}) == 8000 * 2**20 // 4
+    assert memory_limit(4, {"SLURM_MEM_PER_CPU": "1000", "SLURM_CPUS_PER_TASK": "3"}) == \
+        3000 * 2**20
+    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert memory_limit(2, {}) == machine // 2
+
+
+def test_ranks_on_node_from_the_environment():
+    from hpcjobs.runtime.mpi import _ranks_on_node
+
+    assert _ranks_on_node({"SLURM_NTASKS_PER_NODE": "4"}) == 4
+    assert _ranks_on_node({"SLURM_TASKS_PER_NODE": "2(x3),1", "SLURM_NODEID": "3"}) == 1
+    assert _ranks_on_node({"SLURM_TASKS_PER_NODE": "2(x3),1", "SLURM_NODEID": "1"}) == 2
+    assert _ranks_on_node({"MPI_LOCALNRANKS": "5"}) == 5
+    assert _ranks_on_node({}) == 1

@@ -175,14 +175,44 @@ def test_cancel_running_job(slurm_cluster, runs_dir, tmp_path):
     assert "already CANCELLED" in err
 
 
+def test_pending_reason_and_refused_submission(slurm_cluster, runs_dir, tmp_path):
+    make_input(tmp_path / "data.zarr", rows=100, chunk=50)
+    later = write_job(tmp_path, "later", steps=DESCRIBE,
+                      slurm='time = "00:05:00"\nextra = ["--begin=now+3600"]')
+    job_id, run_id = submit(later)
+    assert "PENDING (BeginTime: held until its start time)" in hpcjobs("status", run_id)
+    hpcjobs("cancel", job_id)
+    # more nodes than the partition has: it waits, and status says why
+    big = write_job(tmp_path, "big", steps=DESCRIBE, output="big.zarr",
+                    slurm='nodes = 4\ntime = "00:05:00"')
+    job_id, run_id = submit(big)
+    out = hpcjobs("status", run_id)
+    assert "PENDING (Partition" in out and "it will not start as submitted" in out
+    hpcjobs("cancel", run_id)
+    # a partition that does not exist: sbatch refuses, and the message says so
+    out = hpcjobs("submit", str(big), "--partition", "nosuch", code=1)
+    assert "`sbatch --parsable" in out and "exit code 1" in out
+    assert "invalid partition" in out.lower()
+
+
+def test_failed_setup_line_fails_the_job(slurm_cluster, runs_dir, tmp_path):
+    make_input(tmp_path / "data.zarr", rows=100, chunk=50)
+    job = write_job(tmp_path, "nomodule", steps=DESCRIBE,
+                    slurm='time = "00:05:00"\nsetup = ["echo preparing", "ls /no/such/module"]')
+    job_id, run_id = submit(job)
+    log = hpcjobs("logs", run_id, "-f")
+    assert "setup line failed with exit code 2: ls /no/such/module" in log
+    assert "FAILED, exit code 2" in hpcjobs("status", run_id)
+
+
 def test_failing_job_exit_code_and_log(slurm_cluster, runs_dir, tmp_path):
     make_input(tmp_path / "data.zarr", rows=100, chunk=50)
     (tmp_path / "blocker").write_text("a file where the output folder should be")
     job = write_job(tmp_path, "broken", steps=DESCRIBE, output="blocker/out.zarr",
                     slurm='nodes = 1\nntasks_per_node = 3\ntime = "00:05:00"')
     job_id, run_id = submit(job)
-    wait_for(lambda: status_json(run_id)["state"] not in ("PENDING", "RUNNING"), 120,
-             "the job to end")
+    followed = hpcjobs("logs", run_id, "-f")  # follows the log until the job ends
+    assert "cannot create the output folder" in followed and "exit code 2" in followed
     st = status_json(run_id)
     assert st["state"] == "FAILED"
     assert st["tasks"][0]["exit_code"] == 2  # the driver's code (a UserError), not srun's
@@ -194,14 +224,18 @@ def test_failing_job_exit_code_and_log(slurm_cluster, runs_dir, tmp_path):
 
 
 def test_requeue_on_usr1_resumes_and_matches(slurm_cluster, runs_dir, tmp_path):
+    # chunked step, whole-array step, chunked step: a stop that lands anywhere before the last
+    # step starts must requeue (it most often lands among the first step's chunks)
     make_input(tmp_path / "data.zarr", rows=400_000, chunk=2_500)
-    job = write_job(tmp_path, "preempted", steps=DESCRIBE + STANDARDIZE,
+    again = STANDARDIZE.replace('name = "scaled"', 'name = "again"')
+    job = write_job(tmp_path, "preempted", steps=STANDARDIZE + DESCRIBE + again,
                     slurm='nodes = 2\nntasks_per_node = 2\ntime = "00:05:00"\n'
                           'max_requeues = 2')
     job_id, run_id = submit(job)
     run = runs_dir / run_id
-    wait_for(lambda: "step summary: describe" in log_text(runs_dir, run_id), 90,
-             "the first step to start")
+    chunks = tmp_path / "out.zarr" / "scaled" / "Z" / "c"
+    wait_for(lambda: chunks.is_dir() and sum(1 for p in chunks.rglob("*") if p.is_file()) >= 4,
+             120, "the first chunks to be written")
     subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], check=True)
     wait_for(lambda: "requeue 1/2" in (run / "events.log").read_text(), 90, "the requeue")
     requeued = wait_for(lambda: (lambda t: t if t["state"] == "PENDING" else None)(
@@ -221,9 +255,12 @@ def test_requeue_on_usr1_resumes_and_matches(slurm_cluster, runs_dir, tmp_path):
     assert "stopped" in log and "restart 1, mode resume" in log
     assert "complete from an earlier run, skipped" in log or "chunks reused" in log
     assert "Traceback" not in log
+    stopped = re.search(r"stopped: (.*?);", log).group(1)
+    print(f"\nthe first start {stopped}")
     local = local_result(job, tmp_path / "local.zarr")
     assert_same_groups(tmp_path / "out.zarr", local,
-                       {"summary": ["count", "mean", "std", "hist"], "scaled": ["Z"]})
+                       {"summary": ["count", "mean", "std", "hist"], "scaled": ["Z"],
+                        "again": ["Z"]})
 
 
 def test_array_job_sweep(slurm_cluster, runs_dir, tmp_path):

@@ -84,6 +84,15 @@ def test_directives():
            "logs/slurm-%A_%a.out" in render_case("array")
 
 
+def test_each_setup_line_is_checked():
+    opts = resolve_options({"setup": ["module load mpi  # the site's MPI", "echo 'it''s' &"]})
+    text = render_script(opts, job_name="j", run_dir="/runs/r1", python="/usr/bin/python3")
+    assert "module load mpi  # the site's MPI\n_rc=$?; if [ $_rc -ne 0 ]; then setup_failed " \
+        "$_rc 'module load mpi  # the site'\"'\"'s MPI'; fi" in text
+    assert text.index("set +u +o pipefail") < text.index("module load") < \
+        text.index("set -u -o pipefail")
+
+
 def test_paths_are_shell_quoted():
     opts = resolve_options({"python": "/opt/my envs/bin/python"})
     text = render_script(opts, job_name="j", run_dir="/runs/r1", python="/usr/bin/python3")
@@ -117,12 +126,25 @@ def test_values_that_break_sbatch_lines_are_refused(key, value):
     ({"extra": ["--mail-user=$(id)"]}, "cannot go into"),
     ({"setup": ["module load mpi\nrm -rf /"]}, "single line"),
     ({"setup": ["echo 'unbalanced"]}, "unbalanced quotes"),
+    ({"setup": ["module load a \\"]}, "complete command"),
+    ({"setup": ["module load a &&"]}, "complete command"),
+    ({"setup": ["cat x |  "]}, "complete command"),
+    ({"setup": ["   "]}, "empty setup entry"),
     ({"setup": "module load a", "python": "py\nthon"}, "one non-empty line"),
     ({"max_requeues": -1}, "integer >= 0"),
 ])
 def test_bad_tables_are_refused(table, match):
     with pytest.raises(UserError, match=match):
         resolve_options(table)
+
+
+def test_every_option_has_a_field_and_a_default():
+    from dataclasses import fields
+
+    from hpcjobs.slurm.script import SlurmOptions
+
+    assert {f.name for f in fields(SlurmOptions)} - {"_keys"} == set(OPTIONS)
+    assert resolve_options({}).ntasks == 3
 
 
 def test_unknown_key_lists_every_valid_key():

@@ -50,6 +50,7 @@ SCHEDULER_RANK = 0
 DRIVER_RANK = 1
 MIN_WORLD = 3
 _TAG_HELLO = 17
+_DRIVER_KEY = "hpcjobs-driver-client"
 
 __all__ = ["MPIWorldTooSmall", "launch", "load_security", "cluster_file", "log"]
 
@@ -170,12 +171,14 @@ async def _run_scheduler(comm, *, world: int, security, interface: str | None,
             + (f", dashboard {link}" if link else ""), rank=0)
 
         # Close when the driver has come and gone, or never came: never wait forever.
+        # (The driver names itself in the scheduler's metadata; other clients holding the
+        # job's certificate, e.g. a user looking in, do not keep the cluster alive.)
         started = time.monotonic()
         seen_driver = False
         gone_since: float | None = None
         while scheduler.status.name not in ("closing", "closed", "failed"):
-            clients = [c for c in scheduler.clients if c != "fire-and-forget"]
-            if clients:
+            driver_id = scheduler.task_metadata.get(_DRIVER_KEY)
+            if driver_id is not None and driver_id in scheduler.clients:
                 seen_driver, gone_since = True, None
             elif seen_driver:
                 gone_since = gone_since or time.monotonic()
@@ -192,13 +195,29 @@ async def _run_scheduler(comm, *, world: int, security, interface: str | None,
     return 0
 
 
+def memory_limit(ranks_on_node: int, environ=os.environ) -> int | str:
+    """Bytes one worker rank may use: Slurm's memory for the node (``--mem``) or per CPU
+    (``--mem-per-cpu``), else the machine's memory, shared by the ranks on the node."""
+    cpus = int(environ.get("SLURM_CPUS_PER_TASK", "1") or 1)
+    if environ.get("SLURM_MEM_PER_CPU", "").isdigit():
+        return int(environ["SLURM_MEM_PER_CPU"]) * cpus * 2**20
+    if environ.get("SLURM_MEM_PER_NODE", "").isdigit():
+        return int(environ["SLURM_MEM_PER_NODE"]) * 2**20 // max(1, ranks_on_node)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return "auto"
+    return total // max(1, ranks_on_node)
+
+
 async def _run_worker(address: str, *, rank: int, security, nthreads: int,
-                      interface: str | None, startup_timeout: float, local_directory: str) -> int:
+                      interface: str | None, startup_timeout: float, local_directory: str,
+                      memory: int | str) -> int:
     from distributed import Worker
 
     async with Worker(address, security=security, nthreads=nthreads, name=f"rank-{rank}",
                       interface=interface, dashboard=False, death_timeout=startup_timeout,
-                      local_directory=local_directory) as worker:
+                      local_directory=local_directory, memory_limit=memory) as worker:
         await worker.finished()
     return 0
 
@@ -208,6 +227,7 @@ def _run_driver(address: str, *, security, workers: int, startup_timeout: float,
     from distributed import Client
 
     with Client(address, security=security, timeout=f"{startup_timeout}s") as client:
+        client.set_metadata(_DRIVER_KEY, client.id)
         try:
             client.wait_for_workers(workers, timeout=startup_timeout)
         except TimeoutError:
@@ -282,7 +302,9 @@ def launch(driver: Callable[[Any], int], *, comm=None, nthreads: int | None = No
         return 2
     _quiet_dask_logs()
     nthreads = nthreads or int(os.environ.get("SLURM_CPUS_PER_TASK", "1") or 1)
+    ranks_on_node = _ranks_on_node()
     code = _run_role(driver, comm, rank, world, nthreads=nthreads, interface=interface,
+                     ranks_on_node=ranks_on_node,
                      dashboard_address=dashboard_address, startup_timeout=startup_timeout,
                      cluster_path=cluster_path, job_id=job_id, on_error=on_error)
     # Leave together: a rank that exits early makes srun tear the step down under the others.
@@ -314,8 +336,28 @@ def _test(request) -> bool:
         return True
 
 
-def _run_role(driver, comm, rank: int, world: int, *, nthreads, interface, dashboard_address,
-              startup_timeout, cluster_path, job_id, on_error) -> int:
+def _ranks_on_node(environ=os.environ) -> int:
+    """How many ranks share this node (and its memory), from the launcher's environment.
+
+    Not from an MPI collective: a rank that died at start-up would make it hang.
+    """
+    for var in ("SLURM_NTASKS_PER_NODE", "MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE"):
+        if environ.get(var, "").isdigit():
+            return int(environ[var])
+    tasks = environ.get("SLURM_TASKS_PER_NODE", "")  # e.g. "2(x3),1"
+    node = environ.get("SLURM_NODEID", "0")
+    if tasks and node.isdigit():
+        counts = []
+        for part in tasks.split(","):
+            n, _, rep = part.partition("(x")
+            counts += [int(n)] * (int(rep.rstrip(")")) if rep else 1)
+        if int(node) < len(counts):
+            return counts[int(node)]
+    return 1
+
+
+def _run_role(driver, comm, rank: int, world: int, *, nthreads, interface, ranks_on_node,
+              dashboard_address, startup_timeout, cluster_path, job_id, on_error) -> int:
     try:
         if rank == SCHEDULER_RANK:
             from distributed.security import Security
@@ -383,7 +425,8 @@ def _run_role(driver, comm, rank: int, world: int, *, nthreads, interface, dashb
             return asyncio.run(_run_worker(address, rank=rank, security=security,
                                            nthreads=nthreads, interface=interface,
                                            startup_timeout=startup_timeout,
-                                           local_directory=tmp))
+                                           local_directory=tmp,
+                                           memory=memory_limit(ranks_on_node)))
     except RunFailed as exc:
         log(f"error: {exc}", rank=rank)
         return 1

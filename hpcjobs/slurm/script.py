@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -70,6 +70,7 @@ _DIRECTIVE = re.compile(r"^--(?P<name>[a-z][a-z0-9-]*)(?:=(?P<value>.+))?$")
 _TIME = re.compile(r"^(?:\d+-\d{1,2}(?::\d{1,2}){0,2}|\d+(?::\d{1,2}){0,2}|UNLIMITED|INFINITE)$")
 _MEM = re.compile(r"^\d+(?:\.\d+)?[KMGT]?B?$", re.IGNORECASE)
 _BAD_SHELL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_CONTINUED = re.compile(r"(\\|\||&&)\s*$")
 
 
 @dataclass(frozen=True)
@@ -175,10 +176,15 @@ def check_shell_line(line: str, key: str = "setup", where: str = "[slurm]") -> N
     if _BAD_SHELL.search(line):
         raise _problem(key, f"{line!r}: each setup entry must be a single line "
                             "(no newlines or control characters)", where)
+    if _CONTINUED.search(line.split(" #")[0]):
+        raise _problem(key, f"{line!r}: each setup entry must be a complete command (it ends "
+                            "with a continuation: \\, |, && or ||)", where)
     try:
-        shlex.split(line, comments=True)
+        words = shlex.split(line, comments=True)
     except ValueError as exc:
         raise _problem(key, f"{line!r}: {exc} (unbalanced quotes?)", where) from None
+    if not words:
+        raise _problem(key, f"{line!r}: empty setup entry (leave it out)", where)
 
 
 def resolve_options(table: dict | None, overrides: dict | None = None, *,
@@ -280,7 +286,9 @@ def render_script(opts: SlurmOptions, *, job_name: str, run_dir: str | Path, pyt
         "python": shlex.quote(python),
         "mode": mode,
         "max_requeues": str(opts.max_requeues),
-        "setup": "\n".join(opts.setup) if opts.setup else "# (none)",
+        "setup": "\n".join(
+            f"{line}\n_rc=$?; if [ $_rc -ne 0 ]; then setup_failed $_rc {shlex.quote(line)}; fi"
+            for line in opts.setup) if opts.setup else "# (none)",
         "srun": " ".join(["srun", f"--mpi={shlex.quote(opts.mpi)}", "--kill-on-bad-exit=1"]),
         "launch": " ".join(shlex.quote(part) for part in launch),
     }
@@ -298,4 +306,3 @@ def option_help() -> str:
 
 __all__ = ["OPTIONS", "SlurmOptions", "resolve_options", "render_script", "load_template",
            "check_sbatch_value", "check_directive", "check_shell_line", "option_help"]
-assert {f.name for f in fields(SlurmOptions)} - {"_keys"} == set(OPTIONS)

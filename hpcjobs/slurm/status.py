@@ -25,9 +25,26 @@ FAILED_STATES = {"FAILED", "BOOT_FAIL", "NODE_FAIL", "OUT_OF_MEMORY", "DEADLINE"
 LIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING",
                "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "REQUEUE_HOLD", "REQUEUE_FED"}
 # a launch that failed leaves the job pending and held: that is a failure, not a wait
-_LAUNCH_FAILED = re.compile(r"launch[ _]failed|JobHeldAdmin|BadConstraints|PartitionDown|"
-                            r"InvalidAccount|InvalidQOS|PartitionConfig|ReqNodeNotAvail.*down",
-                            re.IGNORECASE)
+_LAUNCH_FAILED = re.compile(r"launch[ _]failed", re.IGNORECASE)
+# what common pending reasons mean, in words
+_WILL_NOT_START = "it will not start as submitted: cancel it and resubmit with less"
+REASONS = {
+    "Priority": "other jobs come first",
+    "Resources": "waiting for free nodes",
+    "BeginTime": "held until its start time",
+    "Dependency": "waiting for another job",
+    "JobArrayTaskLimit": "max_parallel tasks already running",
+    "PartitionNodeLimit": f"asks for more nodes than the partition allows; {_WILL_NOT_START}",
+    "PartitionTimeLimit": f"asks for more time than the partition allows; {_WILL_NOT_START}",
+    "PartitionConfig": f"asks for more than the partition allows; {_WILL_NOT_START}",
+    "PartitionDown": "the partition is down",
+    "ReqNodeNotAvail": "a node it needs is down, drained or reserved",
+    "JobHeldUser": "held by you: scontrol release JOBID",
+    "JobHeldAdmin": "held by an administrator",
+    "BadConstraints": f"no node has the features asked for; {_WILL_NOT_START}",
+    "InvalidAccount": "the account is not valid for you",
+    "InvalidQOS": "the QOS is not valid for you",
+}
 _ORDER = ["RUNNING", "COMPLETING", "PENDING", "FAILED", "CANCELLED", "TIMEOUT", "UNKNOWN",
           "COMPLETED"]
 
@@ -68,8 +85,12 @@ class TaskStatus:
     def describe(self) -> str:
         text = self.state
         if self.state == "PENDING" and self.reason and self.reason != "None":
-            text += f" ({self.reason})"
-        elif self.state in ("FAILED", "UNKNOWN", "CANCELLED", "TIMEOUT") and self.reason:
+            key = self.reason.split(",")[0].strip("()")
+            words = REASONS.get(key) or next(
+                (w for k, w in REASONS.items() if key.startswith(k)), "")
+            text += f" ({self.reason}: {words})" if words else f" ({self.reason})"
+        elif self.state in ("FAILED", "UNKNOWN", "CANCELLED", "TIMEOUT", "NOT SUBMITTED") \
+                and self.reason:
             text += f" ({self.reason})"
         if self.exit_code not in (None, 0) or self.state in ("FAILED",):
             if self.exit_code is not None:
@@ -280,8 +301,9 @@ def run_status(run, client) -> RunStatus:
     state = run.state
     job_id = state.get("job_id")
     if not job_id:
+        why = state.get("submit_error") or "never handed to sbatch"
         return RunStatus(run.run_id, None, "NOT SUBMITTED",
-                         [TaskStatus("-", "NOT SUBMITTED", reason="dry run or failed submit")])
+                         [TaskStatus("-", "NOT SUBMITTED", reason=why)])
     n_tasks = state.get("array_tasks")
     tags = [f"{job_id}_{i}" for i in range(n_tasks)] if n_tasks else [str(job_id)]
     rows = parse_squeue(client.squeue([str(job_id)]))

@@ -73,6 +73,23 @@ def new_key(rng: np.random.Generator) -> np.uint64:
     return np.uint64(rng.integers(0, 2**63 - 1, dtype=np.int64))
 
 
+def _checked(chunk, func, block, offset, *args):
+    """``chunk(block, offset, *args)`` after checking ``block`` for NaN and inf."""
+    from hpcjobs.kernels._validation import nonfinite_error
+
+    block = np.ascontiguousarray(block)
+    if not all_finite(block):
+        raise nonfinite_error("X", func)
+    return chunk(block, offset, *args)
+
+
+def known_rows(X):
+    """A Dask array with unknown chunk sizes (e.g. after a boolean mask) gets them computed."""
+    if is_dask(X) and any(np.isnan(c) for c in X.chunks[0]):
+        X = X.compute_chunk_sizes()
+    return X
+
+
 class Blocks:
     """The row blocks of a 2-D NumPy or Dask array, for chunk -> combine passes.
 
@@ -101,10 +118,21 @@ class Blocks:
     def n_blocks(self) -> int:
         return len(self.parts)
 
+    def check_finite_next(self, func: str) -> None:
+        """Have the next pass also check every chunk for NaN/inf (Dask input only: NumPy
+        input is checked up front), raising the error of ``func``."""
+        self._check = func
+
     def map_reduce(self, chunk, combine, *args):
         if not self.is_dask:
             return combine([chunk(self.parts[0], 0, *args)])
+        import functools
+
         import dask
+
+        if getattr(self, "_check", None):
+            chunk = functools.partial(_checked, chunk, self._check)
+            self._check = None
 
         shared = [dask.delayed(a) if isinstance(a, np.ndarray) else a for a in args]
         parts = [dask.delayed(chunk, pure=True)(b, int(o), *shared)

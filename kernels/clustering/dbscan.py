@@ -43,7 +43,13 @@ from hpcjobs.kernels._validation import (
     message,
     nonfinite_error,
 )
-from hpcjobs.kernels.clustering._common import Blocks, all_finite, thread_ranges_nb, uniforms
+from hpcjobs.kernels.clustering._common import (
+    Blocks,
+    all_finite,
+    known_rows,
+    thread_ranges_nb,
+    uniforms,
+)
 
 _FUNC = "dbscan"
 _SHRINK = 1.0 - 1e-9  # cell side = eps / sqrt(d) * _SHRINK
@@ -617,7 +623,9 @@ def dbscan(X, eps: float, min_samples: int = 5) -> DBSCANResult:
     >>> r.labels.tolist(), r.core.tolist()
     ([0, 0, 0, -1], [True, False, False, False])
     """
-    X = check_array(X, "X", _FUNC, ndim=2)
+    X = known_rows(check_array(X, "X", _FUNC, ndim=2))
+    if X.shape[0] < 1:
+        raise ValueError(message("X", _FUNC, "an array with at least 1 row(s)", X))
     eps = check_float(eps, "eps", _FUNC, low=0.0, low_open=True)
     min_samples = check_int(min_samples, "min_samples", _FUNC, low=1)
     if X.shape[1] == 0:

@@ -58,6 +58,7 @@ from hpcjobs.kernels._validation import (
 from hpcjobs.kernels.clustering._common import (
     Blocks,
     all_finite,
+    known_rows,
     new_key,
     thread_ranges_nb,
     uniform,
@@ -607,9 +608,10 @@ def _weighted_kmeans(P: np.ndarray, w: np.ndarray, k: int, rng: np.random.Genera
         best = int(np.argmin((d * w).sum(axis=1)))
         C[c] = P[ids[best]]
         closest = d[best]
+    lab = np.empty(m, dtype=np.int32)
+    d2 = np.empty(m)
     for _ in range(max_iter):
-        d = ((P[:, None, :] - C[None, :, :]) ** 2).sum(axis=2)
-        lab = d.argmin(axis=1)
+        _assign(P, _pad(C.T, np.float64), lab, d2, numba.get_num_threads())
         wsum = np.bincount(lab, weights=w, minlength=k)
         new = np.empty_like(C)
         for f in range(P.shape[1]):
@@ -636,9 +638,13 @@ def _check_seed(seed, func: str) -> np.random.Generator:
 
 
 def _check_X(X, func: str):
-    return check_array(X, "X", func, ndim=2,
-                       fix="" if not (hasattr(X, "ndim") and X.ndim == 1) else
-                       "Reshape your data with X.reshape(-1, 1) for a single feature.")
+    X = check_array(X, "X", func, ndim=2,
+                    fix="" if not (hasattr(X, "ndim") and X.ndim == 1) else
+                    "Reshape your data with X.reshape(-1, 1) for a single feature.")
+    X = known_rows(X)
+    if X.shape[0] < 1:
+        raise ValueError(message("X", func, "an array with at least 1 row(s)", X))
+    return X
 
 
 def _check_init(init, k: int, d: int, dtype, func: str, choices=_INITS):
@@ -660,11 +666,12 @@ def _check_init(init, k: int, d: int, dtype, func: str, choices=_INITS):
 
 
 def _tolerance(blocks: Blocks, tol: float) -> float:
-    if blocks.is_dask:
+    if tol == 0.0:  # Dask input: the first pass over the data checks it for NaN/inf
+        blocks.check_finite_next("kmeans")
+        return 0.0
+    if blocks.is_dask:  # the moments pass checks every chunk for NaN/inf
         n, _, m2 = blocks.map_reduce(_moments_chunk, _moments_combine)
         return float(tol * np.mean(m2 / n))
-    if tol == 0.0:
-        return 0.0
     return float(tol * np.mean(np.var(blocks.X, axis=0)))
 
 
@@ -682,10 +689,12 @@ def _relocate_empty(blocks, CT, sums, counts, empty):
 
 
 def _lloyd_loop(blocks: Blocks, C: np.ndarray, max_iter: int, tol_abs: float):
+    """Lloyd iterations: (centroids, n_iter, inertia of the last pass if the centroids did not
+    move in it, else None)."""
     n_iter = 0
     for n_iter in range(1, max_iter + 1):  # noqa: B007
         CT = _pad(C.T, blocks.dtype)
-        sums, counts, _ = blocks.map_reduce(_lloyd_chunk, _sum_combine, CT, len(C))
+        sums, counts, inertia = blocks.map_reduce(_lloyd_chunk, _sum_combine, CT, len(C))
         empty = np.flatnonzero(counts == 0)
         if empty.size:
             _relocate_empty(blocks, CT, sums, counts, empty)
@@ -694,12 +703,16 @@ def _lloyd_loop(blocks: Blocks, C: np.ndarray, max_iter: int, tol_abs: float):
         new[nz] = sums[nz] / counts[nz, None]
         shift = float(((new - C) ** 2).sum())
         C = new
+        if shift == 0.0:  # converged exactly: the pass's inertia is the final one
+            return C, n_iter, float(inertia)
         if shift <= tol_abs:
             break
-    return C, n_iter
+    return C, n_iter, None
 
 
-def _labels_inertia(blocks: Blocks, C: np.ndarray):
+def _labels_inertia(blocks: Blocks, C: np.ndarray, inertia: float | None = None):
+    """Labels of the rows for centroids ``C`` (Dask: lazy) and their inertia (one pass,
+    skipped over Dask when ``inertia`` is already known)."""
     CT = _pad(C.T, blocks.dtype)
     if not blocks.is_dask:
         X = blocks.X
@@ -707,7 +720,8 @@ def _labels_inertia(blocks: Blocks, C: np.ndarray):
         d2 = np.empty(X.shape[0], dtype=X.dtype)
         inertia = _assign(X, CT, labels, d2, numba.get_num_threads())
         return labels, float(inertia)
-    (inertia,) = blocks.map_reduce(_inertia_chunk, _sum_combine, CT)
+    if inertia is None:
+        (inertia,) = blocks.map_reduce(_inertia_chunk, _sum_combine, CT)
     labels = blocks.X.map_blocks(_predict_block, CT, dtype=np.int32, drop_axis=1,
                                  meta=np.empty(0, np.int32))
     return labels, float(inertia)
@@ -766,10 +780,11 @@ def kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300, tol: fl
     init_rounds = check_int(init_rounds, "init_rounds", func, low=1)
     oversampling = check_float(oversampling, "oversampling", func, low=0.0, low_open=True)
     blocks = Blocks(X)
-    tol_abs = _tolerance(blocks, tol)  # for Dask input: also checks every chunk for NaN/inf
+    tol_abs = _tolerance(blocks, tol)  # Dask input: every chunk is checked for NaN/inf
     C = _initial(blocks, k, init, rng, init_rounds, oversampling)
-    C, n_iter = _lloyd_loop(blocks, np.asarray(C, dtype=np.float64), max_iter, tol_abs)
-    labels, inertia = _labels_inertia(blocks, C)
+    C, n_iter, inertia = _lloyd_loop(blocks, np.asarray(C, dtype=np.float64), max_iter,
+                                     tol_abs)
+    labels, inertia = _labels_inertia(blocks, C, inertia)
     return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)
 
 

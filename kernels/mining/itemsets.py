@@ -485,6 +485,15 @@ def _as_csr(transactions):
             not isinstance(transactions, Mapping):
         def get(key, default=None):
             return getattr(transactions, key, default)
+    elif isinstance(transactions, np.ndarray) and transactions.ndim == 2:
+        if transactions.dtype != np.bool_:
+            raise TypeError(message("transactions", _FUNC, "a boolean one-hot matrix "
+                                    "(transactions x items) when given as a 2-D array",
+                                    transactions, "Use X.astype(bool) for 0/1 data."))
+        rows, cols = np.nonzero(transactions)
+        indptr = np.zeros(transactions.shape[0] + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=transactions.shape[0]), out=indptr[1:])
+        return indptr, cols.astype(np.int32), None
     elif isinstance(transactions, Sequence | np.ndarray) and not isinstance(transactions, str):
         return _from_lists(transactions)
     else:
@@ -517,8 +526,9 @@ def frequent_itemsets(transactions, min_support: float, *,
     ----------
     transactions : mapping or list of lists
         CSR arrays ``{"indptr": int64 (n+1,), "items": int32, "labels": str (optional)}``, NumPy
-        or Dask (as ``hpcjobs ingest`` writes baskets), or a list of item lists (ints are item
-        ids; any other hashable items become sorted labels). Dask chunks of ``indptr`` (or else of
+        or Dask (as ``hpcjobs ingest`` writes baskets), a list of item lists (ints are item
+        ids; any other hashable items become sorted labels), or a 2-D boolean one-hot array
+        (column j is item j, as mlxtend's DataFrame). Dask chunks of ``indptr`` (or else of
         ``items``) are the SON chunks.
     min_support : float in (0, 1]
         Minimum fraction of transactions holding an itemset.

@@ -268,8 +268,14 @@ def _neighbours(tree: _Tree, Q: np.ndarray, q_ids: np.ndarray, k: int):
 def _block_neighbours(tree: _Tree, block: np.ndarray, offset: int, k: int):
     block = np.ascontiguousarray(block, dtype=np.float64)
     _check_finite(block, "knn_outliers")
-    ids = np.arange(offset, offset + block.shape[0], dtype=np.int64)
-    return _neighbours(tree, block, ids, k)
+    # query in the block's own kd order: neighbouring queries walk the same nodes (cache)
+    order = _tree(block).ids
+    dist, nbr = _neighbours(tree, np.ascontiguousarray(block[order]), order + offset, k)
+    out_d = np.empty_like(dist)
+    out_i = np.empty_like(nbr)
+    out_d[order] = dist
+    out_i[order] = nbr
+    return out_d, out_i
 
 
 def _check_finite(X: np.ndarray, func: str) -> None:

@@ -38,7 +38,7 @@ _CODE = {name: i for i, name in enumerate(AGGS)}
 _FUNC = "aggregate2d"
 # which bases each reduction keeps: (count, acc1, acc2)
 _BASES = {
-    "count": (True, False, False), "sum": (False, True, False), "mean": (True, True, False),
+    "count": (True, False, False), "sum": (False, True, False), "mean": (False, True, False),
     "min": (False, True, False), "max": (False, True, False), "std": (True, True, True),
     "count_cat": (True, False, False),
 }
@@ -165,12 +165,13 @@ def _acc_values(x, y, v, start, stop, xe, ye, code, cnt, acc1, acc2):
                 val = np.float64(vb[t])
                 if k[t] >= 0 and val == val:
                     acc1[k[t]] += val
-        elif code == 2:
+        elif code == 2:  # sum and count side by side in acc1: one cache line per point
             for t in range(m):
                 val = np.float64(vb[t])
                 if k[t] >= 0 and val == val:
-                    cnt[k[t]] += 1
-                    acc1[k[t]] += val
+                    j = 2 * k[t]
+                    acc1[j] += val
+                    acc1[j + 1] += 1.0
         elif code == 3:
             for t in range(m):
                 val = np.float64(vb[t])
@@ -198,7 +199,7 @@ def _accumulate(x, y, v, start, stop, xe, ye, code, ncat, cnt, acc1, acc2):
 
     ``code`` picks the reduction (index into ``AGGS``); ``cnt``, ``acc1``, ``acc2`` are the
     bases it needs (see ``_BASES``), flattened as ``row * nx + col`` (and
-    ``cat * ny * nx + cell`` for count_cat).
+    ``cat * ny * nx + cell`` for count_cat; for mean ``acc1`` holds (sum, count) pairs).
     """
     if code == 0:
         _acc_count(x, y, start, stop, xe, ye, cnt)
@@ -209,11 +210,41 @@ def _accumulate(x, y, v, start, stop, xe, ye, code, ncat, cnt, acc1, acc2):
 
 
 @njit(parallel=True)
-def _accumulate_threads(x, y, v, ranges, xe, ye, code, ncat, cnt, acc1, acc2):
-    """Each thread fills its own bases ``cnt[t]``, ``acc1[t]``, ``acc2[t]`` (no sharing)."""
+def _accumulate_threads(x, y, v, ranges, xe, ye, code, ncat, cnt, acc1, acc2, fill):
+    """Each thread initialises and fills its own bases ``cnt[t]``, ``acc1[t]``, ``acc2[t]``."""
     for t in numba.prange(ranges.shape[0]):
+        cnt[t, :] = 0
+        acc1[t, :] = fill
+        acc2[t, :] = 0.0
         _accumulate(x, y, v, ranges[t, 0], ranges[t, 1], xe, ye, code, ncat,
                     cnt[t], acc1[t], acc2[t])
+
+
+@njit(parallel=True)
+def _merge_threads(code, cnt, acc1, total, acc):
+    """Fold the threads' bases into ``total`` (int64 counts) and ``acc``, cells in parallel.
+
+    Additive bases are summed; min (3) and max (4) keep the extreme, NaN meaning empty.
+    """
+    nt = cnt.shape[0]
+    for j in numba.prange(total.shape[0]):
+        s = 0
+        for t in range(nt):
+            s += cnt[t, j]
+        total[j] = s
+    for j in numba.prange(acc.shape[0]):
+        a = acc1[0, j]
+        for t in range(1, nt):
+            b = acc1[t, j]
+            if code == 3:
+                if not (a <= b):
+                    a = b if b == b else a
+            elif code == 4:
+                if not (a >= b):
+                    a = b if b == b else a
+            else:
+                a += b
+        acc[j] = a
 
 
 @njit
@@ -235,11 +266,12 @@ def _merge_std(cnt, mean, m2, cnt_b, mean_b, m2_b):
 
 
 def _new_bases(agg: str, t: int, cells: int, count_dtype) -> tuple:
+    """Uninitialised per-thread bases (the threads initialise their own rows)."""
     has_cnt, has_a1, has_a2 = _BASES[agg]
-    cnt = np.zeros((t, cells if has_cnt else 0), dtype=count_dtype)
-    fill = np.nan if agg in ("min", "max") else 0.0
-    acc1 = np.full((t, cells if has_a1 else 0), fill)
-    acc2 = np.zeros((t, cells if has_a2 else 0))
+    cnt = np.empty((t, cells if has_cnt else 0), dtype=count_dtype)
+    width = 2 * cells if agg == "mean" else cells  # mean: (sum, count) pairs, interleaved
+    acc1 = np.empty((t, width if has_a1 else 0))
+    acc2 = np.empty((t, cells if has_a2 else 0))
     return cnt, acc1, acc2
 
 
@@ -277,22 +309,18 @@ def _chunk_bases(x, y, v, xe, ye, agg: str, ncat: int) -> tuple:
     bounds = np.linspace(0, n, t + 1).astype(np.int64)
     ranges = np.stack([bounds[:-1], bounds[1:]], axis=1)
     code = _CODE[agg]
-    if t == 1:
-        _accumulate(x, y, v, 0, n, xe, ye, code, ncat, cnt[0], acc1[0], acc2[0])
-    else:
-        _accumulate_threads(x, y, v, ranges, xe, ye, code, ncat, cnt, acc1, acc2)
-    if agg in ("std", "min", "max"):
+    fill = np.nan if agg in ("min", "max") else 0.0
+    _accumulate_threads(x, y, v, ranges, xe, ye, code, ncat, cnt, acc1, acc2, fill)
+    if agg == "std":
         out = (cnt[0], acc1[0], acc2[0])
         for i in range(1, t):
             out = _merge(agg, out, (cnt[i], acc1[i], acc2[i]))
         return out
-    # additive bases: widen and add the threads' rasters
-    total = cnt[0].astype(np.int64)
-    for i in range(1, t):
-        total += cnt[i]
-    acc = acc1[0]
-    for i in range(1, t):
-        acc += acc1[i]
+    if t == 1:
+        return cnt[0].astype(np.int64), acc1[0], acc2[0]
+    total = np.empty(cnt.shape[1], dtype=np.int64)
+    acc = np.empty(acc1.shape[1])
+    _merge_threads(code, cnt, acc1, total, acc)
     return total, acc, acc2[0]
 
 
@@ -314,7 +342,8 @@ def _finalize(bases: tuple, agg: str, shape: tuple, ncat: int) -> np.ndarray:
         return acc1.reshape(ny, nx)
     with np.errstate(invalid="ignore", divide="ignore"):
         if agg == "mean":
-            out = acc1 / cnt
+            pairs = acc1.reshape(-1, 2)
+            out = pairs[:, 0] / pairs[:, 1]
         else:  # std, ddof=0 like numpy.std
             out = np.where(cnt > 0, np.sqrt(acc2 / np.where(cnt > 0, cnt, 1)), np.nan)
     return out.reshape(ny, nx)

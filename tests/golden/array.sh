@@ -36,8 +36,14 @@ trap on_stop_signal USR1
 mkdir -p "$RUN_DIR/stop" "$RUN_DIR/exit"
 rm -f "$STOP_FILE" "$EXIT_FILE"
 
-# --- setup lines from the job file ---
+# --- setup lines from the job file: each must succeed, or the job ends here ---
+setup_failed() {
+    echo "hpcjobs: setup line failed with exit code $1: $2" >&2
+    event "setup-failed rc=$1"; event "end rc=$1"; exit "$1"
+}
+set +u +o pipefail   # module and activate scripts are not written for strict mode
 # (none)
+set -u -o pipefail
 # ---
 
 # each worker rank runs one Dask thread per core Slurm gave it (cpus_per_task), each with one
