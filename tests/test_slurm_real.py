@@ -180,15 +180,19 @@ def test_pending_reason_and_refused_submission(slurm_cluster, runs_dir, tmp_path
     later = write_job(tmp_path, "later", steps=DESCRIBE,
                       slurm='time = "00:05:00"\nextra = ["--begin=now+3600"]')
     job_id, run_id = submit(later)
-    assert "PENDING (BeginTime: held until its start time)" in hpcjobs("status", run_id)
-    hpcjobs("cancel", job_id)
+    try:
+        assert "PENDING (BeginTime: held until its start time)" in hpcjobs("status", run_id)
+    finally:
+        hpcjobs("cancel", job_id)
     # more nodes than the partition has: it waits, and status says why
     big = write_job(tmp_path, "big", steps=DESCRIBE, output="big.zarr",
                     slurm='nodes = 4\ntime = "00:05:00"')
     job_id, run_id = submit(big)
-    out = hpcjobs("status", run_id)
-    assert "PENDING (Partition" in out and "it will not start as submitted" in out
-    hpcjobs("cancel", run_id)
+    try:
+        out = hpcjobs("status", run_id)
+        assert "PENDING (Partition" in out and "it will not start as submitted" in out
+    finally:
+        hpcjobs("cancel", run_id)
     # a partition that does not exist: sbatch refuses, and the message says so
     out = hpcjobs("submit", str(big), "--partition", "nosuch", code=1)
     assert "`sbatch --parsable" in out and "exit code 1" in out

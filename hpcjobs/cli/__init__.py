@@ -55,11 +55,15 @@ SHORT_HELP: dict[str, str] = {
 }
 
 
+# commands that batch scripts run, not people: callable, but not listed
+HIDDEN = {"mpi-run"}
+
+
 class LazyGroup(click.Group):
     """A group that imports a command's module only when that command is used."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
+        return sorted(name for name in COMMANDS if name not in HIDDEN)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         target = COMMANDS.get(name)

@@ -26,7 +26,7 @@ def run_frequent_itemsets(inputs: dict, params: dict) -> dict:
     r = frequent_itemsets(inputs["transactions"], params["min_support"],
                           max_len=params["max_len"])
     if r.labels is not None:
-        labels = np.asarray(r.labels).astype(str)
+        labels = np.asarray(r.labels, dtype=object).astype(str)  # (StringDType too)
     else:  # no names: the ids themselves, as text, so that labels[items] always works
         top = int(r.items.max()) + 1 if r.items.size else 0
         labels = np.arange(top).astype(str)

@@ -68,15 +68,17 @@ def start_local_cluster(plan: ClusterPlan, *, scheduler_port: int = 0):
         os.environ.setdefault(var, value)
     from distributed import LocalCluster
 
+    extra = {"env": plan.env} if plan.processes else {}  # Nanny-only keyword
     return LocalCluster(
         n_workers=plan.workers,
         threads_per_worker=plan.threads_per_worker,
         processes=plan.processes,
         memory_limit=plan.memory_limit,
-        host="127.0.0.1",
+        # worker processes talk over loopback TCP; threads in this process use inproc://
+        host="127.0.0.1" if plan.processes else None,
         scheduler_port=scheduler_port,
         dashboard_address=plan.dashboard_address,
-        env=plan.env if plan.processes else None,
+        **extra,
     )
 
 
