@@ -544,20 +544,17 @@ def format_list(benches: list[Benchmark]) -> str:
 @contextlib.contextmanager
 def dask_client(workers: int = 2, threads_per_worker: int = 1, processes: bool = True,
                 memory_limit: str | int | None = None):
-    """A ``LocalCluster`` + ``Client`` for ``Impl.context``; Numba gets one thread per Dask thread.
+    """A ``LocalCluster`` + ``Client`` for ``Impl.context``, sized like ``hpcjobs run`` sizes one.
 
-    Workers get ``NUMBA_NUM_THREADS=threads_per_worker`` (and OMP/MKL/OpenBLAS likewise), so
-    workers x threads never exceeds what was asked: no oversubscription.
+    Each Dask thread gets one Numba thread (and one OMP/MKL/OpenBLAS thread): no
+    oversubscription; a request beyond the cores is refused.
     """
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    env = {k: str(threads_per_worker) for k in (
-        "NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-    kwargs: dict[str, Any] = dict(n_workers=workers, threads_per_worker=threads_per_worker,
-                                  processes=processes, dashboard_address=":0")
-    if processes:
-        kwargs["env"] = env
-    if memory_limit is not None:
-        kwargs["memory_limit"] = memory_limit
-    with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
+    from hpcjobs.runtime.local import plan_cluster, start_local_cluster
+
+    plan = plan_cluster({"workers": workers, "threads_per_worker": threads_per_worker,
+                         "numba_threads": 1, "processes": processes,
+                         "memory_limit": memory_limit})
+    with start_local_cluster(plan) as cluster, Client(cluster) as client:
         yield client

@@ -49,17 +49,6 @@ def uniforms(key, offset, n):
 
 
 @njit
-def thread_ranges_nb(n, n_parts):
-    """``n_parts`` contiguous near-equal ``(start, stop)`` ranges over ``range(n)``."""
-    n_parts = max(1, min(n_parts, max(n, 1)))
-    out = np.empty((n_parts, 2), dtype=np.int64)
-    for t in range(n_parts):
-        out[t, 0] = (n * t) // n_parts
-        out[t, 1] = (n * (t + 1)) // n_parts
-    return out
-
-
-@njit
 def all_finite(X):
     for i in range(X.shape[0]):
         for j in range(X.shape[1]):

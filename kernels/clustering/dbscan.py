@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from hpcjobs.kernels._jit import njit
+from hpcjobs.kernels._jit import njit, thread_ranges
 from hpcjobs.kernels._validation import (
     check_array,
     check_float,
@@ -47,7 +47,6 @@ from hpcjobs.kernels.clustering._common import (
     Blocks,
     all_finite,
     known_rows,
-    thread_ranges_nb,
     uniforms,
 )
 
@@ -181,7 +180,7 @@ def _neighbours_of(cc, c, m, valid, out, count_only, target, pos, fresh):
 def _neighbour_csr(cc, m, valid, n_threads):
     ncell, d = cc.shape
     n_prefix = (2 * m + 1) ** (d - 1)
-    ranges = thread_ranges_nb(ncell, n_threads)
+    ranges = thread_ranges(ncell, n_threads)
     nt = ranges.shape[0]
     counts = np.zeros(ncell + 1, dtype=np.int64)
     dummy = np.empty(0, dtype=np.int64)

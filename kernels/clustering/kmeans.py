@@ -12,7 +12,8 @@ How it works
 * **Convergence** follows scikit-learn: stop when the squared centroid shift summed over the
   clusters is ``<= tol * mean(var(X, axis=0))`` (``tol=0`` stops only when the centroids no
   longer move). ``n_iter`` counts the Lloyd updates; labels and inertia are then recomputed
-  for the final centroids (one more assignment pass).
+  for the final centroids (one more assignment pass; over Dask the labels stay lazy and the
+  pass is skipped when the last iteration did not move the centroids).
 * **Empty clusters** (a centroid that receives no row) are handled as scikit-learn does: the
   rows farthest from their own centroid are moved into the empty clusters (each becomes a
   one-row cluster and is taken out of its old cluster's sums). This costs one extra pass in
@@ -30,7 +31,8 @@ How it works
   replacement), so only the winner's draw is kept.
 * **Mini-batch** (:func:`minibatch_kmeans`): Sculley's update with per-centroid learning rate
   ``1 / count`` (as scikit-learn's ``MiniBatchKMeans``); the data are streamed chunk by chunk
-  (chunks in random order, rows shuffled within the chunk), so each step costs O(batch).
+  (chunks in random order, rows in shuffled runs of 16 within the chunk, the next chunk read
+  while one is processed), so each step costs O(batch).
 
 All the random choices derive from ``seed``: the same seed gives the same result, and for
 :func:`kmeans` the same result whatever the chunking (up to float rounding of the sums).
@@ -45,7 +47,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from hpcjobs.kernels._jit import njit
+from hpcjobs.kernels._jit import njit, thread_ranges
 from hpcjobs.kernels._validation import (
     check_array,
     check_choice,
@@ -60,7 +62,6 @@ from hpcjobs.kernels.clustering._common import (
     all_finite,
     known_rows,
     new_key,
-    thread_ranges_nb,
     uniform,
     uniforms,
 )
@@ -198,7 +199,7 @@ def _lloyd(X, CT, k, n_threads):
     ``CT`` is padded (:func:`_pad`); ``k`` is the true number of centroids.
     """
     d, kp = CT.shape
-    ranges = thread_ranges_nb(X.shape[0], n_threads)
+    ranges = thread_ranges(X.shape[0], n_threads)
     nt = ranges.shape[0]
     sums = np.zeros((nt, kp, d))
     counts = np.zeros((nt, kp), dtype=np.int64)
@@ -246,7 +247,7 @@ def _assign(X, CT, labels, d2, n_threads):
     ``CT`` is padded (:func:`_pad`) and in the dtype of ``X``.
     """
     d, kp = CT.shape
-    ranges = thread_ranges_nb(X.shape[0], n_threads)
+    ranges = thread_ranges(X.shape[0], n_threads)
     nt = ranges.shape[0]
     inertia = np.zeros(nt)
     for t in numba.prange(nt):
@@ -301,7 +302,7 @@ def _kpp_range(X, offset, start, stop, CT, TT, key, pot, hk, hi):
 @njit(parallel=True)
 def _kpp(X, offset, CT, TT, key, M, n_threads):
     L = TT.shape[1]
-    ranges = thread_ranges_nb(X.shape[0], n_threads)
+    ranges = thread_ranges(X.shape[0], n_threads)
     nt = ranges.shape[0]
     pot = np.zeros((nt, L))
     hk = np.full((nt, L, M), np.inf)

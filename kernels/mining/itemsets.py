@@ -543,7 +543,7 @@ def frequent_itemsets(transactions, min_support: float, *,
     Examples
     --------
     >>> r = frequent_itemsets([["milk", "bread"], ["milk"], ["bread", "eggs"]], 0.5)
-    >>> sorted((sorted(s), p) for s, p in zip(r.itemsets, r.support))
+    >>> sorted((sorted(s), p) for s, p in zip(r.itemsets, r.support.tolist()))
     [(['bread'], 0.6666666666666666), (['milk'], 0.6666666666666666)]
     """
     min_support = check_float(min_support, "min_support", _FUNC, low=0.0, high=1.0,

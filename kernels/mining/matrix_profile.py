@@ -273,13 +273,13 @@ def _tile_task(Ta, Tb, m, r0, c0, excl):
     return _tile(Ta, Tb, m, r0, c0, excl, numba.get_num_threads())
 
 
-def _block_best(parts, m):
-    """Max-reduce the (rho, idx) parts of one block of windows; return (profile, index)."""
-    rho = np.array(parts[0][0], copy=True)
-    idx = np.array(parts[0][1], copy=True)
-    for r, i in parts[1:]:
-        _merge_best(rho, idx, r, i)
-    return rho, idx
+def _fold(acc, rho, idx):
+    """Merge one tile's (rho, idx) for a block into the block's best so far."""
+    if acc is None:
+        return np.array(rho, copy=True), np.array(idx, copy=True)
+    rho_acc, idx_acc = acc[0].copy(), acc[1].copy()  # never mutate a task's input
+    _merge_best(rho_acc, idx_acc, rho, idx)
+    return rho_acc, idx_acc
 
 
 def _finish(best, m):
@@ -312,7 +312,7 @@ def matrix_profile(T, m: int, *, tile: int | None = None) -> MatrixProfile:
     Examples
     --------
     >>> import numpy as np
-    >>> T = np.sin(np.linspace(0, 20 * np.pi, 400))
+    >>> T = np.sin(2 * np.pi * np.arange(400) / 40)  # exactly periodic: every window repeats
     >>> mp = matrix_profile(T, 20)
     >>> mp.profile.shape, bool(mp.profile.max() < 1e-3)
     ((381,), True)
@@ -351,7 +351,9 @@ def _matrix_profile_dask(T, m: int, excl: int, bounds: np.ndarray) -> MatrixProf
     import dask.array as da
 
     n_blocks = bounds.size - 1
-    rows: list[list] = [[] for _ in range(n_blocks)]
+    # each block's best matches are folded tile by tile (a chain, not a wide tree), so a
+    # tile's result is freed as soon as its row and column blocks have taken it in
+    best: list = [None] * n_blocks
     for p in range(n_blocks):
         r0, r1 = int(bounds[p]), int(bounds[p + 1])
         for q in range(p, n_blocks):
@@ -360,29 +362,17 @@ def _matrix_profile_dask(T, m: int, excl: int, bounds: np.ndarray) -> MatrixProf
                 continue  # no pair of this tile lies beyond the exclusion zone
             part = dask.delayed(_tile_task, pure=True, nout=4)(
                 T[r0:r1 + m - 1], T[c0:c1 + m - 1], m, r0, c0, excl)
-            rows[p].append((part[0], part[1]))
-            rows[q].append((part[2], part[3]))
+            best[p] = dask.delayed(_fold, pure=True)(best[p], part[0], part[1])
+            best[q] = dask.delayed(_fold, pure=True)(best[q], part[2], part[3])
     profiles, indices = [], []
     for p in range(n_blocks):
         size = int(bounds[p + 1] - bounds[p])
-        if rows[p]:
-            best = _tree(rows[p])
-        else:  # only possible for a tiny series: nothing beyond the exclusion zone
-            best = (np.full(size, -np.inf), np.full(size, -1, dtype=np.int64))
-        done = dask.delayed(_finish, pure=True, nout=2)(best, m)
+        if best[p] is None:  # only possible for a tiny series: nothing beyond the exclusion
+            best[p] = (np.full(size, -np.inf), np.full(size, -1, dtype=np.int64))
+        done = dask.delayed(_finish, pure=True, nout=2)(best[p], m)
         profiles.append(da.from_delayed(done[0], (size,), dtype=np.float64))
         indices.append(da.from_delayed(done[1], (size,), dtype=np.int64))
     return MatrixProfile(da.concatenate(profiles), da.concatenate(indices), m, excl)
-
-
-def _tree(parts: list, split_every: int = 8):
-    import dask
-
-    level = [dask.delayed(tuple)(p) for p in parts]
-    while len(level) > 1:
-        level = [dask.delayed(_block_best, pure=True)(level[i:i + split_every], None)
-                 for i in range(0, len(level), split_every)]
-    return level[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -425,7 +415,7 @@ def discords(profile, k: int = 1, *, exclusion_zone: int | None = None) -> Disco
     Examples
     --------
     >>> import numpy as np
-    >>> T = np.sin(np.linspace(0, 20 * np.pi, 400)); T[200] += 2.0
+    >>> T = np.sin(2 * np.pi * np.arange(400) / 40); T[200] += 2.0
     >>> int(discords(matrix_profile(T, 20), 1).index[0]) in range(181, 201)
     True
     """
