@@ -382,6 +382,214 @@ def _minibatch_chunk(X, perm, CT, wsum, k, batch, n_total, max_no_improvement, t
 
 
 # ---------------------------------------------------------------------------------------------
+# Lloyd with Hamerly bounds (NumPy input): exact, same labels and sums as the plain pass
+
+
+_UP = 1.0 + 4.5e-16  # one float64 rounding, outwards: keeps a bound a bound
+_DOWN = 1.0 - 4.5e-16
+
+
+@njit
+def _nearest2_XT(XT, m, CT, dist, best, second, lab):
+    """:func:`_nearest_XT` that also keeps the second smallest squared distance."""
+    d, kp = CT.shape
+    for i in range(m):
+        best[i] = np.inf
+        second[i] = np.inf
+        lab[i] = 0
+    for j0 in range(0, kp, 4):
+        for q in range(4):
+            for i in range(m):
+                dist[q, i] = 0.0
+        for f in range(d):
+            c0 = CT[f, j0]
+            c1 = CT[f, j0 + 1]
+            c2 = CT[f, j0 + 2]
+            c3 = CT[f, j0 + 3]
+            for i in range(m):
+                x = XT[f, i]
+                t0 = x - c0
+                t1 = x - c1
+                t2 = x - c2
+                t3 = x - c3
+                dist[0, i] += t0 * t0
+                dist[1, i] += t1 * t1
+                dist[2, i] += t2 * t2
+                dist[3, i] += t3 * t3
+        for q in range(4):
+            for i in range(m):
+                a = dist[q, i]
+                b = best[i]
+                second[i] = min(second[i], max(a, b))
+                if a < b:
+                    best[i] = a
+                    lab[i] = j0 + q
+
+
+@njit
+def _d2_row(X, i, CT, a):
+    """Squared distance of row ``i`` to centroid ``a``, rounded exactly as the tile kernels
+    round it (same dtype, same order)."""
+    t = X[i, 0] - CT[0, a]
+    acc = t * t
+    for f in range(1, X.shape[1]):
+        t = X[i, f] - CT[f, a]
+        acc += t * t
+    return acc
+
+
+@njit
+def _bounds_range(X, CT, start, stop, labels, ub, lb, dcum, mcum, half, r, mode, sums, counts,
+                  d2, XT, dist, best, second, lab, idx):
+    """One bounded assignment pass over rows ``[start, stop)`` (Hamerly 2010).
+
+    The bounds are stored relative to the centroids' cumulative moves so that a row kept by
+    its bounds is only read: the distance of row ``i`` to its centroid ``a = labels[i]`` is
+    at most ``ub[i] + dcum[a]`` and to every other centroid at least ``lb[i] - mcum``
+    (``dcum`` the summed moves of each centroid, ``mcum`` the summed largest moves). Both
+    carry a relative margin ``r`` that covers the rounding of the directly computed
+    distances, so a row is kept only when its centroid is nearer than any other by more than
+    that rounding: the labels are those of the plain pass. The other rows get all their
+    distances from the same tile kernel as the plain pass.
+
+    ``mode`` 0: first pass, every row is assigned and added to ``sums``/``counts`` in row
+    order (as the plain pass adds them); 1: only the rows whose label changes are moved
+    between clusters in ``sums``/``counts`` (which then hold differences); 2: no sums, ``d2``
+    gets the squared distance of every row to its centroid (the final pass).
+    """
+    d = X.shape[1]
+    slack = 1e-13
+    for s in range(start, stop, _TILE):
+        e = min(s + _TILE, stop)
+        m = 0
+        for i in range(s, e):
+            if mode != 0:
+                a = labels[i]
+                u = ub[i] + dcum[a]
+                u += slack * (abs(ub[i]) + dcum[a])
+                lo = lb[i] - mcum
+                lo -= slack * (abs(lb[i]) + mcum)
+                z = max(lo, half[a])
+                if u < z:
+                    if mode == 2:
+                        d2[i] = _d2_row(X, i, CT, a)
+                    continue
+                dd = _d2_row(X, i, CT, a)
+                u = math.sqrt(dd) * (1.0 + r)
+                if u < z:
+                    ub[i] = u - dcum[a] + slack * (u + dcum[a])
+                    if mode == 2:
+                        d2[i] = dd
+                    continue
+            idx[m] = i
+            m += 1
+        if m == 0:
+            continue
+        for g in range(m):
+            for f in range(d):
+                XT[f, g] = X[idx[g], f]
+        _nearest2_XT(XT, m, CT, dist, best, second, lab)
+        for g in range(m):
+            i = idx[g]
+            a = lab[g]
+            u = math.sqrt(best[g]) * (1.0 + r)
+            lo = math.sqrt(second[g]) * (1.0 - r)
+            ub[i] = u - dcum[a] + slack * (u + dcum[a])
+            lb[i] = lo + mcum - slack * (lo + mcum)
+            if mode == 1 and labels[i] != a:
+                old = labels[i]
+                counts[old] -= 1
+                counts[a] += 1
+                for f in range(d):
+                    sums[old, f] -= XT[f, g]
+                    sums[a, f] += XT[f, g]
+            labels[i] = a
+            if mode == 2:
+                d2[i] = best[g]
+        if mode == 0:
+            for i in range(s, e):
+                a = labels[i]
+                counts[a] += 1
+                for f in range(d):
+                    sums[a, f] += X[i, f]
+
+
+@njit(parallel=True)
+def _bounds_pass(X, CT, k, labels, ub, lb, dcum, mcum, half, r, mode, d2, n_threads):
+    """A bounded Lloyd pass over all rows (see :func:`_bounds_range`): (sums (k, d),
+    counts (k,)) of all rows (mode 0) or of the label changes (mode 1), merged over the
+    threads in a fixed order."""
+    d, kp = CT.shape
+    ranges = thread_ranges(X.shape[0], n_threads)
+    nt = ranges.shape[0]
+    sums = np.zeros((nt, k, d))
+    counts = np.zeros((nt, k), dtype=np.int64)
+    for t in numba.prange(nt):
+        XT = np.empty((d, _TILE), dtype=X.dtype)
+        dist = np.empty((4, _TILE), dtype=X.dtype)
+        best = np.empty(_TILE, dtype=X.dtype)
+        second = np.empty(_TILE, dtype=X.dtype)
+        lab = np.empty(_TILE, dtype=np.int64)
+        idx = np.empty(_TILE, dtype=np.int64)
+        _bounds_range(X, CT, ranges[t, 0], ranges[t, 1], labels, ub, lb, dcum, mcum, half, r,
+                      mode, sums[t], counts[t], d2, XT, dist, best, second, lab, idx)
+    out_s = np.zeros((k, d))
+    out_c = np.zeros(k, dtype=np.int64)
+    for t in range(nt):
+        for j in range(k):
+            out_c[j] += counts[t, j]
+            for f in range(d):
+                out_s[j, f] += sums[t, j, f]
+    return out_s, out_c
+
+
+@njit
+def _half_gaps(CT, k):
+    """Half the distance of each of the ``k`` centroid columns of ``CT`` to its nearest other
+    one, rounded down (inf for k = 1)."""
+    d = CT.shape[0]
+    out = np.full(k, np.inf)
+    for a in range(k):
+        for b in range(a + 1, k):
+            acc = 0.0
+            for f in range(d):
+                t = np.float64(CT[f, a]) - np.float64(CT[f, b])
+                acc += t * t
+            g = 0.5 * math.sqrt(acc) * (1.0 - 1e-9)
+            out[a] = min(out[a], g)
+            out[b] = min(out[b], g)
+    return out
+
+
+@njit
+def _moves(CT_old, CT_new, k):
+    """Distance each of the ``k`` centroid columns moved, rounded up."""
+    d = CT_old.shape[0]
+    out = np.empty(k)
+    for j in range(k):
+        acc = 0.0
+        for f in range(d):
+            t = np.float64(CT_new[f, j]) - np.float64(CT_old[f, j])
+            acc += t * t
+        out[j] = math.sqrt(acc) * (1.0 + 1e-12)
+    return out
+
+
+@njit
+def _range_sums(d2, n_threads):
+    """``d2`` summed in float64 per thread range, in row order, then over the ranges (the
+    order of :func:`_assign`)."""
+    ranges = thread_ranges(d2.shape[0], n_threads)
+    tot = np.zeros(ranges.shape[0])
+    for t in range(ranges.shape[0]):
+        acc = 0.0
+        for i in range(ranges[t, 0], ranges[t, 1]):
+            acc += d2[i]
+        tot[t] = acc
+    return tot.sum()
+
+
+# ---------------------------------------------------------------------------------------------
 # chunk level: the Python wrappers Dask runs (module level, so they pickle)
 
 
@@ -711,6 +919,64 @@ def _lloyd_loop(blocks: Blocks, C: np.ndarray, max_iter: int, tol_abs: float):
     return C, n_iter, None
 
 
+
+def _bounds_margin(dtype, d: int) -> float:
+    """Relative margin of the bounds: covers the rounding of a directly computed distance
+    (about ``(d + 3) / 2`` units of ``eps`` of the data's dtype) with room to spare."""
+    return 4.0 * (d + 4) * float(np.finfo(dtype).eps)
+
+
+def _lloyd_bounds(blocks: Blocks, C: np.ndarray, max_iter: int, tol_abs: float):
+    """Lloyd iterations on NumPy input with Hamerly bounds: (centroids, n_iter, labels,
+    inertia), the labels and iteration count of :func:`_lloyd_loop` followed by
+    :func:`_labels_inertia`. Once the clusters settle, most rows are kept by their bounds
+    without computing their k distances, and the cluster sums are updated by the rows that
+    change cluster only (so the centroids equal the plain pass's up to float rounding)."""
+    X = np.ascontiguousarray(blocks.X)
+    n, d = X.shape
+    k = len(C)
+    nt = numba.get_num_threads()
+    labels = np.zeros(n, dtype=np.int32)
+    ub = np.empty(n)
+    lb = np.empty(n)
+    r = _bounds_margin(X.dtype, d)
+    none = np.empty(0, dtype=X.dtype)
+    CT = _pad(C.T, X.dtype)
+    dcum = np.zeros(k)
+    mcum = 0.0
+    half = _half_gaps(CT, k)
+    sums = counts = None
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):  # noqa: B007
+        ds, dc = _bounds_pass(X, CT, k, labels, ub, lb, dcum, mcum, half, r,
+                              0 if n_iter == 1 else 1, none, nt)
+        if n_iter == 1:
+            sums, counts = ds, dc
+        else:
+            sums += ds
+            counts += dc
+        s, c = sums.copy(), counts.copy()
+        empty = np.flatnonzero(c == 0)
+        if empty.size:
+            _relocate_empty(blocks, CT, s, c, empty)
+        new = C.copy()
+        nz = c > 0
+        new[nz] = s[nz] / c[nz, None]
+        shift = float(((new - C) ** 2).sum())
+        C = new
+        CT_new = _pad(C.T, X.dtype)
+        delta = _moves(CT, CT_new, k)
+        dcum = (dcum + delta) * _UP
+        mcum = (mcum + float(delta.max())) * _UP
+        half = _half_gaps(CT_new, k)
+        CT = CT_new
+        if shift == 0.0 or shift <= tol_abs:
+            break
+    d2 = np.empty(n, dtype=X.dtype)
+    _bounds_pass(X, CT, k, labels, ub, lb, dcum, mcum, half, r, 2, d2, nt)
+    return C, n_iter, labels, float(_range_sums(d2, nt))
+
+
 def _labels_inertia(blocks: Blocks, C: np.ndarray, inertia: float | None = None):
     """Labels of the rows for centroids ``C`` (Dask: lazy) and their inertia (one pass,
     skipped over Dask when ``inertia`` is already known)."""
@@ -783,9 +1049,12 @@ def kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300, tol: fl
     blocks = Blocks(X)
     tol_abs = _tolerance(blocks, tol)  # Dask input: every chunk is checked for NaN/inf
     C = _initial(blocks, k, init, rng, init_rounds, oversampling)
-    C, n_iter, inertia = _lloyd_loop(blocks, np.asarray(C, dtype=np.float64), max_iter,
-                                     tol_abs)
-    labels, inertia = _labels_inertia(blocks, C, inertia)
+    C = np.asarray(C, dtype=np.float64)
+    if blocks.is_dask:
+        C, n_iter, inertia = _lloyd_loop(blocks, C, max_iter, tol_abs)
+        labels, inertia = _labels_inertia(blocks, C, inertia)
+    else:
+        C, n_iter, labels, inertia = _lloyd_bounds(blocks, C, max_iter, tol_abs)
     return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)
 
 

@@ -8,8 +8,10 @@ cost (number of pairs), each thread keeps its own best-so-far arrays, merged at 
 
 Distributed (Dask ``T``), the upper triangle is cut into tiles (row block x column block of
 windows, the blocks following ``T``'s chunks or ``tile``); a tile reads only
-``T[r0 : r1 + m - 1]`` and ``T[c0 : c1 + m - 1]`` and returns the best match of each of its
-rows and columns, which are max-reduced per block. No worker holds the whole series.
+``T[r0 : r1 + m - 1]`` and ``T[c0 : c1 + m - 1]`` and folds the best match of each of its rows
+and columns into the running best of its row block and of its column block (so tile (p, q) runs
+after (p, q - 1) and (p - 1, q): a wavefront). No worker holds the whole series, and no tile
+result waits in memory for a reduction: a worker holds O(tile) values per running task.
 
 Non-finite and constant windows are handled as stumpy does: a window holding NaN or inf is never
 matched (its profile is ``inf``, its index ``-1``); two constant windows (peak-to-peak 0) are at
@@ -267,16 +269,22 @@ def _to_distance(rho, m):
 # array level
 
 
-def _tile_task(Ta, Tb, m, r0, c0, excl):
+def _tile_fold(acc_rows, acc_cols, Ta, Tb, m, r0, c0, excl):
+    """One tile, folded into its row block's and column block's best so far (``None``: none
+    yet). For a tile on the diagonal (``acc_cols`` unused) both sides go to the rows."""
     Ta = np.ascontiguousarray(Ta, dtype=np.float64)
     Tb = np.ascontiguousarray(Tb, dtype=np.float64)
-    return _tile(Ta, Tb, m, r0, c0, excl, numba.get_num_threads())
+    rho_r, idx_r, rho_c, idx_c = _tile(Ta, Tb, m, r0, c0, excl, numba.get_num_threads())
+    if r0 == c0:
+        _merge_best(rho_r, idx_r, rho_c, idx_c)
+        return _fold(acc_rows, rho_r, idx_r), None
+    return _fold(acc_rows, rho_r, idx_r), _fold(acc_cols, rho_c, idx_c)
 
 
 def _fold(acc, rho, idx):
-    """Merge one tile's (rho, idx) for a block into the block's best so far."""
+    """Merge one tile's (rho, idx) for a block into the block's best so far (a new pair)."""
     if acc is None:
-        return np.array(rho, copy=True), np.array(idx, copy=True)
+        return rho, idx
     rho_acc, idx_acc = acc[0].copy(), acc[1].copy()  # never mutate a task's input
     _merge_best(rho_acc, idx_acc, rho, idx)
     return rho_acc, idx_acc
@@ -351,8 +359,9 @@ def _matrix_profile_dask(T, m: int, excl: int, bounds: np.ndarray) -> MatrixProf
     import dask.array as da
 
     n_blocks = bounds.size - 1
-    # each block's best matches are folded tile by tile (a chain, not a wide tree), so a
-    # tile's result is freed as soon as its row and column blocks have taken it in
+    # A tile task takes the best-so-far of its row block and of its column block and returns
+    # them updated: no tile result waits in memory for a reduction, and the tiles run as a
+    # wavefront (tile (p, q) after (p, q - 1) and (p - 1, q)), at most n_blocks at a time.
     best: list = [None] * n_blocks
     for p in range(n_blocks):
         r0, r1 = int(bounds[p]), int(bounds[p + 1])
@@ -360,10 +369,12 @@ def _matrix_profile_dask(T, m: int, excl: int, bounds: np.ndarray) -> MatrixProf
             c0, c1 = int(bounds[q]), int(bounds[q + 1])
             if (c1 - 1) - r0 <= excl:
                 continue  # no pair of this tile lies beyond the exclusion zone
-            part = dask.delayed(_tile_task, pure=True, nout=4)(
-                T[r0:r1 + m - 1], T[c0:c1 + m - 1], m, r0, c0, excl)
-            best[p] = dask.delayed(_fold, pure=True)(best[p], part[0], part[1])
-            best[q] = dask.delayed(_fold, pure=True)(best[q], part[2], part[3])
+            out = dask.delayed(_tile_fold, pure=True, nout=2)(
+                best[p], None if q == p else best[q], T[r0:r1 + m - 1], T[c0:c1 + m - 1], m,
+                r0, c0, excl)
+            best[p] = out[0]
+            if q != p:
+                best[q] = out[1]
     profiles, indices = [], []
     for p in range(n_blocks):
         size = int(bounds[p + 1] - bounds[p])

@@ -22,6 +22,10 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from hpcjobs.kernels._jit import njit
 from hpcjobs.kernels._validation import (
@@ -42,7 +46,9 @@ _BASES = {
     "min": (False, True, False), "max": (False, True, False), "std": (True, True, True),
     "count_cat": (True, False, False),
 }
-_MIN_POINTS_PER_THREAD = 65536
+# Threads only for chunks long enough: on busy cores each hand-off to a thread can wait a
+# scheduler tick (milliseconds), and private rasters cost a copy and a merge each.
+_MIN_POINTS_PER_THREAD = 2**23
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,6 +124,32 @@ def _cells(xb, yb, xe, ye, kbuf):
                    + _bin(v, xlo, xhi, xs, xe, nx, margin))
 
 
+@intrinsic
+def _prefetch(typingctx, arr, idx):
+    """Prefetch (for writing) the cache line of ``arr[idx]``: a hint, it never faults."""
+    def codegen(context, builder, sig, args):
+        aryty = sig.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]],
+                                       wraparound=False, boundscheck=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+        # rw = 1 (write), locality = 3 (keep in all levels), cache type = 1 (data)
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 1), ir.Constant(i32, 3),
+                          ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, types.int64), codegen
+
+
+# Points land on the raster in random order: each update is a cache miss once the raster
+# outgrows the caches. The cells of a block are known before its updates, so the update loops
+# prefetch the cell _AHEAD points ahead: many misses in flight instead of one at a time.
+_AHEAD = 48
+
+
 # One small loop per reduction over the block's cell indices (a shared loop with a switch
 # inside runs several times slower). Points [start, stop) go through slices indexed by
 # range(m), so numba emits no negative-index checks; bases are flat and caller-owned.
@@ -130,7 +162,10 @@ def _acc_count(x, y, start, stop, xe, ye, cnt):
         b1 = min(b0 + _BLOCK, stop)
         k = kbuf[:b1 - b0]
         _cells(x[b0:b1], y[b0:b1], xe, ye, k)
-        for t in range(k.shape[0]):
+        m = k.shape[0]
+        for t in range(m):
+            if t + _AHEAD < m:
+                _prefetch(cnt, k[t + _AHEAD])
             if k[t] >= 0:
                 cnt[k[t]] += 1
 
@@ -144,7 +179,10 @@ def _acc_cat(x, y, v, start, stop, xe, ye, ncat, cnt):
         k = kbuf[:b1 - b0]
         _cells(x[b0:b1], y[b0:b1], xe, ye, k)
         vb = v[b0:b1]
-        for t in range(k.shape[0]):
+        m = k.shape[0]
+        for t in range(m):
+            if t + _AHEAD < m:
+                _prefetch(cnt, np.int64(vb[t + _AHEAD]) * cells + k[t + _AHEAD])
             cat = np.int64(vb[t])
             if k[t] >= 0 and cat >= 0 and cat < ncat:
                 cnt[cat * cells + k[t]] += 1
@@ -162,11 +200,15 @@ def _acc_values(x, y, v, start, stop, xe, ye, code, cnt, acc1, acc2):
         m = k.shape[0]
         if code == 1:
             for t in range(m):
+                if t + _AHEAD < m:
+                    _prefetch(acc1, k[t + _AHEAD])
                 val = np.float64(vb[t])
                 if k[t] >= 0 and val == val:
                     acc1[k[t]] += val
         elif code == 2:  # sum and count side by side in acc1: one cache line per point
             for t in range(m):
+                if t + _AHEAD < m:
+                    _prefetch(acc1, 2 * k[t + _AHEAD])
                 val = np.float64(vb[t])
                 if k[t] >= 0 and val == val:
                     j = 2 * k[t]
@@ -174,16 +216,31 @@ def _acc_values(x, y, v, start, stop, xe, ye, code, cnt, acc1, acc2):
                     acc1[j + 1] += 1.0
         elif code == 3:
             for t in range(m):
+                if t + _AHEAD < m:
+                    _prefetch(acc1, k[t + _AHEAD])
                 val = np.float64(vb[t])
-                if k[t] >= 0 and val == val and not (acc1[k[t]] <= val):  # NaN start replaced
-                    acc1[k[t]] = val
+                j = k[t]
+                if j >= 0:  # branch-free update (an unpredictable branch costs more than a store)
+                    a = acc1[j]
+                    keep = (a <= val) | (val != val)  # a NaN start (empty) is replaced
+                    acc1[j] = a if keep else val
         elif code == 4:
             for t in range(m):
+                if t + _AHEAD < m:
+                    _prefetch(acc1, k[t + _AHEAD])
                 val = np.float64(vb[t])
-                if k[t] >= 0 and val == val and not (acc1[k[t]] >= val):
-                    acc1[k[t]] = val
+                j = k[t]
+                if j >= 0:
+                    a = acc1[j]
+                    keep = (a >= val) | (val != val)
+                    acc1[j] = a if keep else val
         else:  # std: Welford's running mean and M2
             for t in range(m):
+                if t + _AHEAD < m:
+                    j = k[t + _AHEAD]
+                    _prefetch(cnt, j)
+                    _prefetch(acc1, j)
+                    _prefetch(acc2, j)
                 val = np.float64(vb[t])
                 if k[t] >= 0 and val == val:
                     j = k[t]
@@ -220,19 +277,20 @@ def _accumulate_threads(x, y, v, ranges, xe, ye, code, ncat, cnt, acc1, acc2, fi
                     cnt[t], acc1[t], acc2[t])
 
 
-@njit(parallel=True)
+@njit
 def _merge_threads(code, cnt, acc1, total, acc):
-    """Fold the threads' bases into ``total`` (int64 counts) and ``acc``, cells in parallel.
+    """Fold the threads' bases into ``total`` (int64 counts) and ``acc`` (one streaming pass,
+    serial: a second parallel region would cost more than it saves).
 
     Additive bases are summed; min (3) and max (4) keep the extreme, NaN meaning empty.
     """
     nt = cnt.shape[0]
-    for j in numba.prange(total.shape[0]):
+    for j in range(total.shape[0]):
         s = 0
         for t in range(nt):
             s += cnt[t, j]
         total[j] = s
-    for j in numba.prange(acc.shape[0]):
+    for j in range(acc.shape[0]):
         a = acc1[0, j]
         for t in range(1, nt):
             b = acc1[t, j]

@@ -21,12 +21,25 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba import types
+from numba.extending import intrinsic
 
 from hpcjobs.kernels._jit import njit
 from hpcjobs.kernels._validation import check_array, check_int, is_dask, message
 
 # ---------------------------------------------------------------------------------------------
 # chunk level
+
+
+@intrinsic
+def _bits(typingctx, v):
+    """The bit pattern of a float64 as int64 (a register bitcast, no memory round trip)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
+
+    return types.int64(types.float64), codegen
+
+
 
 
 @njit
@@ -59,26 +72,118 @@ def _argminmax_scalar(y, start, stop):
     return imin, imax
 
 
-@njit(parallel=True)
-def _minmax_bins(y, starts, stops, out):
-    """``out[b] = (first, second)`` sorted argmin/argmax of each bin ``[starts[b], stops[b])``."""
-    for b in numba.prange(starts.shape[0]):
-        i, j = _argminmax(y, starts[b], stops[b])
+
+# min/max of a bin in one vectorised pass: each value becomes an int64 key ordered like the
+# floats (the bits, with the magnitude bits flipped for negative numbers), and an integer
+# min/max reduction vectorises where a float one does not. NaN keys fall outside
+# [key(-inf), key(+inf)], so the same pass tells whether a bin holds NaN (then it is scanned
+# again skipping NaN). Blocks of _MM_BLOCK values: the first block reaching a new extreme is
+# remembered, and only that block is scanned for the first index of the extreme.
+
+_MM_BLOCK = 256
+_KEY_NEG_INF = np.int64(-0x7FF0000000000001)  # key of -inf: 0xfff0... ^ 0x7fff...
+_KEY_POS_INF = np.int64(0x7FF0000000000000)  # key of +inf
+_I64_MAX = np.int64(0x7FFFFFFFFFFFFFFF)
+_I64_MIN = np.int64(-0x7FFFFFFFFFFFFFFF - 1)
+
+
+@njit
+def _key(v):
+    b = _bits(np.float64(v))
+    return b ^ ((b >> 63) & 0x7FFFFFFFFFFFFFFF)
+
+
+@njit
+def _block_keys(ys):
+    lo = _I64_MAX
+    hi = _I64_MIN
+    for k in range(ys.shape[0]):
+        c = _key(ys[k])
+        lo = c if c < lo else lo
+        hi = c if c > hi else hi
+    return lo, hi
+
+
+@njit
+def _first_key(ys, key):
+    for k in range(ys.shape[0]):
+        if _key(ys[k]) == key:
+            return k
+    return 0
+
+
+@njit
+def _first_zero(ys, stop):
+    """First ``k < stop`` with ``ys[k] == 0`` (+0.0 and -0.0 compare equal), else ``stop``."""
+    for k in range(stop):
+        if ys[k] == 0:
+            return k
+    return stop
+
+
+@njit
+def _argminmax_keys(y, s, e):
+    """First argmin and argmax of ``y[s:e]`` (NaN skipped; all NaN gives ``(s, s)``).
+
+    For float y and integer y of at most 32 bits (exact as float64).
+    """
+    ys = y[s:e]
+    m = ys.shape[0]
+    kmin = _I64_MAX
+    kmax = _I64_MIN
+    bmin = 0
+    bmax = 0
+    for b0 in range(0, m, _MM_BLOCK):
+        lo, hi = _block_keys(ys[b0:min(b0 + _MM_BLOCK, m)])
+        if lo < kmin:
+            kmin, bmin = lo, b0
+        if hi > kmax:
+            kmax, bmax = hi, b0
+    if kmin < _KEY_NEG_INF or kmax > _KEY_POS_INF:  # NaN in the bin
+        return _argminmax_scalar(y, s, e)
+    i = _first_key(ys[bmin:min(bmin + _MM_BLOCK, m)], kmin) + bmin
+    j = _first_key(ys[bmax:min(bmax + _MM_BLOCK, m)], kmax) + bmax
+    if ys[i] == 0:  # -0.0 and +0.0 are equal as floats: the first of either wins
+        i = _first_zero(ys, i)
+    if ys[j] == 0:
+        j = _first_zero(ys, j)
+    return i + s, j + s
+
+
+@njit
+def _minmax_span(y, starts, stops, b0, b1, out):
+    """Sorted (argmin, argmax) of bins ``b0 .. b1 - 1`` into ``out``."""
+    for b in range(b0, b1):
+        i, j = _argminmax_keys(y, starts[b], stops[b])
         if i < j:
             out[b, 0], out[b, 1] = i, j
         else:
             out[b, 0], out[b, 1] = j, i
 
 
+_PAR_POINTS = 2**24  # points per thread before splitting the bins over threads pays
+
+
 @njit(parallel=True)
-def _bin_extrema(y, starts, stops, offset, out_i, out_v, valid):
+def _minmax_threads(y, starts, stops, bounds, out):
+    for t in numba.prange(bounds.shape[0] - 1):
+        _minmax_span(y, starts, stops, bounds[t], bounds[t + 1], out)
+
+
+@njit
+def _bin_extrema(y, starts, stops, offset, out_i, out_v, valid, keys):
     """Per bin: (argmin, min, argmax, max) of ``y`` over the bin's part in this chunk.
 
     ``starts``/``stops`` are global indices; ``offset`` is the chunk's first global index.
-    ``valid[b]`` is False when the part holds only NaN.
+    ``valid[b]`` is False when the part holds only NaN. ``keys``: y is float or an integer
+    of at most 32 bits (the vectorised scan); else the scalar one. Serial: Dask's threads
+    run the chunks side by side.
     """
-    for b in numba.prange(starts.shape[0]):
-        i, j = _argminmax(y, starts[b] - offset, stops[b] - offset)
+    for b in range(starts.shape[0]):
+        if keys:
+            i, j = _argminmax_keys(y, starts[b] - offset, stops[b] - offset)
+        else:
+            i, j = _argminmax(y, starts[b] - offset, stops[b] - offset)
         valid[b] = y[i] == y[i]
         out_i[b, 0] = i + offset
         out_i[b, 1] = j + offset
@@ -152,61 +257,107 @@ def _range_means(y, starts, stops, offset, unrolled, out):
             out[j] = _mean_seq(y, s, e)
 
 
-# The triangle areas are computed with exactly tsdownsample's formula into a scratch buffer
-# (a vectorised map), then the first index of the largest is found through the areas' bit
-# patterns as int64 (non-negative floats order like their bits; an integer max vectorises),
-# which is tsdownsample's own trick and its first-max rule.
+# The triangle areas are computed with exactly tsdownsample's formula. The first index of the
+# largest is found in two steps: the maximum of each block of _AREA_BLOCK points by a
+# branch-free max reduction over the areas' bit patterns as int64 (non-negative floats order
+# like their bits, and an integer max vectorises where a float max does not: tsdownsample's
+# own trick), remembering the first block whose maximum beats all earlier ones; then one
+# scalar scan of that block alone for the first point reaching the maximum (tsdownsample's
+# first-max rule). No scratch buffer: each bucket is read once for its mean and once here,
+# from cache.
+
+_AREA_BLOCK = 256
 
 
 @njit
-def _pick_area(y, s, e, d1, d2, off, ax, buf, ramp):
-    ys = y[s:e]  # slices and range(m): no negative-index checks, so the loop vectorises
-    m = ys.shape[0]
-    b = buf[:m]
-    r = ramp[:m]
-    a0 = ax - s  # exact, and so is a0 - r[k] == ax - (s + k) (ramp = 0., 1., 2., ...)
-    for k in range(m):
-        b[k] = abs(d1 * np.float64(ys[k]) - (a0 - r[k]) * d2 - off)
-    return _first_max_bits(b.view(np.int64)) + s
-
-
-@njit
-def _pick_area_x(x, y, s, e, d1, d2, off, buf):
-    ys = y[s:e]
-    xs = x[s:e]
-    m = ys.shape[0]
-    b = buf[:m]
-    for k in range(m):
-        b[k] = abs(d1 * np.float64(ys[k]) + d2 * np.float64(xs[k]) - off)
-    return _first_max_bits(b.view(np.int64)) + s
-
-
-@njit
-def _first_max_bits(bits):
-    best = bits[0]
-    for k in range(1, bits.shape[0]):
-        v = bits[k]
+def _max_area(ys, a0, d1, d2, off, ramp):
+    best = 0
+    for k in range(ys.shape[0]):
+        v = _bits(abs(d1 * np.float64(ys[k]) - (a0 - ramp[k]) * d2 - off))
         best = v if v > best else best
-    for k in range(bits.shape[0]):
-        if bits[k] == best:
+    return best
+
+
+@njit
+def _first_area(ys, a0, d1, d2, off, ramp, best):
+    for k in range(ys.shape[0]):
+        if _bits(abs(d1 * np.float64(ys[k]) - (a0 - ramp[k]) * d2 - off)) == best:
             return k
     return 0
 
 
 @njit
-def _lttb_select(x, y, has_x, offset, b0, b1, starts, stops, avg_y, avg_x, a, ax, ay, out):
+def _max_area_x(ys, xs, d1, d2, off):
+    best = 0
+    for k in range(ys.shape[0]):
+        v = _bits(abs(d1 * np.float64(ys[k]) + d2 * np.float64(xs[k]) - off))
+        best = v if v > best else best
+    return best
+
+
+@njit
+def _first_area_x(ys, xs, d1, d2, off, best):
+    for k in range(ys.shape[0]):
+        if _bits(abs(d1 * np.float64(ys[k]) + d2 * np.float64(xs[k]) - off)) == best:
+            return k
+    return 0
+
+
+@njit
+def _pick_area(y, s, e, d1, d2, off, ax, ramp):
+    """First index of the largest triangle in ``y[s:e]`` (x = index; ``ax`` the last pick's x).
+
+    ``a0 - ramp[k]`` is exactly ``ax - (s + k)`` (integers as floats, ramp = 0., 1., ...), the
+    value tsdownsample steps down by 1.0; slices with range(m) keep the loops check-free.
+    """
+    ys = y[s:e]
+    m = ys.shape[0]
+    a0 = ax - s
+    best = -1
+    bb = 0
+    for b0 in range(0, m, _AREA_BLOCK):
+        v = _max_area(ys[b0:min(b0 + _AREA_BLOCK, m)], a0 - b0, d1, d2, off, ramp)
+        if v > best:
+            best, bb = v, b0
+    b1 = min(bb + _AREA_BLOCK, m)
+    return _first_area(ys[bb:b1], a0 - bb, d1, d2, off, ramp, best) + bb + s
+
+
+@njit
+def _pick_area_x(x, y, s, e, d1, d2, off):
+    ys = y[s:e]
+    xs = x[s:e]
+    m = ys.shape[0]
+    best = -1
+    bb = 0
+    for b0 in range(0, m, _AREA_BLOCK):
+        b1 = min(b0 + _AREA_BLOCK, m)
+        v = _max_area_x(ys[b0:b1], xs[b0:b1], d1, d2, off)
+        if v > best:
+            best, bb = v, b0
+    b1 = min(bb + _AREA_BLOCK, m)
+    return _first_area_x(ys[bb:b1], xs[bb:b1], d1, d2, off, best) + bb + s
+
+
+@njit
+def _lttb_select(x, y, has_x, offset, b0, b1, starts, stops, avg_y, avg_x, a, ax, ay, out,
+                 fuse=-1):
     """Pick the point of buckets ``b0 .. b1 - 1`` (sequential: each depends on the last).
 
     ``x``/``y`` hold the chunk starting at global index ``offset``; ``a``, ``ax``, ``ay`` are
     the point picked last (global index and values). Writes ``out[b + 1]``; returns the state.
+    ``fuse`` -1: ``avg_y`` is precomputed; 1 (float y, unrolled sum) or 0 (integer y): each
+    next range's mean is computed here just before its bucket is searched, so the bucket is
+    read from memory once (the search finds it in cache).
     """
-    width = 1
-    for i in range(b0, b1):
-        width = max(width, starts[i + 1] - starts[i])
-    buf = np.empty(width)
-    ramp = np.arange(width).astype(np.float64)
+    ramp = np.arange(_AREA_BLOCK).astype(np.float64)
     for i in range(b0, b1):
         ravg = i + 1
+        if fuse >= 0:
+            if fuse == 1:
+                avg_y[ravg] = _mean_unrolled(y, starts[ravg] - offset, stops[ravg] - offset)
+            else:
+                avg_y[ravg] = _mean_seq(y, starts[ravg] - offset, stops[ravg] - offset)
         if has_x:
             c_x = avg_x[ravg]
         else:
@@ -218,12 +369,11 @@ def _lttb_select(x, y, has_x, offset, b0, b1, starts, stops, avg_y, avg_x, a, ax
         d2 = c_y - ay
         if has_x:
             off = d1 * ay + d2 * ax
-            a = _pick_area_x(x, y, lo - offset, hi - offset, d1, d2, off, buf) + offset
+            a = _pick_area_x(x, y, lo - offset, hi - offset, d1, d2, off) + offset
         else:
             off = d1 * ay
             # tsdownsample steps (ax - k) down by 1.0 from (ax - lo): exact, so computed directly
-            a = _pick_area(y, lo - offset, hi - offset, d1, d2, off, ax - offset, buf,
-                           ramp) + offset
+            a = _pick_area(y, lo - offset, hi - offset, d1, d2, off, ax - offset, ramp) + offset
         ay = np.float64(y[a - offset])
         ax = np.float64(x[a - offset]) if has_x else np.float64(a)
         out[i + 1] = a
@@ -360,39 +510,29 @@ def _x_bins_dask(x, nb):
 def _extrema(y, starts, stops):
     """In-memory sorted (argmin, argmax) pairs per bin, shape (nbins, 2).
 
-    NumPy's SIMD ``argmin``/``argmax`` (first occurrence, like tsdownsample) do the scans,
-    bins split over Numba's thread count in contiguous groups (NumPy releases the GIL); a
-    bin whose min or max comes out NaN is rescanned skipping NaN.
+    One vectorised pass per bin (``_argminmax_keys``: first occurrences, NaN skipped, like
+    tsdownsample). Bins are split over Numba's threads in contiguous groups only for long
+    series: on busy cores a thread hand-off costs a scheduler tick (milliseconds), more than
+    a whole pass over 1e7 points. 64-bit integer y (not exact as float64) goes through
+    NumPy's ``argmin``/``argmax``.
     """
     nb = starts.shape[0]
     out = np.empty((nb, 2), dtype=np.int64)
     if nb == 0:
         return out
-    is_float = y.dtype.kind == "f"
-
-    def work(b0, b1):
-        for b in range(b0, b1):
-            s, e = int(starts[b]), int(stops[b])
-            seg = y[s:e]
-            i, j = int(seg.argmin()), int(seg.argmax())
-            if is_float and (seg[i] != seg[i] or seg[j] != seg[j]):
-                i, j = _argminmax(y, s, e)
-            else:
-                i, j = i + s, j + s
-            if i < j:
-                out[b, 0], out[b, 1] = i, j
-            else:
-                out[b, 0], out[b, 1] = j, i
-
-    threads = max(1, min(numba.get_num_threads(), nb, int(y.shape[0]) // 200_000))
-    if threads == 1:
-        work(0, nb)
+    if y.dtype.kind == "f" or y.dtype.itemsize <= 4:
+        threads = max(1, min(numba.get_num_threads(), nb, int(y.shape[0]) // _PAR_POINTS))
+        if threads == 1:
+            _minmax_span(y, starts, stops, 0, nb, out)
+        else:
+            bounds = np.linspace(0, nb, threads + 1).astype(np.int64)
+            _minmax_threads(y, starts, stops, bounds, out)
         return out
-    from concurrent.futures import ThreadPoolExecutor
-
-    bounds = np.linspace(0, nb, threads + 1).astype(np.int64)
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(work, bounds[:-1].tolist(), bounds[1:].tolist()))
+    for b in range(nb):
+        s, e = int(starts[b]), int(stops[b])
+        seg = y[s:e]
+        i, j = int(seg.argmin()) + s, int(seg.argmax()) + s
+        out[b] = (i, j) if i < j else (j, i)
     return out
 
 
@@ -436,7 +576,8 @@ def _chunk_extrema(block, s, e, offset):
     out_i = np.empty((s.shape[0], 2), dtype=np.int64)
     out_v = np.empty((s.shape[0], 2))
     valid = np.empty(s.shape[0], dtype=np.bool_)
-    _bin_extrema(block, s, e, offset, out_i, out_v, valid)
+    _bin_extrema(block, s, e, offset, out_i, out_v, valid,
+                 block.dtype.kind == "f" or block.dtype.itemsize <= 4)
     return out_i, out_v, valid
 
 
@@ -552,10 +693,8 @@ def _lttb_numpy(x, y, n_out):
     starts, stops = _lttb_ranges(n, n_out)
     avg_y = np.empty(n_out - 1)
     unrolled = y.dtype.kind == "f"
-    _range_means(y, starts, stops, 0, unrolled, avg_y)
-    # a NaN or inf anywhere makes its bucket's mean non-finite (the ranges cover y[1:])
-    if not (np.isfinite(avg_y).all() and np.isfinite(y[0])) and not np.isfinite(y).all():
-        raise _nan_error("lttb")
+    # range 0's mean here; the others inside the selection, fused with the bucket search
+    avg_y[0] = (_mean_unrolled if unrolled else _mean_seq)(y, starts[0], stops[0])
     has_x = x is not None
     avg_x = ((x[stops - 1].astype(np.float64) + x[starts].astype(np.float64)) / 2.0 if has_x
              else np.zeros(n_out - 1))
@@ -565,7 +704,10 @@ def _lttb_numpy(x, y, n_out):
     ax = np.float64(x[0]) if has_x else 0.0
     # the last bucket's "next average" is the last point: range n_out - 2 is [n - 1, n)
     _lttb_select(xx, y, has_x, 0, 0, n_out - 2, starts, stops, avg_y, avg_x, 0, ax,
-                 np.float64(y[0]), out)
+                 np.float64(y[0]), out, 1 if unrolled else 0)
+    # a NaN or inf anywhere makes its range's mean non-finite (the ranges cover y[1:])
+    if not (np.isfinite(avg_y).all() and np.isfinite(y[0])) and not np.isfinite(y).all():
+        raise _nan_error("lttb")
     return out
 
 
