@@ -179,3 +179,21 @@ def test_points_within_rounding_of_edges_bin_like_numpy():
         out = aggregate2d(x, y, shape=shape, range=rng_)
         ref, _, _ = np.histogram2d(y, x, bins=shape, range=(rng_[1], rng_[0]))
         np.testing.assert_array_equal(out, ref)
+
+
+@pytest.mark.parametrize("agg", ["count", "sum", "mean", "min", "max", "std", "count_cat"])
+def test_private_thread_rasters_merge_to_the_same_result(agg, monkeypatch):
+    import hpcjobs.kernels.viz.aggregate as mod
+
+    x, y, v = _points(30000, seed=5)
+    v[200:260] = np.nan
+    values = {"count": None, "count_cat": np.arange(x.size) % 3}.get(agg, v)
+    one = aggregate2d(x, y, shape=SHAPE, range=RANGE, agg=agg, values=values)
+    monkeypatch.setattr(mod, "_MIN_POINTS_PER_THREAD", 1000)  # threads on small inputs
+    many = aggregate2d(x, y, shape=SHAPE, range=RANGE, agg=agg, values=values)
+    if agg in ("count", "count_cat", "min", "max"):
+        np.testing.assert_array_equal(many, one)
+    else:
+        np.testing.assert_allclose(many, one, rtol=1e-12, atol=1e-12, equal_nan=True)
+    if agg == "count":
+        np.testing.assert_array_equal(many, _ref_hist(x, y))

@@ -114,3 +114,29 @@ def test_lttb_small_known_answer():
 def test_bad_input(call, exc, words):
     with pytest.raises(exc, match=words):
         call()
+
+
+@pytest.mark.parametrize("name", ["lttb", "minmax", "m4"])
+def test_long_bins_ties_and_signed_zeros_like_tsdownsample(name):
+    # bins of thousands of points (many SIMD blocks each), plateaus that tie across blocks,
+    # -0.0 and +0.0 side by side (equal as floats: the first wins)
+    rng = np.random.default_rng(11)
+    n = 200_000
+    y = np.round(rng.standard_normal(n).cumsum() / 40.0)
+    y[5000:9000] = y.max() + 1.0  # one plateau spanning blocks and bins
+    y[50_000:50_300] = 0.0
+    y[50_000:50_300:3] = -0.0
+    y[120_000:130_000] = np.where(np.arange(10_000) % 2, 0.0, -0.0)
+    for n_out in (40, 100, 1000):
+        np.testing.assert_array_equal(_ours(name, None, y, n_out), _peer(name, None, y, n_out))
+    yi = y.astype(np.int32)
+    np.testing.assert_array_equal(_ours(name, None, yi, 100), _peer(name, None, yi, 100))
+
+
+def test_minmax_nan_inside_long_bins():
+    rng = np.random.default_rng(12)
+    y = rng.standard_normal(100_000).cumsum()
+    y[rng.integers(0, y.size, 30)] = np.nan
+    y[40_000:41_000] = np.nan
+    for name in ("minmax", "m4"):
+        np.testing.assert_array_equal(_ours(name, None, y, 100), _peer(name, None, y, 100))

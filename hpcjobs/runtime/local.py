@@ -64,8 +64,11 @@ def plan_cluster(settings: dict | None = None, *, cores: int | None = None) -> C
 
 def start_local_cluster(plan: ClusterPlan, *, scheduler_port: int = 0):
     """Start a ``distributed.LocalCluster`` for ``plan`` bound to loopback; returns it."""
-    for var, value in plan.env.items():  # threads in this process (processes=False) too
-        os.environ.setdefault(var, value)
+    if not plan.processes:
+        # threads in this process: pin BLAS pools; Numba's pool is process-wide and fixed once
+        # launched (changing NUMBA_NUM_THREADS afterwards makes Numba raise), so leave it be
+        for var in _THREAD_VARS:
+            os.environ.setdefault(var, "1")
     from distributed import LocalCluster
 
     extra = {"env": plan.env} if plan.processes else {}  # Nanny-only keyword

@@ -189,65 +189,114 @@ def _acc_cat(x, y, v, start, stop, xe, ye, ncat, cnt):
 
 
 @njit
+def _update(code, k, vb, cnt, acc1, acc2):
+    """Add the points of cells ``k`` (-1: dropped) and values ``vb`` to the bases:
+    sum (1), mean (2), min (3), max (4), std (5); ``code`` picks the loop."""
+    m = k.shape[0]
+    if code == 1:
+        for t in range(m):
+            if t + _AHEAD < m:
+                _prefetch(acc1, k[t + _AHEAD])
+            val = np.float64(vb[t])
+            if k[t] >= 0 and val == val:
+                acc1[k[t]] += val
+    elif code == 2:  # sum and count side by side in acc1: one cache line per point
+        for t in range(m):
+            if t + _AHEAD < m:
+                _prefetch(acc1, 2 * k[t + _AHEAD])
+            val = np.float64(vb[t])
+            if k[t] >= 0 and val == val:
+                j = 2 * k[t]
+                acc1[j] += val
+                acc1[j + 1] += 1.0
+    elif code == 3:
+        for t in range(m):
+            if t + _AHEAD < m:
+                _prefetch(acc1, k[t + _AHEAD])
+            val = np.float64(vb[t])
+            j = k[t]
+            if j >= 0:  # branch-free update (an unpredictable branch costs more than a store)
+                a = acc1[j]
+                keep = (a <= val) | (val != val)  # a NaN start (empty) is replaced
+                acc1[j] = a if keep else val
+    elif code == 4:
+        for t in range(m):
+            if t + _AHEAD < m:
+                _prefetch(acc1, k[t + _AHEAD])
+            val = np.float64(vb[t])
+            j = k[t]
+            if j >= 0:
+                a = acc1[j]
+                keep = (a >= val) | (val != val)
+                acc1[j] = a if keep else val
+    else:  # std: Welford's running mean and M2
+        for t in range(m):
+            if t + _AHEAD < m:
+                j = k[t + _AHEAD]
+                _prefetch(cnt, j)
+                _prefetch(acc1, j)
+                _prefetch(acc2, j)
+            val = np.float64(vb[t])
+            if k[t] >= 0 and val == val:
+                j = k[t]
+                cnt[j] += 1
+                delta = val - acc1[j]
+                acc1[j] += delta / cnt[j]
+                acc2[j] += delta * (val - acc1[j])
+
+
+# Values into rasters much larger than the caches: every update would miss. Points are taken
+# _TILE_POINTS at a time, their cells found, then grouped by raster band (a stable counting
+# sort: within a cell the points keep their order, so sums come out bit-identical), and the
+# updates run band by band on a part of the raster that stays in cache.
+_TILE_POINTS = 2**20
+_BAND_SHIFT = 14  # 16384 cells per band (256 KiB of (sum, count) pairs)
+_TILE_MIN_CELLS = 2**17  # smaller rasters stay in cache anyway
+
+
+@njit
 def _acc_values(x, y, v, start, stop, xe, ye, code, cnt, acc1, acc2):
-    """sum (1), mean (2), min (3), max (4), std (5): ``code`` picks the loop."""
-    kbuf = np.empty(_BLOCK, dtype=np.int64)
-    for b0 in range(start, stop, _BLOCK):
-        b1 = min(b0 + _BLOCK, stop)
-        k = kbuf[:b1 - b0]
-        _cells(x[b0:b1], y[b0:b1], xe, ye, k)
-        vb = v[b0:b1]
-        m = k.shape[0]
-        if code == 1:
-            for t in range(m):
-                if t + _AHEAD < m:
-                    _prefetch(acc1, k[t + _AHEAD])
-                val = np.float64(vb[t])
-                if k[t] >= 0 and val == val:
-                    acc1[k[t]] += val
-        elif code == 2:  # sum and count side by side in acc1: one cache line per point
-            for t in range(m):
-                if t + _AHEAD < m:
-                    _prefetch(acc1, 2 * k[t + _AHEAD])
-                val = np.float64(vb[t])
-                if k[t] >= 0 and val == val:
-                    j = 2 * k[t]
-                    acc1[j] += val
-                    acc1[j + 1] += 1.0
-        elif code == 3:
-            for t in range(m):
-                if t + _AHEAD < m:
-                    _prefetch(acc1, k[t + _AHEAD])
-                val = np.float64(vb[t])
-                j = k[t]
-                if j >= 0:  # branch-free update (an unpredictable branch costs more than a store)
-                    a = acc1[j]
-                    keep = (a <= val) | (val != val)  # a NaN start (empty) is replaced
-                    acc1[j] = a if keep else val
-        elif code == 4:
-            for t in range(m):
-                if t + _AHEAD < m:
-                    _prefetch(acc1, k[t + _AHEAD])
-                val = np.float64(vb[t])
-                j = k[t]
-                if j >= 0:
-                    a = acc1[j]
-                    keep = (a >= val) | (val != val)
-                    acc1[j] = a if keep else val
-        else:  # std: Welford's running mean and M2
-            for t in range(m):
-                if t + _AHEAD < m:
-                    j = k[t + _AHEAD]
-                    _prefetch(cnt, j)
-                    _prefetch(acc1, j)
-                    _prefetch(acc2, j)
-                val = np.float64(vb[t])
-                if k[t] >= 0 and val == val:
-                    j = k[t]
-                    cnt[j] += 1
-                    delta = val - acc1[j]
-                    acc1[j] += delta / cnt[j]
-                    acc2[j] += delta * (val - acc1[j])
+    """sum (1), mean (2), min (3), max (4), std (5) of points ``[start, stop)``."""
+    cells = (xe.shape[0] - 1) * (ye.shape[0] - 1)
+    if cells < _TILE_MIN_CELLS or stop - start < 4 * _BLOCK:
+        kbuf = np.empty(_BLOCK, dtype=np.int64)
+        for b0 in range(start, stop, _BLOCK):
+            b1 = min(b0 + _BLOCK, stop)
+            k = kbuf[:b1 - b0]
+            _cells(x[b0:b1], y[b0:b1], xe, ye, k)
+            _update(code, k, v[b0:b1], cnt, acc1, acc2)
+        return
+    size = min(_TILE_POINTS, stop - start)
+    kc = np.empty(size, dtype=np.int64)
+    ks = np.empty(size, dtype=np.int64)
+    vs = np.empty(size)
+    nbands = (cells >> _BAND_SHIFT) + 1
+    pos = np.empty(nbands + 1, dtype=np.int64)
+    for c0 in range(start, stop, size):
+        c1 = min(c0 + size, stop)
+        m = c1 - c0
+        for b0 in range(0, m, _BLOCK):
+            b1 = min(b0 + _BLOCK, m)
+            _cells(x[c0 + b0:c0 + b1], y[c0 + b0:c0 + b1], xe, ye, kc[b0:b1])
+        vc = v[c0:c1]
+        kk = kc[:m]
+        pos[:] = 0
+        for t in range(m):
+            j = kk[t]
+            if j >= 0:
+                pos[(j >> _BAND_SHIFT) + 1] += 1
+        for b in range(nbands):
+            pos[b + 1] += pos[b]
+        for t in range(m):
+            j = kk[t]
+            if j >= 0:
+                b = j >> _BAND_SHIFT
+                p = pos[b]
+                ks[p] = j
+                vs[p] = np.float64(vc[t])
+                pos[b] = p + 1
+        total = pos[nbands - 1]
+        _update(code, ks[:total], vs[:total], cnt, acc1, acc2)
 
 
 @njit
@@ -264,6 +313,15 @@ def _accumulate(x, y, v, start, stop, xe, ye, code, ncat, cnt, acc1, acc2):
         _acc_cat(x, y, v, start, stop, xe, ye, ncat, cnt)
     else:
         _acc_values(x, y, v, start, stop, xe, ye, code, cnt, acc1, acc2)
+
+
+@njit
+def _accumulate_one(x, y, v, start, stop, xe, ye, code, ncat, cnt, acc1, acc2, fill):
+    """One set of bases, serial (no parallel region to start when one thread does the work)."""
+    cnt[:] = 0
+    acc1[:] = fill
+    acc2[:] = 0.0
+    _accumulate(x, y, v, start, stop, xe, ye, code, ncat, cnt, acc1, acc2)
 
 
 @njit(parallel=True)
@@ -368,7 +426,10 @@ def _chunk_bases(x, y, v, xe, ye, agg: str, ncat: int) -> tuple:
     ranges = np.stack([bounds[:-1], bounds[1:]], axis=1)
     code = _CODE[agg]
     fill = np.nan if agg in ("min", "max") else 0.0
-    _accumulate_threads(x, y, v, ranges, xe, ye, code, ncat, cnt, acc1, acc2, fill)
+    if t == 1:
+        _accumulate_one(x, y, v, 0, n, xe, ye, code, ncat, cnt[0], acc1[0], acc2[0], fill)
+    else:
+        _accumulate_threads(x, y, v, ranges, xe, ye, code, ncat, cnt, acc1, acc2, fill)
     if agg == "std":
         out = (cnt[0], acc1[0], acc2[0])
         for i in range(1, t):
