@@ -54,6 +54,14 @@ def test_help_is_fast_and_imports_nothing_heavy():
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_commands_load_whatever_the_process_argv(monkeypatch):
+    # the root help lists commands without importing them; a command itself always loads in
+    # full, also when the host process (pytest, a notebook) was started without arguments
+    monkeypatch.setattr(sys, "argv", ["python"])
+    assert "--workers" in invoke("run", "--help").output
+    assert "Make example data" in invoke("--help").output
+
+
 def test_kernels_listing_and_detail():
     result = invoke("kernels")
     assert result.exit_code == 0 and "describe" in result.output

@@ -289,3 +289,15 @@ def test_array_job_sweep(slurm_cluster, runs_dir, tmp_path):
     assert len(list((runs_dir / run_id / "logs").glob("*.out"))) == 3
     log = log_text(runs_dir, run_id)
     assert all(ln.startswith("hpcjobs") for ln in log.splitlines()), log  # clean shutdowns
+
+
+def test_doctor_probe_job_on_the_real_cluster(slurm_cluster, runs_dir):
+    out = hpcjobs("doctor")
+    print("\n" + out)
+    for check in ("Slurm controller", "partitions", "run folder", "import mpi4py.MPI",
+                  "probe job", "MPI and hpcjobs on the nodes", "run folder visible from the nodes"):
+        assert f"[ok  ] {check}" in out, out
+    assert "all checks passed" in out
+    # the probe's ranks really ran as MPI ranks 0 and 1 of a world of 2
+    probes = sorted(runs_dir.glob("*/probe-*"))
+    assert [p.read_text().split()[:2] for p in probes] == [["0", "2"], ["1", "2"]]

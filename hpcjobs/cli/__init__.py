@@ -7,7 +7,6 @@ Commands live in their own modules and only parse arguments and call library fun
 from __future__ import annotations
 
 import importlib
-import sys
 
 import click
 
@@ -69,17 +68,17 @@ class LazyGroup(click.Group):
         target = COMMANDS.get(name)
         if target is None:
             return None
-        if ctx.resilient_parsing or _listing_help(ctx):
+        if ctx.resilient_parsing:  # shell completion: the name is enough
             return click.Command(name, short_help=SHORT_HELP.get(name, ""))
         module, _, attr = target.partition(":")
         return getattr(importlib.import_module(module), attr)
 
-
-def _listing_help(ctx: click.Context) -> bool:
-    """True while the root group prints its own help (only short help is needed)."""
-    return ctx.parent is None and ctx.invoked_subcommand is None and (
-        "--help" in sys.argv[1:2] or "-h" in sys.argv[1:2] or len(sys.argv) == 1
-    )
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The root help's command list, from SHORT_HELP: no command module is imported."""
+        rows = [(name, SHORT_HELP.get(name, "")) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
