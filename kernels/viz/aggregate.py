@@ -48,7 +48,7 @@ _BASES = {
 }
 # Threads only for chunks long enough: on busy cores each hand-off to a thread can wait a
 # scheduler tick (milliseconds), and private rasters cost a copy and a merge each.
-_MIN_POINTS_PER_THREAD = 2**23
+_MIN_POINTS_PER_THREAD = 2**21
 
 
 # ---------------------------------------------------------------------------------------------
