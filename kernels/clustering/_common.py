@@ -126,6 +126,10 @@ class Blocks:
         shared = [dask.delayed(a) if isinstance(a, np.ndarray) else a for a in args]
         parts = [dask.delayed(chunk, pure=True)(b, int(o), *shared)
                  for b, o, s in zip(self.parts, self.offsets, self.sizes, strict=True) if s > 0]
+        if len(parts) <= self.split_every:
+            # few chunks: their (small) results come straight back and are combined here,
+            # one hop less per pass than a combine task on a worker
+            return combine(list(dask.compute(*parts)))
         if len(parts) == 1:
             parts = [dask.delayed(combine, pure=True)(parts)]
         while len(parts) > 1:
