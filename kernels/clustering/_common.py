@@ -72,6 +72,11 @@ def _checked(chunk, func, block, offset, *args):
     return chunk(block, offset, *args)
 
 
+def _each_block(chunk, blocks, offsets, *args):
+    """``[chunk(block, offset, *args) for each block]``: the blocks of one worker, one task."""
+    return [chunk(b, o, *args) for b, o in zip(blocks, offsets, strict=True)]
+
+
 def known_rows(X):
     """A Dask array with unknown chunk sizes (e.g. after a boolean mask) gets them computed."""
     if is_dask(X) and any(np.isnan(c) for c in X.chunks[0]):
@@ -102,6 +107,38 @@ class Blocks:
             self.parts = [X]
             self.sizes = np.array([X.shape[0]], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+        self.groups: list[list[int]] | None = None  # block indices per worker, once kept
+
+    def keep_in_memory(self, fraction: float = 0.5) -> bool:
+        """Hold the blocks in the distributed cluster's memory for an iterative algorithm
+        (every later pass reads them from there, not from the source, and the scheduler has
+        no loading tasks to run again) when they take at most ``fraction`` of the workers'
+        memory limits; else each pass streams them from the source. True when kept."""
+        if not self.is_dask:
+            return False
+        try:
+            from distributed import default_client
+            client = default_client()
+        except (ImportError, ValueError):  # no distributed cluster: nothing to keep them in
+            return False
+        limits = [w.get("memory_limit") or 0
+                  for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+        if not limits or 0 in limits or self.X.nbytes > fraction * sum(limits):
+            return False
+        from distributed import futures_of, wait
+
+        self.X = client.persist(self.X)
+        self.parts = list(self.X.to_delayed().ravel())
+        futures = futures_of(self.X)
+        wait(futures)
+        who_has = client.who_has(futures)
+        groups: dict[str, list[int]] = {}
+        for i, part in enumerate(self.parts):
+            if self.sizes[i] > 0:
+                holders = sorted(who_has.get(part.key) or ["?"])
+                groups.setdefault(holders[0], []).append(i)
+        self.groups = list(groups.values())
+        return True
 
     @property
     def n_blocks(self) -> int:
@@ -124,14 +161,28 @@ class Blocks:
             self._check = None
 
         shared = [dask.delayed(a) if isinstance(a, np.ndarray) else a for a in args]
-        parts = [dask.delayed(chunk, pure=True)(b, int(o), *shared)
-                 for b, o, s in zip(self.parts, self.offsets, self.sizes, strict=True) if s > 0]
+        live = [i for i in range(self.n_blocks) if self.sizes[i] > 0]
+        if self.groups is not None:
+            # blocks held in memory: one task per worker runs the chunk function on each of
+            # its blocks in turn (a few tasks per pass for the scheduler instead of one a block)
+            tasks = [dask.delayed(_each_block, pure=True)(
+                chunk, [self.parts[i] for i in g], [int(self.offsets[i]) for i in g], *shared)
+                for g in self.groups]
+            by_block = {}
+            for g, outs in zip(self.groups, dask.compute(*tasks), strict=True):
+                by_block.update(zip(g, outs, strict=True))
+            parts = [by_block[i] for i in live]
+            # the same tree of combines as below, here: the results are small
+            while len(parts) > self.split_every:
+                parts = [combine(parts[i:i + self.split_every])
+                         for i in range(0, len(parts), self.split_every)]
+            return combine(parts)
+        parts = [dask.delayed(chunk, pure=True)(self.parts[i], int(self.offsets[i]), *shared)
+                 for i in live]
         if len(parts) <= self.split_every:
             # few chunks: their (small) results come straight back and are combined here,
             # one hop less per pass than a combine task on a worker
             return combine(list(dask.compute(*parts)))
-        if len(parts) == 1:
-            parts = [dask.delayed(combine, pure=True)(parts)]
         while len(parts) > 1:
             parts = [dask.delayed(combine, pure=True)(parts[i:i + self.split_every])
                      for i in range(0, len(parts), self.split_every)]

@@ -639,6 +639,13 @@ def _inertia_chunk(block, offset, CT):
     return (_assign_fast(X, CT, labels, d2, numba.get_num_threads()),)
 
 
+def _labels_inertia_chunk(block, CT):
+    X = _c(block)
+    labels = np.empty(X.shape[0], dtype=np.int32)
+    d2 = np.empty(X.shape[0], dtype=X.dtype)
+    return labels, float(_assign_fast(X, CT, labels, d2, numba.get_num_threads()))
+
+
 def _predict_block(block, CT):
     X = _c(block)
     if not all_finite(X):
@@ -923,10 +930,35 @@ def _labels_inertia(blocks: Blocks, C: np.ndarray, inertia: float | None = None)
         inertia = _assign_fast(X, CT, labels, d2, numba.get_num_threads())
         return labels, float(inertia)
     if inertia is None:
+        kept = _labels_inertia_kept(blocks, CT)
+        if kept is not None:
+            return kept
         (inertia,) = blocks.map_reduce(_inertia_chunk, _sum_combine, CT)
     labels = blocks.X.map_blocks(_predict_block, CT, dtype=np.int32, drop_axis=1,
                                  meta=np.empty(0, np.int32))
     return labels, float(inertia)
+
+
+def _labels_inertia_kept(blocks: Blocks, CT: np.ndarray):
+    """On a distributed cluster: labels and inertia in one pass over the data, the labels
+    kept in the workers' memory (4 bytes a row, spilled like any result) as a Dask array, so
+    that writing them reads the data no second time. None without a distributed client."""
+    try:
+        from distributed import default_client
+        client = default_client()
+    except (ImportError, ValueError):
+        return None
+    import dask
+    import dask.array as da
+
+    pairs = [dask.delayed(_labels_inertia_chunk, pure=True, nout=2)(b, CT)
+             for b in blocks.parts]
+    futures = client.compute([p[0] for p in pairs] + [p[1] for p in pairs])
+    n = len(pairs)
+    inertia = float(sum(client.gather(futures[n:])))  # in chunk order, as map_reduce adds
+    labels = da.concatenate([da.from_delayed(f, shape=(int(size),), dtype=np.int32)
+                             for f, size in zip(futures[:n], blocks.sizes, strict=True)])
+    return labels, inertia
 
 
 def _initial(blocks: Blocks, k: int, init, rng, rounds: int, oversampling: float):
@@ -982,6 +1014,7 @@ def kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300, tol: fl
     init_rounds = check_int(init_rounds, "init_rounds", func, low=1)
     oversampling = check_float(oversampling, "oversampling", func, low=0.0, low_open=True)
     blocks = Blocks(X)
+    blocks.keep_in_memory()  # Lloyd reads the data max_iter times
     tol_abs = _tolerance(blocks, tol)  # Dask input: every chunk is checked for NaN/inf
     C = _initial(blocks, k, init, rng, init_rounds, oversampling)
     C, n_iter, inertia = _lloyd_loop(blocks, np.asarray(C, dtype=np.float64), max_iter,
