@@ -27,6 +27,24 @@ def set_num_threads(n: int | None) -> None:
     numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
 
 
+def task_threads() -> int:
+    """Numba threads for one chunk computed by a Dask task, so that Dask threads x Numba
+    threads stay within the cores.
+
+    All of Numba's threads in the main thread (an in-memory call) and in a worker process
+    (a Nanny's: its ``NUMBA_NUM_THREADS`` was sized together with its Dask threads); one in a
+    pool thread of the main process (Dask's threaded scheduler, an in-process cluster), whose
+    pool already runs a chunk per core.
+    """
+    import multiprocessing
+    import threading
+
+    if (threading.current_thread() is threading.main_thread()
+            or multiprocessing.current_process().name != "MainProcess"):
+        return numba.get_num_threads()
+    return 1
+
+
 @njit
 def thread_ranges(n, n_parts):
     """Split ``range(n)`` into at most ``n_parts`` contiguous ``[start, stop)`` rows of near-equal size.

@@ -27,7 +27,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from hpcjobs.kernels._jit import njit
+from hpcjobs.kernels._jit import njit, task_threads
 from hpcjobs.kernels._validation import (
     check_array,
     check_choice,
@@ -365,8 +365,14 @@ def _merge(agg: str, a: tuple, b: tuple) -> tuple:
     return np.add(cnt, b[0], out=cnt), np.add(acc1, b[1], out=acc1), acc2
 
 
-def _chunk_bases(x, y, v, xe, ye, agg: str, ncat: int) -> tuple:
-    """Bases of one in-memory chunk of points, threads over disjoint point ranges."""
+def _task_bases(x, y, v, xe, ye, agg: str, ncat: int) -> tuple:
+    """:func:`_chunk_bases` of one Dask chunk, with the threads a task may use."""
+    return _chunk_bases(x, y, v, xe, ye, agg, ncat, threads=task_threads())
+
+
+def _chunk_bases(x, y, v, xe, ye, agg: str, ncat: int, threads: int | None = None) -> tuple:
+    """Bases of one in-memory chunk of points, ``threads`` (default: Numba's) over disjoint
+    point ranges."""
     x = np.ascontiguousarray(x)
     y = np.ascontiguousarray(y)
     n = x.shape[0]
@@ -378,7 +384,8 @@ def _chunk_bases(x, y, v, xe, ye, agg: str, ncat: int) -> tuple:
         if v.dtype.kind in "biu" and agg != "count_cat":
             v = v.astype(np.float64)
     # a private raster per thread only when each thread has points enough to pay for it
-    t = max(1, min(numba.get_num_threads(), n // _MIN_POINTS_PER_THREAD, max(1, 2 * n // cells)))
+    threads = numba.get_num_threads() if threads is None else threads
+    t = max(1, min(threads, n // _MIN_POINTS_PER_THREAD, max(1, 2 * n // cells)))
     # per-thread counts in uint32 (half the cache footprint of int64: the scatter is faster);
     # a thread never sees 2**32 points here, and the merge widens them to int64
     count_dtype = np.float64 if agg == "std" else (np.uint32 if n < 2**32 else np.int64)
@@ -396,8 +403,8 @@ def _chunk_bases(x, y, v, xe, ye, agg: str, ncat: int) -> tuple:
         for i in range(1, t):
             out = _merge(agg, out, (cnt[i], acc1[i], acc2[i]))
         return out
-    if t == 1:
-        return cnt[0].astype(np.int64), acc1[0], acc2[0]
+    if t == 1:  # counts stay uint32 until merged or finalised (no copy per chunk)
+        return cnt[0], acc1[0], acc2[0]
     total = np.empty(cnt.shape[1], dtype=np.int64)
     acc = np.empty(acc1.shape[1])
     _merge_threads(code, cnt, acc1, total, acc)
@@ -405,7 +412,8 @@ def _chunk_bases(x, y, v, xe, ye, agg: str, ncat: int) -> tuple:
 
 
 def _combine(parts: list, agg: str) -> tuple:
-    out = tuple(np.array(a, copy=True) for a in parts[0])
+    cnt, acc1, acc2 = parts[0]
+    out = (cnt.astype(np.int64 if cnt.dtype.kind == "u" else cnt.dtype), acc1.copy(), acc2.copy())
     for p in parts[1:]:
         out = _merge(agg, out, p)
     return out
@@ -415,9 +423,9 @@ def _finalize(bases: tuple, agg: str, shape: tuple, ncat: int) -> np.ndarray:
     cnt, acc1, acc2 = bases
     ny, nx = shape
     if agg == "count":
-        return cnt.reshape(ny, nx)
+        return cnt.reshape(ny, nx).astype(np.int64, copy=False)
     if agg == "count_cat":
-        return cnt.reshape(ncat, ny, nx)
+        return cnt.reshape(ncat, ny, nx).astype(np.int64, copy=False)
     if agg in ("sum", "min", "max"):
         return acc1.reshape(ny, nx)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -589,7 +597,7 @@ def _aggregate_dask(x, y, values, shape, rng, agg, ncat, split_every: int = 4):
     vb = (values.to_delayed(optimize_graph=False).ravel() if values is not None
           else [None] * len(xb))
     # per chunk: bases; then a tree of merges (fan-in split_every); then finalise once
-    parts = [dask.delayed(_chunk_bases, pure=True)(a, b, c, xe, ye, agg, ncat)
+    parts = [dask.delayed(_task_bases, pure=True)(a, b, c, xe, ye, agg, ncat)
              for a, b, c in zip(xb, yb, vb, strict=True)]
     while len(parts) > 1:
         parts = [dask.delayed(_combine, pure=True)(parts[i:i + split_every], agg)
