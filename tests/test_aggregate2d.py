@@ -197,3 +197,32 @@ def test_private_thread_rasters_merge_to_the_same_result(agg, monkeypatch):
         np.testing.assert_allclose(many, one, rtol=1e-12, atol=1e-12, equal_nan=True)
     if agg == "count":
         np.testing.assert_array_equal(many, _ref_hist(x, y))
+
+
+@pytest.mark.parametrize("threads_from", [None, 1000])
+def test_counts_past_each_byte_carry(threads_from, monkeypatch):
+    # counts are kept a byte a cell plus carries of 256: cells with 255, 256, 257, 65536 + 3
+    # points, in one thread and split over threads, count exactly
+    import hpcjobs.kernels.viz.aggregate as mod
+
+    if threads_from:
+        monkeypatch.setattr(mod, "_MIN_POINTS_PER_THREAD", threads_from)
+    per_cell = {(0, 0): 255, (1, 0): 256, (0, 1): 257, (2, 2): 65536 + 3}
+    xs, ys = [], []
+    for (r, c), k in per_cell.items():
+        xs.append(np.full(k, c + 0.5))
+        ys.append(np.full(k, r + 0.5))
+    order = np.random.default_rng(0).permutation(sum(per_cell.values()))
+    x, y = np.concatenate(xs)[order], np.concatenate(ys)[order]
+    out = aggregate2d(x, y, shape=(3, 3), range=((0, 3), (0, 3)))
+    expected = np.zeros((3, 3), dtype=np.int64)
+    for (r, c), k in per_cell.items():
+        expected[r, c] = k
+    np.testing.assert_array_equal(out, expected)
+    assert out.dtype == np.int64
+    cats = (np.arange(x.size) % 2)
+    layers = aggregate2d(x, y, shape=(3, 3), range=((0, 3), (0, 3)), agg="count_cat",
+                         values=cats)
+    np.testing.assert_array_equal(layers.sum(axis=0), expected)
+    np.testing.assert_array_equal(layers[1], aggregate2d(x[cats == 1], y[cats == 1],
+                                                         shape=(3, 3), range=((0, 3), (0, 3))))
