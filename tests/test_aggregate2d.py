@@ -226,3 +226,10 @@ def test_counts_past_each_byte_carry(threads_from, monkeypatch):
     np.testing.assert_array_equal(layers.sum(axis=0), expected)
     np.testing.assert_array_equal(layers[1], aggregate2d(x[cats == 1], y[cats == 1],
                                                          shape=(3, 3), range=((0, 3), (0, 3))))
+    v = np.random.default_rng(1).random(x.size)
+    means = aggregate2d(x, y, shape=(3, 3), range=((0, 3), (0, 3)), agg="mean", values=v)
+    for (r, c), k in per_cell.items():
+        sel = (y == r + 0.5) & (x == c + 0.5)
+        assert sel.sum() == k
+        np.testing.assert_allclose(means[r, c], v[sel].mean(), rtol=1e-12)
+    assert np.isnan(means[2, 0])

@@ -42,7 +42,7 @@ _CODE = {name: i for i, name in enumerate(AGGS)}
 _FUNC = "aggregate2d"
 # which bases each reduction keeps: (count, acc1, acc2)
 _BASES = {
-    "count": (True, False, False), "sum": (False, True, False), "mean": (False, True, False),
+    "count": (True, False, False), "sum": (False, True, False), "mean": (True, True, False),
     "min": (False, True, False), "max": (False, True, False), "std": (True, True, True),
     "count_cat": (True, False, False),
 }
@@ -210,7 +210,7 @@ def _acc_cat(x, y, v, start, stop, xe, ye, ncat, lo, hi):
 
 
 @njit
-def _update(code, k, vb, cnt, acc1, acc2):
+def _update(code, k, vb, cnt, acc1, acc2, hi):
     """Add the points of cells ``k`` (-1: dropped) and values ``vb`` to the bases:
     sum (1), mean (2), min (3), max (4), std (5); ``code`` picks the loop."""
     m = k.shape[0]
@@ -221,15 +221,20 @@ def _update(code, k, vb, cnt, acc1, acc2):
             val = np.float64(vb[t])
             if k[t] >= 0 and val == val:
                 acc1[k[t]] += val
-    elif code == 2:  # sum and count side by side in acc1: one cache line per point
+    elif code == 2:  # sums, and counts a byte a cell (which stay in L2)
         for t in range(m):
             if t + _AHEAD < m:
-                _prefetch(acc1, 2 * k[t + _AHEAD])
+                _prefetch(acc1, k[t + _AHEAD])
             val = np.float64(vb[t])
-            if k[t] >= 0 and val == val:
-                j = 2 * k[t]
+            j = k[t]
+            if j >= 0 and val == val:
                 acc1[j] += val
-                acc1[j + 1] += 1.0
+                c = np.int64(cnt[j]) + 1
+                if c == 256:
+                    hi[j] += 1
+                    hi[hi.shape[0] - 1] += 1
+                    c = 0
+                cnt[j] = c
     elif code == 3:
         for t in range(m):
             if t + _AHEAD < m:
@@ -267,7 +272,7 @@ def _update(code, k, vb, cnt, acc1, acc2):
 
 
 @njit
-def _acc_values(x, y, v, start, stop, xe, ye, code, cnt, acc1, acc2):
+def _acc_values(x, y, v, start, stop, xe, ye, code, cnt, acc1, acc2, hi):
     """sum (1), mean (2), min (3), max (4), std (5) of points ``[start, stop)``.
 
     (Grouping the points by raster band first, so that the updates stay in cache, was
@@ -278,7 +283,7 @@ def _acc_values(x, y, v, start, stop, xe, ye, code, cnt, acc1, acc2):
         b1 = min(b0 + _BLOCK, stop)
         k = kbuf[:b1 - b0]
         _cells(x[b0:b1], y[b0:b1], xe, ye, k)
-        _update(code, k, v[b0:b1], cnt, acc1, acc2)
+        _update(code, k, v[b0:b1], cnt, acc1, acc2, hi)
 
 
 @njit
@@ -287,15 +292,15 @@ def _accumulate(x, y, v, start, stop, xe, ye, code, ncat, cnt, acc1, acc2, hi):
 
     ``code`` picks the reduction (index into ``AGGS``); ``cnt``, ``acc1``, ``acc2`` are the
     bases it needs (see ``_BASES``), flattened as ``row * nx + col`` (and
-    ``cat * ny * nx + cell`` for count_cat; for mean ``acc1`` holds (sum, count) pairs);
-    for count and count_cat ``cnt`` holds the low byte and ``hi`` the carries.
+    ``cat * ny * nx + cell`` for count_cat); for count, count_cat and mean ``cnt`` holds the
+    low byte of the counts and ``hi`` the carries.
     """
     if code == 0:
         _acc_count(x, y, start, stop, xe, ye, cnt, hi)
     elif code == 6:
         _acc_cat(x, y, v, start, stop, xe, ye, ncat, cnt, hi)
     else:
-        _acc_values(x, y, v, start, stop, xe, ye, code, cnt, acc1, acc2)
+        _acc_values(x, y, v, start, stop, xe, ye, code, cnt, acc1, acc2, hi)
 
 
 @njit
@@ -382,10 +387,9 @@ def _new_bases(agg: str, t: int, cells: int, n: int) -> tuple:
     """Per-thread bases (count, acc1, acc2, hi), uninitialised but ``hi`` (the threads
     initialise their own rows)."""
     has_cnt, has_a1, has_a2 = _BASES[agg]
-    bytewise = agg in ("count", "count_cat")
+    bytewise = agg in ("count", "count_cat", "mean")
     cnt = np.empty((t, cells if has_cnt else 0), dtype=np.uint8 if bytewise else np.float64)
-    width = 2 * cells if agg == "mean" else cells  # mean: (sum, count) pairs, interleaved
-    acc1 = np.empty((t, width if has_a1 else 0))
+    acc1 = np.empty((t, cells if has_a1 else 0))
     acc2 = np.empty((t, cells if has_a2 else 0))
     # zeroed by the allocator: pages no carry touches are never mapped
     hi = np.zeros((t, cells + 1 if bytewise else 0), dtype=np.uint32 if n < 2**32 else np.int64)
@@ -470,8 +474,7 @@ def _finalize(bases: tuple, agg: str, shape: tuple, ncat: int) -> np.ndarray:
         return acc1.reshape(ny, nx)
     with np.errstate(invalid="ignore", divide="ignore"):
         if agg == "mean":
-            pairs = acc1.reshape(-1, 2)
-            out = pairs[:, 0] / pairs[:, 1]
+            out = acc1 / cnt
         else:  # std, ddof=0 like numpy.std
             out = np.where(cnt > 0, np.sqrt(acc2 / np.where(cnt > 0, cnt, 1)), np.nan)
     return out.reshape(ny, nx)
