@@ -145,7 +145,14 @@ def test_float32_dask_chunks():
     assert (r.labels.compute() == ref.labels).mean() > 0.999
 
 
-def test_local_cluster_matches_in_memory(dask_client):
+@pytest.mark.parametrize("kept", [True, False])
+def test_local_cluster_matches_in_memory(dask_client, kept, monkeypatch):
+    # kept: the blocks held in the cluster's memory, one task per worker and pass; not kept
+    # (data larger than half the workers' memory): every pass streams the chunks
+    from hpcjobs.kernels.clustering._common import Blocks
+
+    if not kept:
+        monkeypatch.setattr(Blocks, "keep_in_memory", lambda self, fraction=0.5: False)
     X = blobs(1500, d=4, centers=6, std=1.0, seed=4)
     for init in ("k-means||", "k-means++"):
         ref = kmeans(X, 6, init=init, seed=2)

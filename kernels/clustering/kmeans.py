@@ -940,22 +940,21 @@ def _labels_inertia(blocks: Blocks, C: np.ndarray, inertia: float | None = None)
 
 
 def _labels_inertia_kept(blocks: Blocks, CT: np.ndarray):
-    """On a distributed cluster: labels and inertia in one pass over the data, the labels
-    kept in the workers' memory (4 bytes a row, spilled like any result) as a Dask array, so
-    that writing them reads the data no second time. None without a distributed client."""
-    try:
-        from distributed import default_client
-        client = default_client()
-    except (ImportError, ValueError):
+    """Data kept in a distributed cluster's memory: labels and inertia in one pass, the
+    labels kept beside the data (4 bytes a row) as a Dask array, so that writing them takes
+    no second pass. None when the data is not kept (each pass streams it)."""
+    if blocks.groups is None:
         return None
     import dask
     import dask.array as da
+    from distributed import default_client
 
+    client = default_client()
     pairs = [dask.delayed(_labels_inertia_chunk, pure=True, nout=2)(b, CT)
              for b in blocks.parts]
     futures = client.compute([p[0] for p in pairs] + [p[1] for p in pairs])
     n = len(pairs)
-    inertia = float(sum(client.gather(futures[n:])))  # in chunk order, as map_reduce adds
+    inertia = float(sum(client.gather(futures[n:])))  # in chunk order
     labels = da.concatenate([da.from_delayed(f, shape=(int(size),), dtype=np.int32)
                              for f, size in zip(futures[:n], blocks.sizes, strict=True)])
     return labels, inertia
