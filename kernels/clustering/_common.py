@@ -131,6 +131,8 @@ class Blocks:
         self.parts = list(self.X.to_delayed().ravel())
         futures = futures_of(self.X)
         wait(futures)
+        by_key = {f.key: f for f in futures}
+        self._futures = [by_key[part.key] for part in self.parts]
         who_has = client.who_has(futures)
         groups: dict[str, list[int]] = {}
         for i, part in enumerate(self.parts):
@@ -138,6 +140,7 @@ class Blocks:
                 holders = sorted(who_has.get(part.key) or ["?"])
                 groups.setdefault(holders[0], []).append(i)
         self.groups = list(groups.values())
+        self._client = client
         return True
 
     @property
@@ -165,11 +168,12 @@ class Blocks:
         if self.groups is not None:
             # blocks held in memory: one task per worker runs the chunk function on each of
             # its blocks in turn (a few tasks per pass for the scheduler instead of one a block)
-            tasks = [dask.delayed(_each_block, pure=True)(
-                chunk, [self.parts[i] for i in g], [int(self.offsets[i]) for i in g], *shared)
-                for g in self.groups]
+            # (submitted straight to the scheduler: no graph to build for a pass)
+            tasks = [self._client.submit(_each_block, chunk, [self._futures[i] for i in g],
+                                         [int(self.offsets[i]) for i in g], *args, pure=False)
+                     for g in self.groups]
             by_block = {}
-            for g, outs in zip(self.groups, dask.compute(*tasks), strict=True):
+            for g, outs in zip(self.groups, self._client.gather(tasks), strict=True):
                 by_block.update(zip(g, outs, strict=True))
             parts = [by_block[i] for i in live]
             # the same tree of combines as below, here: the results are small
