@@ -115,6 +115,34 @@ def _show_image(ax, rgba, extent, title):
     ax.set_title(title)
 
 
+_MAX_LABELS = 10**8  # cluster sizes are counted from labels up to this many rows
+
+
+def _centroid_profiles(plt, ax, name: str, arrays: dict) -> str:
+    """Each centroid as a line over the columns (what each cluster looks like), with the
+    cluster's size from the step's labels when there are not too many of them."""
+    C = np.asarray(arrays["centroids"][...], dtype=np.float64)
+    k, d = C.shape
+    sizes = None
+    labels = arrays.get("labels")
+    if labels is not None and labels.ndim == 1 and labels.shape[0] <= _MAX_LABELS:
+        lab = np.asarray(labels[...])
+        sizes = np.bincount(lab[lab >= 0], minlength=k)[:k]
+    palette = plt.get_cmap("tab10" if k <= 10 else "tab20").colors
+    cols = np.arange(d)
+    for j in range(min(k, 20)):
+        label = f"{j}" + (f" ({sizes[j]:,} rows)" if sizes is not None else "")
+        ax.plot(cols, C[j], marker="o", lw=1.5, color=palette[j % len(palette)], label=label)
+    ax.set_xticks(cols)
+    ax.set_xlabel("column")
+    ax.set_ylabel("centroid value")
+    ax.legend(title="cluster", fontsize="small", loc="best")
+    what = f"{k} centroids over {d} columns" + (", sizes from labels" if sizes is not None
+                                                 else "")
+    ax.set_title(f"{name}: {what}")
+    return what
+
+
 def preview(result: str | Path, out: str | Path, *, step: str | None = None,
             level: int | None = None) -> str:
     """Draw one step of a result into a PNG at ``out``; return a one-line description.
@@ -179,6 +207,8 @@ def preview(result: str | Path, out: str | Path, *, step: str | None = None,
             ax.set_xlabel("component 1")
             ax.set_ylabel("component 2")
             ax.set_title(f"{name}: {what}")
+        elif "centroids" in arrays and arrays["centroids"].ndim == 2:
+            what = _centroid_profiles(plt, ax, name, arrays)
         elif "y" in arrays and "index" in arrays and arrays["y"].ndim == 1:
             y = np.asarray(arrays["y"][...])
             x = np.asarray(arrays["x"][...]) if "x" in arrays else np.asarray(

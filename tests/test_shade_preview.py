@@ -95,7 +95,9 @@ def _result(path):
 
     labels = rng.integers(0, 3, 3000)
     emb = rng.normal(0, 0.3, (3000, 2)) + np.array([[0, 0], [3, 0], [0, 3]])[labels]
-    put(root.create_group("km"), "labels", labels)
+    km = root.create_group("km")
+    put(km, "labels", labels)
+    put(km, "centroids", np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]]))
     put(root.create_group("proj"), "embedding", emb)
     dens = aggregate2d(emb[:, 0], emb[:, 1], shape=(60, 80), range=((-1, 4), (-1, 4)))
     g = root.create_group("density")
@@ -117,6 +119,7 @@ def _result(path):
     ("pyr", 2, "pyramid level 2 of 3 (15, 20)"),
     ("proj", None, "coloured by km/labels"),
     ("sig", None, "100 points kept"),
+    ("km", None, "3 centroids over 2 columns, sizes from labels"),
     (None, None, "step sig"),
 ])
 def test_preview_kinds(tmp_path, step, level, words):

@@ -22,7 +22,7 @@ def preview(result: Path, step: str | None, level: int | None, output: Path) -> 
 
     Rasters are shaded (histogram equalisation), pyramids show one level, downsampled
     series a line plot, embeddings a scatter coloured by a labels array if the result
-    has one.
+    has one, k-means centroids as one profile line per cluster (with its size).
     """
     from hpcjobs.preview import preview as render
 
