@@ -14,9 +14,7 @@ every index is returned.
 Dask series (a long series in Zarr) give the same indices as in memory: min/max bins are
 reduced per chunk and merged in chunk order (ties keep the earlier chunk), the x bins come from
 per-chunk binary-search counts, and LTTB runs over bucket-aligned chunks in two passes (bucket
-averages in parallel, then the sequential triangle selection chained chunk to chunk). Every
-``dask.compute`` here is unoptimised: the passes compute the same rechunked blocks, and fused
-and unfused graphs of one key make the distributed scheduler warn ("different run_spec").
+averages in parallel, then the sequential triangle selection chained chunk to chunk).
 """
 
 from __future__ import annotations
@@ -496,7 +494,7 @@ def _x_bins_dask(x, nb):
     import dask
     import dask.array as da
 
-    x0, x1 = dask.compute(x[0], x[-1], optimize_graph=False)
+    x0, x1 = dask.compute(x[0], x[-1])
     sv = _search_values(x0, x1, nb, x.dtype)
 
     def counts(block):
@@ -505,7 +503,7 @@ def _x_bins_dask(x, nb):
 
     c = da.map_blocks(counts, x, new_axis=[1, 2], chunks=((1,) * x.numblocks[0], (2,), (nb,)),
                       dtype=np.int64)
-    (tot,) = dask.compute(c.sum(axis=0), optimize_graph=False)
+    (tot,) = dask.compute(c.sum(axis=0))
     return _x_bins_from_counts(tot[0], tot[1], x.shape[0])
 
 
@@ -544,7 +542,7 @@ def _extrema_dask(y, starts, stops):
 
     offsets = np.concatenate([[0], np.cumsum(y.chunks[0])])
     parts = []
-    for c, block in enumerate(y.to_delayed(optimize_graph=False).ravel()):
+    for c, block in enumerate(y.to_delayed().ravel()):
         lo, hi = offsets[c], offsets[c + 1]
         sel = np.nonzero((starts < hi) & (stops > lo))[0]
         if sel.size == 0:
@@ -552,7 +550,7 @@ def _extrema_dask(y, starts, stops):
         s = np.maximum(starts[sel], lo)
         e = np.minimum(stops[sel], hi)
         parts.append((sel, dask.delayed(_chunk_extrema)(block, s, e, lo)))
-    results = dask.compute([p[1] for p in parts], optimize_graph=False)[0]
+    results = dask.compute([p[1] for p in parts])[0]
     nb = starts.shape[0]
     bi = np.full((nb, 2), -1, dtype=np.int64)
     bv = np.zeros((nb, 2))
@@ -732,8 +730,8 @@ def _lttb_dask(x, y, n_out):
     if has_x:
         x = da.asarray(x).rechunk(chunks)
     unrolled = y.dtype.kind == "f"
-    yb = y.to_delayed(optimize_graph=False).ravel()
-    xb = x.to_delayed(optimize_graph=False).ravel() if has_x else [None] * len(yb)
+    yb = y.to_delayed().ravel()
+    xb = x.to_delayed().ravel() if has_x else [None] * len(yb)
     cut = np.asarray(cuts)
 
     def means(block, xblock, lo, sel):
@@ -751,8 +749,11 @@ def _lttb_dask(x, y, n_out):
     parts = [dask.delayed(means)(yb[c], xb[c], int(cut[c]), sels[c]) for c in range(len(yb))]
     checks = _check_sorted_dask(x, "lttb")
     nan = ~da.isfinite(y).all() if y.dtype.kind == "f" else False
-    parts, bad_nan, ok = dask.compute(parts, nan, True if checks is None else checks,
-                                      optimize_graph=False)
+    # one graph for everything read from the rechunked series: computing y[0] on its own
+    # after to_delayed() sends the scheduler two different tasks under one key (the
+    # "different run_spec" warning of distributed)
+    parts, bad_nan, ok, y0, x0 = dask.compute(parts, nan, True if checks is None else checks,
+                                              y[0], x[0] if has_x else 0.0)
     if bad_nan:
         raise _nan_error("lttb")
     if not ok:
@@ -762,8 +763,7 @@ def _lttb_dask(x, y, n_out):
     for sel, (m, axs) in zip(sels, parts, strict=True):
         avg_y[sel] = m
         avg_x[sel] = axs
-    y0 = float(dask.compute(y[0], optimize_graph=False)[0])
-    x0 = float(dask.compute(x[0], optimize_graph=False)[0]) if has_x else 0.0
+    y0, x0 = float(y0), float(x0)
 
     def select(block, xblock, lo, b0, b1, state):
         out = np.zeros(n_out, dtype=np.int64)
@@ -791,7 +791,7 @@ def _lttb_dask(x, y, n_out):
         res = dask.delayed(select)(yb[c], xb[c], int(cut[c]), b0, b1, state)
         state = dask.delayed(first)(res)
         pieces.append(dask.delayed(second)(res))
-    (pieces,) = dask.compute(pieces, optimize_graph=False)
+    (pieces,) = dask.compute(pieces)
     out = np.empty(n_out, dtype=np.int64)
     out[0], out[-1] = 0, n - 1
     out[1:-1] = np.concatenate(pieces)
@@ -871,7 +871,7 @@ def minmax_lttb(x, y, n_out: int, *, minmax_ratio: int = 4) -> np.ndarray:
     if is_dask(y):
         import dask
 
-        ys, xs = dask.compute(y[index], None if x is None else x[index], optimize_graph=False)
+        ys, xs = dask.compute(y[index], None if x is None else x[index])
     else:
         ys, xs = y[index], None if x is None else x[index]
     ys = np.ascontiguousarray(ys)
