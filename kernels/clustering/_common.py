@@ -155,32 +155,17 @@ class Blocks:
     def map_reduce(self, chunk, combine, *args):
         if not self.is_dask:
             return combine([chunk(self.parts[0], 0, *args)])
-        import functools
-
-        import dask
-
         if getattr(self, "_check", None):
+            import functools
+
             chunk = functools.partial(_checked, chunk, self._check)
             self._check = None
-
-        shared = [dask.delayed(a) if isinstance(a, np.ndarray) else a for a in args]
         live = [i for i in range(self.n_blocks) if self.sizes[i] > 0]
         if self.groups is not None:
-            # blocks held in memory: one task per worker runs the chunk function on each of
-            # its blocks in turn (a few tasks per pass for the scheduler instead of one a block)
-            # (submitted straight to the scheduler: no graph to build for a pass)
-            tasks = [self._client.submit(_each_block, chunk, [self._futures[i] for i in g],
-                                         [int(self.offsets[i]) for i in g], *args, pure=False)
-                     for g in self.groups]
-            by_block = {}
-            for g, outs in zip(self.groups, self._client.gather(tasks), strict=True):
-                by_block.update(zip(g, outs, strict=True))
-            parts = [by_block[i] for i in live]
-            # the same tree of combines as below, here: the results are small
-            while len(parts) > self.split_every:
-                parts = [combine(parts[i:i + self.split_every])
-                         for i in range(0, len(parts), self.split_every)]
-            return combine(parts)
+            return self._map_reduce_kept(chunk, combine, args, live)
+        import dask
+
+        shared = [dask.delayed(a) if isinstance(a, np.ndarray) else a for a in args]
         parts = [dask.delayed(chunk, pure=True)(self.parts[i], int(self.offsets[i]), *shared)
                  for i in live]
         if len(parts) <= self.split_every:
@@ -192,6 +177,22 @@ class Blocks:
                      for i in range(0, len(parts), self.split_every)]
         (out,) = dask.compute(parts[0])
         return out
+
+    def _map_reduce_kept(self, chunk, combine, args, live):
+        """A pass over blocks held in memory: one task per worker, submitted straight to the
+        scheduler (no graph to build), runs the chunk function on each of its blocks; the
+        small results are combined here in the tree of :meth:`map_reduce`."""
+        tasks = [self._client.submit(_each_block, chunk, [self._futures[i] for i in g],
+                                     [int(self.offsets[i]) for i in g], *args, pure=False)
+                 for g in self.groups]
+        by_block = {}
+        for g, outs in zip(self.groups, self._client.gather(tasks), strict=True):
+            by_block.update(zip(g, outs, strict=True))
+        parts = [by_block[i] for i in live]
+        while len(parts) > self.split_every:
+            parts = [combine(parts[i:i + self.split_every])
+                     for i in range(0, len(parts), self.split_every)]
+        return combine(parts)
 
     def rows(self, idx: np.ndarray) -> np.ndarray:
         """The rows at sorted global indices ``idx`` as a NumPy array."""
