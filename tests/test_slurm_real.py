@@ -53,6 +53,8 @@ def write_job(folder: Path, name: str, *, steps: str, slurm: str, extra: str = "
 
 DESCRIBE = '[[step]]\nname = "summary"\nkernel = "describe"\ninput = "readings"\n' \
            'params = { bins = 16 }\n'
+KMEANS = '[[step]]\nname = "km"\nkernel = "kmeans"\ninput = "readings"\n' \
+         'params = { n_clusters = 3, seed = 0, max_iter = 12 }\n'
 STANDARDIZE = '[[step]]\nname = "scaled"\nkernel = "standardize"\ninput = "readings"\n'
 
 
@@ -112,7 +114,8 @@ def test_three_node_mpi_job_matches_local_run_and_refuses_strangers(slurm_cluste
     from hpcjobs.runtime.mpi import load_security
 
     make_input(tmp_path / "data.zarr")
-    job = write_job(tmp_path, "three", steps=DESCRIBE,
+    # k-means: its Lloyd loop runs on the workers, which swap partial sums over the job's TLS
+    job = write_job(tmp_path, "three", steps=DESCRIBE + KMEANS,
                     slurm='nodes = 3\nntasks_per_node = 2\ntime = "00:05:00"')
     t0 = time.monotonic()
     job_id, run_id = submit(job)
@@ -158,7 +161,8 @@ def test_three_node_mpi_job_matches_local_run_and_refuses_strangers(slurm_cluste
     assert job_id in json.dumps(attrs)
     local = local_result(job, tmp_path / "local.zarr")
     assert_same_groups(tmp_path / "out.zarr", local,
-                       {"summary": ["count", "mean", "std", "min", "max", "hist", "bin_edges"]})
+                       {"summary": ["count", "mean", "std", "min", "max", "hist", "bin_edges"],
+                        "km": ["centroids", "labels", "inertia", "n_iter"]})
 
 
 def test_cancel_running_job(slurm_cluster, runs_dir, tmp_path):

@@ -14,6 +14,8 @@ chunk it sits in.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from hpcjobs.kernels._jit import njit
@@ -107,7 +109,9 @@ class Blocks:
             self.parts = [X]
             self.sizes = np.array([X.shape[0]], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
-        self.groups: list[list[int]] | None = None  # block indices per worker, once kept
+        #: once kept: the indices of the blocks each worker holds, by worker address
+        self.placement: dict[str, list[int]] | None = None
+        self.groups: list[list[int]] | None = None  # the same, without the addresses
 
     def keep_in_memory(self, fraction: float = 0.5) -> bool:
         """Hold the blocks in the distributed cluster's memory for an iterative algorithm
@@ -139,6 +143,7 @@ class Blocks:
             if self.sizes[i] > 0:
                 holders = sorted(who_has.get(part.key) or ["?"])
                 groups.setdefault(holders[0], []).append(i)
+        self.placement = groups
         self.groups = list(groups.values())
         self._client = client
         return True
@@ -194,6 +199,17 @@ class Blocks:
                      for i in range(0, len(parts), self.split_every)]
         return combine(parts)
 
+    def run_ranks(self, func, *args) -> list:
+        """``func(RankBlocks, *args)`` on every worker that holds kept blocks, all at once,
+        with the worker's own blocks (see ``hpcjobs.kernels._collective``): an iterative
+        kernel's whole loop runs there, with no scheduler round trip per pass. Returns the
+        futures of the results, in rank order."""
+        from hpcjobs.kernels._collective import run_ranks
+
+        check, self._check = getattr(self, "_check", None), None
+        return run_ranks(self._client, self.placement, self._futures, self.offsets,
+                         _on_rank, func, check, *args)
+
     def rows(self, idx: np.ndarray) -> np.ndarray:
         """The rows at sorted global indices ``idx`` as a NumPy array."""
         idx = np.asarray(idx, dtype=np.int64)
@@ -206,3 +222,52 @@ class Blocks:
         out = np.empty_like(rows)
         out[order] = rows
         return np.ascontiguousarray(out)
+
+
+class RankBlocks:
+    """The blocks one rank of :meth:`Blocks.run_ranks` holds. Its ``map_reduce`` combines
+    over all ranks: this rank's blocks (side by side on the worker's ``threads``), then
+    every rank's part (an allgather), so each rank gets the same result."""
+
+    is_dask = False
+    placement = None
+
+    def __init__(self, group, blocks, offsets, check: str | None = None, threads: int = 1):
+        self.group = group
+        self.parts = [np.ascontiguousarray(b) for b in blocks]
+        self.offsets = list(offsets)
+        self.dtype = self.parts[0].dtype
+        self.d = int(self.parts[0].shape[1])
+        self._check = check
+        threads = min(threads, len(self.parts))
+        self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
+
+    def check_finite_next(self, func: str) -> None:
+        self._check = func
+
+    def map_reduce(self, chunk, combine, *args):
+        if self._check:
+            import functools
+
+            chunk = functools.partial(_checked, chunk, self._check)
+            self._check = None
+        if self._pool is None:
+            mine = [chunk(b, o, *args) for b, o in zip(self.parts, self.offsets, strict=True)]
+        else:  # the kernels release the GIL
+            mine = list(self._pool.map(lambda b, o: chunk(b, o, *args), self.parts,
+                                       self.offsets))
+        return combine(self.group.allgather(combine(mine)))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+
+def _on_rank(group, blocks, offsets, func, check, *args):
+    from distributed import get_worker
+
+    rank_blocks = RankBlocks(group, blocks, offsets, check, get_worker().state.nthreads)
+    try:
+        return func(rank_blocks, *args)
+    finally:
+        rank_blocks.close()

@@ -909,7 +909,8 @@ def _lloyd_loop(blocks: Blocks, C: np.ndarray, max_iter: int, tol_abs: float):
         new = C.copy()
         nz = counts > 0
         new[nz] = sums[nz] / counts[nz, None]
-        shift = float(((new - C) ** 2).sum())
+        # exactly rounded, so that ranks on different CPUs still agree on when to stop
+        shift = math.fsum(((new - C) ** 2).ravel())
         C = new
         if shift == 0.0:  # converged exactly: the pass's inertia is the final one
             return C, n_iter, float(inertia)
@@ -930,34 +931,47 @@ def _labels_inertia(blocks: Blocks, C: np.ndarray, inertia: float | None = None)
         inertia = _assign_fast(X, CT, labels, d2, numba.get_num_threads())
         return labels, float(inertia)
     if inertia is None:
-        kept = _labels_inertia_kept(blocks, CT)
-        if kept is not None:
-            return kept
         (inertia,) = blocks.map_reduce(_inertia_chunk, _sum_combine, CT)
     labels = blocks.X.map_blocks(_predict_block, CT, dtype=np.int32, drop_axis=1,
                                  meta=np.empty(0, np.int32))
     return labels, float(inertia)
 
 
-def _labels_inertia_kept(blocks: Blocks, CT: np.ndarray):
-    """Data kept in a distributed cluster's memory: labels and inertia in one pass, the
-    labels kept beside the data (4 bytes a row) as a Dask array, so that writing them takes
-    no second pass. None when the data is not kept (each pass streams it)."""
-    if blocks.groups is None:
-        return None
-    import dask
+def _lloyd_on_workers(blocks: Blocks, C: np.ndarray, max_iter: int, tol_abs: float):
+    """Lloyd over blocks kept in a distributed cluster's memory: the whole loop runs on the
+    workers that hold them, which swap each pass's partial sums directly (no scheduler round
+    trip per iteration, see ``Blocks.run_ranks``), then label their own blocks. Returns
+    (centroids, n_iter, labels as a Dask array that stays on the workers, inertia)."""
     import dask.array as da
-    from distributed import default_client
 
-    client = default_client()
-    pairs = [dask.delayed(_labels_inertia_chunk, pure=True, nout=2)(b, CT)
-             for b in blocks.parts]
-    futures = client.compute([p[0] for p in pairs] + [p[1] for p in pairs])
-    n = len(pairs)
-    inertia = float(sum(client.gather(futures[n:])))  # in chunk order
-    labels = da.concatenate([da.from_delayed(f, shape=(int(size),), dtype=np.int32)
-                             for f, size in zip(futures[:n], blocks.sizes, strict=True)])
-    return labels, inertia
+    ranks = blocks.run_ranks(_lloyd_rank, C, max_iter, tol_abs)
+    client = blocks._client
+    picks = {}
+    for rank, block_ids in enumerate(blocks.groups):
+        for j, i in enumerate(block_ids):
+            picks[i] = client.submit(_pick_labels, ranks[rank], j, pure=False)
+    C, n_iter, inertia = client.submit(_pick_summary, ranks[0]).result()
+    labels = da.concatenate([
+        da.from_delayed(picks[i], shape=(int(size),), dtype=np.int32) if i in picks
+        else da.zeros(0, dtype=np.int32) for i, size in enumerate(blocks.sizes)])
+    return C, n_iter, labels, inertia
+
+
+def _lloyd_rank(blocks, C, max_iter, tol_abs):
+    """One worker's share of :func:`_lloyd_on_workers` (``blocks``: a ``RankBlocks``)."""
+    C, n_iter, _ = _lloyd_loop(blocks, C, max_iter, tol_abs)
+    CT = _pad(C.T, blocks.dtype)
+    labels, inertia = zip(*(_labels_inertia_chunk(b, CT) for b in blocks.parts), strict=True)
+    inertia = math.fsum(blocks.group.allgather(math.fsum(inertia)))
+    return (C, n_iter, inertia), list(labels)
+
+
+def _pick_summary(rank_result):
+    return rank_result[0]
+
+
+def _pick_labels(rank_result, j):
+    return rank_result[1][j]
 
 
 def _initial(blocks: Blocks, k: int, init, rng, rounds: int, oversampling: float):
@@ -1016,9 +1030,12 @@ def kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300, tol: fl
     blocks.keep_in_memory()  # Lloyd reads the data max_iter times
     tol_abs = _tolerance(blocks, tol)  # Dask input: every chunk is checked for NaN/inf
     C = _initial(blocks, k, init, rng, init_rounds, oversampling)
-    C, n_iter, inertia = _lloyd_loop(blocks, np.asarray(C, dtype=np.float64), max_iter,
-                                     tol_abs)
-    labels, inertia = _labels_inertia(blocks, C, inertia)
+    C = np.asarray(C, dtype=np.float64)
+    if blocks.placement is not None:
+        C, n_iter, labels, inertia = _lloyd_on_workers(blocks, C, max_iter, tol_abs)
+    else:
+        C, n_iter, inertia = _lloyd_loop(blocks, C, max_iter, tol_abs)
+        labels, inertia = _labels_inertia(blocks, C, inertia)
     return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)
 
 

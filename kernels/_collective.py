@@ -1,0 +1,172 @@
+"""Collectives among the Dask workers that hold an iterative kernel's blocks in memory.
+
+An iterative kernel (Lloyd's k-means) that asks the scheduler for one pass per iteration
+pays a client -> scheduler -> workers -> client round trip each time: about 10 ms on a
+small cluster, more than a whole pass over a million rows. Instead, :func:`run_ranks`
+starts one long task per worker that holds blocks; the tasks run the whole loop side by
+side and swap their small per-pass partial results straight from worker to worker
+(``allgather``, over the workers' own comms, so a TLS cluster stays TLS), like MPI ranks.
+Every rank combines the same parts in the same order and so takes the same decisions.
+
+A rank that fails sends its exception to its peers, which raise it too; a peer that goes
+silent for much longer than a pass takes makes the others raise rather than hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import threading
+import time
+import uuid
+
+from distributed import WorkerPlugin, get_worker, secede
+
+PLUGIN_NAME = "hpcjobs-collective"
+_HANDLER = "hpcjobs_collective"
+_ABORT = -1  # the round number of a failed rank's message
+#: how long a rank waits for a silent peer: this many times its slowest round so far...
+_PATIENCE = 50.0
+#: ...but at least this long (seconds)
+_MIN_WAIT = 120.0
+
+
+#: the clients whose cluster has the plugin already
+_REGISTERED: set[str] = set()
+
+
+class RankFailed(RuntimeError):
+    """A peer rank stopped answering."""
+
+
+class CollectivePlugin(WorkerPlugin):
+    """A worker's mailbox: the peers' messages, keyed by (group, round, rank)."""
+
+    name = PLUGIN_NAME
+    idempotent = True  # registered again by every call: keep the first one's mailbox
+
+    def setup(self, worker):
+        self.worker = worker
+        self.inbox: dict[tuple[str, int, int], bytes] = {}
+        self.arrived = threading.Condition()
+        worker.handlers[_HANDLER] = self.receive
+
+    def receive(self, group: str, round: int, rank: int, payload: bytes) -> str:
+        with self.arrived:
+            self.inbox[(group, round, rank)] = payload
+            self.arrived.notify_all()
+        return "OK"
+
+
+class Group:
+    """One rank's view of the ranks of a :func:`run_ranks` call."""
+
+    def __init__(self, plugin, name: str, addresses: list[str], rank: int):
+        self.name, self.addresses, self.rank = name, addresses, rank
+        self.size = len(addresses)
+        self._plugin = plugin
+        self._round = 0
+        self._slowest = 0.0  # the longest round (from one allgather's end to the next's)
+        self._round_end = time.perf_counter()
+        self._sends: list = []
+
+    def _send(self, round_: int, payload: bytes) -> None:
+        worker = self._plugin.worker
+        for rank, address in enumerate(self.addresses):
+            if rank != self.rank:
+                call = getattr(worker.rpc(address), _HANDLER)(
+                    group=self.name, round=round_, rank=self.rank, payload=payload)
+                self._sends.append(asyncio.run_coroutine_threadsafe(
+                    call, worker.loop.asyncio_loop))
+        done = [s for s in self._sends if s.done()]
+        for s in done:
+            s.result()  # a send that failed raises here
+            self._sends.remove(s)
+
+    def allgather(self, obj) -> list:
+        """Every rank's ``obj``, in rank order (the same list on every rank)."""
+        round_ = self._round
+        self._round += 1
+        if self.size > 1:
+            self._send(round_, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+        parts = [obj if r == self.rank else self._receive(round_, r) for r in range(self.size)]
+        now = time.perf_counter()
+        self._slowest = max(self._slowest, now - self._round_end)
+        self._round_end = now
+        return parts
+
+    def _receive(self, round_: int, rank: int):
+        box, arrived = self._plugin.inbox, self._plugin.arrived
+        key, abort = (self.name, round_, rank), (self.name, _ABORT, rank)
+        wait = max(_MIN_WAIT, _PATIENCE * self._slowest)
+        deadline = time.monotonic() + wait
+        with arrived:
+            while key not in box:
+                if abort in box:
+                    raise pickle.loads(box.pop(abort))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RankFailed(f"rank {rank} ({self.addresses[rank]}) sent nothing for "
+                                     f"{wait:.0f} s in collective {self.name}")
+                arrived.wait(min(left, 1.0))
+            return pickle.loads(box.pop(key))
+
+    def abort(self, exc: BaseException) -> None:
+        """Tell the peers that this rank failed with ``exc`` (they raise it too)."""
+        try:
+            payload = pickle.dumps(exc)
+        except Exception:  # an exception that does not pickle: its text then
+            payload = pickle.dumps(RuntimeError(f"rank {self.rank}: {exc!r}"))
+        if self.size > 1:
+            try:
+                self._send(_ABORT, payload)
+            except Exception:  # noqa: S110 - a peer that cannot be told times out instead
+                pass
+
+    def close(self, quiet: bool = False) -> None:
+        """Drop what peers left for this group, once every send has gone out (a failed
+        send raises, unless ``quiet``: when this rank is failing anyway)."""
+        for s in self._sends:
+            try:
+                s.result(timeout=_MIN_WAIT)
+            except Exception:
+                if not quiet:
+                    raise
+        box = self._plugin.inbox
+        with self._plugin.arrived:
+            for key in [k for k in box if k[0] == self.name]:
+                del box[key]
+
+
+def _rank_task(func, name, addresses, rank, blocks, offsets, *args):
+    # out of the worker's pool: a rank waiting on its peers must never hold the slot that
+    # another call's rank needs to start (two such calls at once could wait on each other)
+    secede()
+    group = Group(get_worker().plugins[PLUGIN_NAME], name, addresses, rank)
+    try:
+        result = func(group, blocks, offsets, *args)
+    except BaseException as exc:
+        group.abort(exc)
+        group.close(quiet=True)
+        raise
+    group.close()
+    return result
+
+
+def run_ranks(client, placement: dict[str, list[int]], futures: list, offsets, func, *args):
+    """``func(group, blocks, offsets, *args)`` on every worker of ``placement`` at once.
+
+    ``placement`` maps a worker's address to the indices (into ``futures``/``offsets``) of
+    the blocks it holds; the rank of a worker is its position in ``placement``. Returns the
+    futures of the ranks' results, in rank order (they stay on the workers until gathered).
+    """
+    if client.id not in _REGISTERED:  # workers that join later get it from the scheduler
+        client.register_plugin(CollectivePlugin(), name=PLUGIN_NAME)
+        _REGISTERED.add(client.id)
+    name = uuid.uuid4().hex
+    addresses = list(placement)
+    return [client.submit(_rank_task, func, name, addresses, rank,
+                          [futures[i] for i in placement[a]],
+                          [int(offsets[i]) for i in placement[a]], *args,
+                          workers=[a], allow_other_workers=False, pure=False)
+            for rank, a in enumerate(addresses)]

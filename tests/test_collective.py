@@ -1,0 +1,113 @@
+"""Lloyd's loop on the workers (``Blocks.run_ranks``): ranks that swap partial sums directly."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from hpcjobs.kernels import kmeans
+
+distributed = pytest.importorskip("distributed")
+datasets = pytest.importorskip("sklearn.datasets")
+
+from hpcjobs.kernels import _collective  # noqa: E402  (needs distributed)
+from hpcjobs.kernels.clustering import _common  # noqa: E402
+
+
+def blobs(n, d=3, centers=5, seed=0):
+    X, _ = datasets.make_blobs(n, n_features=d, centers=centers, cluster_std=1.0,
+                               center_box=(-20, 20), random_state=seed)
+    return X
+
+
+def chunked(X, n_chunks):
+    return da.from_array(X, chunks=(-(-len(X) // n_chunks), X.shape[1]))
+
+
+@pytest.fixture
+def rank_calls(monkeypatch):
+    """How many times the loop ran on the workers."""
+    calls = []
+    original = _common.Blocks.run_ranks
+
+    def spy(self, func, *args):
+        calls.append(len(self.placement))
+        return original(self, func, *args)
+
+    monkeypatch.setattr(_common.Blocks, "run_ranks", spy)
+    return calls
+
+
+def test_loop_on_workers_relocates_empty_clusters(dask_client, rank_calls):
+    X = blobs(2000, d=2, centers=3, seed=1)
+    C0 = np.vstack([X[:2], [[1e3, 1e3]]])  # the third centroid gets no row at first
+    ref = kmeans(X, 3, init=C0, max_iter=6, tol=0)
+    r = kmeans(chunked(X, 5), 3, init=C0, max_iter=6, tol=0)
+    assert rank_calls == [2]  # both workers hold blocks: two ranks
+    np.testing.assert_allclose(r.centroids, ref.centroids, rtol=1e-9)
+    np.testing.assert_array_equal(r.labels.compute(), ref.labels)
+    assert r.inertia == pytest.approx(ref.inertia, rel=1e-12) and r.n_iter == ref.n_iter
+
+
+def test_converged_loop_on_workers_stops_where_in_memory_stops(dask_client, rank_calls):
+    X = blobs(3000, d=4, centers=6, seed=2)
+    ref = kmeans(X, 6, init=X[:6], tol=1e-4)
+    r = kmeans(chunked(X, 7), 6, init=X[:6], tol=1e-4)
+    assert rank_calls == [2]
+    assert r.n_iter == ref.n_iter and 1 < r.n_iter < 300
+    np.testing.assert_allclose(r.centroids, ref.centroids, rtol=1e-9)
+
+
+def test_non_finite_chunk_stops_every_rank(dask_client):
+    X = blobs(1200)
+    X[1100, 1] = np.nan  # in the last chunk: one rank finds it, its peer must stop too
+    with pytest.raises(ValueError, match="finite"):
+        kmeans(chunked(X, 4), 3, init=X[:3], tol=0)
+    assert kmeans(chunked(X[:1000], 4), 3, init=X[:3], tol=0).n_iter >= 1  # cluster fine
+
+
+def test_two_loops_at_once_do_not_wait_on_each_other(dask_client):
+    # 2 workers x 1 thread: each loop's ranks leave the worker's pool, so neither loop can
+    # hold the slot the other's rank needs
+    X = blobs(2000, d=3, centers=4, seed=5)
+    ref = kmeans(X, 4, init=X[:4], max_iter=20, tol=0)
+    results, errors = [], []
+
+    def run():
+        try:
+            results.append(kmeans(chunked(X, 4), 4, init=X[:4], max_iter=20, tol=0))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and len(results) == 2
+    for r in results:
+        np.testing.assert_allclose(r.centroids, ref.centroids, rtol=1e-9)
+
+
+class _Mailbox:
+    def __init__(self):
+        self.inbox, self.arrived = {}, threading.Condition()
+
+
+def test_silent_peer_is_reported_not_waited_on_forever(monkeypatch):
+    monkeypatch.setattr(_collective, "_MIN_WAIT", 0.2)
+    group = _collective.Group(_Mailbox(), "g", ["tcp://a:1", "tcp://b:2"], rank=0)
+    with pytest.raises(_collective.RankFailed, match=r"rank 1 \(tcp://b:2\) sent nothing"):
+        group._receive(0, 1)
+
+
+def test_failed_peer_error_is_raised_by_the_others():
+    box = _Mailbox()
+    box.inbox[("g", _collective._ABORT, 1)] = pickle.dumps(ValueError("X has NaN"))
+    group = _collective.Group(box, "g", ["tcp://a:1", "tcp://b:2"], rank=0)
+    with pytest.raises(ValueError, match="X has NaN"):
+        group._receive(3, 1)
