@@ -20,6 +20,8 @@ raster much larger than the point set is filled by one thread instead of being c
 
 from __future__ import annotations
 
+import threading
+
 import numba
 import numpy as np
 from llvmlite import ir
@@ -27,7 +29,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from hpcjobs.kernels._jit import njit, task_threads
+from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
 from hpcjobs.kernels._validation import (
     check_array,
     check_choice,
@@ -49,13 +51,15 @@ _BASES = {
 # Threads only for chunks long enough: on busy cores each hand-off to a thread can wait a
 # scheduler tick (milliseconds), and private rasters cost a copy and a merge each.
 _MIN_POINTS_PER_THREAD = 2**21
+# ...and a merge of the threads' rasters on all of them from this many cells
+_MIN_CELLS_PARALLEL_MERGE = 2**19
 
 
 # ---------------------------------------------------------------------------------------------
 # chunk level
 
 
-_BLOCK = 2048  # points binned per pass into a small (L1-resident) index buffer
+_BLOCK = 32768  # points binned per pass into a small (L1-resident) index buffer
 
 
 @njit
@@ -325,44 +329,60 @@ def _accumulate_threads(x, y, v, ranges, xe, ye, code, ncat, cnt, acc1, acc2, hi
 
 
 @njit
-def _merge_counts(cnt, hi, total):
-    """``total[j] = sum over threads of 256 * hi + lo``; ``hi`` is read only for threads
-    that carried (its last element counts their carries)."""
+def _merge_counts(cnt, hi, total, a, b):
+    """``total[j] = sum over threads of 256 * hi + lo`` for cells ``[a, b)``; ``hi`` is read
+    only for threads that carried (its last element counts their carries)."""
     nt = cnt.shape[0]
     cells = total.shape[0]
-    for j in range(cells):
+    for j in range(a, b):
         s = 0
         for t in range(nt):
             s += np.int64(cnt[t, j])
         total[j] = s
     for t in range(nt):
         if hi.shape[1] and hi[t, cells] > 0:
-            for j in range(cells):
+            for j in range(a, b):
                 total[j] += 256 * np.int64(hi[t, j])
 
 
 @njit
-def _merge_threads(code, cnt, acc1, hi, total, acc):
-    """Fold the threads' bases into ``total`` (counts: ``256 * hi + lo``) and ``acc`` (one
-    streaming pass, serial: a second parallel region would cost more than it saves).
-
-    Additive bases are summed; min (3) and max (4) keep the extreme, NaN meaning empty.
-    """
+def _merge_range(code, cnt, acc1, hi, total, acc, a, b):
+    """Fold the threads' bases of cells ``[a, b)`` into ``total`` (counts: ``256 * hi +
+    lo``) and ``acc``: additive bases are summed; min (3) and max (4) keep the extreme, NaN
+    meaning empty."""
     nt = cnt.shape[0]
-    _merge_counts(cnt, hi, total)
-    for j in range(acc.shape[0]):
-        a = acc1[0, j]
+    if total.shape[0]:
+        _merge_counts(cnt, hi, total, a, b)
+    if acc.shape[0] == 0:
+        return
+    for j in range(a, b):
+        v = acc1[0, j]
         for t in range(1, nt):
-            b = acc1[t, j]
+            w = acc1[t, j]
             if code == 3:
-                if not (a <= b):
-                    a = b if b == b else a
+                if not (v <= w):
+                    v = w if w == w else v
             elif code == 4:
-                if not (a >= b):
-                    a = b if b == b else a
+                if not (v >= w):
+                    v = w if w == w else v
             else:
-                a += b
-        acc[j] = a
+                v += w
+        acc[j] = v
+
+
+@njit
+def _merge_threads(code, cnt, acc1, hi, total, acc):
+    """:func:`_merge_range` over all cells, serial (for small rasters a second parallel
+    region would cost more than it saves)."""
+    _merge_range(code, cnt, acc1, hi, total, acc, 0, max(total.shape[0], acc.shape[0]))
+
+
+@njit(parallel=True)
+def _merge_threads_parallel(code, cnt, acc1, hi, total, acc, ranges):
+    """:func:`_merge_range` over the cell ranges side by side: large rasters, where the
+    merge (and the first touch of the fresh result's pages) takes milliseconds."""
+    for p in numba.prange(ranges.shape[0]):
+        _merge_range(code, cnt, acc1, hi, total, acc, ranges[p, 0], ranges[p, 1])
 
 
 @njit
@@ -383,14 +403,51 @@ def _merge_std(cnt, mean, m2, cnt_b, mean_b, m2_b):
         cnt[k] = n
 
 
-def _new_bases(agg: str, t: int, cells: int, n: int) -> tuple:
+class _Scratch:
+    """The threads' base rasters, kept between calls for the next call of the same shape.
+
+    A fresh raster's first touch page-faults: about 1 ms per 8 MB here, as much as binning
+    a million points, so private 1000 x 1000 float64 rasters for two threads cost more to
+    map than to merge. Buffers are lent out whole (so concurrent calls never share one) and
+    only up to ``limit`` bytes are kept.
+    """
+
+    def __init__(self, limit: int = 128 * 2**20):
+        self.limit = limit
+        self._free: dict[tuple, list[np.ndarray]] = {}
+        self._kept = 0
+        self._lock = threading.Lock()
+
+    def take(self, shape: tuple, dtype) -> np.ndarray:
+        key = (shape, np.dtype(dtype).str)
+        with self._lock:
+            free = self._free.get(key)
+            if free:
+                buf = free.pop()
+                self._kept -= buf.nbytes
+                return buf
+        return np.empty(shape, dtype=dtype)
+
+    def give(self, *bufs: np.ndarray) -> None:
+        with self._lock:
+            for buf in bufs:
+                if buf.size and self._kept + buf.nbytes <= self.limit:
+                    self._free.setdefault((buf.shape, buf.dtype.str), []).append(buf)
+                    self._kept += buf.nbytes
+
+
+_SCRATCH = _Scratch()
+
+
+def _new_bases(agg: str, t: int, cells: int, n: int, scratch: _Scratch | None = None) -> tuple:
     """Per-thread bases (count, acc1, acc2, hi), uninitialised but ``hi`` (the threads
-    initialise their own rows)."""
+    initialise their own rows); from ``scratch`` when given."""
     has_cnt, has_a1, has_a2 = _BASES[agg]
     bytewise = agg in ("count", "count_cat", "mean")
-    cnt = np.empty((t, cells if has_cnt else 0), dtype=np.uint8 if bytewise else np.float64)
-    acc1 = np.empty((t, cells if has_a1 else 0))
-    acc2 = np.empty((t, cells if has_a2 else 0))
+    new = np.empty if scratch is None else scratch.take
+    cnt = new((t, cells if has_cnt else 0), np.uint8 if bytewise else np.float64)
+    acc1 = new((t, cells if has_a1 else 0), np.float64)
+    acc2 = new((t, cells if has_a2 else 0), np.float64)
     # zeroed by the allocator: pages no carry touches are never mapped
     hi = np.zeros((t, cells + 1 if bytewise else 0), dtype=np.uint32 if n < 2**32 else np.int64)
     return cnt, acc1, acc2, hi
@@ -430,7 +487,10 @@ def _chunk_bases(x, y, v, xe, ye, agg: str, ncat: int, threads: int | None = Non
     # a private raster per thread only when each thread has points enough to pay for it
     threads = numba.get_num_threads() if threads is None else threads
     t = max(1, min(threads, n // _MIN_POINTS_PER_THREAD, max(1, 2 * n // cells)))
-    cnt, acc1, acc2, hi = _new_bases(agg, t, cells, n)
+    # one thread's bases are the result; several threads' are merged into a new one, and
+    # can serve the next call
+    scratch = _SCRATCH if t > 1 else None
+    cnt, acc1, acc2, hi = _new_bases(agg, t, cells, n, scratch)
     bounds = np.linspace(0, n, t + 1).astype(np.int64)
     ranges = np.stack([bounds[:-1], bounds[1:]], axis=1)
     code = _CODE[agg]
@@ -442,8 +502,12 @@ def _chunk_bases(x, y, v, xe, ye, agg: str, ncat: int, threads: int | None = Non
         _accumulate_threads(x, y, v, ranges, xe, ye, code, ncat, cnt, acc1, acc2, hi, fill)
     if agg == "std":
         out = (cnt[0], acc1[0], acc2[0])
+        if t > 1:
+            out = tuple(a.copy() for a in out)
         for i in range(1, t):
             out = _merge(agg, out, (cnt[i], acc1[i], acc2[i]))
+        if scratch is not None:
+            scratch.give(cnt, acc1, acc2)
         return out
     if t == 1:
         if hi.shape[1] and hi[0, -1] > 0:  # counts: 256 * hi + lo (uint32 below 2**32 points)
@@ -451,8 +515,12 @@ def _chunk_bases(x, y, v, xe, ye, agg: str, ncat: int, threads: int | None = Non
         return cnt[0], acc1[0], acc2[0]  # no carry: the low bytes are the counts
     total = np.empty(cnt.shape[1], dtype=np.int64)
     acc = np.empty(acc1.shape[1])
-    _merge_threads(code, cnt, acc1, hi, total, acc)
-    return total, acc, acc2[0]
+    if cells >= _MIN_CELLS_PARALLEL_MERGE:
+        _merge_threads_parallel(code, cnt, acc1, hi, total, acc, thread_ranges(cells, t))
+    else:
+        _merge_threads(code, cnt, acc1, hi, total, acc)
+    scratch.give(cnt, acc1, acc2)
+    return total, acc, np.empty(0)
 
 
 def _combine(parts: list, agg: str) -> tuple:
