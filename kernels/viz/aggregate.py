@@ -359,12 +359,11 @@ def _merge_range(code, cnt, acc1, hi, total, acc, a, b):
         v = acc1[0, j]
         for t in range(1, nt):
             w = acc1[t, j]
+            # branch-free (which thread holds the extreme is a coin flip): fmin / fmax
             if code == 3:
-                if not (v <= w):
-                    v = w if w == w else v
+                v = w if (w < v) | (v != v) else v
             elif code == 4:
-                if not (v >= w):
-                    v = w if w == w else v
+                v = w if (w > v) | (v != v) else v
             else:
                 v += w
         acc[j] = v
@@ -531,7 +530,10 @@ def _combine(parts: list, agg: str) -> tuple:
     return out
 
 
-def _finalize(bases: tuple, agg: str, shape: tuple, ncat: int) -> np.ndarray:
+def _finalize(bases: tuple, agg: str, shape: tuple, ncat: int,
+              inplace: bool = False) -> np.ndarray:
+    """The raster from merged bases; ``inplace``: the bases are this call's own, so a mean
+    may overwrite the sums (one fresh raster less to page in)."""
     cnt, acc1, acc2 = bases
     ny, nx = shape
     if agg == "count":
@@ -542,7 +544,7 @@ def _finalize(bases: tuple, agg: str, shape: tuple, ncat: int) -> np.ndarray:
         return acc1.reshape(ny, nx)
     with np.errstate(invalid="ignore", divide="ignore"):
         if agg == "mean":
-            out = acc1 / cnt
+            out = np.divide(acc1, cnt, out=acc1 if inplace else None)
         else:  # std, ddof=0 like numpy.std
             out = np.where(cnt > 0, np.sqrt(acc2 / np.where(cnt > 0, cnt, 1)), np.nan)
     return out.reshape(ny, nx)
@@ -672,7 +674,7 @@ def _aggregate_numpy(x, y, values, shape, rng, agg, ncat):
     ncat = ncat or 1
     xe, ye = _edges(*xr, shape[1]), _edges(*yr, shape[0])
     bases = _chunk_bases(x, y, values, xe, ye, agg, ncat)
-    return _finalize(bases, agg, shape, ncat)
+    return _finalize(bases, agg, shape, ncat, inplace=True)
 
 
 def _aggregate_dask(x, y, values, shape, rng, agg, ncat, split_every: int = 8):
