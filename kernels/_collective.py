@@ -51,11 +51,10 @@ class CollectivePlugin(WorkerPlugin):
         self.arrived = threading.Condition()
         worker.handlers[_HANDLER] = self.receive
 
-    def receive(self, group: str, round: int, rank: int, payload: bytes) -> str:
+    def receive(self, group: str, round: int, rank: int, payload: bytes) -> None:
         with self.arrived:
             self.inbox[(group, round, rank)] = payload
             self.arrived.notify_all()
-        return "OK"
 
 
 class Group:
@@ -74,8 +73,10 @@ class Group:
         worker = self._plugin.worker
         for rank, address in enumerate(self.addresses):
             if rank != self.rank:
+                # no reply: the receiver's loop goes straight back to waiting
                 call = getattr(worker.rpc(address), _HANDLER)(
-                    group=self.name, round=round_, rank=self.rank, payload=payload)
+                    group=self.name, round=round_, rank=self.rank, payload=payload,
+                    reply=False)
                 self._sends.append(asyncio.run_coroutine_threadsafe(
                     call, worker.loop.asyncio_loop))
         done = [s for s in self._sends if s.done()]
