@@ -43,7 +43,7 @@ class CollectivePlugin(WorkerPlugin):
     """A worker's mailbox: the peers' messages, keyed by (group, round, rank)."""
 
     name = PLUGIN_NAME
-    idempotent = True  # registered again by every call: keep the first one's mailbox
+    idempotent = True  # a second client registering it keeps the first one's mailbox
 
     def setup(self, worker):
         self.worker = worker
