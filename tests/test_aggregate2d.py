@@ -199,6 +199,28 @@ def test_private_thread_rasters_merge_to_the_same_result(agg, monkeypatch):
         np.testing.assert_array_equal(many, _ref_hist(x, y))
 
 
+def test_reused_thread_rasters_and_parallel_merge_give_fresh_results(monkeypatch):
+    # threads' rasters are lent out again by later calls, and merged on all threads: every
+    # call still starts from clean rasters and returns arrays of its own
+    import hpcjobs.kernels.viz.aggregate as mod
+
+    x, y, v = _points(30000, seed=7)
+    v[::97] = np.nan
+    aggs = ["max", "mean", "sum", "count", "min", "std", "mean", "max"]
+    single = {a: aggregate2d(x, y, shape=SHAPE, range=RANGE, agg=a, values=v) for a in aggs}
+    monkeypatch.setattr(mod, "_MIN_POINTS_PER_THREAD", 1000)
+    monkeypatch.setattr(mod, "_MIN_CELLS_PARALLEL_MERGE", 1)
+    monkeypatch.setattr(mod, "_SCRATCH", mod._Scratch())
+    results = []
+    for a in aggs + aggs:
+        out = aggregate2d(x, y, shape=SHAPE, range=RANGE, agg=a, values=v)
+        np.testing.assert_allclose(out, single[a], rtol=1e-12, atol=1e-12, equal_nan=True)
+        results.append(out)
+    assert mod._SCRATCH._kept > 0  # the rasters were kept for reuse...
+    for out, a in zip(results, aggs + aggs, strict=True):  # ...and no result is one of them
+        np.testing.assert_allclose(out, single[a], rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
 @pytest.mark.parametrize("threads_from", [None, 1000])
 def test_counts_past_each_byte_carry(threads_from, monkeypatch):
     # counts are kept a byte a cell plus carries of 256: cells with 255, 256, 257, 65536 + 3
