@@ -336,11 +336,13 @@ def _merge_counts(cnt, hi, total, a, b):
     only for threads that carried (its last element counts their carries)."""
     nt = cnt.shape[0]
     cells = total.shape[0]
-    for j in range(a, b):
-        s = 0
-        for t in range(nt):
-            s += np.int64(cnt[t, j])
-        total[j] = s
+    first = cnt[0]
+    for j in range(a, b):  # thread by thread: loops that vectorise
+        total[j] = first[j]
+    for t in range(1, nt):
+        row = cnt[t]
+        for j in range(a, b):
+            total[j] += row[j]
     for t in range(nt):
         if hi.shape[1] and hi[t, cells] > 0:
             for j in range(a, b):
