@@ -111,3 +111,16 @@ def test_failed_peer_error_is_raised_by_the_others():
     group = _collective.Group(box, "g", ["tcp://a:1", "tcp://b:2"], rank=0)
     with pytest.raises(ValueError, match="X has NaN"):
         group._receive(3, 1)
+
+
+def test_one_worker_with_two_threads_runs_its_blocks_side_by_side(rank_calls):
+    X = blobs(3000, d=3, centers=4, seed=9)
+    ref = kmeans(X, 4, init=X[:4], max_iter=15, tol=0)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client, client.as_current():
+        r = kmeans(chunked(X, 5), 4, init=X[:4], max_iter=15, tol=0)
+        labels = r.labels.compute()
+    assert rank_calls == [1]  # one rank: no messages at all
+    np.testing.assert_allclose(r.centroids, ref.centroids, rtol=1e-9)
+    np.testing.assert_array_equal(labels, ref.labels)
