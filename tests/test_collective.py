@@ -1,4 +1,4 @@
-"""Lloyd's loop on the workers (``Blocks.run_ranks``): ranks that swap partial sums directly."""
+"""k-means on the workers (``Blocks.run_ranks``): ranks that swap each pass's results directly."""
 
 from __future__ import annotations
 
@@ -62,12 +62,25 @@ def test_converged_loop_on_workers_stops_where_in_memory_stops(dask_client, rank
     np.testing.assert_allclose(r.centroids, ref.centroids, rtol=1e-9)
 
 
-def test_non_finite_chunk_stops_every_rank(dask_client):
+@pytest.mark.parametrize("tol", [0.0, 1e-4])  # found by the first pass / the moments pass
+def test_non_finite_chunk_stops_every_rank(dask_client, tol):
     X = blobs(1200)
     X[1100, 1] = np.nan  # in the last chunk: one rank finds it, its peer must stop too
     with pytest.raises(ValueError, match="finite"):
-        kmeans(chunked(X, 4), 3, init=X[:3], tol=0)
+        kmeans(chunked(X, 4), 3, init=X[:3], tol=tol)
     assert kmeans(chunked(X[:1000], 4), 3, init=X[:3], tol=0).n_iter >= 1  # cluster fine
+
+
+@pytest.mark.parametrize("init", ["random", "k-means++", "k-means||"])
+def test_seeding_on_workers_matches_in_memory(dask_client, rank_calls, init):
+    # the seeding runs on the ranks too: rows drawn by global index, passes per centroid
+    X = blobs(2500, d=3, centers=5, seed=11)
+    ref = kmeans(X, 5, init=init, seed=4)
+    r = kmeans(chunked(X, 6), 5, init=init, seed=4)
+    assert rank_calls == [2]
+    np.testing.assert_allclose(r.centroids, ref.centroids, rtol=1e-9)
+    np.testing.assert_array_equal(r.labels.compute(), ref.labels)
+    assert r.n_iter == ref.n_iter
 
 
 def test_two_loops_at_once_do_not_wait_on_each_other(dask_client):

@@ -208,7 +208,7 @@ class Blocks:
 
         check, self._check = getattr(self, "_check", None), None
         return run_ranks(self._client, self.placement, self._futures, self.offsets,
-                         _on_rank, func, check, *args)
+                         _on_rank, self.n, func, check, *args)
 
     def rows(self, idx: np.ndarray) -> np.ndarray:
         """The rows at sorted global indices ``idx`` as a NumPy array."""
@@ -229,13 +229,15 @@ class RankBlocks:
     over all ranks: this rank's blocks (side by side on the worker's ``threads``), then
     every rank's part (an allgather), so each rank gets the same result."""
 
-    is_dask = False
+    is_dask = True  # not one in-memory array: every statistic takes a pass
     placement = None
 
-    def __init__(self, group, blocks, offsets, check: str | None = None, threads: int = 1):
+    def __init__(self, group, blocks, offsets, n: int, check: str | None = None,
+                 threads: int = 1):
         self.group = group
         self.parts = [np.ascontiguousarray(b) for b in blocks]
         self.offsets = list(offsets)
+        self.n = n
         self.dtype = self.parts[0].dtype
         self.d = int(self.parts[0].shape[1])
         self._check = check
@@ -258,15 +260,28 @@ class RankBlocks:
                                        self.offsets))
         return combine(self.group.allgather(combine(mine)))
 
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        """The rows at global indices ``idx`` (from whichever ranks hold them), on every rank."""
+        idx = np.asarray(idx, dtype=np.int64)
+        mine = []
+        for b, o in zip(self.parts, self.offsets, strict=True):
+            at = np.flatnonzero((idx >= o) & (idx < o + b.shape[0]))
+            mine.append((at, b[idx[at] - o]))
+        out = np.empty((idx.shape[0], self.d), dtype=self.dtype)
+        for theirs in self.group.allgather(mine):
+            for at, rows in theirs:
+                out[at] = rows
+        return out
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
 
 
-def _on_rank(group, blocks, offsets, func, check, *args):
+def _on_rank(group, blocks, offsets, n, func, check, *args):
     from distributed import get_worker
 
-    rank_blocks = RankBlocks(group, blocks, offsets, check, get_worker().state.nthreads)
+    rank_blocks = RankBlocks(group, blocks, offsets, n, check, get_worker().state.nthreads)
     try:
         return func(rank_blocks, *args)
     finally:
