@@ -147,7 +147,7 @@ def test_float32_dask_chunks():
 
 @pytest.mark.parametrize("kept", [True, False])
 def test_local_cluster_matches_in_memory(dask_client, kept, monkeypatch):
-    # kept: the blocks held in the cluster's memory, one task per worker and pass; not kept
+    # kept: the blocks held in the cluster's memory, k-means run on the workers; not kept
     # (data larger than half the workers' memory): every pass streams the chunks
     from hpcjobs.kernels.clustering._common import Blocks
 

@@ -74,11 +74,6 @@ def _checked(chunk, func, block, offset, *args):
     return chunk(block, offset, *args)
 
 
-def _each_block(chunk, blocks, offsets, *args):
-    """``[chunk(block, offset, *args) for each block]``: the blocks of one worker, one task."""
-    return [chunk(b, o, *args) for b, o in zip(blocks, offsets, strict=True)]
-
-
 def known_rows(X):
     """A Dask array with unknown chunk sizes (e.g. after a boolean mask) gets them computed."""
     if is_dask(X) and any(np.isnan(c) for c in X.chunks[0]):
@@ -117,7 +112,8 @@ class Blocks:
         """Hold the blocks in the distributed cluster's memory for an iterative algorithm
         (every later pass reads them from there, not from the source, and the scheduler has
         no loading tasks to run again) when they take at most ``fraction`` of the workers'
-        memory limits; else each pass streams them from the source. True when kept."""
+        memory limits; else each pass streams them from the source. True when kept: then
+        ``placement`` says which worker holds which blocks, for :meth:`run_ranks`."""
         if not self.is_dask:
             return False
         try:
@@ -125,8 +121,8 @@ class Blocks:
             client = default_client()
         except (ImportError, ValueError):  # no distributed cluster: nothing to keep them in
             return False
-        limits = [w.get("memory_limit") or 0
-                  for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        limits = [w.get("memory_limit") or 0 for w in workers.values()]
         if not limits or 0 in limits or self.X.nbytes > fraction * sum(limits):
             return False
         from distributed import futures_of, wait
@@ -141,7 +137,8 @@ class Blocks:
         groups: dict[str, list[int]] = {}
         for i, part in enumerate(self.parts):
             if self.sizes[i] > 0:
-                holders = sorted(who_has.get(part.key) or ["?"])
+                # (a block nobody is known to hold goes to a worker that will fetch it)
+                holders = sorted(who_has.get(part.key) or [min(workers)])
                 groups.setdefault(holders[0], []).append(i)
         self.placement = groups
         self.groups = list(groups.values())
@@ -166,8 +163,6 @@ class Blocks:
             chunk = functools.partial(_checked, chunk, self._check)
             self._check = None
         live = [i for i in range(self.n_blocks) if self.sizes[i] > 0]
-        if self.groups is not None:
-            return self._map_reduce_kept(chunk, combine, args, live)
         import dask
 
         shared = [dask.delayed(a) if isinstance(a, np.ndarray) else a for a in args]
@@ -182,22 +177,6 @@ class Blocks:
                      for i in range(0, len(parts), self.split_every)]
         (out,) = dask.compute(parts[0])
         return out
-
-    def _map_reduce_kept(self, chunk, combine, args, live):
-        """A pass over blocks held in memory: one task per worker, submitted straight to the
-        scheduler (no graph to build), runs the chunk function on each of its blocks; the
-        small results are combined here in the tree of :meth:`map_reduce`."""
-        tasks = [self._client.submit(_each_block, chunk, [self._futures[i] for i in g],
-                                     [int(self.offsets[i]) for i in g], *args, pure=False)
-                 for g in self.groups]
-        by_block = {}
-        for g, outs in zip(self.groups, self._client.gather(tasks), strict=True):
-            by_block.update(zip(g, outs, strict=True))
-        parts = [by_block[i] for i in live]
-        while len(parts) > self.split_every:
-            parts = [combine(parts[i:i + self.split_every])
-                     for i in range(0, len(parts), self.split_every)]
-        return combine(parts)
 
     def run_ranks(self, func, *args) -> list:
         """``func(RankBlocks, *args)`` on every worker that holds kept blocks, all at once,
