@@ -83,6 +83,14 @@ def test_seeding_on_workers_matches_in_memory(dask_client, rank_calls, init):
     assert r.n_iter == ref.n_iter
 
 
+def test_a_generator_moves_on_as_in_memory(dask_client):
+    X = blobs(2000, d=2, centers=4, seed=12)
+    g_mem, g_ranks = np.random.default_rng(8), np.random.default_rng(8)
+    kmeans(X, 4, seed=g_mem)
+    kmeans(chunked(X, 4), 4, seed=g_ranks)
+    assert g_mem.integers(2**62) == g_ranks.integers(2**62)  # the next call draws alike
+
+
 def test_two_loops_at_once_do_not_wait_on_each_other(dask_client):
     # 2 workers x 1 thread: each loop's ranks leave the worker's pool, so neither loop can
     # hold the slot the other's rank needs

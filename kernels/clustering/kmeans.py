@@ -46,6 +46,7 @@ All the random choices derive from ``seed``: the same seed gives the same result
 from __future__ import annotations
 
 import math
+import pickle
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -951,27 +952,31 @@ def _kmeans_on_workers(blocks: Blocks, k: int, init, tol: float, rng, init_round
     labels as a Dask array that stays on the workers, inertia)."""
     import dask.array as da
 
-    ranks = blocks.run_ranks(_kmeans_rank, k, init, tol, rng, init_rounds, oversampling,
-                             max_iter)
+    # each rank draws from its own copy of the generator (in-process workers would
+    # otherwise share one object); the caller's generator then moves on as if in memory
+    ranks = blocks.run_ranks(_kmeans_rank, k, init, tol, pickle.dumps(rng), init_rounds,
+                             oversampling, max_iter)
     client = blocks._client
     picks = {}
     for rank, block_ids in enumerate(blocks.groups):
         for j, i in enumerate(block_ids):
             picks[i] = client.submit(_pick_labels, ranks[rank], j, pure=False)
-    C, n_iter, inertia = client.submit(_pick_summary, ranks[0]).result()
+    C, n_iter, inertia, rng_state = client.submit(_pick_summary, ranks[0]).result()
+    rng.bit_generator.state = rng_state
     labels = da.concatenate([
         da.from_delayed(picks[i], shape=(int(size),), dtype=np.int32) if i in picks
         else da.zeros(0, dtype=np.int32) for i, size in enumerate(blocks.sizes)])
     return C, n_iter, labels, inertia
 
 
-def _kmeans_rank(blocks, k, init, tol, rng, init_rounds, oversampling, max_iter):
+def _kmeans_rank(blocks, k, init, tol, rng_pickle, init_rounds, oversampling, max_iter):
     """One worker's share of :func:`_kmeans_on_workers` (``blocks``: a ``RankBlocks``).
 
-    Every rank draws from its own copy of ``rng`` and combines the same parts in the same
-    order, so all seed alike; the seeding ends in local arithmetic (the weighted
+    Every rank draws from its own copy of the generator and combines the same parts in the
+    same order, so all seed alike; the seeding ends in local arithmetic (the weighted
     re-clustering) that ranks on different CPUs could round differently, so all take rank
     0's centroids and tolerance."""
+    rng = pickle.loads(rng_pickle)  # noqa: S301 - the client's own generator
     tol_abs = _tolerance(blocks, tol)
     C = _initial(blocks, k, init, rng, init_rounds, oversampling)
     group = blocks.group
@@ -980,7 +985,7 @@ def _kmeans_rank(blocks, k, init, tol, rng, init_rounds, oversampling, max_iter)
     CT = _pad(C.T, blocks.dtype)
     labels, inertia = zip(*(_labels_inertia_chunk(b, CT) for b in blocks.parts), strict=True)
     inertia = math.fsum(group.allgather(math.fsum(inertia)))
-    return (C, n_iter, inertia), list(labels)
+    return (C, n_iter, inertia, rng.bit_generator.state), list(labels)
 
 
 def _pick_summary(rank_result):
