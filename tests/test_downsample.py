@@ -140,3 +140,19 @@ def test_minmax_nan_inside_long_bins():
     y[40_000:41_000] = np.nan
     for name in ("minmax", "m4"):
         np.testing.assert_array_equal(_ours(name, None, y, 100), _peer(name, None, y, 100))
+
+
+@pytest.mark.parametrize("name", ["minmax", "m4"])
+def test_bins_split_over_threads_like_tsdownsample(name, monkeypatch):
+    # long series split their bins over Numba's threads: forced here on a short one, with
+    # NaN, ties and signed zeros
+    import hpcjobs.kernels.viz.downsample as mod
+
+    rng = np.random.default_rng(13)
+    y = np.round(rng.standard_normal(60_000).cumsum() / 30.0)
+    y[rng.integers(0, y.size, 40)] = np.nan
+    y[20_000:20_500] = 0.0
+    y[20_000:20_500:2] = -0.0
+    monkeypatch.setattr(mod, "_PAR_POINTS", 1000)
+    for n_out in (8, 100, 1000):
+        np.testing.assert_array_equal(_ours(name, None, y, n_out), _peer(name, None, y, n_out))
