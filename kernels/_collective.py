@@ -166,8 +166,10 @@ def run_ranks(client, placement: dict[str, list[int]], futures: list, offsets, f
         _REGISTERED.add(client.id)
     name = uuid.uuid4().hex
     addresses = list(placement)
+    # loose restrictions: a rank whose worker died is run again elsewhere (its peers then
+    # find it silent and raise) instead of waiting for a worker that is gone
     return [client.submit(_rank_task, func, name, addresses, rank,
                           [futures[i] for i in placement[a]],
                           [int(offsets[i]) for i in placement[a]], *args,
-                          workers=[a], allow_other_workers=False, pure=False)
+                          workers=[a], allow_other_workers=True, pure=False)
             for rank, a in enumerate(addresses)]
