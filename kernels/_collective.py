@@ -31,8 +31,8 @@ _PATIENCE = 50.0
 _MIN_WAIT = 120.0
 
 
-#: the clients whose cluster has the plugin already
-_REGISTERED: set[str] = set()
+#: the (client, scheduler) pairs whose cluster has the plugin already
+_REGISTERED: set[tuple[str, str]] = set()
 
 
 class RankFailed(RuntimeError):
@@ -143,8 +143,12 @@ def _rank_task(func, name, addresses, rank, blocks, offsets, *args):
     # out of the worker's pool: a rank waiting on its peers must never hold the slot that
     # another call's rank needs to start (two such calls at once could wait on each other)
     secede()
-    group = Group(get_worker().plugins[PLUGIN_NAME], name, addresses, rank)
+    worker = get_worker()
+    group = Group(worker.plugins[PLUGIN_NAME], name, addresses, rank)
     try:
+        if worker.address != addresses[rank]:  # run again elsewhere: its worker is gone
+            raise RankFailed(f"rank {rank} of collective {name} lost its worker "
+                             f"{addresses[rank]} (it died?)")
         result = func(group, blocks, offsets, *args)
     except BaseException as exc:
         group.abort(exc)
@@ -161,9 +165,10 @@ def run_ranks(client, placement: dict[str, list[int]], futures: list, offsets, f
     the blocks it holds; the rank of a worker is its position in ``placement``. Returns the
     futures of the ranks' results, in rank order (they stay on the workers until gathered).
     """
-    if client.id not in _REGISTERED:  # workers that join later get it from the scheduler
+    cluster = (client.id, client.scheduler.address)
+    if cluster not in _REGISTERED:  # workers that join later get it from the scheduler
         client.register_plugin(CollectivePlugin(), name=PLUGIN_NAME)
-        _REGISTERED.add(client.id)
+        _REGISTERED.add(cluster)
     name = uuid.uuid4().hex
     addresses = list(placement)
     # loose restrictions: a rank whose worker died is run again elsewhere (its peers then
