@@ -107,7 +107,12 @@ def test_count_cat_one_layer_per_category():
 
 
 @pytest.mark.parametrize("agg", ["count", "sum", "mean", "min", "max", "std", "count_cat"])
-def test_same_result_for_1_2_4_7_chunks(agg):
+@pytest.mark.parametrize("merge_bytes", [None, 1])  # 1: merges of two chunks, a deep tree
+def test_same_result_for_1_2_4_7_chunks(agg, merge_bytes, monkeypatch):
+    import hpcjobs.kernels.viz.aggregate as mod
+
+    if merge_bytes:
+        monkeypatch.setattr(mod, "_MERGE_BYTES", merge_bytes)
     x, y, v = _points(9000, seed=7)
     vals = np.random.default_rng(8).integers(0, 3, x.size) if agg == "count_cat" else v
     ref = aggregate2d(x, y, shape=SHAPE, range=RANGE, agg=agg, values=vals)
