@@ -1,10 +1,13 @@
 """Shared pieces of the clustering kernels: row blocks of NumPy or Dask arrays, hashed
 uniform numbers, thread ranges.
 
-``_Blocks`` runs one pass over the data as *chunk -> tree combine*: on a NumPy array the chunk
+``Blocks`` runs one pass over the data as *chunk -> tree combine*: on a NumPy array the chunk
 function is called once on the whole array (it is itself thread-parallel); on a Dask array
 every row block becomes one task, combined in a tree of fan-in 8 and computed with
 ``dask.compute`` on whatever scheduler is active (a kernel never creates a cluster).
+Blocks kept in a distributed cluster's memory can instead host a whole iterative kernel:
+``Blocks.run_ranks`` runs it on the workers that hold them, each seeing its own blocks as a
+``RankBlocks``, whose passes combine over all workers by an allgather.
 
 Random numbers that must not depend on the chunking (k-means|| and k-means++ sampling) come
 from a counter-based generator: ``uniform(key, i)`` hashes the global row index ``i`` with a
