@@ -77,6 +77,30 @@ def _checked(chunk, func, block, offset, *args):
     return chunk(block, offset, *args)
 
 
+class _FiniteCheck:
+    """The "check the next pass for NaN/inf" switch that both kinds of blocks share."""
+
+    _check: str | None = None
+
+    def check_finite_next(self, func: str) -> None:
+        """Have the next pass also check every chunk for NaN/inf (the data is not checked up
+        front), raising the error of ``func``."""
+        self._check = func
+
+    def _take_check(self):
+        func, self._check = self._check, None
+        return func
+
+    def _next_chunk(self, chunk):
+        """``chunk``, checking its block first if a check was asked for (once)."""
+        func = self._take_check()
+        if func is None:
+            return chunk
+        import functools
+
+        return functools.partial(_checked, chunk, func)
+
+
 def known_rows(X):
     """A Dask array with unknown chunk sizes (e.g. after a boolean mask) gets them computed."""
     if is_dask(X) and any(np.isnan(c) for c in X.chunks[0]):
@@ -84,7 +108,7 @@ def known_rows(X):
     return X
 
 
-class Blocks:
+class Blocks(_FiniteCheck):
     """The row blocks of a 2-D NumPy or Dask array, for chunk -> combine passes.
 
     ``map_reduce(chunk, combine, *args)`` returns ``combine([chunk(block, offset, *args), ...])``
@@ -97,6 +121,7 @@ class Blocks:
         self.dtype = X.dtype
         self.split_every = split_every
         self.is_dask = is_dask(X)
+        self.in_memory = not self.is_dask  # one NumPy array: statistics need no pass
         if self.is_dask:
             if len(X.chunks[1]) > 1:
                 X = X.rechunk({1: -1})
@@ -109,7 +134,6 @@ class Blocks:
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
         #: once kept: the indices of the blocks each worker holds, by worker address
         self.placement: dict[str, list[int]] | None = None
-        self.groups: list[list[int]] | None = None  # the same, without the addresses
 
     def keep_in_memory(self, fraction: float = 0.5) -> bool:
         """Hold the blocks in the distributed cluster's memory for an iterative algorithm
@@ -144,7 +168,6 @@ class Blocks:
                 holders = sorted(who_has.get(part.key) or [min(workers)])
                 groups.setdefault(holders[0], []).append(i)
         self.placement = groups
-        self.groups = list(groups.values())
         self._client = client
         return True
 
@@ -152,19 +175,10 @@ class Blocks:
     def n_blocks(self) -> int:
         return len(self.parts)
 
-    def check_finite_next(self, func: str) -> None:
-        """Have the next pass also check every chunk for NaN/inf (Dask input only: NumPy
-        input is checked up front), raising the error of ``func``."""
-        self._check = func
-
     def map_reduce(self, chunk, combine, *args):
         if not self.is_dask:
             return combine([chunk(self.parts[0], 0, *args)])
-        if getattr(self, "_check", None):
-            import functools
-
-            chunk = functools.partial(_checked, chunk, self._check)
-            self._check = None
+        chunk = self._next_chunk(chunk)
         live = [i for i in range(self.n_blocks) if self.sizes[i] > 0]
         import dask
 
@@ -188,9 +202,8 @@ class Blocks:
         futures of the results, in rank order."""
         from hpcjobs.kernels._collective import run_ranks
 
-        check, self._check = getattr(self, "_check", None), None
         return run_ranks(self._client, self.placement, self._futures, self.offsets,
-                         _on_rank, self.n, func, check, *args)
+                         _on_rank, self.n, func, self._take_check(), *args)
 
     def rows(self, idx: np.ndarray) -> np.ndarray:
         """The rows at sorted global indices ``idx`` as a NumPy array."""
@@ -206,13 +219,12 @@ class Blocks:
         return np.ascontiguousarray(out)
 
 
-class RankBlocks:
+class RankBlocks(_FiniteCheck):
     """The blocks one rank of :meth:`Blocks.run_ranks` holds. Its ``map_reduce`` combines
     over all ranks: this rank's blocks (side by side on the worker's ``threads``), then
     every rank's part (an allgather), so each rank gets the same result."""
 
-    is_dask = True  # not one in-memory array: every statistic takes a pass
-    placement = None
+    in_memory = False
 
     def __init__(self, group, blocks, offsets, n: int, check: str | None = None,
                  threads: int = 1):
@@ -226,15 +238,8 @@ class RankBlocks:
         threads = min(threads, len(self.parts))
         self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
 
-    def check_finite_next(self, func: str) -> None:
-        self._check = func
-
     def map_reduce(self, chunk, combine, *args):
-        if self._check:
-            import functools
-
-            chunk = functools.partial(_checked, chunk, self._check)
-            self._check = None
+        chunk = self._next_chunk(chunk)
         if self._pool is None:
             mine = [chunk(b, o, *args) for b, o in zip(self.parts, self.offsets, strict=True)]
         else:  # the kernels release the GIL

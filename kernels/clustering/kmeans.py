@@ -46,6 +46,7 @@ All the random choices derive from ``seed``: the same seed gives the same result
 from __future__ import annotations
 
 import math
+import operator
 import pickle
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from hpcjobs.kernels._jit import njit, thread_ranges
+from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
 from hpcjobs.kernels._validation import (
     check_array,
     check_choice,
@@ -627,7 +628,7 @@ def _nothing(parts):
 
 
 def _lloyd_chunk(block, offset, CT, k):
-    return _lloyd_fast(_c(block), CT, k, numba.get_num_threads())
+    return _lloyd_fast(_c(block), CT, k, task_threads())
 
 
 def _sum_combine(parts):
@@ -642,14 +643,14 @@ def _inertia_chunk(block, offset, CT):
     X = _c(block)
     labels = np.empty(X.shape[0], dtype=np.int32)
     d2 = np.empty(X.shape[0], dtype=X.dtype)
-    return (_assign_fast(X, CT, labels, d2, numba.get_num_threads()),)
+    return (_assign_fast(X, CT, labels, d2, task_threads()),)
 
 
 def _labels_inertia_chunk(block, CT):
     X = _c(block)
     labels = np.empty(X.shape[0], dtype=np.int32)
     d2 = np.empty(X.shape[0], dtype=X.dtype)
-    return labels, float(_assign_fast(X, CT, labels, d2, numba.get_num_threads()))
+    return labels, float(_assign_fast(X, CT, labels, d2, task_threads()))
 
 
 def _predict_block(block, CT):
@@ -658,7 +659,7 @@ def _predict_block(block, CT):
         raise nonfinite_error("X", "kmeans_predict")
     labels = np.empty(X.shape[0], dtype=np.int32)
     d2 = np.empty(X.shape[0], dtype=X.dtype)
-    _assign_fast(X, CT, labels, d2, numba.get_num_threads())
+    _assign_fast(X, CT, labels, d2, task_threads())
     return labels
 
 
@@ -675,7 +676,7 @@ def _far_chunk(block, offset, CT, e):
 
 def _mind2_labels(X, CT, labels, d2):
     buf = np.empty(X.shape[0], dtype=X.dtype)
-    _assign(X, CT, labels, buf, numba.get_num_threads())
+    _assign(X, CT, labels, buf, task_threads())
     d2[:] = buf
 
 
@@ -694,7 +695,7 @@ def _kpar_chunk(block, offset, CT, key, ell):
     """One k-means|| round on a chunk: its cost and a superset of the rows drawn."""
     X = _c(block)
     d2 = np.empty(X.shape[0])
-    phi = _mind2(X, CT, d2, numba.get_num_threads())
+    phi = _mind2(X, CT, d2, task_threads())
     u = uniforms(key, offset, X.shape[0])
     # p = min(1, ell d2 / phi) with phi >= this chunk's phi: keep u * phi_chunk < ell d2
     sel = np.flatnonzero(u * phi < ell * d2)
@@ -708,7 +709,7 @@ def _kpar_combine(parts):
 
 def _kpp_chunk(block, offset, CT, TT, key, M):
     X = _c(block)
-    pot, hk, hi = _kpp(X, offset, CT, TT, key, M, numba.get_num_threads())
+    pot, hk, hi = _kpp(X, offset, CT, TT, key, M, task_threads())
     return _kpp_select(pot, hk.transpose(1, 0, 2).reshape(TT.shape[1], -1),
                        hi.transpose(1, 0, 2).reshape(TT.shape[1], -1), X, offset, M)
 
@@ -825,7 +826,7 @@ def _weighted_kmeans(P: np.ndarray, w: np.ndarray, k: int, rng: np.random.Genera
     lab = np.empty(m, dtype=np.int32)
     d2 = np.empty(m)
     for _ in range(max_iter):
-        _assign(P, _pad(C.T, np.float64), lab, d2, numba.get_num_threads())
+        _assign(P, _pad(C.T, np.float64), lab, d2, task_threads())
         wsum = np.bincount(lab, weights=w, minlength=k)
         new = np.empty_like(C)
         for f in range(P.shape[1]):
@@ -883,7 +884,7 @@ def _tolerance(blocks: Blocks, tol: float) -> float:
     if tol == 0.0:  # Dask input: the first pass over the data checks it for NaN/inf
         blocks.check_finite_next("kmeans")
         return 0.0
-    if blocks.is_dask:  # the moments pass checks every chunk for NaN/inf
+    if not blocks.in_memory:  # the moments pass checks every chunk for NaN/inf
         n, _, m2 = blocks.map_reduce(_moments_chunk, _moments_combine)
         return float(tol * np.mean(m2 / n))
     return float(tol * np.mean(np.var(blocks.X, axis=0)))
@@ -958,10 +959,10 @@ def _kmeans_on_workers(blocks: Blocks, k: int, init, tol: float, rng, init_round
                              oversampling, max_iter)
     client = blocks._client
     picks = {}
-    for rank, block_ids in enumerate(blocks.groups):
+    for rank, block_ids in enumerate(blocks.placement.values()):
         for j, i in enumerate(block_ids):
             picks[i] = client.submit(_pick_labels, ranks[rank], j, pure=False)
-    C, n_iter, inertia, rng_state = client.submit(_pick_summary, ranks[0]).result()
+    C, n_iter, inertia, rng_state = client.submit(operator.getitem, ranks[0], 0).result()
     rng.bit_generator.state = rng_state
     labels = da.concatenate([
         da.from_delayed(picks[i], shape=(int(size),), dtype=np.int32) if i in picks
@@ -977,8 +978,7 @@ def _kmeans_rank(blocks, k, init, tol, rng_pickle, init_rounds, oversampling, ma
     re-clustering) that ranks on different CPUs could round differently, so all take rank
     0's centroids and tolerance."""
     rng = pickle.loads(rng_pickle)  # noqa: S301 - the client's own generator
-    tol_abs = _tolerance(blocks, tol)
-    C = _initial(blocks, k, init, rng, init_rounds, oversampling)
+    tol_abs, C = _seeded(blocks, k, init, tol, rng, init_rounds, oversampling)
     group = blocks.group
     tol_abs, C = group.allgather((tol_abs, C) if group.rank == 0 else None)[0]
     C, n_iter, _ = _lloyd_loop(blocks, np.asarray(C, dtype=np.float64), max_iter, tol_abs)
@@ -988,12 +988,15 @@ def _kmeans_rank(blocks, k, init, tol, rng_pickle, init_rounds, oversampling, ma
     return (C, n_iter, inertia, rng.bit_generator.state), list(labels)
 
 
-def _pick_summary(rank_result):
-    return rank_result[0]
-
-
 def _pick_labels(rank_result, j):
     return rank_result[1][j]
+
+
+def _seeded(blocks, k: int, init, tol: float, rng, rounds: int, oversampling: float):
+    """(absolute tolerance, starting centroids). The tolerance comes first: over Dask its
+    pass (or, with tol=0, the first pass of what follows) checks every chunk for NaN/inf."""
+    tol_abs = _tolerance(blocks, tol)
+    return tol_abs, _initial(blocks, k, init, rng, rounds, oversampling)
 
 
 def _initial(blocks: Blocks, k: int, init, rng, rounds: int, oversampling: float):
@@ -1053,8 +1056,7 @@ def kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300, tol: fl
         C, n_iter, labels, inertia = _kmeans_on_workers(blocks, k, init, tol, rng, init_rounds,
                                                         oversampling, max_iter)
         return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)
-    tol_abs = _tolerance(blocks, tol)  # Dask input: every chunk is checked for NaN/inf
-    C = _initial(blocks, k, init, rng, init_rounds, oversampling)
+    tol_abs, C = _seeded(blocks, k, init, tol, rng, init_rounds, oversampling)
     C, n_iter, inertia = _lloyd_loop(blocks, np.asarray(C, dtype=np.float64), max_iter, tol_abs)
     labels, inertia = _labels_inertia(blocks, C, inertia)
     return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)
