@@ -21,6 +21,7 @@ raster much larger than the point set is filled by one thread instead of being c
 from __future__ import annotations
 
 import threading
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -373,19 +374,54 @@ def _merge_range(code, cnt, acc1, hi, total, acc, a, b):
         acc[j] = v
 
 
-@njit
-def _merge_threads(code, cnt, acc1, hi, total, acc):
-    """:func:`_merge_range` over all cells, serial (for small rasters a second parallel
-    region would cost more than it saves)."""
-    _merge_range(code, cnt, acc1, hi, total, acc, 0, max(total.shape[0], acc.shape[0]))
+@njit(parallel=True)
+def _merge_threads(code, cnt, acc1, hi, total, acc, ranges):
+    """:func:`_merge_range` over the cell ranges side by side (one range: serial, for small
+    rasters, where a second parallel region would cost more than it saves; several: large
+    rasters, where the merge and the first touch of the fresh result's pages take ms)."""
+    if ranges.shape[0] == 1:
+        _merge_range(code, cnt, acc1, hi, total, acc, ranges[0, 0], ranges[0, 1])
+        return
+    for p in numba.prange(ranges.shape[0]):
+        _merge_range(code, cnt, acc1, hi, total, acc, ranges[p, 0], ranges[p, 1])
+
+
+_MEAN_TILE = 2048
+
+
+@njit(error_model="numpy")  # the division is guarded: no zero check in the loop
+def _mean_range(cnt, acc1, hi, out, a, b):
+    """``out[j] = sum / count`` of the threads' bases for cells ``[a, b)`` (NaN where
+    empty), through tiles of totals that stay in L1 (loops thread by thread vectorise)."""
+    nt = cnt.shape[0]
+    cells = cnt.shape[1]
+    s = np.empty(_MEAN_TILE)
+    c = np.empty(_MEAN_TILE)
+    for a0 in range(a, b, _MEAN_TILE):
+        m = min(_MEAN_TILE, b - a0)
+        for i in range(m):
+            s[i] = acc1[0, a0 + i]
+            c[i] = cnt[0, a0 + i]
+        for t in range(1, nt):
+            for i in range(m):
+                s[i] += acc1[t, a0 + i]
+                c[i] += cnt[t, a0 + i]
+        for t in range(nt):
+            if hi[t, cells] > 0:
+                for i in range(m):
+                    c[i] += 256.0 * hi[t, a0 + i]
+        for i in range(m):
+            out[a0 + i] = s[i] / c[i] if c[i] > 0 else np.nan
 
 
 @njit(parallel=True)
-def _merge_threads_parallel(code, cnt, acc1, hi, total, acc, ranges):
-    """:func:`_merge_range` over the cell ranges side by side: large rasters, where the
-    merge (and the first touch of the fresh result's pages) takes milliseconds."""
+def _mean_of_threads(cnt, acc1, hi, out, ranges):
+    """:func:`_mean_range` over the cell ranges side by side."""
+    if ranges.shape[0] == 1:
+        _mean_range(cnt, acc1, hi, out, ranges[0, 0], ranges[0, 1])
+        return
     for p in numba.prange(ranges.shape[0]):
-        _merge_range(code, cnt, acc1, hi, total, acc, ranges[p, 0], ranges[p, 1])
+        _mean_range(cnt, acc1, hi, out, ranges[p, 0], ranges[p, 1])
 
 
 @njit
@@ -487,6 +523,41 @@ def _task_bases(x, y, v, xe, ye, agg: str, ncat: int) -> tuple:
 def _chunk_bases(x, y, v, xe, ye, agg: str, ncat: int, threads: int | None = None) -> tuple:
     """Bases of one in-memory chunk of points, ``threads`` (default: Numba's) over disjoint
     point ranges."""
+    return _merged(_fill(x, y, v, xe, ye, agg, ncat, threads))
+
+
+def _chunk_raster(x, y, v, xe, ye, agg: str, ncat: int, shape: tuple) -> np.ndarray:
+    """The finished raster of in-memory points. The threads' means are merged and divided in
+    one pass: no count raster to write and read back, no second pass over the sums."""
+    filled = _fill(x, y, v, xe, ye, agg, ncat)
+    if agg == "mean" and filled.threads > 1:
+        out = np.empty(filled.cnt.shape[1])
+        _mean_of_threads(filled.cnt, filled.acc1, filled.hi, out, filled.merge_ranges())
+        _SCRATCH.give(filled.cnt, filled.acc1, filled.acc2)
+        return out.reshape(shape)
+    return _finalize(_merged(filled), agg, shape, ncat, inplace=True)
+
+
+class _Filled(NamedTuple):
+    """The threads' bases (one row a thread) after accumulation, before their merge."""
+
+    agg: str
+    threads: int
+    cnt: np.ndarray
+    acc1: np.ndarray
+    acc2: np.ndarray
+    hi: np.ndarray
+
+    def merge_ranges(self) -> np.ndarray:
+        """Cell ranges merged side by side: one per thread for large rasters, else one."""
+        cells = max(self.cnt.shape[1], self.acc1.shape[1])
+        parts = self.threads if cells >= _MIN_CELLS_PARALLEL_MERGE else 1
+        return thread_ranges(cells, parts)
+
+
+def _fill(x, y, v, xe, ye, agg: str, ncat: int, threads: int | None = None) -> _Filled:
+    """Accumulate one in-memory chunk into per-thread bases (``threads``, default Numba's,
+    over disjoint point ranges)."""
     x = np.ascontiguousarray(x)
     y = np.ascontiguousarray(y)
     n = x.shape[0]
@@ -502,25 +573,29 @@ def _chunk_bases(x, y, v, xe, ye, agg: str, ncat: int, threads: int | None = Non
     t = max(1, min(threads, n // _MIN_POINTS_PER_THREAD, max(1, 2 * n // cells)))
     # one thread's bases are the result; several threads' are merged into a new one, and
     # can serve the next call
-    scratch = _SCRATCH if t > 1 else None
-    cnt, acc1, acc2, hi = _new_bases(agg, t, cells, n, scratch)
-    bounds = np.linspace(0, n, t + 1).astype(np.int64)
-    ranges = np.stack([bounds[:-1], bounds[1:]], axis=1)
+    cnt, acc1, acc2, hi = _new_bases(agg, t, cells, n, _SCRATCH if t > 1 else None)
     code = _CODE[agg]
     fill = np.nan if agg in ("min", "max") else 0.0
     if t == 1:
         _accumulate_one(x, y, v, 0, n, xe, ye, code, ncat, cnt[0], acc1[0], acc2[0], hi[0],
                         fill)
     else:
-        _accumulate_threads(x, y, v, ranges, xe, ye, code, ncat, cnt, acc1, acc2, hi, fill)
+        _accumulate_threads(x, y, v, thread_ranges(n, t), xe, ye, code, ncat, cnt, acc1,
+                            acc2, hi, fill)
+    return _Filled(agg, t, cnt, acc1, acc2, hi)
+
+
+def _merged(filled: _Filled) -> tuple:
+    """The threads' bases folded into one flat set (count, acc1, acc2)."""
+    agg, t, cnt, acc1, acc2, hi = filled
     if agg == "std":
         out = (cnt[0], acc1[0], acc2[0])
         if t > 1:
             out = tuple(a.copy() for a in out)
         for i in range(1, t):
             out = _merge(agg, out, (cnt[i], acc1[i], acc2[i]))
-        if scratch is not None:
-            scratch.give(cnt, acc1, acc2)
+        if t > 1:
+            _SCRATCH.give(cnt, acc1, acc2)
         return out
     if t == 1:
         if hi.shape[1] and hi[0, -1] > 0:  # counts: 256 * hi + lo (uint32 below 2**32 points)
@@ -528,11 +603,8 @@ def _chunk_bases(x, y, v, xe, ye, agg: str, ncat: int, threads: int | None = Non
         return cnt[0], acc1[0], acc2[0]  # no carry: the low bytes are the counts
     total = np.empty(cnt.shape[1], dtype=np.int64)
     acc = np.empty(acc1.shape[1])
-    if cells >= _MIN_CELLS_PARALLEL_MERGE:
-        _merge_threads_parallel(code, cnt, acc1, hi, total, acc, thread_ranges(cells, t))
-    else:
-        _merge_threads(code, cnt, acc1, hi, total, acc)
-    scratch.give(cnt, acc1, acc2)
+    _merge_threads(_CODE[agg], cnt, acc1, hi, total, acc, filled.merge_ranges())
+    _SCRATCH.give(cnt, acc1, acc2)
     return total, acc, np.empty(0)
 
 
@@ -687,8 +759,7 @@ def _aggregate_numpy(x, y, values, shape, rng, agg, ncat):
         ncat = max(ncat, 1)
     ncat = ncat or 1
     xe, ye = _edges(*xr, shape[1]), _edges(*yr, shape[0])
-    bases = _chunk_bases(x, y, values, xe, ye, agg, ncat)
-    return _finalize(bases, agg, shape, ncat, inplace=True)
+    return _chunk_raster(x, y, values, xe, ye, agg, ncat, tuple(shape))
 
 
 def _aggregate_dask(x, y, values, shape, rng, agg, ncat, split_every: int | None = None):
