@@ -28,21 +28,51 @@ def set_num_threads(n: int | None) -> None:
 
 
 def task_threads() -> int:
-    """Numba threads for one chunk computed by a Dask task, so that Dask threads x Numba
-    threads stay within the cores.
+    """Numba threads for the kernel this thread is about to run, so that Dask threads x
+    Numba threads stay within the cores; also made this thread's own count (Numba keeps one
+    per thread), so that the kernels sized by Numba's count, not by an argument, follow.
 
-    All of Numba's threads in the main thread (an in-memory call) and in a worker process
-    (a Nanny's: its ``NUMBA_NUM_THREADS`` was sized together with its Dask threads); one in a
-    pool thread of the main process (Dask's threaded scheduler, an in-process cluster), whose
-    pool already runs a chunk per core.
+    All of Numba's threads in the main thread (an in-memory call); as many as the process was
+    planned for in a worker process (see :func:`_planned_threads`); one in a pool thread of
+    the main process (Dask's threaded scheduler, an in-process cluster), whose pool already
+    runs a chunk per core.
     """
     import multiprocessing
     import threading
 
-    if (threading.current_thread() is threading.main_thread()
-            or multiprocessing.current_process().name != "MainProcess"):
+    if threading.current_thread() is threading.main_thread():
         return numba.get_num_threads()
-    return 1
+    if multiprocessing.current_process().name != "MainProcess":
+        n = _planned_threads()
+    else:
+        n = 1
+    if numba.get_num_threads() != n:
+        numba.set_num_threads(n)
+    return n
+
+
+#: the Numba threads a worker process was planned with: hpcjobs' clusters set it beside
+#: NUMBA_NUM_THREADS (``hpcjobs.runtime.local.PLANNED_THREADS_VAR``)
+PLANNED_THREADS_VAR = "HPCJOBS_NUMBA_THREADS"
+
+
+def _planned_threads() -> int:
+    """A worker process's Numba threads, as planned for it, not as Numba started.
+
+    A Nanny puts the environment it was given into its worker only once the spawned process
+    has imported the user's main module; a script that imports these kernels at its top has
+    thus started Numba with every core in each worker, and its kernels would oversubscribe
+    them (measured: k-means over 2 workers 2.4x slower per pass; one 2-thread kernel per
+    worker at once 40x slower, OpenMP threads spinning against each other).
+    """
+    import os
+
+    n = numba.get_num_threads()
+    for var in (PLANNED_THREADS_VAR, "NUMBA_NUM_THREADS"):
+        planned = os.environ.get(var, "")
+        if planned.isdigit() and int(planned) > 0:
+            return min(n, int(planned))
+    return n
 
 
 @njit

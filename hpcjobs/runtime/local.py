@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from hpcjobs.errors import UserError
 
+#: the Numba threads planned for a worker process (read by ``hpcjobs.kernels._jit``)
+PLANNED_THREADS_VAR = "HPCJOBS_NUMBA_THREADS"
 #: thread-pool variables pinned in workers so NumPy/BLAS do not oversubscribe either
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -35,7 +37,8 @@ class ClusterPlan:
 
     @property
     def env(self) -> dict[str, str]:
-        env = {"NUMBA_NUM_THREADS": str(self.numba_threads)}
+        env = {"NUMBA_NUM_THREADS": str(self.numba_threads),
+               PLANNED_THREADS_VAR: str(self.numba_threads)}
         env.update({v: "1" for v in _THREAD_VARS})
         return env
 
@@ -71,7 +74,10 @@ def start_local_cluster(plan: ClusterPlan, *, scheduler_port: int = 0):
             os.environ.setdefault(var, "1")
     from distributed import LocalCluster
 
-    extra = {"env": plan.env} if plan.processes else {}  # Nanny-only keyword
+    from hpcjobs.runtime.worker_env import NumbaEnvironment
+
+    # Nanny-only keywords
+    extra = {"env": plan.env, "plugins": {NumbaEnvironment()}} if plan.processes else {}
     return LocalCluster(
         n_workers=plan.workers,
         threads_per_worker=plan.threads_per_worker,

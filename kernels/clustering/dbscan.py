@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from hpcjobs.kernels._jit import njit, thread_ranges
+from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
 from hpcjobs.kernels._validation import (
     check_array,
     check_float,
@@ -377,6 +377,7 @@ def _local_dbscan(X: np.ndarray, gidx: np.ndarray, need: np.ndarray, lo: np.ndar
     meaningful where ``need``), in the order of the input rows.
     """
     n, d = X.shape
+    threads = task_threads()  # also sizes the pranges below (this thread's Numba count)
     side, m, valid = _grid(eps, d, mag)
     cmin = np.floor((X.min(axis=0) - lo) / side).astype(np.int64)
     span = (np.floor((X.max(axis=0) - lo) / side) - cmin + 1).astype(np.float64)
@@ -396,7 +397,7 @@ def _local_dbscan(X: np.ndarray, gidx: np.ndarray, need: np.ndarray, lo: np.ndar
     ns = need[order]
     start = np.concatenate([[0], change, [n]]).astype(np.int64)
     cc = np.ascontiguousarray(np.floor((Xs[start[:-1]] - lo) / side).astype(np.int64))
-    ptr, nbr = _neighbour_csr(cc, m, valid, numba.get_num_threads())
+    ptr, nbr = _neighbour_csr(cc, m, valid, threads)
     eps2 = eps * eps
     pad = 16.0 * np.finfo(np.float64).eps * (mag + side)
     core = _core_points(Xs, start, ptr, nbr, ns, eps2, min_samples, cc, lo, side, pad)

@@ -935,7 +935,7 @@ def _labels_inertia(blocks: Blocks, C: np.ndarray, inertia: float | None = None)
         X = blocks.X
         labels = np.empty(X.shape[0], dtype=np.int32)
         d2 = np.empty(X.shape[0], dtype=X.dtype)
-        inertia = _assign_fast(X, CT, labels, d2, numba.get_num_threads())
+        inertia = _assign_fast(X, CT, labels, d2, task_threads())
         return labels, float(inertia)
     if inertia is None:
         (inertia,) = blocks.map_reduce(_inertia_chunk, _sum_combine, CT)

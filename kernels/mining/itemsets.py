@@ -4,7 +4,7 @@ Mining is Eclat on vertical bitsets: every frequent item gets one bit per transa
 itemset's support is the popcount of the AND of its items' bitsets, and the search is depth
 first over equivalence classes (items in ascending support order, so the deep branches start
 from rare prefixes and stay small). The top-level branches are independent; they are dealt to
-``numba.get_num_threads()`` threads (the njit code releases the GIL), each with its own buffers.
+the task's Numba threads (``task_threads()``; the njit code releases the GIL), each with its own buffers.
 
 Distributed, the SON algorithm: each Dask chunk of transactions is mined on its own at the
 proportional threshold ``ceil(c * n_j / n)`` (``c`` the global minimum count), which cannot miss
@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from itertools import combinations
 
-import numba
 import numpy as np
 
-from hpcjobs.kernels._jit import njit
+from hpcjobs.kernels._jit import njit, task_threads
 from hpcjobs.kernels._validation import check_float, check_int, is_dask, message
 
 _FUNC = "frequent_itemsets"
@@ -568,7 +567,7 @@ def frequent_itemsets(transactions, min_support: float, *,
                                  f"len(items) = {n_items_total}", indptr))
     min_count = _min_count(min_support, n)
     length_cap = np.iinfo(np.int32).max if max_len is None else max_len
-    n_threads = numba.get_num_threads()
+    n_threads = task_threads()
     if is_dask(items) or transaction_bounds is not None:
         if transaction_bounds is None:
             item_bounds = np.cumsum((0,) + items.chunks[0])

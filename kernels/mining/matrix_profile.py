@@ -3,7 +3,7 @@
 The distance matrix of all window pairs ``(i, j)`` is walked along its diagonals ``j - i = g``
 (``g`` beyond the exclusion zone ``ceil(m / 4)``), updating the windows' covariance in O(1) per
 step as stumpy does; each pair's Pearson correlation updates the best match of both its row
-``i`` and its column ``j``. Diagonals are split between ``numba.get_num_threads()`` threads by
+``i`` and its column ``j``. Diagonals are split between the task's Numba threads (``task_threads()``) by
 cost (number of pairs), each thread keeps its own best-so-far arrays, merged at the end.
 
 Distributed (Dask ``T``), the upper triangle is cut into tiles (row block x column block of
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from hpcjobs.kernels._jit import njit
+from hpcjobs.kernels._jit import njit, task_threads
 from hpcjobs.kernels._validation import check_array, check_int, is_dask, message
 
 _FUNC = "matrix_profile"
@@ -274,7 +274,7 @@ def _tile_fold(acc_rows, acc_cols, Ta, Tb, m, r0, c0, excl):
     yet). For a tile on the diagonal (``acc_cols`` unused) both sides go to the rows."""
     Ta = np.ascontiguousarray(Ta, dtype=np.float64)
     Tb = np.ascontiguousarray(Tb, dtype=np.float64)
-    rho_r, idx_r, rho_c, idx_c = _tile(Ta, Tb, m, r0, c0, excl, numba.get_num_threads())
+    rho_r, idx_r, rho_c, idx_c = _tile(Ta, Tb, m, r0, c0, excl, task_threads())
     if r0 == c0:
         _merge_best(rho_r, idx_r, rho_c, idx_c)
         return _fold(acc_rows, rho_r, idx_r), None
@@ -336,7 +336,7 @@ def matrix_profile(T, m: int, *, tile: int | None = None) -> MatrixProfile:
     excl = int(math.ceil(m / 4))
     n_w = n - m + 1
     if not is_dask(T):
-        rho_r, idx_r, rho_c, idx_c = _tile(T, T, m, 0, 0, excl, numba.get_num_threads())
+        rho_r, idx_r, rho_c, idx_c = _tile(T, T, m, 0, 0, excl, task_threads())
         _merge_best(rho_r, idx_r, rho_c, idx_c)
         if not np.isfinite(rho_r).any():
             raise ValueError(message("T", _FUNC, "a series with at least two finite windows "

@@ -5,7 +5,7 @@ coordinate, all leaves at one depth, at most ``_LEAF`` points each, nodes in hea
 bounding boxes). Each query walks it depth first, nearer child first, skipping any node whose box
 is farther than the query's current k-th distance; a leaf's distances are computed directly (sum
 of squared differences in coordinate order, as scikit-learn's trees do), four points side by side.
-Queries are spread over ``numba.get_num_threads()`` threads in contiguous ranges.
+Queries are spread over the task's Numba threads (``task_threads()``) in contiguous ranges.
 
 Distributed (Dask ``X``), each row block of ``X`` is a task that queries the whole set (whose
 tree is built once, in one task, and shared): the k nearest neighbours of a block need every point.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from hpcjobs.kernels._jit import njit
+from hpcjobs.kernels._jit import njit, task_threads
 from hpcjobs.kernels._validation import check_array, check_int, is_dask, message
 
 _LEAF = 32
@@ -262,7 +262,7 @@ def _tree(X: np.ndarray) -> _Tree:
 def _neighbours(tree: _Tree, Q: np.ndarray, q_ids: np.ndarray, k: int):
     """(dist, ids) of the k nearest points of the tree to each row of ``Q``, sorted."""
     return _knn(Q, q_ids, tree.points_t, tree.ids, tree.start, tree.stop, tree.lo, tree.hi,
-                tree.depth, k, numba.get_num_threads())
+                tree.depth, k, task_threads())
 
 
 def _block_neighbours(tree: _Tree, block: np.ndarray, offset: int, k: int):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from hpcjobs.kernels._jit import njit, thread_ranges
+from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
 from hpcjobs.kernels._validation import check_array, check_int, is_dask, message
 
 _BLOCK_ROWS = 2048
@@ -157,7 +157,7 @@ _SERIAL_BELOW = 1 << 20
 
 
 def _threads_for(block: np.ndarray) -> int:
-    return 1 if block.size < _SERIAL_BELOW else numba.get_num_threads()
+    return 1 if block.size < _SERIAL_BELOW else task_threads()
 
 
 def _chunk_moments(block: np.ndarray) -> np.ndarray:

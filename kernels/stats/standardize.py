@@ -11,7 +11,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from hpcjobs.kernels._jit import njit
+from hpcjobs.kernels._jit import njit, task_threads
 from hpcjobs.kernels._validation import check_array, is_dask
 
 
@@ -24,6 +24,7 @@ def _scale(X, mean, scale, out):
 
 
 def _scale_block(block, mean, scale):
+    task_threads()  # a prange sized by this thread's Numba count
     block = np.ascontiguousarray(block)
     out = np.empty(block.shape, dtype=np.float64)
     _scale(block, mean, scale, out)

@@ -24,7 +24,7 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
-from hpcjobs.kernels._jit import njit
+from hpcjobs.kernels._jit import njit, task_threads
 from hpcjobs.kernels._validation import check_array, check_int, is_dask, message
 
 # ---------------------------------------------------------------------------------------------
@@ -524,7 +524,7 @@ def _extrema(y, starts, stops):
     if nb == 0:
         return out
     if y.dtype.kind == "f" or y.dtype.itemsize <= 4:
-        threads = max(1, min(numba.get_num_threads(), nb, int(y.shape[0]) // _PAR_POINTS))
+        threads = max(1, min(task_threads(), nb, int(y.shape[0]) // _PAR_POINTS))
         if threads == 1:
             _minmax_span(y, starts, stops, 0, nb, out)
         else:
@@ -738,6 +738,7 @@ def _lttb_dask(x, y, n_out):
     cut = np.asarray(cuts)
 
     def means(block, xblock, lo, sel):
+        task_threads()  # a prange sized by this thread's Numba count
         block = np.ascontiguousarray(block)
         out = np.empty(sel.shape[0])
         _range_means(block, starts[sel], stops[sel], lo, unrolled, out)

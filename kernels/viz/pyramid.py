@@ -22,7 +22,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from hpcjobs.kernels._jit import njit
+from hpcjobs.kernels._jit import njit, task_threads
 from hpcjobs.kernels._validation import check_array, check_choice, check_int, is_dask
 
 METHODS = ("mean", "min", "max", "mode")
@@ -183,6 +183,7 @@ def _levels_numpy(a: np.ndarray, levels: int, method: str) -> list[np.ndarray]:
 
 def _block_levels(block, levels, method):
     """The windows of levels 1 .. levels-1 that one aligned base chunk covers."""
+    task_threads()  # pranges sized by this thread's Numba count
     return tuple(_levels_numpy(np.ascontiguousarray(block), levels, method)[1:])
 
 
