@@ -331,23 +331,39 @@ def _accumulate_threads(x, y, v, ranges, xe, ye, code, ncat, cnt, acc1, acc2, hi
                     cnt[t], acc1[t], acc2[t], hi[t])
 
 
+#: cells merged at a time: their totals stay in L1 while each thread's row is added
+_MERGE_TILE = 2048
+
+
 @njit
 def _merge_counts(cnt, hi, total, a, b):
-    """``total[j] = sum over threads of 256 * hi + lo`` for cells ``[a, b)``; ``hi`` is read
-    only for threads that carried (its last element counts their carries)."""
+    """``total[j] = sum over threads of 256 * hi + lo`` for cells ``[a, b)``, written once
+    per cell (thread by thread over tiles of totals in L1: loops that vectorise); ``hi`` is
+    read only for threads that carried (its last element counts their carries)."""
     nt = cnt.shape[0]
     cells = total.shape[0]
-    first = cnt[0]
-    for j in range(a, b):  # thread by thread: loops that vectorise
-        total[j] = first[j]
-    for t in range(1, nt):
-        row = cnt[t]
-        for j in range(a, b):
-            total[j] += row[j]
-    for t in range(nt):
-        if hi.shape[1] and hi[t, cells] > 0:
-            for j in range(a, b):
-                total[j] += 256 * np.int64(hi[t, j])
+    carried = np.zeros(nt, dtype=np.bool_)
+    if hi.shape[1]:
+        for t in range(nt):
+            carried[t] = hi[t, cells] > 0
+    acc = np.empty(_MERGE_TILE, dtype=np.int64)
+    for a0 in range(a, b, _MERGE_TILE):
+        m = min(_MERGE_TILE, b - a0)
+        first = cnt[0, a0:a0 + m]
+        for i in range(m):
+            acc[i] = first[i]
+        for t in range(1, nt):
+            row = cnt[t, a0:a0 + m]
+            for i in range(m):
+                acc[i] += row[i]
+        for t in range(nt):
+            if carried[t]:
+                row_hi = hi[t, a0:a0 + m]
+                for i in range(m):
+                    acc[i] += 256 * np.int64(row_hi[i])
+        out = total[a0:a0 + m]
+        for i in range(m):
+            out[i] = acc[i]
 
 
 @njit
@@ -386,19 +402,16 @@ def _merge_threads(code, cnt, acc1, hi, total, acc, ranges):
         _merge_range(code, cnt, acc1, hi, total, acc, ranges[p, 0], ranges[p, 1])
 
 
-_MEAN_TILE = 2048
-
-
 @njit(error_model="numpy")  # the division is guarded: no zero check in the loop
 def _mean_range(cnt, acc1, hi, out, a, b):
     """``out[j] = sum / count`` of the threads' bases for cells ``[a, b)`` (NaN where
     empty), through tiles of totals that stay in L1 (loops thread by thread vectorise)."""
     nt = cnt.shape[0]
     cells = cnt.shape[1]
-    s = np.empty(_MEAN_TILE)
-    c = np.empty(_MEAN_TILE)
-    for a0 in range(a, b, _MEAN_TILE):
-        m = min(_MEAN_TILE, b - a0)
+    s = np.empty(_MERGE_TILE)
+    c = np.empty(_MERGE_TILE)
+    for a0 in range(a, b, _MERGE_TILE):
+        m = min(_MERGE_TILE, b - a0)
         for i in range(m):
             s[i] = acc1[0, a0 + i]
             c[i] = cnt[0, a0 + i]
@@ -521,7 +534,7 @@ def _task_bases(x, y, v, xe, ye, agg: str, ncat: int) -> tuple:
 
 
 def _chunk_bases(x, y, v, xe, ye, agg: str, ncat: int, threads: int | None = None) -> tuple:
-    """Bases of one in-memory chunk of points, ``threads`` (default: Numba's) over disjoint
+    """Bases of one in-memory chunk of points, ``threads`` (default: the task's) over disjoint
     point ranges."""
     return _merged(_fill(x, y, v, xe, ye, agg, ncat, threads))
 
@@ -556,7 +569,7 @@ class _Filled(NamedTuple):
 
 
 def _fill(x, y, v, xe, ye, agg: str, ncat: int, threads: int | None = None) -> _Filled:
-    """Accumulate one in-memory chunk into per-thread bases (``threads``, default Numba's,
+    """Accumulate one in-memory chunk into per-thread bases (``threads``, default the task's,
     over disjoint point ranges)."""
     x = np.ascontiguousarray(x)
     y = np.ascontiguousarray(y)
@@ -569,7 +582,7 @@ def _fill(x, y, v, xe, ye, agg: str, ncat: int, threads: int | None = None) -> _
         if v.dtype.kind in "biu" and agg != "count_cat":
             v = v.astype(np.float64)
     # a private raster per thread only when each thread has points enough to pay for it
-    threads = numba.get_num_threads() if threads is None else threads
+    threads = task_threads() if threads is None else threads
     t = max(1, min(threads, n // _MIN_POINTS_PER_THREAD, max(1, 2 * n // cells)))
     # one thread's bases are the result; several threads' are merged into a new one, and
     # can serve the next call
