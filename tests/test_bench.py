@@ -146,9 +146,27 @@ def test_short_calls_are_repeated_within_a_sample(clock):
                       make_data=lambda s, rng: None,
                       impls=[Impl("hpcjobs", lambda d: clock.advance(1e-4))], repeats=3)
     (rec,) = harness.run_benchmark(bench)
-    assert rec["number"] == int(np.ceil(harness.MIN_SAMPLE_S / 1e-4))
+    # (the fake clock's float sums may round one call either way)
+    assert rec["number"] == pytest.approx(harness.MIN_SAMPLE_S / 1e-4, abs=1)
     assert rec["median_s"] == pytest.approx(1e-4)
     assert len(rec["times_s"]) == 3
+    assert rec["warmup_calls"] == harness.MAX_WARMUP_CALLS  # 200 calls of 0.1 ms: the cap
+
+
+def test_every_implementation_warms_up_for_a_second_before_its_samples(clock):
+    calls = []
+
+    def ours(data):
+        calls.append(clock.now)
+        clock.advance(0.3)
+
+    bench = Benchmark(name="warm", kernel="warm", sizes=[{"n": 1}], quick_sizes=[{"n": 1}],
+                      make_data=lambda s, rng: None, impls=[Impl("hpcjobs", ours)], repeats=2)
+    (rec,) = harness.run_benchmark(bench)
+    assert rec["warmup_calls"] == 4  # 0.9 s after three calls, 1.2 s after four
+    assert len(calls) == 4 + 2 and rec["times_s"] == [pytest.approx(0.3)] * 2
+    (quick,) = harness.run_benchmark(bench, quick=True)
+    assert quick["warmup_calls"] == 1  # quick runs: the first call only
 
 
 def test_jsonl_round_trip_and_machine_info(clock, tmp_path):

@@ -8,6 +8,8 @@ even on a busy machine:
 2. ``context()`` is entered (e.g. a Dask cluster), ``prepare(data, size)`` runs untimed;
 3. one warm-up call, timed on its own: ``warmup_s``; ``compile_s = warmup_s - median``
    estimates what the first call cost beyond a normal one (Numba compilation, cluster warm-up);
+   then untimed calls until ``WARMUP_S`` has passed (``warmup_calls`` in all; not in quick
+   runs), so that every implementation is timed in the same steady state;
 4. ``repeats`` timed samples; a sample repeats the call ``number`` times when one call is
    shorter than ``MIN_SAMPLE_S`` (like ``timeit``), and times are per call;
 5. median, min, max, throughput (``items / median`` in ``unit``/s) and, for each peer, the
@@ -45,6 +47,12 @@ from hpcjobs.errors import UserError
 
 #: a timed sample repeats the call until it lasts at least this long
 MIN_SAMPLE_S = 0.005
+#: each implementation is called, untimed, for at least this long (its first call included)
+#: before its samples: here the first half second or so of calls over the data ran up to 1.5x
+#: slower (aggregate2d count 13 ms, then 8.5 ms), which penalised whichever ran first
+WARMUP_S = 1.0
+#: ...in at most this many calls
+MAX_WARMUP_CALLS = 200
 
 #: libraries whose versions every record carries
 CORE_LIBRARIES = ("numpy", "numba", "dask", "distributed", "zarr")
@@ -220,13 +228,18 @@ def _time_calls(fn: Callable, arg: Any, number: int) -> float:
     return (_clock() - t0) / number
 
 
-def time_impl(impl: Impl, data: Any, size: dict, repeats: int) -> dict[str, Any]:
+def time_impl(impl: Impl, data: Any, size: dict, repeats: int,
+              warmup_time: float = WARMUP_S) -> dict[str, Any]:
     """Time one implementation on one size's data; return the timing fields of a record."""
     ctx = impl.context() if impl.context is not None else contextlib.nullcontext()
     with ctx:
         arg = impl.prepare(data, size) if impl.prepare is not None else data
         gc.collect()
-        warmup = _time_calls(impl.fn, arg, 1)
+        warmup = spent = _time_calls(impl.fn, arg, 1)
+        warmup_calls = 1
+        while spent < warmup_time and warmup_calls < MAX_WARMUP_CALLS:
+            spent += _time_calls(impl.fn, arg, 1)
+            warmup_calls += 1
         # calls shorter than MIN_SAMPLE_S are repeated within one sample (timeit's autorange)
         first = _time_calls(impl.fn, arg, 1)
         number = 1 if first >= MIN_SAMPLE_S else min(10**6, math.ceil(MIN_SAMPLE_S / max(first,
@@ -244,6 +257,7 @@ def time_impl(impl: Impl, data: Any, size: dict, repeats: int) -> dict[str, Any]
         "min_s": min(times),
         "max_s": max(times),
         "warmup_s": warmup,
+        "warmup_calls": warmup_calls,
         "compile_s": max(0.0, warmup - median),
     }
 
@@ -305,7 +319,8 @@ def run_benchmark(bench: Benchmark, *, quick: bool = False, repeats: int | None 
                     log(f"{bench.name} {format_size(size)}: data made in "
                         f"{time.perf_counter() - t0:.2f} s")
                 try:
-                    rec.update(time_impl(impl, data, size, repeats))
+                    rec.update(time_impl(impl, data, size, repeats,
+                                         warmup_time=0.0 if quick else WARMUP_S))
                     rec["status"] = "ok"
                     rec["throughput"] = items / rec["median_s"] if rec["median_s"] > 0 else None
                     log(f"  {impl.name:<16} median {format_seconds(rec['median_s'])}"
@@ -350,7 +365,7 @@ def _base_record(bench: Benchmark, impl: Impl, size: dict, index: int, items: fl
         "reason": None,
         "repeats": 0, "number": 0, "times_s": [],
         "median_s": None, "min_s": None, "max_s": None,
-        "warmup_s": None, "compile_s": None, "throughput": None,
+        "warmup_s": None, "warmup_calls": 0, "compile_s": None, "throughput": None,
         "ratio": None, "speedup": None,
         "ratios": {},
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

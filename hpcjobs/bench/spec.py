@@ -3,8 +3,9 @@
 A definition module holds a module-level ``BENCHMARKS`` list. Each :class:`Benchmark` makes
 data for each size once, then times every :class:`Impl` on it side by side in the same run:
 one warm-up call first (its time is reported as ``compile_s``, since that is where Numba
-compiles), then ``repeats`` timed calls. Peers whose modules are not installed are skipped
-and reported as such. Ratios are ours / peer, per size, from the medians.
+compiles) and untimed calls for a second more, then ``repeats`` timed calls. Peers whose
+modules are not installed are skipped and reported as such. Ratios are ours / peer, per
+size, from the medians.
 
 Example (``benchmarks/describe.py``)::
 
