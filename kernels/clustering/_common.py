@@ -17,12 +17,17 @@ chunk it sits in.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from hpcjobs.kernels._jit import njit
 from hpcjobs.kernels._validation import is_dask
+
+#: give the core to another thread ready to run on it (a rank's kernels never block, so the
+#: worker's event loop would wait for the end of the rank's time slice)
+_yield_core = getattr(os, "sched_yield", lambda: None)
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -241,7 +246,10 @@ class RankBlocks(_FiniteCheck):
     def map_reduce(self, chunk, combine, *args):
         chunk = self._next_chunk(chunk)
         if self._pool is None:
-            mine = [chunk(b, o, *args) for b, o in zip(self.parts, self.offsets, strict=True)]
+            mine = []
+            for b, o in zip(self.parts, self.offsets, strict=True):
+                mine.append(chunk(b, o, *args))
+                _yield_core()  # the worker's event loop may take peers' messages meanwhile
         else:  # the kernels release the GIL
             mine = list(self._pool.map(lambda b, o: chunk(b, o, *args), self.parts,
                                        self.offsets))
