@@ -145,3 +145,79 @@ def test_one_worker_with_two_threads_runs_its_blocks_side_by_side(rank_calls):
     assert rank_calls == [1]  # one rank: no messages at all
     np.testing.assert_allclose(r.centroids, ref.centroids, rtol=1e-9)
     np.testing.assert_array_equal(labels, ref.labels)
+
+
+# --------------------------------------------------------------------------- transport
+
+
+def _swap(group, blocks, offsets, sizes):
+    """Allgather parts of the given byte sizes; return what came back and how it was sent."""
+    seen = []
+    for size in sizes:
+        parts = group.allgather(bytes([group.rank]) * size)
+        seen.append([len(p) == size and p[:1] == bytes([r]) for r, p in enumerate(parts)])
+    return seen, dict(group.sent)
+
+
+def _run_swap(client, sizes):
+    workers = sorted(client.scheduler_info()["workers"])
+    futures = [client.scatter(np.zeros(1), workers=[w], hash=False) for w in workers]
+    placement = {w: [i] for i, w in enumerate(workers)}
+    ranks = _collective.run_ranks(client, placement, futures, [0, 1], _swap, sizes)
+    return client.gather(ranks)
+
+
+def _private_folder():
+    import os
+    import tempfile
+
+    base = os.path.join(tempfile.gettempdir(), f"hpcjobs-{os.getuid()}")
+    return set(os.listdir(base)) if os.path.isdir(base) else set()
+
+
+def test_ranks_on_one_machine_swap_small_parts_through_pipes(dask_client):
+    before = _private_folder()
+    # 3 handshake rounds over the comms, then 5 small parts and one past PIPE_BUF
+    sizes = [100, 1, 2000, 3000, 50, 10_000]
+    for seen, sent in _run_swap(dask_client, sizes):
+        assert all(all(ok) for ok in seen)  # every rank got every part, in rank order
+        assert sent == {"comms": 3 + 1, "pipe": 5}
+    assert _private_folder() == before  # the pipes' names and folders are gone
+
+
+@pytest.mark.parametrize("why", ["other machines", "no private folder"])
+def test_without_pipes_every_part_goes_over_the_comms(dask_client, monkeypatch, why):
+    from hpcjobs.kernels import _local_pipes
+
+    if why == "other machines":  # (both workers live in this process: tell them apart)
+        monkeypatch.setattr(_collective, "machine_id",
+                            lambda: distributed.get_worker().address)
+    else:
+        monkeypatch.setattr(_local_pipes, "_private_base", lambda: None)
+    for seen, sent in _run_swap(dask_client, [100, 5000, 7]):
+        assert all(all(ok) for ok in seen)
+        assert sent == {"comms": 3 + 3, "pipe": 0}
+
+
+def test_a_full_pipe_sends_over_the_comms(tmp_path):
+    # a part that does not fit the pipe right now goes the other way, never blocking
+    from hpcjobs.kernels._local_pipes import LIMIT, LocalPipes
+
+    reader, writer = LocalPipes("g", 0), LocalPipes("g", 1)
+    try:
+        assert reader.make_inbound([1])
+        writer.open_outbound(1, {0: reader.folder})
+        reader.unlink()
+        part = b"x" * (LIMIT - 64)
+        sent = 0
+        while writer.send(0, sent, part):
+            sent += 1
+            assert sent < 10_000
+        assert sent >= 1
+        assert not writer.send(0, sent, b"y" * (LIMIT + 1))  # too big for one atomic write
+        reader.wait(0.1)
+        assert sorted(reader.got) == [(r, 1) for r in range(sent)]
+        assert all(p == part for p in reader.got.values())
+    finally:
+        reader.close()
+        writer.close()
