@@ -260,3 +260,22 @@ def test_counts_past_each_byte_carry(threads_from, monkeypatch):
         assert sel.sum() == k
         np.testing.assert_allclose(means[r, c], v[sel].mean(), rtol=1e-12)
     assert np.isnan(means[2, 0])
+
+
+@pytest.mark.parametrize("agg", ["count", "count_cat"])
+def test_dask_chunks_with_and_without_byte_carries_merge_exactly(agg):
+    # chunks whose counts fit a byte are summed through tiles, the others added one by one:
+    # a chunk of 300 points in one cell (a carry) among chunks without any
+    x, y, _ = _points(6000, seed=3)
+    x[1000:1300], y[1000:1300] = 0.1, 0.1
+    cats = np.arange(x.size) % 2
+    values = cats if agg == "count_cat" else None
+    ref = aggregate2d(x, y, shape=SHAPE, range=RANGE, agg=agg, values=values)
+    for chunks in (1000, 3000):  # the carrying chunk among 5 byte chunks; among 1
+        dv = None if values is None else da.from_array(values, chunks=chunks)
+        got = aggregate2d(da.from_array(x, chunks=chunks), da.from_array(y, chunks=chunks),
+                          shape=SHAPE, range=RANGE, agg=agg, values=dv).compute()
+        np.testing.assert_array_equal(got, ref)
+        assert got.dtype == np.int64
+    if agg == "count":
+        np.testing.assert_array_equal(ref, _ref_hist(x, y))

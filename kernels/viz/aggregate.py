@@ -622,6 +622,7 @@ def _merged(filled: _Filled) -> tuple:
 
 
 def _combine(parts: list, agg: str) -> tuple:
+    """Merge the bases of several chunks (a node of the Dask merge tree)."""
     cnt, acc1, acc2 = parts[0]
     out = (cnt.astype(np.int64 if cnt.dtype.kind == "u" else cnt.dtype), acc1.copy(), acc2.copy())
     for p in parts[1:]:
