@@ -91,14 +91,19 @@ class Group:
             pipes = None
         here = machine_id()
         mine = pipes.folder if pipes is not None else None
-        where = self.allgather((here, mine))
-        peers = [r for r, (m, folder) in enumerate(where)
-                 if r != self.rank and m == here and folder and mine]
-        made = bool(peers) and pipes.make_inbound(peers)
-        ready = self.allgather(made)
-        if pipes is not None:
-            pipes.open_outbound(self.rank, {r: where[r][1] for r in peers if ready[r]})
-        self.allgather(None)  # each pipe now open at both ends: its name can go
+        try:
+            where = self.allgather((here, mine))
+            peers = [r for r, (m, folder) in enumerate(where)
+                     if r != self.rank and m == here and folder and mine]
+            made = bool(peers) and pipes.make_inbound(peers)
+            ready = self.allgather(made)
+            if pipes is not None:
+                pipes.open_outbound(self.rank, {r: where[r][1] for r in peers if ready[r]})
+            self.allgather(None)  # each pipe now open at both ends: its name can go
+        except BaseException:
+            if pipes is not None:
+                pipes.close()
+            raise
         if pipes is None:
             return
         pipes.unlink()

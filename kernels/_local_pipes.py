@@ -23,6 +23,7 @@ import socket
 import stat
 import struct
 import tempfile
+import threading
 
 #: (round, payload length) before each part
 _HEADER = struct.Struct("<qI")
@@ -57,24 +58,28 @@ class LocalPipes:
     """One rank's pipes to its peers on this machine, and the parts read from them.
 
     ``got`` maps (round, peer) to the payloads read so far; :meth:`wait` reads more. A
-    doorbell pipe (``bell``) wakes :meth:`wait` when a part arrives the other way.
+    doorbell (:meth:`ring`) wakes :meth:`wait` when a part arrives the other way.
     """
 
     def __init__(self, group: str, rank: int):
-        base = _private_base()
-        self.folder = (tempfile.mkdtemp(prefix=f"{group[:12]}-{rank}-", dir=base)
-                       if base else None)
         self.read: dict[int, int] = {}
         self.write: dict[int, int] = {}
         self.got: dict[tuple[int, int], bytes] = {}
         self._buf: dict[int, bytearray] = {}
         self._made: list[str] = []
-        self._bell_r, self.bell = os.pipe()
+        self._peer_of: dict[int, int] = {}
+        self._bell_r, self._bell_w = os.pipe()
+        self._bell_lock = threading.Lock()  # the comms' thread rings; never a closed fd
         os.set_blocking(self._bell_r, False)
-        os.set_blocking(self.bell, False)
+        os.set_blocking(self._bell_w, False)
         self._poll = select.poll()
         self._poll.register(self._bell_r, select.POLLIN)
-        self._peer_of: dict[int, int] = {}
+        base = _private_base()
+        try:
+            self.folder = (tempfile.mkdtemp(prefix=f"{group[:12]}-{rank}-", dir=base)
+                           if base else None)
+        except OSError:
+            self.folder = None
 
     def make_inbound(self, peers: list[int]) -> bool:
         """A pipe from each of ``peers``, opened for reading (so that they can open it)."""
@@ -134,11 +139,14 @@ class LocalPipes:
         return True
 
     def ring(self) -> None:
-        """Wake :meth:`wait` (a part came in over the comms)."""
-        try:
-            os.write(self.bell, b"\0")
-        except OSError:  # full: a wake-up is pending anyway
-            pass
+        """Wake :meth:`wait` (a part came in over the comms); from any thread."""
+        with self._bell_lock:
+            if self._bell_w < 0:  # closed
+                return
+            try:
+                os.write(self._bell_w, b"\0")
+            except OSError:  # full: a wake-up is pending anyway
+                pass
 
     def wait(self, timeout: float) -> None:
         """Read what the pipes hold, waiting up to ``timeout`` seconds for something."""
@@ -173,8 +181,12 @@ class LocalPipes:
             del buf[:_HEADER.size + n]
 
     def close(self) -> None:
+        """Close every end and remove what is left on disk."""
         self.unlink()
-        for fd in [*self.read.values(), *self.write.values(), self._bell_r, self.bell]:
+        with self._bell_lock:
+            fds = [*self.read.values(), *self.write.values(), self._bell_r, self._bell_w]
+            self._bell_r = self._bell_w = -1
+        for fd in fds:
             try:
                 os.close(fd)
             except OSError:
