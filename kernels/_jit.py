@@ -20,13 +20,6 @@ def njit(*args, **overrides):
     return numba.jit(*args, **flags)
 
 
-def set_num_threads(n: int | None) -> None:
-    """Set Numba's thread count for this process (clamped to what Numba was started with)."""
-    if n is None:
-        return
-    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
-
-
 def task_threads() -> int:
     """Numba threads for the kernel this thread is about to run, so that Dask threads x
     Numba threads stay within the cores; also made this thread's own count (Numba keeps one
