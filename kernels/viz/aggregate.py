@@ -232,6 +232,7 @@ def _update(code, k, vb, cnt, acc1, acc2, hi):
         for t in range(m):
             if t + _AHEAD < m:
                 _prefetch(acc1, k[t + _AHEAD])
+                _prefetch(cnt, k[t + _AHEAD])
             val = np.float64(vb[t])
             j = k[t]
             if j >= 0 and val == val:
