@@ -30,7 +30,10 @@ _SCRIPT = textwrap.dedent("""
         n = task_threads()
         # a wrapper of a kernel sized only by the thread's Numba count
         _scale_block(np.ones((8, 2)), np.zeros(2), np.ones(2))
-        return {"started": started, "task": n, "after": numba.get_num_threads()}
+        # a compile re-reads NUMBA_NUM_THREADS: it must not find a new value
+        compiled = numba.njit(lambda a: a + 1)(1)
+        return {"started": started, "task": n, "after": numba.get_num_threads(),
+                "compiled": compiled}
 
     if __name__ == "__main__":
         plan = plan_cluster({"workers": 1, "threads_per_worker": 1, "numba_threads": 1})
@@ -52,6 +55,7 @@ def test_worker_process_follows_the_plan_when_numba_was_imported_first(tmp_path)
     assert seen["started"] == 2  # the case this guards: Numba's pool already has 2
     assert seen["task"] == 1
     assert seen["after"] == 1  # and kernels that size themselves follow
+    assert seen["compiled"] == 2
 
 
 def test_pool_threads_of_the_main_process_get_one_numba_thread():
