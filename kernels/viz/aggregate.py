@@ -337,31 +337,43 @@ _MERGE_TILE = 2048
 
 
 @njit
+def _carried(hi, cells):
+    """Which threads' counts passed a byte somewhere (``hi``'s last element counts their
+    carries; ``hi`` has no columns for reductions without bytewise counts)."""
+    out = np.zeros(hi.shape[0], dtype=np.bool_)
+    if hi.shape[1]:
+        for t in range(hi.shape[0]):
+            out[t] = hi[t, cells] > 0
+    return out
+
+
+@njit
+def _tile_counts(cnt, hi, carried, a0, m, acc):
+    """``acc[:m]`` = the counts of cells ``[a0, a0 + m)`` summed over the threads (``256 *
+    hi + lo``, ``hi`` read only where ``carried``), thread by thread: loops that vectorise."""
+    first = cnt[0, a0:a0 + m]
+    for i in range(m):
+        acc[i] = first[i]
+    for t in range(1, cnt.shape[0]):
+        row = cnt[t, a0:a0 + m]
+        for i in range(m):
+            acc[i] += row[i]
+    for t in range(cnt.shape[0]):
+        if carried[t]:
+            row_hi = hi[t, a0:a0 + m]
+            for i in range(m):
+                acc[i] += 256 * np.int64(row_hi[i])
+
+
+@njit
 def _merge_counts(cnt, hi, total, a, b):
     """``total[j] = sum over threads of 256 * hi + lo`` for cells ``[a, b)``, written once
-    per cell (thread by thread over tiles of totals in L1: loops that vectorise); ``hi`` is
-    read only for threads that carried (its last element counts their carries)."""
-    nt = cnt.shape[0]
-    cells = total.shape[0]
-    carried = np.zeros(nt, dtype=np.bool_)
-    if hi.shape[1]:
-        for t in range(nt):
-            carried[t] = hi[t, cells] > 0
+    per cell, through tiles of totals that stay in L1."""
+    carried = _carried(hi, total.shape[0])
     acc = np.empty(_MERGE_TILE, dtype=np.int64)
     for a0 in range(a, b, _MERGE_TILE):
         m = min(_MERGE_TILE, b - a0)
-        first = cnt[0, a0:a0 + m]
-        for i in range(m):
-            acc[i] = first[i]
-        for t in range(1, nt):
-            row = cnt[t, a0:a0 + m]
-            for i in range(m):
-                acc[i] += row[i]
-        for t in range(nt):
-            if carried[t]:
-                row_hi = hi[t, a0:a0 + m]
-                for i in range(m):
-                    acc[i] += 256 * np.int64(row_hi[i])
+        _tile_counts(cnt, hi, carried, a0, m, acc)
         out = total[a0:a0 + m]
         for i in range(m):
             out[i] = acc[i]
@@ -406,24 +418,18 @@ def _merge_threads(code, cnt, acc1, hi, total, acc, ranges):
 @njit(error_model="numpy")  # the division is guarded: no zero check in the loop
 def _mean_range(cnt, acc1, hi, out, a, b):
     """``out[j] = sum / count`` of the threads' bases for cells ``[a, b)`` (NaN where
-    empty), through tiles of totals that stay in L1 (loops thread by thread vectorise)."""
-    nt = cnt.shape[0]
-    cells = cnt.shape[1]
+    empty), through tiles of totals that stay in L1."""
+    carried = _carried(hi, cnt.shape[1])
     s = np.empty(_MERGE_TILE)
-    c = np.empty(_MERGE_TILE)
+    c = np.empty(_MERGE_TILE, dtype=np.int64)
     for a0 in range(a, b, _MERGE_TILE):
         m = min(_MERGE_TILE, b - a0)
+        _tile_counts(cnt, hi, carried, a0, m, c)
         for i in range(m):
             s[i] = acc1[0, a0 + i]
-            c[i] = cnt[0, a0 + i]
-        for t in range(1, nt):
+        for t in range(1, cnt.shape[0]):
             for i in range(m):
                 s[i] += acc1[t, a0 + i]
-                c[i] += cnt[t, a0 + i]
-        for t in range(nt):
-            if hi[t, cells] > 0:
-                for i in range(m):
-                    c[i] += 256.0 * hi[t, a0 + i]
         for i in range(m):
             out[a0 + i] = s[i] / c[i] if c[i] > 0 else np.nan
 
