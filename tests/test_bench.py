@@ -169,6 +169,39 @@ def test_every_implementation_warms_up_for_a_second_before_its_samples(clock):
     assert quick["warmup_calls"] == 1  # quick runs: the first call only
 
 
+def test_self_timed_implementations_report_their_own_seconds(clock):
+    """A self-timed fn's returned seconds are its samples; its wall time is not."""
+    reported = iter([0.5, 0.7, 0.4, 0.6, 0.2, 0.3])
+
+    def child(data):
+        clock.advance(10.0)  # e.g. an interpreter's start-up: not part of the samples
+        return next(reported)
+
+    bench = Benchmark(name="st", kernel="st", sizes=[{"n": 1}], make_data=lambda s, rng: None,
+                      impls=[Impl("hpcjobs", child, self_timed=True)], repeats=3)
+    (rec,) = harness.run_benchmark(bench)
+    assert rec["warmup_s"] == 0.5 and rec["warmup_calls"] == 2  # 0.5 + 0.7 s reach 1 s
+    assert rec["times_s"] == [0.4, 0.6, 0.2] and rec["median_s"] == 0.4
+
+
+def test_first_call_benchmark_covers_every_kernel_and_times_a_child():
+    """benchmarks/startup.py lists every public kernel; its child prints its first call."""
+    import subprocess
+    import sys
+
+    from hpcjobs import kernels
+
+    (bench,) = [b for b in harness.discover(["first-call"])[0]]
+    assert sorted(i.name for i in bench.impls) == sorted(kernels.__all__)
+    assert all(i.self_timed for i in bench.impls)
+    script = harness.benchmarks_dir() / "startup.py"
+    proc = subprocess.run([sys.executable, str(script), "lttb", "2000"], capture_output=True,
+                          text=True, check=True, timeout=600)
+    assert 0 < float(proc.stdout.split()[-1]) < 600
+    seconds = bench.impls[[i.name for i in bench.impls].index("minmax")].fn({"n": 2000})
+    assert 0 < seconds < 600
+
+
 def test_jsonl_round_trip_and_machine_info(clock, tmp_path):
     recs = harness.run_benchmark(_synthetic(clock, []), repeats=2)
     path = harness.write_jsonl(recs, tmp_path / "r.jsonl")

@@ -221,7 +221,11 @@ def _missing(modules: Iterable[str]) -> list[str]:
 _clock = time.perf_counter
 
 
-def _time_calls(fn: Callable, arg: Any, number: int) -> float:
+def _time_calls(fn: Callable, arg: Any, number: int, self_timed: bool = False) -> float:
+    """Seconds per call of ``number`` calls: their wall time, or (``self_timed``) the
+    seconds the calls returned."""
+    if self_timed:
+        return math.fsum(float(fn(arg)) for _ in range(number)) / number
     t0 = _clock()
     for _ in range(number):
         fn(arg)
@@ -235,18 +239,18 @@ def time_impl(impl: Impl, data: Any, size: dict, repeats: int,
     with ctx:
         arg = impl.prepare(data, size) if impl.prepare is not None else data
         gc.collect()
-        warmup = spent = _time_calls(impl.fn, arg, 1)
+        warmup = spent = _time_calls(impl.fn, arg, 1, impl.self_timed)
         warmup_calls = 1
         while spent < warmup_time and warmup_calls < MAX_WARMUP_CALLS:
-            spent += _time_calls(impl.fn, arg, 1)
+            spent += _time_calls(impl.fn, arg, 1, impl.self_timed)
             warmup_calls += 1
         # calls shorter than MIN_SAMPLE_S are repeated within one sample (timeit's autorange)
-        first = _time_calls(impl.fn, arg, 1)
+        first = _time_calls(impl.fn, arg, 1, impl.self_timed)
         number = 1 if first >= MIN_SAMPLE_S else min(10**6, math.ceil(MIN_SAMPLE_S / max(first,
                                                                                         1e-9)))
         times = [first] if number == 1 else []
         while len(times) < repeats:  # back to back, as timeit does (no gc.collect between)
-            times.append(_time_calls(impl.fn, arg, number))
+            times.append(_time_calls(impl.fn, arg, number, impl.self_timed))
         del arg
     median = statistics.median(times)
     return {

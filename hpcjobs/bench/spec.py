@@ -40,6 +40,9 @@ class Impl:
     ``sizes`` optionally limits the impl to some size indices (slow peers at big sizes).
     ``baseline`` (peers only) names the implementation this peer is compared with; default
     the benchmark's ``baseline`` (e.g. compare ``dask.array`` with our Dask variant).
+    ``self_timed=True``: ``fn`` returns the seconds it measured itself, and those are the
+    samples instead of its wall time (e.g. a fresh child process that times its own first
+    call, without the interpreter's start-up).
     """
 
     name: str
@@ -51,6 +54,7 @@ class Impl:
     sizes: tuple[int, ...] | None = None
     note: str = ""
     baseline: str | None = None
+    self_timed: bool = False
 
 
 @dataclass
