@@ -226,6 +226,34 @@ def test_reused_thread_rasters_and_parallel_merge_give_fresh_results(monkeypatch
         np.testing.assert_allclose(out, single[a], rtol=1e-12, atol=1e-12, equal_nan=True)
 
 
+def test_carry_rasters_are_lent_again_only_when_no_carry_touched_them(monkeypatch):
+    # the threads' carry rasters start at zero: one that no carry touched goes back to the
+    # scratch as a zeroed raster; one with carries never serves a later call
+    import hpcjobs.kernels.viz.aggregate as mod
+
+    monkeypatch.setattr(mod, "_MIN_POINTS_PER_THREAD", 1000)
+    rng = np.random.default_rng(3)
+    sparse = rng.random((2, 2400)) * 3  # about 130 points a cell a thread: no carry
+    dense = np.full((2, 2400), 0.5)  # 1200 points a thread in one cell: 4 carries each
+    zeroed = lambda: [k for k, bufs in mod._SCRATCH._free.items() if k[2] and bufs]  # noqa: E731
+    for agg in ("count", "mean", "count_cat"):
+        vals = None if agg == "count" else np.arange(2400) % 2
+        monkeypatch.setattr(mod, "_SCRATCH", mod._Scratch())
+        for carries, (x, y) in ((False, sparse), (True, dense), (False, sparse), (True, dense),
+                                (False, sparse)):
+            out = aggregate2d(x, y, shape=(3, 3), range=((0, 3), (0, 3)), agg=agg, values=vals)
+            if agg == "count":
+                expected = np.histogram2d(y, x, bins=(3, 3), range=((0, 3), (0, 3)))[0]
+            elif agg == "mean":
+                expected = binned_statistic_2d(y, x, vals, "mean", bins=(3, 3),
+                                               range=((0, 3), (0, 3))).statistic
+            else:
+                expected = np.stack([np.histogram2d(y[vals == c], x[vals == c], bins=(3, 3),
+                                                    range=((0, 3), (0, 3)))[0] for c in (0, 1)])
+            np.testing.assert_allclose(out, expected, rtol=1e-12, equal_nan=True)
+            assert bool(zeroed()) != carries
+
+
 @pytest.mark.parametrize("threads_from", [None, 1000])
 def test_counts_past_each_byte_carry(threads_from, monkeypatch):
     # counts are kept a byte a cell plus carries of 256: cells with 255, 256, 257, 65536 + 3

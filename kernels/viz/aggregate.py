@@ -468,7 +468,8 @@ class _Scratch:
     A fresh raster's first touch page-faults: about 1 ms per 8 MB here, as much as binning
     a million points, so private 1000 x 1000 float64 rasters for two threads cost more to
     map than to merge. Buffers are lent out whole (so concurrent calls never share one) and
-    only up to ``limit`` bytes are kept.
+    only up to ``limit`` bytes are kept. Buffers known to be all zeros (the carry rasters no
+    carry touched) are kept apart and lent out as zeroed ones.
     """
 
     def __init__(self, limit: int = 128 * 2**20):
@@ -477,21 +478,21 @@ class _Scratch:
         self._kept = 0
         self._lock = threading.Lock()
 
-    def take(self, shape: tuple, dtype) -> np.ndarray:
-        key = (shape, np.dtype(dtype).str)
+    def take(self, shape: tuple, dtype, zeroed: bool = False) -> np.ndarray:
+        key = (shape, np.dtype(dtype).str, zeroed)
         with self._lock:
             free = self._free.get(key)
             if free:
                 buf = free.pop()
                 self._kept -= buf.nbytes
                 return buf
-        return np.empty(shape, dtype=dtype)
+        return (np.zeros if zeroed else np.empty)(shape, dtype=dtype)
 
-    def give(self, *bufs: np.ndarray) -> None:
+    def give(self, *bufs: np.ndarray, zeroed: bool = False) -> None:
         with self._lock:
             for buf in bufs:
                 if buf.size and self._kept + buf.nbytes <= self.limit:
-                    self._free.setdefault((buf.shape, buf.dtype.str), []).append(buf)
+                    self._free.setdefault((buf.shape, buf.dtype.str, zeroed), []).append(buf)
                     self._kept += buf.nbytes
 
 
@@ -507,8 +508,13 @@ def _new_bases(agg: str, t: int, cells: int, n: int, scratch: _Scratch | None = 
     cnt = new((t, cells if has_cnt else 0), np.uint8 if bytewise else np.float64)
     acc1 = new((t, cells if has_a1 else 0), np.float64)
     acc2 = new((t, cells if has_a2 else 0), np.float64)
-    # zeroed by the allocator: pages no carry touches are never mapped
-    hi = np.zeros((t, cells + 1 if bytewise else 0), dtype=np.uint32 if n < 2**32 else np.int64)
+    # zeroed: by the allocator (pages no carry touches are never mapped), or a carry raster
+    # of an earlier call that had no carries. Here a fresh 8 MB one cost 1.8 ms a call: the
+    # allocator's recycled memory went to it, and the result page-faulted instead.
+    hi_shape = (t, cells + 1 if bytewise else 0)
+    hi_dtype = np.uint32 if n < 2**32 else np.int64
+    hi = np.zeros(hi_shape, hi_dtype) if scratch is None else scratch.take(hi_shape, hi_dtype,
+                                                                          zeroed=True)
     return cnt, acc1, acc2, hi
 
 
@@ -553,7 +559,7 @@ def _chunk_raster(x, y, v, xe, ye, agg: str, ncat: int, shape: tuple) -> np.ndar
     if agg == "mean" and filled.threads > 1:
         out = np.empty(filled.cnt.shape[1])
         _mean_of_threads(filled.cnt, filled.acc1, filled.hi, out, filled.merge_ranges())
-        _SCRATCH.give(filled.cnt, filled.acc1, filled.acc2)
+        filled.release()
         return out.reshape(shape)
     return _finalize(_merged(filled), agg, shape, ncat, inplace=True)
 
@@ -567,6 +573,13 @@ class _Filled(NamedTuple):
     acc1: np.ndarray
     acc2: np.ndarray
     hi: np.ndarray
+
+    def release(self) -> None:
+        """Lend the bases (of several threads: from the scratch) to the next call, once
+        merged; the carry raster as a zeroed one when no carry touched it."""
+        _SCRATCH.give(self.cnt, self.acc1, self.acc2)
+        if self.hi.shape[1] and not self.hi[:, -1].any():
+            _SCRATCH.give(self.hi, zeroed=True)
 
     def merge_ranges(self) -> np.ndarray:
         """Cell ranges merged side by side: one per thread for large rasters, else one."""
@@ -615,7 +628,7 @@ def _merged(filled: _Filled) -> tuple:
         for i in range(1, t):
             out = _merge(agg, out, (cnt[i], acc1[i], acc2[i]))
         if t > 1:
-            _SCRATCH.give(cnt, acc1, acc2)
+            filled.release()
         return out
     if t == 1:
         if hi.shape[1] and hi[0, -1] > 0:  # counts: 256 * hi + lo (uint32 below 2**32 points)
@@ -624,7 +637,7 @@ def _merged(filled: _Filled) -> tuple:
     total = np.empty(cnt.shape[1], dtype=np.int64)
     acc = np.empty(acc1.shape[1])
     _merge_threads(_CODE[agg], cnt, acc1, hi, total, acc, filled.merge_ranges())
-    _SCRATCH.give(cnt, acc1, acc2)
+    filled.release()
     return total, acc, np.empty(0)
 
 
