@@ -4,7 +4,8 @@
   (``count()``), ``numpy.histogram2d`` and fast-histogram's ``histogram2d``; plus our own
   Dask path (threaded scheduler, chunks of 1e7 points) for the Dask-overhead target;
 - ``aggregate2d-mean``: mean / min / max of a value per cell vs datashader ``mean``;
-- ``aggregate2d-count_cat``: counts per category (8) vs datashader ``count_cat``;
+- ``aggregate2d-count_cat``: counts per category (8) vs datashader ``count_cat``, with the
+  categories given (as datashader's Categorical gives them) and found from the labels;
 - ``lttb``, ``minmax``, ``m4``: 1e7 points -> 1000 vs tsdownsample (LTTB serial, MinMax and
   M4 with ``parallel=True``);
 - ``pyramid``: 8192^2 float32, 5 levels (base + 4) vs xarray ``coarsen(...).mean()`` from the
@@ -45,12 +46,13 @@ def _canvas():
                      y_range=RANGE[1])
 
 
-def _agg(kind):
+def _agg(kind, **kwargs):
     def run(d):
         from hpcjobs.kernels import aggregate2d
 
         values = {"count": None, "count_cat": d["cat"]}.get(kind, d["v"])
-        return aggregate2d(d["x"], d["y"], shape=SHAPE, range=RANGE, agg=kind, values=values)
+        return aggregate2d(d["x"], d["y"], shape=SHAPE, range=RANGE, agg=kind, values=values,
+                           **kwargs)
 
     return run
 
@@ -196,7 +198,10 @@ BENCHMARKS = [
         name="aggregate2d-count_cat", kernel="aggregate2d", sizes=POINT_SIZES[:2],
         quick_sizes=QUICK, make_data=_points, items=lambda s: s["n"], unit="points",
         impls=[
-            Impl("hpcjobs", _agg("count_cat")),
+            Impl("hpcjobs", _agg("count_cat", n_categories=8),
+                 note="n_categories=8: the categories known, as datashader's Categorical"),
+            Impl("hpcjobs-scan", _agg("count_cat"), note="layers from the largest label"),
+            Impl("hpcjobs-count", _agg("count"), note="for the count_cat/count time ratio"),
             Impl("datashader", _ds("count_cat"), peer=True, prepare=_frame,
                  requires=("datashader", "pandas")),
         ],

@@ -106,6 +106,27 @@ def test_count_cat_one_layer_per_category():
     assert wide.shape == (6, *SHAPE) and wide[4:].sum() == 0
 
 
+@pytest.mark.parametrize("dtype", ["int8", "int32", "int64", "uint16", "uint64"])
+def test_count_cat_layers_from_the_largest_label_found_on_threads(dtype, monkeypatch):
+    # the layer count comes from the largest label, found over the threads' point ranges:
+    # the largest label in any range (the last point's included), only noise, any int dtype
+    import hpcjobs.kernels.viz.aggregate as mod
+
+    monkeypatch.setattr(mod, "_MIN_POINTS_PER_THREAD", 100)
+    x, y, _ = _points(1001)
+    for top_at in (0, 500, 1000):
+        labels = np.zeros(x.size, dtype=dtype)
+        labels[top_at] = 5
+        assert mod._max_label(labels) == 5
+        out = aggregate2d(x, y, shape=SHAPE, range=RANGE, agg="count_cat", values=labels)
+        assert out.shape == (6, *SHAPE) and out[5].sum() == 1
+    if dtype.startswith("int"):
+        noise = np.full(x.size, -1, dtype=dtype)
+        assert mod._max_label(noise) == -1
+        out = aggregate2d(x, y, shape=SHAPE, range=RANGE, agg="count_cat", values=noise)
+        assert out.shape == (1, *SHAPE) and out.sum() == 0
+
+
 @pytest.mark.parametrize("agg", ["count", "sum", "mean", "min", "max", "std", "count_cat"])
 @pytest.mark.parametrize("merge_bytes", [None, 1])  # 1: merges of two chunks, a deep tree
 def test_same_result_for_1_2_4_7_chunks(agg, merge_bytes, monkeypatch):

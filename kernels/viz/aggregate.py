@@ -789,11 +789,28 @@ def _aggregate_numpy(x, y, values, shape, rng, agg, ncat):
     else:
         xr, yr = tuple(rng[0]), tuple(rng[1])
     if agg == "count_cat" and ncat is None:
-        ncat = int(values.max()) + 1 if values.size else 1
-        ncat = max(ncat, 1)
+        ncat = max(_max_label(values) + 1, 1) if values.size else 1
     ncat = ncat or 1
     xe, ye = _edges(*xr, shape[1]), _edges(*yr, shape[0])
     return _chunk_raster(x, y, values, xe, ye, agg, ncat, tuple(shape))
+
+
+def _max_label(labels: np.ndarray) -> int:
+    """The largest label, on the task's threads, for the layer count: NumPy's max runs on one
+    (1e7 int64 labels: 2.2 ms of a 20 ms count_cat; here 1.5 ms on 2 threads)."""
+    if labels.dtype.kind == "u" and labels.dtype.itemsize == 8:
+        return int(labels.max())  # beyond int64: let NumPy compare
+    threads = task_threads() if labels.shape[0] >= _MIN_POINTS_PER_THREAD else 1
+    return int(_max_of_threads(np.ascontiguousarray(labels),
+                               thread_ranges(labels.shape[0], threads)))
+
+
+@njit(parallel=True)
+def _max_of_threads(labels, ranges):
+    part = np.empty(ranges.shape[0], dtype=np.int64)
+    for p in numba.prange(ranges.shape[0]):
+        part[p] = labels[ranges[p, 0]:ranges[p, 1]].max()  # vectorises; a max() loop did not
+    return part.max()
 
 
 def _aggregate_dask(x, y, values, shape, rng, agg, ncat, split_every: int | None = None):
