@@ -353,6 +353,19 @@ def _kth(dist):
     return np.ascontiguousarray(dist[:, -1])
 
 
+# Dask tasks call the jitted functions from module-level functions: a jitted function in a
+# task is pickled by value, and a worker rebuilds it without Numba's cache (it compiled
+# again in every new worker process).
+
+
+def _block_lrd(dist, ids, kdist):
+    return _lrd(dist, ids, kdist)
+
+
+def _block_lof(ids, lrd_rows, lrd_all):
+    return _lof(ids, lrd_rows, lrd_all)
+
+
 def lof(X, k: int):
     """Local outlier factor of each point (about 1 for inliers, larger for outliers), exact.
 
@@ -386,10 +399,10 @@ def lof(X, k: int):
     kd = [da.from_delayed(dask.delayed(_kth, pure=True)(p[0]), (s,), dtype=np.float64)
           for p, s in zip(parts, sizes, strict=True)]
     kdist = da.concatenate(kd).rechunk(-1).to_delayed().ravel()[0]
-    lrds = [dask.delayed(_lrd, pure=True)(p[0], p[1], kdist) for p in parts]
+    lrds = [dask.delayed(_block_lrd, pure=True)(p[0], p[1], kdist) for p in parts]
     lrd_all = da.concatenate([da.from_delayed(v, (s,), dtype=np.float64)
                               for v, s in zip(lrds, sizes, strict=True)]).rechunk(-1)
     lrd_all = lrd_all.to_delayed().ravel()[0]
-    out = [da.from_delayed(dask.delayed(_lof, pure=True)(p[1], v, lrd_all), (s,),
+    out = [da.from_delayed(dask.delayed(_block_lof, pure=True)(p[1], v, lrd_all), (s,),
                            dtype=np.float64) for p, v, s in zip(parts, lrds, sizes, strict=True)]
     return da.concatenate(out)

@@ -736,21 +736,10 @@ def _lttb_dask(x, y, n_out):
     yb = y.to_delayed().ravel()
     xb = x.to_delayed().ravel() if has_x else [None] * len(yb)
     cut = np.asarray(cuts)
-
-    def means(block, xblock, lo, sel):
-        task_threads()  # a prange sized by this thread's Numba count
-        block = np.ascontiguousarray(block)
-        out = np.empty(sel.shape[0])
-        _range_means(block, starts[sel], stops[sel], lo, unrolled, out)
-        if xblock is not None:
-            ax = ((xblock[stops[sel] - 1 - lo].astype(np.float64)
-                   + xblock[starts[sel] - lo].astype(np.float64)) / 2.0)
-        else:
-            ax = np.zeros(sel.shape[0])
-        return out, ax
-
     sels = [np.nonzero((starts >= cut[c]) & (starts < cut[c + 1]))[0] for c in range(len(yb))]
-    parts = [dask.delayed(means)(yb[c], xb[c], int(cut[c]), sels[c]) for c in range(len(yb))]
+    parts = [dask.delayed(_lttb_block_means)(yb[c], xb[c], int(cut[c]), starts[sels[c]],
+                                             stops[sels[c]], unrolled)
+             for c in range(len(yb))]
     checks = _check_sorted_dask(x, "lttb")
     nan = ~da.isfinite(y).all() if y.dtype.kind == "f" else False
     # one graph for everything read from the rechunked series: computing y[0] on its own
@@ -767,23 +756,9 @@ def _lttb_dask(x, y, n_out):
     for sel, (m, axs) in zip(sels, parts, strict=True):
         avg_y[sel] = m
         avg_x[sel] = axs
-    y0, x0 = float(y0), float(x0)
-
-    def select(block, xblock, lo, b0, b1, state):
-        out = np.zeros(n_out, dtype=np.int64)
-        block = np.ascontiguousarray(block)
-        xx = np.ascontiguousarray(xblock) if xblock is not None else block
-        a, ax, ay = _lttb_select(xx, block, has_x, lo, b0, b1, starts, stops, avg_y, avg_x,
-                                 *state, out)
-        return (a, ax, ay), out[b0 + 1:b1 + 1]
-
-    def first(pair):
-        return pair[0]
-
-    def second(pair):
-        return pair[1]
-
-    state = (0, x0, y0)
+    # the bucket tables go to each worker once, not inside every task
+    tables = dask.delayed((starts, stops, avg_y, avg_x), pure=True)
+    state = (0, float(x0), float(y0))
     pieces = []
     for c in range(len(yb)):
         b = sels[c]
@@ -792,14 +767,46 @@ def _lttb_dask(x, y, n_out):
         b0, b1 = int(b[0]), min(int(b[-1]) + 1, n_out - 2)
         if b0 >= b1:
             continue
-        res = dask.delayed(select)(yb[c], xb[c], int(cut[c]), b0, b1, state)
-        state = dask.delayed(first)(res)
-        pieces.append(dask.delayed(second)(res))
+        state, piece = dask.delayed(_lttb_block_select, nout=2)(
+            yb[c], xb[c], int(cut[c]), b0, b1, state, tables, n_out)
+        pieces.append(piece)
     (pieces,) = dask.compute(pieces)
     out = np.empty(n_out, dtype=np.int64)
     out[0], out[-1] = 0, n - 1
     out[1:-1] = np.concatenate(pieces)
     return out
+
+
+# The tasks of the Dask paths are module-level functions, never closures or the jitted
+# functions themselves: those are pickled by value, and a worker rebuilds them without
+# Numba's cache, so every new worker process compiled them again (lttb: 1.6 s a worker).
+
+
+def _lttb_block_means(block, xblock, lo, starts, stops, unrolled):
+    """Means of the y (and mid x) of the ranges ``[starts, stops)`` held by one block."""
+    task_threads()  # a prange sized by this thread's Numba count
+    block = np.ascontiguousarray(block)
+    out = np.empty(starts.shape[0])
+    _range_means(block, starts, stops, lo, unrolled, out)
+    if xblock is not None:
+        ax = ((xblock[stops - 1 - lo].astype(np.float64)
+               + xblock[starts - lo].astype(np.float64)) / 2.0)
+    else:
+        ax = np.zeros(starts.shape[0])
+    return out, ax
+
+
+def _lttb_block_select(block, xblock, lo, b0, b1, state, tables, n_out):
+    """The points of buckets ``b0 .. b1 - 1`` in one block, after the point ``state``
+    picked last; returns the new state and the points."""
+    starts, stops, avg_y, avg_x = tables
+    out = np.zeros(n_out, dtype=np.int64)
+    block = np.ascontiguousarray(block)
+    has_x = xblock is not None
+    xx = np.ascontiguousarray(xblock) if has_x else block
+    a, ax, ay = _lttb_select(xx, block, has_x, lo, b0, b1, starts, stops, avg_y, avg_x,
+                             *state, out)
+    return (a, ax, ay), out[b0 + 1:b1 + 1]
 
 
 def lttb(x, y, n_out: int) -> np.ndarray:
