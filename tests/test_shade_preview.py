@@ -209,3 +209,38 @@ def test_job_pca_aggregate2d_pyramid(tmp_path, dask_client):
     for step in ("pca", "density", "pyr"):
         text = preview(tmp_path / "out.zarr", tmp_path / f"{step}.png", step=step)
         assert step in text and (tmp_path / f"{step}.png").stat().st_size > 5000
+
+
+def test_job_aggregate2d_records_the_range_it_found(tmp_path, dask_client):
+    # without a range the step bins into the data's extent, and records it, so that the
+    # raster's pixels (and the preview's axes) map back to coordinates
+    from hpcjobs.jobspec import load_job
+    from hpcjobs.kernels.viz.aggregate import data_range
+    from hpcjobs.runner import run_job
+    from tests.conftest import make_input, write_job
+
+    rng = np.random.default_rng(4)
+    pts = rng.normal(size=(3000, 2)) * [2.0, 0.5] + [10.0, -3.0]
+    make_input(tmp_path / "in.zarr", {"P": (pts, (1000, 2))})
+    job = load_job(write_job(tmp_path, """
+        name = "auto-range"
+        [input]
+        path = "in.zarr"
+        [[step]]
+        name = "density"
+        kernel = "aggregate2d"
+        input = { x = "P[:, 0]", y = "P[:, 1]" }
+        params = { shape = [30, 40] }
+        [output]
+        path = "out.zarr"
+        """))
+    run_job(job, client=dask_client)
+    root = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")
+    found = root["density"].attrs["range"]
+    extent = [[pts[:, 0].min(), pts[:, 0].max()], [pts[:, 1].min(), pts[:, 1].max()]]
+    assert found == extent
+    assert [list(r) for r in data_range(pts[:, 0], pts[:, 1])] == extent
+    expected = np.histogram2d(pts[:, 1], pts[:, 0], bins=(30, 40))[0]
+    np.testing.assert_array_equal(root["density/raster"][...], expected)
+    text = preview(tmp_path / "out.zarr", tmp_path / "d.png", step="density")
+    assert "raster (30, 40)" in text

@@ -31,12 +31,14 @@ def _check_range(value, func):
 
 def run_aggregate2d(inputs: dict, params: dict) -> dict:
     from hpcjobs.kernels import aggregate2d
+    from hpcjobs.kernels.viz.aggregate import data_range
 
     agg = params["agg"]
-    out = aggregate2d(inputs["x"], inputs["y"], shape=tuple(params["shape"]),
-                      range=params["range"], agg=agg, values=inputs.get("values"),
-                      n_categories=params["n_categories"])
-    attrs = {"hpcjobs_kind": "raster", "agg": agg, "range": params["range"]}
+    # the extent found from the data is recorded too: pixels map back to coordinates
+    rng = params["range"] or [list(r) for r in data_range(inputs["x"], inputs["y"])]
+    out = aggregate2d(inputs["x"], inputs["y"], shape=tuple(params["shape"]), range=rng,
+                      agg=agg, values=inputs.get("values"), n_categories=params["n_categories"])
+    attrs = {"hpcjobs_kind": "raster", "agg": agg, "range": rng}
     if agg == "count_cat":
         return {"layers": out, "__attrs__": attrs}
     return {"raster": out, "__attrs__": attrs}

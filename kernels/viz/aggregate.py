@@ -783,6 +783,37 @@ def aggregate2d(x, y, *, shape, range=None, agg: str = "count", values=None,
     return _aggregate_dask(x, y, values, shape, rng, agg, n_categories)
 
 
+def data_range(x, y) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``((xmin, xmax), (ymin, ymax))``: the extent ``aggregate2d(range=None)`` bins into (each
+    axis' finite min and max, as numpy.histogram2d picks them), for NumPy or Dask points.
+
+    Job steps record it, so that a raster's pixels map back to coordinates.
+    """
+    if not (is_dask(x) or is_dask(y)):
+        x, y = np.asarray(x), np.asarray(y)
+        found = (_auto_range(*_finite_minmax(x), "x"), _auto_range(*_finite_minmax(y), "y"))
+    else:
+        import dask
+        import dask.array as da
+
+        (tasks,) = dask.compute(_dask_range_tasks(da.asarray(x), da.asarray(y)))
+        found = _dask_range_found(tasks)
+    return tuple((float(lo), float(hi)) for lo, hi in found)
+
+
+def _dask_range_tasks(x, y) -> dict:
+    import dask.array as da
+
+    return {name: (da.nanmin(_inf_to_nan(a)), da.nanmax(_inf_to_nan(a)), da.isinf(a).any())
+            for name, a in (("x", x), ("y", y))}
+
+
+def _dask_range_found(found: dict) -> tuple:
+    """The two axes' ranges from the computed :func:`_dask_range_tasks` (inf: no range)."""
+    return tuple(_auto_range(*(np.nan if found[name][2] else found[name][i] for i in (0, 1)),
+                             name) for name in ("x", "y"))
+
+
 def _aggregate_numpy(x, y, values, shape, rng, agg, ncat):
     if rng is None:
         xr = _auto_range(*_finite_minmax(x), "x")
@@ -822,21 +853,15 @@ def _aggregate_dask(x, y, values, shape, rng, agg, ncat, split_every: int | None
     y = y.rechunk(x.chunks)  # the same points in each block
     if values is not None:
         values = da.asarray(values).rechunk(x.chunks)
-    todo = {}
-    if rng is None:
-        todo["xr"] = (da.nanmin(_inf_to_nan(x)), da.nanmax(_inf_to_nan(x)), da.isinf(x).any())
-        todo["yr"] = (da.nanmin(_inf_to_nan(y)), da.nanmax(_inf_to_nan(y)), da.isinf(y).any())
+    todo = {} if rng is not None else _dask_range_tasks(x, y)
     if agg == "count_cat" and ncat is None:
         todo["ncat"] = values.max()
     if todo:
-        (found,) = dask.compute(todo)
+        (found,) = dask.compute(todo)  # one pass over the data for the range and the layers
         if "ncat" in found:
             ncat = max(int(found["ncat"]) + 1, 1)
         if rng is None:
-            xr = _auto_range(*(np.nan if found["xr"][2] else found["xr"][i] for i in (0, 1)),
-                             "x")
-            yr = _auto_range(*(np.nan if found["yr"][2] else found["yr"][i] for i in (0, 1)),
-                             "y")
+            xr, yr = _dask_range_found(found)
     if rng is not None:
         xr, yr = tuple(rng[0]), tuple(rng[1])
     ncat = ncat or 1
