@@ -215,7 +215,7 @@ def test_job_aggregate2d_records_the_range_it_found(tmp_path, dask_client):
     # without a range the step bins into the data's extent, and records it, so that the
     # raster's pixels (and the preview's axes) map back to coordinates
     from hpcjobs.jobspec import load_job
-    from hpcjobs.kernels.viz.aggregate import data_range
+    from hpcjobs.kernels.viz.aggregate import binning
     from hpcjobs.runner import run_job
     from tests.conftest import make_input, write_job
 
@@ -239,7 +239,7 @@ def test_job_aggregate2d_records_the_range_it_found(tmp_path, dask_client):
     found = root["density"].attrs["range"]
     extent = [[pts[:, 0].min(), pts[:, 0].max()], [pts[:, 1].min(), pts[:, 1].max()]]
     assert found == extent
-    assert [list(r) for r in data_range(pts[:, 0], pts[:, 1])] == extent
+    assert [list(r) for r in binning(pts[:, 0], pts[:, 1])[0]] == extent
     expected = np.histogram2d(pts[:, 1], pts[:, 0], bins=(30, 40))[0]
     np.testing.assert_array_equal(root["density/raster"][...], expected)
     text = preview(tmp_path / "out.zarr", tmp_path / "d.png", step="density")

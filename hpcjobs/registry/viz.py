@@ -31,13 +31,16 @@ def _check_range(value, func):
 
 def run_aggregate2d(inputs: dict, params: dict) -> dict:
     from hpcjobs.kernels import aggregate2d
-    from hpcjobs.kernels.viz.aggregate import data_range
+    from hpcjobs.kernels.viz.aggregate import binning
 
     agg = params["agg"]
+    x, y, values = inputs["x"], inputs["y"], inputs.get("values")
     # the extent found from the data is recorded too: pixels map back to coordinates
-    rng = params["range"] or [list(r) for r in data_range(inputs["x"], inputs["y"])]
-    out = aggregate2d(inputs["x"], inputs["y"], shape=tuple(params["shape"]), range=rng,
-                      agg=agg, values=inputs.get("values"), n_categories=params["n_categories"])
+    extent, layers = binning(x, y, values, range=params["range"], agg=agg,
+                             n_categories=params["n_categories"])
+    rng = [list(r) for r in extent]
+    out = aggregate2d(x, y, shape=tuple(params["shape"]), range=rng, agg=agg, values=values,
+                      n_categories=layers if agg == "count_cat" else None)
     attrs = {"hpcjobs_kind": "raster", "agg": agg, "range": rng}
     if agg == "count_cat":
         return {"layers": out, "__attrs__": attrs}

@@ -783,46 +783,46 @@ def aggregate2d(x, y, *, shape, range=None, agg: str = "count", values=None,
     return _aggregate_dask(x, y, values, shape, rng, agg, n_categories)
 
 
-def data_range(x, y) -> tuple[tuple[float, float], tuple[float, float]]:
-    """``((xmin, xmax), (ymin, ymax))``: the extent ``aggregate2d(range=None)`` bins into (each
-    axis' finite min and max, as numpy.histogram2d picks them), for NumPy or Dask points.
+def binning(x, y, values=None, *, range=None, agg: str = "count",
+            n_categories: int | None = None) -> tuple[tuple, int]:
+    """``(((xmin, xmax), (ymin, ymax)), n_layers)``: the extent and layer count that
+    ``aggregate2d`` bins into, for NumPy or Dask points.
 
-    Job steps record it, so that a raster's pixels map back to coordinates.
+    The extent is ``range`` or each axis' finite min and max (as numpy.histogram2d picks
+    them); the layers are ``n_categories`` or, for count_cat, the largest label + 1 (else 1).
+    What has to be found from the data is found in one pass (one Dask computation). Job
+    steps record the extent, so that a raster's pixels map back to coordinates.
     """
-    if not (is_dask(x) or is_dask(y)):
-        x, y = np.asarray(x), np.asarray(y)
-        found = (_auto_range(*_finite_minmax(x), "x"), _auto_range(*_finite_minmax(y), "y"))
-    else:
+    scan = agg == "count_cat" and n_categories is None and values is not None
+    if is_dask(x) or is_dask(y) or is_dask(values):
         import dask
         import dask.array as da
 
-        (tasks,) = dask.compute(_dask_range_tasks(da.asarray(x), da.asarray(y)))
-        found = _dask_range_found(tasks)
-    return tuple((float(lo), float(hi)) for lo, hi in found)
-
-
-def _dask_range_tasks(x, y) -> dict:
-    import dask.array as da
-
-    return {name: (da.nanmin(_inf_to_nan(a)), da.nanmax(_inf_to_nan(a)), da.isinf(a).any())
-            for name, a in (("x", x), ("y", y))}
-
-
-def _dask_range_found(found: dict) -> tuple:
-    """The two axes' ranges from the computed :func:`_dask_range_tasks` (inf: no range)."""
-    return tuple(_auto_range(*(np.nan if found[name][2] else found[name][i] for i in (0, 1)),
-                             name) for name in ("x", "y"))
+        todo = {}
+        if range is None:
+            todo.update({name: (da.nanmin(_inf_to_nan(a)), da.nanmax(_inf_to_nan(a)),
+                                da.isinf(a).any())
+                         for name, a in (("x", da.asarray(x)), ("y", da.asarray(y)))})
+        if scan:
+            todo["ncat"] = da.asarray(values).max()
+        (found,) = dask.compute(todo) if todo else ({},)
+        if range is None:  # inf anywhere: no range from the data
+            range = [_auto_range(*(np.nan if found[k][2] else found[k][i] for i in (0, 1)), k)
+                     for k in ("x", "y")]
+        if scan:
+            n_categories = max(int(found["ncat"]) + 1, 1)
+    else:
+        if range is None:
+            range = [_auto_range(*_finite_minmax(x), "x"), _auto_range(*_finite_minmax(y), "y")]
+        if scan:
+            values = np.asarray(values)
+            n_categories = max(_max_label(values) + 1, 1) if values.size else 1
+    extent = tuple((float(r[0]), float(r[1])) for r in range)
+    return extent, n_categories or 1
 
 
 def _aggregate_numpy(x, y, values, shape, rng, agg, ncat):
-    if rng is None:
-        xr = _auto_range(*_finite_minmax(x), "x")
-        yr = _auto_range(*_finite_minmax(y), "y")
-    else:
-        xr, yr = tuple(rng[0]), tuple(rng[1])
-    if agg == "count_cat" and ncat is None:
-        ncat = max(_max_label(values) + 1, 1) if values.size else 1
-    ncat = ncat or 1
+    (xr, yr), ncat = binning(x, y, values, range=rng, agg=agg, n_categories=ncat)
     xe, ye = _edges(*xr, shape[1]), _edges(*yr, shape[0])
     return _chunk_raster(x, y, values, xe, ye, agg, ncat, tuple(shape))
 
@@ -846,25 +846,13 @@ def _max_of_threads(labels, ranges):
 
 
 def _aggregate_dask(x, y, values, shape, rng, agg, ncat, split_every: int | None = None):
-    import dask
     import dask.array as da
 
     x, y = da.asarray(x), da.asarray(y)
     y = y.rechunk(x.chunks)  # the same points in each block
     if values is not None:
         values = da.asarray(values).rechunk(x.chunks)
-    todo = {} if rng is not None else _dask_range_tasks(x, y)
-    if agg == "count_cat" and ncat is None:
-        todo["ncat"] = values.max()
-    if todo:
-        (found,) = dask.compute(todo)  # one pass over the data for the range and the layers
-        if "ncat" in found:
-            ncat = max(int(found["ncat"]) + 1, 1)
-        if rng is None:
-            xr, yr = _dask_range_found(found)
-    if rng is not None:
-        xr, yr = tuple(rng[0]), tuple(rng[1])
-    ncat = ncat or 1
+    (xr, yr), ncat = binning(x, y, values, range=rng, agg=agg, n_categories=ncat)
     xe, ye = _edges(*xr, shape[1]), _edges(*yr, shape[0])
 
     out_shape = (ncat, *shape) if agg == "count_cat" else tuple(shape)
