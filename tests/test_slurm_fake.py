@@ -32,6 +32,10 @@ class FakeSlurm:
         self.jobs: dict[str, dict] = {}
         self.next_id = 100
         self.fail: dict[str, tuple[int, str]] = {}
+        self.missing: set[str] = set()  # commands `which` does not find
+
+    def which(self, cmd: str) -> str | None:
+        return None if cmd in self.missing else f"/fake/slurm/bin/{cmd}"
 
     def set(self, job_id, **values):
         self.jobs[str(job_id)].update(values)
@@ -83,7 +87,7 @@ class FakeSlurm:
 @pytest.fixture
 def fake(monkeypatch):
     slurm = FakeSlurm()
-    monkeypatch.setattr(cli_slurm, "_client", lambda: SlurmClient(runner=slurm))
+    monkeypatch.setattr(cli_slurm, "_client", lambda: SlurmClient(runner=slurm, which=slurm.which))
     return slurm
 
 
@@ -352,15 +356,10 @@ def test_doctor_without_probe(fake, job_file, slurm_conf):
 
 
 def test_doctor_says_what_is_missing(fake, monkeypatch, job_file, slurm_conf):
-    import hpcjobs.slurm.doctor as doctor
-
-    monkeypatch.setattr(doctor, "slurm_commands_found",
-                        lambda: {"sbatch": None, "squeue": None, "scontrol": "/usr/bin/scontrol",
-                                 "scancel": None, "sinfo": None, "srun": None})
+    fake.missing = {"sbatch", "squeue", "scancel", "sinfo", "srun"}
     out = invoke("doctor", code=1)
     assert "[FAIL] Slurm commands: missing sbatch, squeue, scancel, sinfo, srun" in out
-    monkeypatch.undo()
-    monkeypatch.setattr(cli_slurm, "_client", lambda: SlurmClient(runner=fake))
+    fake.missing = set()
     monkeypatch.setenv("SLURM_CONF", str(slurm_conf.parent / "missing.conf"))
     assert "missing.conf does not exist" in invoke("doctor", code=1)
     monkeypatch.setenv("SLURM_CONF", str(slurm_conf))

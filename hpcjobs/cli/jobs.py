@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
@@ -166,8 +167,8 @@ def cluster(workers, threads_per_worker, numba_threads, scheduler_file, port,
         raise CLIError(f"{path} already exists: is another cluster running? Stop it or remove "
                        "the file")
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with start_local_cluster(plan, scheduler_port=port) as local, Client(local) as client:
+    with _stopped_by_signals(stop), start_local_cluster(plan, scheduler_port=port) as local, \
+            Client(local) as client:
         client.write_scheduler_file(str(path))
         click.echo(f"scheduler:      {local.scheduler_address}")
         click.echo(f"dashboard:      {client.dashboard_link}")
@@ -182,11 +183,29 @@ def cluster(workers, threads_per_worker, numba_threads, scheduler_file, port,
                 if timeout is not None and time.monotonic() - started > timeout:
                     break
                 stop.wait(0.2)
-        except KeyboardInterrupt:
-            pass
         finally:
             path.unlink(missing_ok=True)
     click.echo("cluster stopped.")
+
+
+#: what stops a long-running command cleanly: Ctrl-C, kill, and the terminal closing
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(stop: threading.Event):
+    """Set ``stop`` on SIGINT, SIGTERM or SIGHUP while the block runs.
+
+    The handlers are installed whatever the process inherited: a command started in the
+    background by a non-interactive shell inherits SIGINT as *ignored*, and Ctrl-C or
+    ``kill -INT`` would then never stop it.
+    """
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @click.command(context_settings=CONTEXT)

@@ -26,6 +26,8 @@ from hpcjobs.errors import RunFailed
 logger = logging.getLogger("hpcjobs.slurm")
 
 SQUEUE_FORMAT = "%i|%T|%r|%M|%l|%D|%R"
+#: the commands hpcjobs runs (srun inside batch scripts)
+SLURM_COMMANDS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo", "srun")
 SQUEUE_FIELDS = ("job_id", "state", "reason", "elapsed", "time_limit", "nodes", "nodelist")
 
 
@@ -94,11 +96,21 @@ class SlurmClient:
         ``runner(args, timeout) -> Completed``; default :func:`subprocess_runner`.
     timeout : float
         Seconds any command may take.
+    which : callable, optional
+        ``which(command) -> path or None``: where a command is installed; default
+        ``shutil.which``. A fake runner comes with a fake ``which``, so that nothing asks
+        whether the real commands happen to be on this machine's PATH.
     """
 
-    def __init__(self, runner: Runner | None = None, timeout: float = 60.0):
+    def __init__(self, runner: Runner | None = None, timeout: float = 60.0,
+                 which: Callable[[str], str | None] | None = None):
         self.runner = runner or subprocess_runner
         self.timeout = timeout
+        self.which = which or shutil.which
+
+    def commands_found(self) -> dict[str, str | None]:
+        """Where each Slurm command that hpcjobs uses is installed (None when missing)."""
+        return {cmd: self.which(cmd) for cmd in SLURM_COMMANDS}
 
     # -- the choke point -------------------------------------------------------------------
 
@@ -169,9 +181,3 @@ class SlurmClient:
 
     def ping(self) -> str:
         return self.call(["scontrol", "ping"]).stdout
-
-
-def slurm_commands_found() -> dict[str, str | None]:
-    """Where each Slurm command lives on PATH (None when missing)."""
-    return {cmd: shutil.which(cmd) for cmd in ("sbatch", "squeue", "scontrol", "scancel",
-                                               "sinfo", "srun")}

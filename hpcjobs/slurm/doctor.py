@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from hpcjobs.errors import HpcjobsError
-from hpcjobs.slurm.client import SlurmClient, slurm_commands_found
+from hpcjobs.slurm.client import SlurmClient
 from hpcjobs.slurm.runs import new_run, runs_root
 from hpcjobs.slurm.script import check_sbatch_value
 from hpcjobs.slurm.status import LIVE_STATES, parse_scontrol, parse_squeue
@@ -41,7 +41,7 @@ def run_doctor(client: SlurmClient, *, partition: str | None = None, timeout: fl
         echo(f"[{mark}] {what}" + (f": {detail}" if detail else ""))
         return bool(ok)
 
-    found = slurm_commands_found()
+    found = client.commands_found()
     missing = [cmd for cmd, where in found.items() if where is None]
     if not report(not missing, "Slurm commands",
                   f"missing {', '.join(missing)}: install Slurm's client tools or load its "
