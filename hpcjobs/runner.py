@@ -72,7 +72,7 @@ def job_fingerprint(job: JobSpec) -> str:
 def run_job(job: JobSpec, *, client=None, mode: str = "new", progress: bool = False,
             stop: threading.Event | None = None, report: str | os.PathLike | None = None,
             extra_provenance: dict | None = None, cluster: dict | None = None,
-            log: Callable[[str], None] | None = None) -> RunSummary:
+            log: Callable[[str], None] | None = None, warmup: bool = True) -> RunSummary:
     """Run ``job`` and write its result group.
 
     Parameters
@@ -93,6 +93,9 @@ def run_job(job: JobSpec, *, client=None, mode: str = "new", progress: bool = Fa
         Save Dask's HTML performance report there.
     extra_provenance : dict, optional
         More root attributes (e.g. the Slurm job id).
+    warmup : bool
+        First compile the kernels of the steps still to run, once, on the workers, where
+        this machine has not yet (``hpcjobs.warmup``): a no-op once the cache is warm.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -111,6 +114,8 @@ def run_job(job: JobSpec, *, client=None, mode: str = "new", progress: bool = Fa
             summary.dashboard = dashboard
             if dashboard:
                 log(f"dashboard: {dashboard}")
+            if warmup:
+                _warm_up(job, out, active, progress, log)
             with _report_context(report):
                 for step in job.steps:
                     summary.steps.append(
@@ -164,6 +169,19 @@ def _compute_context(client, job: JobSpec, cluster_overrides: dict | None):
     plan = plan_cluster({**job.cluster, **(cluster_overrides or {})})
     with start_local_cluster(plan) as cluster, Client(cluster) as own:
         yield own, own.dashboard_link
+
+
+def _warm_up(job: JobSpec, out: OutputGroup, client, progress: bool, log) -> None:
+    """Fill Numba's cache for the steps still to run before their chunks need it. Never
+    fails the run: a step whose warm-up fails compiles as it runs, and raises there."""
+    from hpcjobs.warmup import plan_job, warm
+
+    try:
+        plan = plan_job(job, done=[s.name for s in job.steps if out.step_complete(s.name)])
+    except Exception as exc:  # noqa: BLE001 - the step itself will say what is wrong
+        log(f"no warm-up ({type(exc).__name__}: {exc}); the steps compile as they run")
+        return
+    warm(client, plan, log=log, progress=progress)
 
 
 @contextlib.contextmanager

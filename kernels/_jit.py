@@ -1,23 +1,148 @@
-"""Numba flags in one place: every kernel compiles with these.
+"""Numba flags in one place: every kernel compiles with these, into one cache, once.
 
 ``cache=True`` keeps compile time out of every run after the first; ``nogil=True`` lets Dask's
 threads run kernels side by side; ``fastmath`` stays off so results match the NumPy references.
+
+Two things Numba does not do by itself:
+
+- **One cache a user can write.** Numba caches next to the source (``__pycache__``). Where the
+  package folder is read-only (a site-wide install on a supercomputer) the kernels' cache goes
+  to ``$XDG_CACHE_HOME/hpcjobs/numba`` (``~/.cache/hpcjobs/numba``) instead, unless
+  ``NUMBA_CACHE_DIR`` says where; :func:`cache_location` tells which.
+- **One compile per machine.** Numba's cache has no lock: processes that need the same function
+  at once (a job's workers, a batch job's ranks on a shared file system) all compile it. Every
+  kernel function here takes a file lock beside its cache entry while it compiles, and looks
+  in the cache again once it holds it: one process compiles, the others load its result.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import time
+from typing import NamedTuple
+
 import numba
 import numpy as np
+from numba.core import sigutils
+from numba.core.compiler_lock import global_compiler_lock
 
 JIT_FLAGS = {"nopython": True, "nogil": True, "cache": True, "fastmath": False}
+
+#: how long a process waits for another one's compile of the same function before it
+#: compiles the function itself (a compile that hung, a lock on a file system that hangs)
+LOCK_WAIT_S = 600.0
 
 
 def njit(*args, **overrides):
     """``numba.njit`` with the project's flags; ``@njit`` or ``@njit(parallel=True)``."""
     flags = {**JIT_FLAGS, **overrides}
     if args and callable(args[0]):
-        return numba.jit(**flags)(args[0])
-    return numba.jit(*args, **flags)
+        return _jit(args[0], flags)
+    return lambda func: _jit(func, flags)
+
+
+def _jit(func, flags):
+    where = cache_location() if flags.get("cache") else None
+    if where is None or where.how != "user" or numba.config.CACHE_DIR:
+        dispatcher = numba.jit(**flags)(func)
+    else:  # the package folder is read-only: the user's folder, for this function alone
+        numba.config.CACHE_DIR = where.folder
+        try:
+            dispatcher = numba.jit(**flags)(func)
+        finally:
+            numba.config.CACHE_DIR = ""
+    if flags.get("cache"):
+        _compile_under_lock(dispatcher)
+    return dispatcher
+
+
+class CacheLocation(NamedTuple):
+    """Where the kernels' compiled code is cached: ``folder``, and ``how`` it was chosen
+    (``"NUMBA_CACHE_DIR"``, ``"package"``: the ``__pycache__`` folders beside the source,
+    or ``"user"``: the per-user folder, for a read-only package)."""
+
+    folder: str
+    how: str
+
+    def describe(self) -> str:
+        return {"NUMBA_CACHE_DIR": f"{self.folder} (NUMBA_CACHE_DIR)",
+                "package": f"{self.folder} and the other __pycache__ folders of the kernels",
+                "user": f"{self.folder} (the package folder is read-only)"}[self.how]
+
+
+def cache_location() -> CacheLocation:
+    """Where the kernels' compiled code is cached (see the module's docstring)."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return CacheLocation(os.environ["NUMBA_CACHE_DIR"], "NUMBA_CACHE_DIR")
+    package = os.path.dirname(os.path.abspath(__file__))
+    pycache = os.path.join(package, "__pycache__")
+    if os.access(pycache if os.path.isdir(pycache) else package, os.W_OK):
+        return CacheLocation(pycache, "package")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return CacheLocation(os.path.join(base, "hpcjobs", "numba"), "user")
+
+
+_HELD: set[str] = set()  # lock files this process holds (only touched under Numba's lock)
+
+
+def _compile_under_lock(dispatcher) -> None:
+    """Make ``dispatcher`` compile a new signature only while it holds its function's lock."""
+    try:
+        folder = dispatcher._cache.cache_path
+    except AttributeError:  # no cache: nothing to share with other processes
+        return
+    code = dispatcher.py_func.__code__
+    name = f"{dispatcher.py_func.__module__}.{dispatcher.py_func.__qualname__}"
+    lock_path = os.path.join(folder, f"{name}-{code.co_firstlineno}.lock")
+    compile_unlocked = dispatcher.compile
+
+    def compile(sig):
+        # Numba's own (reentrant) lock first, as Numba takes it: a thread that compiles a
+        # caller holds it while it compiles the callees, so the file lock always comes second
+        with global_compiler_lock:
+            args, _ = sigutils.normalize_signature(sig)
+            if tuple(args) in dispatcher.overloads or lock_path in _HELD:
+                return compile_unlocked(sig)
+            with _file_lock(lock_path):
+                # Numba loads from the cache here when another process compiled it meanwhile
+                return compile_unlocked(sig)
+
+    dispatcher.compile = compile
+
+
+@contextlib.contextmanager
+def _file_lock(path: str):
+    """An exclusive ``flock`` on ``path`` (none where the file cannot be made or locked)."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield
+        return
+    locked = False
+    try:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            except OSError:  # a file system without flock
+                break
+        if locked:
+            _HELD.add(path)
+        yield
+    finally:
+        if locked:
+            _HELD.discard(path)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def task_threads() -> int:

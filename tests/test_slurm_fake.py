@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -353,6 +354,13 @@ def test_doctor_without_probe(fake, job_file, slurm_conf):
     out = invoke("doctor", "--no-probe")
     assert "[ok  ] Slurm controller" in out and "[ok  ] import mpi4py.MPI" in out
     assert "all checks passed" in out
+
+
+def test_doctor_reports_the_numba_cache_and_a_jobs_kernels(fake, job_file, slurm_conf):
+    out = invoke("doctor", "--no-probe", str(job_file))
+    assert "[ok  ] Numba cache: " in out
+    assert re.search(r"\] kernels compiled here: [01] of 1 step\(s\) of .*job.toml for this "
+                     r"machine's CPU", out), out
 
 
 def test_doctor_says_what_is_missing(fake, monkeypatch, job_file, slurm_conf):

@@ -295,12 +295,19 @@ def test_array_job_sweep(slurm_cluster, runs_dir, tmp_path):
     assert all(ln.startswith("hpcjobs") for ln in log.splitlines()), log  # clean shutdowns
 
 
-def test_doctor_probe_job_on_the_real_cluster(slurm_cluster, runs_dir):
-    out = hpcjobs("doctor")
+def test_doctor_probe_job_on_the_real_cluster(slurm_cluster, runs_dir, tmp_path):
+    make_input(tmp_path / "data.zarr", rows=2000, chunk=500)
+    job = write_job(tmp_path, "doc", steps=DESCRIBE, slurm="nodes = 1")
+    out = hpcjobs("doctor", str(job))
     print("\n" + out)
     for check in ("Slurm controller", "partitions", "run folder", "import mpi4py.MPI",
-                  "probe job", "MPI and hpcjobs on the nodes", "run folder visible from the nodes"):
+                  "Numba cache", "probe job", "MPI and hpcjobs on the nodes",
+                  "run folder visible from the nodes", "compute nodes' CPU"):
         assert f"[ok  ] {check}" in out, out
+    # the simulated nodes are this machine: what is compiled here is compiled for them
+    here = re.search(r"\] kernels compiled here: (\d) of 1 step", out)
+    nodes = re.search(r"\] kernels compiled for the nodes: (\d) of 1 step", out)
+    assert here and nodes and here.group(1) == nodes.group(1), out
     assert "all checks passed" in out
     # the probe's ranks really ran as MPI ranks 0 and 1 of a world of 2
     probes = sorted(runs_dir.glob("*/probe-*"))

@@ -250,18 +250,20 @@ def cancel(run):
 @click.option("--timeout", type=float, default=120, show_default=True,
               help="Seconds to wait for the probe job.")
 @click.option("--no-probe", is_flag=True, help="Skip the probe job.")
+@click.argument("job_file", required=False, type=click.Path(dir_okay=False, exists=True))
 @wrap_errors
-def doctor(partition, timeout, no_probe):
+def doctor(partition, timeout, no_probe, job_file):
     """Check that jobs can run on Slurm here, and say in words what is wrong.
 
     Checks the Slurm commands and controller, the run folder, the Python packages the job
-    needs, then submits a tiny probe job that imports MPI and hpcjobs on the nodes and
-    writes into the run folder.
+    needs and Numba's cache, then submits a tiny probe job that imports MPI and hpcjobs on
+    the nodes, writes into the run folder and reports the nodes' CPU. With JOB_FILE it also
+    says whether that job's kernels are compiled, here and for the nodes.
     """
     from hpcjobs.slurm.doctor import run_doctor
 
     ok = run_doctor(_client(), partition=partition, timeout=timeout, probe=not no_probe,
-                    echo=click.echo)
+                    echo=click.echo, job_file=job_file)
     if not ok:
         raise CLIError("some checks failed (see above)", 1)
 

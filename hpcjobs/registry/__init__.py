@@ -167,7 +167,15 @@ class Port:
 
 @dataclass(frozen=True)
 class KernelSpec:
-    """A kernel as the framework sees it."""
+    """A kernel as the framework sees it.
+
+    The last three fields serve warm-ups (``hpcjobs.warmup``), which run a kernel on a small
+    input to fill Numba's cache before a job's workers need it: ``example`` gives the required
+    parameters for a run on made-up data (``hpcjobs warmup KERNEL``); ``example_from`` names
+    the kernel whose outputs are this one's inputs there (by port name); ``warm_rows`` is the
+    size of a warm-up input: small, yet past the kernel's size thresholds, so that it takes
+    the code paths that a job's chunks take.
+    """
 
     name: str
     family: str
@@ -176,6 +184,9 @@ class KernelSpec:
     inputs: tuple[Port, ...]
     outputs: tuple[Port, ...]
     params: tuple[Param, ...] = field(default_factory=tuple)
+    example: dict[str, Any] = field(default_factory=dict)
+    example_from: str | None = None
+    warm_rows: int = 1 << 16
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)

@@ -80,6 +80,7 @@ _SEED = Param("seed", "int", None, "random seed (null: fresh entropy)", low=0, n
 KERNELS = [
     KernelSpec(
         name="kmeans",
+        example={"n_clusters": 4},
         family="clustering",
         summary="k-means (Lloyd, k-means|| seeding); fused Numba pass per chunk, tree-combined.",
         run="hpcjobs.registry.clustering:run_kmeans",
@@ -100,6 +101,7 @@ KERNELS = [
     ),
     KernelSpec(
         name="minibatch_kmeans",
+        example={"n_clusters": 4},
         family="clustering",
         summary="Mini-batch k-means streaming the chunks (O(batch) per step).",
         run="hpcjobs.registry.clustering:run_minibatch_kmeans",
@@ -121,6 +123,7 @@ KERNELS = [
     ),
     KernelSpec(
         name="dbscan",
+        example={"eps": 0.5}, warm_rows=1 << 14,
         family="clustering",
         summary="Exact DBSCAN (Euclidean) on an eps-grid with union-find; spatial slabs over "
                 "Dask. Practical for 2-D and 3-D.",

@@ -110,6 +110,7 @@ _K_PICKS = Param("k", "int", 3, "how many to report", low=1)
 KERNELS = [
     KernelSpec(
         name="frequent_itemsets",
+        example={"min_support": 0.05}, warm_rows=4096,
         family="mining",
         summary="Frequent itemsets of transactions (Eclat on bitsets; SON over chunks, exact).",
         run="hpcjobs.registry.mining:run_frequent_itemsets",
@@ -134,6 +135,7 @@ KERNELS = [
     ),
     KernelSpec(
         name="association_rules",
+        example_from="frequent_itemsets",
         family="mining",
         summary="Association rules A -> C of frequent itemsets with mlxtend's metrics.",
         run="hpcjobs.registry.mining:run_association_rules",
@@ -167,6 +169,7 @@ KERNELS = [
     ),
     KernelSpec(
         name="matrix_profile",
+        example={"m": 32}, warm_rows=4096,
         family="mining",
         summary="z-normalised matrix profile and nearest-match index (STOMP, tiled over Dask).",
         run="hpcjobs.registry.mining:run_matrix_profile",
@@ -183,6 +186,7 @@ KERNELS = [
     ),
     KernelSpec(
         name="discords",
+        example={"m": 32}, example_from="matrix_profile",
         family="mining",
         summary="Top-k discords (anomalous windows) of a matrix profile.",
         run="hpcjobs.registry.mining:run_discords",
@@ -195,6 +199,7 @@ KERNELS = [
     ),
     KernelSpec(
         name="motifs",
+        example={"m": 32}, example_from="matrix_profile",
         family="mining",
         summary="Top-k motif pairs (closest pairs of windows) of a matrix profile.",
         run="hpcjobs.registry.mining:run_motifs",
@@ -208,6 +213,7 @@ KERNELS = [
     ),
     KernelSpec(
         name="knn_outliers",
+        warm_rows=8192,
         family="mining",
         summary="Distance of each point to its k-th nearest other point (exact).",
         run="hpcjobs.registry.mining:run_knn_outliers",
@@ -217,6 +223,7 @@ KERNELS = [
     ),
     KernelSpec(
         name="lof",
+        warm_rows=8192,
         family="mining",
         summary="Local outlier factor of each point (exact; ~1 inliers, larger outliers).",
         run="hpcjobs.registry.mining:run_lof",

@@ -166,6 +166,7 @@ def _series_spec(name: str, summary: str, multiple: int, low: int, extra=()) -> 
 KERNELS = [
     KernelSpec(
         name="aggregate2d",
+        example={"shape": [64, 64]},
         family="viz",
         summary="Bin points onto a raster (count, sum, mean, min, max, std, count_cat), "
                 "exactly like numpy.histogram2d.",
@@ -193,6 +194,7 @@ KERNELS = [
     ),
     KernelSpec(
         name="shade",
+        warm_rows=512,
         family="viz",
         summary="Shade a raster into an RGBA image (linear, log or histogram equalisation).",
         run="hpcjobs.registry.viz:run_shade",
@@ -207,6 +209,7 @@ KERNELS = [
     ),
     KernelSpec(
         name="pyramid",
+        warm_rows=512,
         family="viz",
         summary="Multiscale levels by 2x reduction, with OME-NGFF multiscales metadata.",
         run="hpcjobs.registry.viz:run_pyramid",

@@ -21,17 +21,21 @@ PROBE = """\
 import os, sys
 from mpi4py import MPI
 import distributed, hpcjobs, numba, zarr
+from hpcjobs.warmup import warm_status
 comm = MPI.COMM_WORLD
 path = os.path.join(sys.argv[1], f"probe-{comm.Get_rank()}")
+cpu, warm, steps = warm_status(sys.argv[2] if len(sys.argv) > 2 else None)
 with open(path, "w") as fh:
-    fh.write(f"{comm.Get_rank()} {comm.Get_size()} {MPI.Get_processor_name()}\\n")
+    fh.write(f"{comm.Get_rank()} {comm.Get_size()} {MPI.Get_processor_name()} {cpu} {warm} "
+             f"{steps}\\n")
 """
 
 
 def run_doctor(client: SlurmClient, *, partition: str | None = None, timeout: float = 120,
                probe: bool = True, echo: Callable[[str], None] = print,
-               python: str | None = None) -> bool:
-    """Run the checks, printing one line each; True when all passed."""
+               python: str | None = None, job_file: str | None = None) -> bool:
+    """Run the checks, printing one line each; True when all passed. With ``job_file``,
+    also say whether its kernels are compiled for this machine and for the nodes."""
     failures = 0
 
     def report(ok: bool | None, what: str, detail: str = "") -> bool:
@@ -97,14 +101,37 @@ def run_doctor(client: SlurmClient, *, partition: str | None = None, timeout: fl
         except Exception as exc:  # noqa: BLE001  (ImportError, or libmpi missing: OSError)
             report(False, f"import {module}", f"{type(exc).__name__}: {exc}; needed for {why}")
 
+    here = _numba_cache(report, job_file)
     if probe:
         _probe(client, report, echo, partition=partition, timeout=timeout,
-               python=python or sys.executable)
+               python=python or sys.executable, job_file=job_file, here=here)
     echo("all checks passed" if not failures else f"{failures} check(s) failed")
     return failures == 0
 
 
-def _probe(client, report, echo, *, partition, timeout, python) -> None:
+def _numba_cache(report, job_file: str | None) -> str:
+    """Report where compiled kernels are cached, and (with a job) whether they are here;
+    return this machine's CPU name."""
+    from hpcjobs.kernels._jit import cache_location
+    from hpcjobs.warmup import warm_status
+
+    where = cache_location()
+    folder = where.folder
+    while not os.path.exists(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    report(os.access(folder, os.W_OK), "Numba cache", where.describe() + (
+        "" if os.access(folder, os.W_OK) else ": NOT writable, every run compiles again; "
+        "set NUMBA_CACHE_DIR to a folder of yours"))
+    cpu, warm, steps = warm_status(job_file)
+    if job_file is not None:
+        report(True if warm == steps else None, "kernels compiled here",
+               f"{warm} of {steps} step(s) of {job_file} for this machine's CPU ({cpu})"
+               + ("" if warm == steps else f"; run: hpcjobs warmup {job_file}"))
+    return cpu
+
+
+def _probe(client, report, echo, *, partition, timeout, python, job_file=None,
+           here: str = "") -> None:
     run = new_run("doctor-probe")
     (run.path / "probe.py").write_text(PROBE)
     lines = ["#!/bin/bash", "#SBATCH --job-name=hpcjobs-doctor", "#SBATCH --nodes=1",
@@ -113,8 +140,9 @@ def _probe(client, report, echo, *, partition, timeout, python) -> None:
     if partition:
         check_sbatch_value("partition", partition, "--partition")
         lines.append(f"#SBATCH --partition={partition}")
+    job_arg = f" {shlex.quote(os.path.abspath(job_file))}" if job_file else ""
     lines.append(f"srun --mpi=pmi2 {shlex.quote(python)} {shlex.quote(str(run.path / 'probe.py'))}"
-                 f" {shlex.quote(str(run.path))}")
+                 f" {shlex.quote(str(run.path))}{job_arg}")
     run.script.write_text("\n".join(lines) + "\n")
     started = time.monotonic()
     try:
@@ -157,8 +185,25 @@ def _probe(client, report, echo, *, partition, timeout, python) -> None:
                f"{len(ranks)} ranks imported mpi4py, distributed, hpcjobs, numba, zarr "
                f"(hosts: {', '.join(sorted({r[2] for r in ranks}))})")
         report(True, "run folder visible from the nodes", str(run.path))
+        _report_node_cache(report, ranks, here, job_file)
     else:
         report(False, "MPI and hpcjobs on the nodes / run folder visible from the nodes",
                f"{len(probes)} of 2 ranks wrote into {run.path}: the run folder must be on a "
                "file system the nodes share (set HPCJOBS_RUNS), and the nodes need the same "
                f"Python ({python}); log: {' | '.join(tail) or '(none)'}")
+
+
+def _report_node_cache(report, ranks: list[list[str]], here: str, job_file: str | None) -> None:
+    """The nodes' CPUs against this machine's, and the job's kernels cached for them."""
+    cpus = sorted({r[3] for r in ranks})
+    if cpus == [here]:
+        report(True, "compute nodes' CPU", f"{here}, as here: kernels compiled here serve them")
+    else:
+        report(None, "compute nodes' CPU", f"{', '.join(cpus)}, but {here} here: code compiled "
+               "here is of no use there; the first run of each job compiles once on the nodes "
+               "(or run `hpcjobs warmup` in a job on that partition)")
+    if job_file is not None:
+        warm, steps = min(int(r[4]) for r in ranks), int(ranks[0][5])
+        report(True if warm == steps else None, "kernels compiled for the nodes",
+               f"{warm} of {steps} step(s) of {job_file}" + (
+                   "" if warm == steps else "; the job's first run compiles the rest once"))

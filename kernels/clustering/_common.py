@@ -148,6 +148,10 @@ class Blocks(_FiniteCheck):
         ``placement`` says which worker holds which blocks, for :meth:`run_ranks`."""
         if not self.is_dask:
             return False
+        import dask
+
+        if dask.config.get("scheduler", None) not in (None, "dask.distributed", "distributed"):
+            return False  # another scheduler was asked for (a warm-up's "sync" in a task)
         try:
             from distributed import default_client
             client = default_client()
