@@ -1,4 +1,10 @@
-"""The first call of each public kernel in a fresh process, once Numba's cache is warm.
+"""What a user waits for before the first result: a fresh machine's first run, and each
+later first call.
+
+``quickstart``: the README's quickstart (``hpcjobs quickstart DIR --force``) as a new
+process, wall time, from a cold Numba cache (an empty ``NUMBA_CACHE_DIR`` and generated-kernel
+folder for each sample: everything compiles, once, in the job's warm-up) and from a warm one
+(its first sample fills the cache). Targets (issue 12, 2 cores): cold <= 25 s, warm <= 5 s.
 
 ``first-call``: each implementation is one kernel. A sample starts a new Python process
 (``python benchmarks/startup.py KERNEL N``) that makes a small input, then times ``from
@@ -82,7 +88,41 @@ def _in_child(kernel: str):
     return run
 
 
+def _quickstart(cold: bool):
+    """A sample: ``hpcjobs quickstart`` in a new process, with a new cache when ``cold``."""
+    import os
+    import tempfile
+
+    warm_cache = tempfile.mkdtemp(prefix="hpcjobs-bench-warm-")
+
+    def run(size: dict) -> float:
+        with tempfile.TemporaryDirectory(prefix="hpcjobs-bench-qs-") as tmp:
+            cache = os.path.join(tmp, "cache") if cold else warm_cache
+            env = {**os.environ, "NUMBA_CACHE_DIR": os.path.join(cache, "numba"),
+                   "HPCJOBS_KERNEL_CACHE": os.path.join(cache, "generated")}
+            t0 = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "hpcjobs", "quickstart",
+                                   os.path.join(tmp, "qs"), "--rows", str(size["rows"])],
+                                  capture_output=True, text=True, env=env, timeout=900)
+            seconds = time.perf_counter() - t0
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"hpcjobs quickstart exited {proc.returncode}: {tail}")
+        return seconds
+
+    return run
+
+
 BENCHMARKS = [
+    Benchmark(
+        name="quickstart", kernel="quickstart", sizes=[{"rows": 2_000_000}],
+        quick_sizes=[{"rows": 20_000}], make_data=lambda size, rng: size,
+        items=lambda size: size["rows"], unit="rows", repeats=3,
+        impls=[Impl("warm cache", _quickstart(cold=False), self_timed=True),
+               Impl("cold cache", _quickstart(cold=True), self_timed=True)],
+        baseline="warm cache",
+        description="hpcjobs quickstart in a new process, wall time, cold and warm Numba cache",
+    ),
     Benchmark(
         name="first-call", kernel="first-call", sizes=[{"n": 20_000}],
         quick_sizes=[{"n": 2000}], make_data=lambda size, rng: size,
