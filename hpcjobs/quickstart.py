@@ -42,6 +42,15 @@ def make_sensor_data(path: Path, rows: int, *, chunk_rows: int = 250_000, seed: 
 
 def prepare(directory: Path, rows: int, *, force: bool = False) -> Path:
     """Create ``directory`` with ``data/sensors.zarr`` and ``job.toml``; return the job path."""
+    job = write_job_file(directory, rows, force=force)
+    make_sensor_data(data_path(directory), rows)
+    return job
+
+
+def write_job_file(directory: Path, rows: int, *, force: bool = False) -> Path:
+    """The first half of :func:`prepare`: check, copy the example job file into ``directory``
+    and remove an earlier result; the data (:func:`make_sensor_data`) can follow while a
+    cluster starts."""
     directory = Path(directory)
     job = directory / "job.toml"
     if job.exists() and not force:
@@ -49,11 +58,14 @@ def prepare(directory: Path, rows: int, *, force: bool = False) -> Path:
     if rows < 1:
         raise UserError(f"--rows must be at least 1, got {rows}")
     directory.mkdir(parents=True, exist_ok=True)
-    data = directory / "data" / "sensors.zarr"
-    make_sensor_data(data, rows)
     with resources.as_file(resources.files("hpcjobs.examples") / "quickstart.toml") as src:
         shutil.copyfile(src, job)
     results = directory / "results" / "quickstart.zarr"
     if results.exists():
         shutil.rmtree(results)
     return job
+
+
+def data_path(directory: Path) -> Path:
+    """Where the quickstart's input group lives in ``directory`` (the job file's input)."""
+    return Path(directory) / "data" / "sensors.zarr"

@@ -217,21 +217,35 @@ def _stopped_by_signals(stop: threading.Event):
 @wrap_errors
 def quickstart(directory, rows, force, workers, threads_per_worker, numba_threads):
     """Make example data and a job file in DIRECTORY, run the job, and show the result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed import Client
+
     from hpcjobs.jobspec import load_job
-    from hpcjobs.quickstart import prepare
+    from hpcjobs.quickstart import data_path, make_sensor_data, write_job_file
     from hpcjobs.runner import run_job
+    from hpcjobs.runtime.local import plan_cluster, start_local_cluster
     from hpcjobs.show import format_summary, summarize
 
     t0 = time.perf_counter()
-    job_path = prepare(Path(directory), rows, force=force)
-    click.echo(f"made {rows:,} synthetic sensor readings in {Path(directory) / 'data'} and the "
-               f"job file {job_path}", err=True)
-    job = load_job(job_path)
+    job_path = write_job_file(Path(directory), rows, force=force)
     overrides = {"workers": workers, "threads_per_worker": threads_per_worker,
                  "numba_threads": numba_threads}
-    summary = run_job(job, mode="overwrite", progress=True,
-                      cluster={k: v for k, v in overrides.items() if v is not None},
-                      log=lambda msg: click.echo(msg, err=True))
+    sizing = plan_cluster({**load_job(job_path, check_inputs=False).cluster,
+                           **{k: v for k, v in overrides.items() if v is not None}})
+    with ThreadPoolExecutor(1) as pool:
+        starting = pool.submit(start_local_cluster, sizing)  # the workers start meanwhile
+        try:
+            make_sensor_data(data_path(directory), rows)
+        except BaseException:
+            starting.result().close()
+            raise
+        cluster = starting.result()
+    click.echo(f"made {rows:,} synthetic sensor readings in {data_path(directory)} and the "
+               f"job file {job_path}", err=True)
+    with cluster, Client(cluster) as client:
+        summary = run_job(load_job(job_path), client=client, mode="overwrite", progress=True,
+                          log=lambda msg: click.echo(msg, err=True))
     click.echo(format_summary(summarize(summary.output)))
     click.echo(f"\nquickstart finished in {time.perf_counter() - t0:.1f} s. Next: edit "
                f"{job_path} and run `hpcjobs run {job_path} --overwrite`.")

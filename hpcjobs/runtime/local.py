@@ -74,10 +74,11 @@ def start_local_cluster(plan: ClusterPlan, *, scheduler_port: int = 0):
             os.environ.setdefault(var, "1")
     from distributed import LocalCluster
 
-    from hpcjobs.runtime.worker_env import NumbaEnvironment
+    from hpcjobs.runtime.worker_env import KernelPreload, NumbaEnvironment
 
     # Nanny-only keywords
-    extra = {"env": plan.env, "plugins": {NumbaEnvironment()}} if plan.processes else {}
+    extra = ({"env": plan.env, "plugins": {NumbaEnvironment(), KernelPreload()}}
+             if plan.processes else {})
     return LocalCluster(
         n_workers=plan.workers,
         threads_per_worker=plan.threads_per_worker,
