@@ -398,6 +398,10 @@ def _run_role(driver, comm, rank: int, world: int, *, nthreads, interface, ranks
                     with contextlib.suppress(OSError):
                         Path(cluster_path).unlink()
 
+        if rank != DRIVER_RANK:
+            from hpcjobs.runtime.worker_env import preload_kernels
+
+            preload_kernels()  # a worker's: while the scheduler's rank starts
         status, address, security = _recv_with_deadline(
             comm, SCHEDULER_RANK, _TAG_HELLO, startup_timeout, "scheduler address")
         if status != "ok":
