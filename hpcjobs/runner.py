@@ -115,7 +115,7 @@ def run_job(job: JobSpec, *, client=None, mode: str = "new", progress: bool = Fa
             if dashboard:
                 log(f"dashboard: {dashboard}")
             if warmup:
-                _warm_up(job, out, active, progress, log)
+                _warm_up(job, out, active, progress, stop, log)
             with _report_context(report):
                 for step in job.steps:
                     summary.steps.append(
@@ -171,17 +171,17 @@ def _compute_context(client, job: JobSpec, cluster_overrides: dict | None):
         yield own, own.dashboard_link
 
 
-def _warm_up(job: JobSpec, out: OutputGroup, client, progress: bool, log) -> None:
+def _warm_up(job: JobSpec, out: OutputGroup, client, progress: bool, stop, log) -> None:
     """Fill Numba's cache for the steps still to run before their chunks need it. Never
-    fails the run: a step whose warm-up fails compiles as it runs, and raises there."""
+    fails the run: a step whose warm-up fails compiles as it runs, and raises there; a
+    cluster whose workers cannot warm up (no hpcjobs there) runs the steps as they are."""
     from hpcjobs.warmup import plan_job, warm
 
     try:
         plan = plan_job(job, done=[s.name for s in job.steps if out.step_complete(s.name)])
-    except Exception as exc:  # noqa: BLE001 - the step itself will say what is wrong
+        warm(client, plan, log=log, progress=progress, stop=stop)
+    except Exception as exc:  # noqa: BLE001 - the steps themselves will say what is wrong
         log(f"no warm-up ({type(exc).__name__}: {exc}); the steps compile as they run")
-        return
-    warm(client, plan, log=log, progress=progress)
 
 
 @contextlib.contextmanager

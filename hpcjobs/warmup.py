@@ -45,6 +45,8 @@ logger = logging.getLogger("hpcjobs.warmup")
 #: the longest side a warm-up input keeps on its other axes (a raster's width, say)
 _MAX_WIDTH = 1024
 _CUT_WIDTH = 512
+#: at most this many bytes in one warm-up input (wide rows get fewer of them)
+_MAX_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -149,13 +151,14 @@ def plan_examples(kernels: Iterable[str] | None = None) -> list[WarmStep]:
 
 
 def _head(x, rows: int):
-    """The first ``rows`` rows of a Dask array (other long axes cut to a few hundred)."""
+    """The first ``rows`` rows of a Dask array (other long axes cut to a few hundred, and
+    fewer rows where they are wide: at most ``_MAX_BYTES``)."""
     if x.ndim == 0:
         return x
-    cut = tuple(slice(0, rows) if ax == 0 else
-                slice(None) if n <= _MAX_WIDTH else slice(0, _CUT_WIDTH)
-                for ax, n in enumerate(x.shape))
-    return x[cut]
+    widths = [n if n <= _MAX_WIDTH else _CUT_WIDTH for n in x.shape[1:]]
+    row_bytes = x.dtype.itemsize * math.prod(widths)
+    rows = max(1, min(rows, _MAX_BYTES // max(1, row_bytes)))
+    return x[(slice(0, rows),) + tuple(slice(0, w) for w in widths)]
 
 
 def _made_up(port, rows: int, rng) -> object:
@@ -210,8 +213,9 @@ def _describe_input(value, earlier: dict[str, WarmStep]):
 
 
 def warm(client, plan: list[WarmStep], *, log: Callable[[str], None] | None = None,
-         progress: bool = False, force: bool = False) -> WarmReport:
+         progress: bool = False, force: bool = False, stop=None) -> WarmReport:
     """Warm up ``plan`` on ``client``'s workers; steps already warm there are skipped.
+    ``stop`` (a ``threading.Event``) cancels what is left when set.
 
     Prints ``compiling kernels for this machine (first run only): k/n`` as steps finish (a
     bar on a terminal with ``progress``, one line per step otherwise). A warm-up that fails is
@@ -246,7 +250,7 @@ def warm(client, plan: list[WarmStep], *, log: Callable[[str], None] | None = No
     seen: set[int] = set()
     bar = progress and sys.stderr.isatty()
     try:
-        while len(seen) < len(futures):
+        while len(seen) < len(futures) and not (stop is not None and stop.is_set()):
             for i, fut in futures.items():
                 if i in seen or not fut.done():
                     continue
@@ -271,6 +275,9 @@ def warm(client, plan: list[WarmStep], *, log: Callable[[str], None] | None = No
         if bar:
             sys.stderr.write("\n")
     report.seconds = time.perf_counter() - t0
+    if stop is not None and stop.is_set():
+        log(f"warm-up stopped after {report.seconds:.1f} s")
+        return report
     log(f"compiled {report.compiled} kernel functions in {report.seconds:.1f} s; later runs "
         "load them from the cache")
     return report

@@ -106,6 +106,7 @@ def test_count_cat_one_layer_per_category():
     assert wide.shape == (6, *SHAPE) and wide[4:].sum() == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["int8", "int32", "int64", "uint16", "uint64"])
 def test_count_cat_layers_from_the_largest_label_found_on_threads(dtype, monkeypatch):
     # the layer count comes from the largest label, found over the threads' point ranges:

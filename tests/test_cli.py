@@ -178,6 +178,7 @@ def test_cluster_command_stops_cleanly_on_signals(tmp_path, sig):
     assert not sched.exists()
 
 
+@pytest.mark.slow
 def test_quickstart_end_to_end(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(HPCJOBS + ["quickstart", str(tmp_path / "qs"), "--rows", "20000"],

@@ -72,6 +72,7 @@ def test_edge_inputs(data):
     assert_matches(describe(data, bins=4), reference(data.astype(np.float64), 4))
 
 
+@pytest.mark.slow
 def test_float32_input_accumulates_in_float64():
     X = np.random.default_rng(1).random((5000, 2)).astype(np.float32)
     r = describe(X, bins=5)

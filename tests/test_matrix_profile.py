@@ -68,6 +68,7 @@ def _check_against(P, I, ref_P, ref_I, tol=1e-8):
     assert differ.size <= max(2, fin.sum() // 100), differ
 
 
+@pytest.mark.slow
 def test_matches_stumpy(hard_series, stumpy_ref):
     mp = matrix_profile(hard_series, 24)
     assert mp.profile.shape == mp.index.shape == (len(hard_series) - 23,)
@@ -175,6 +176,7 @@ def test_bad_inputs():
         matrix_profile(da.from_array(T, chunks=50), 10, tile=0)
 
 
+@pytest.mark.slow
 def test_job_end_to_end(tmp_path, dask_client):
     """A job file: matrix_profile -> discords and motifs chained, and lof, through run_job."""
     zarr = pytest.importorskip("zarr")

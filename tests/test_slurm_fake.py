@@ -415,6 +415,7 @@ def run_mpi(tmp_path, n, code, die=-1, timeout=90):
                           timeout=timeout)
 
 
+@pytest.mark.slow
 @needs_mpi
 def test_launcher_runs_the_driver_and_exits_with_its_code_cleanly(tmp_path):
     proc = run_mpi(tmp_path, 4, code=5)
@@ -436,6 +437,7 @@ def test_launcher_refuses_a_too_small_world(tmp_path):
     assert "needs at least 3 ranks" in proc.stderr and "found 2" in proc.stderr
 
 
+@pytest.mark.slow
 @needs_mpi
 def test_launcher_dead_rank_is_an_error_not_a_hang(tmp_path):
     proc = run_mpi(tmp_path, 4, code=0, die=3)

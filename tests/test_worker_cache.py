@@ -89,6 +89,7 @@ def _cluster():
     return cluster, Client(cluster)
 
 
+@pytest.mark.slow
 def test_new_worker_processes_compile_nothing():
     cluster, client = _cluster()
     with cluster, client:
