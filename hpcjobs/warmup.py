@@ -109,7 +109,9 @@ def plan_job(job, done: Iterable[str] = ()) -> list[WarmStep]:
                 inputs[port_name] = open_transactions(job.input_path, ref.name)
                 chunks.append(spec.warm_rows)
             elif ref.step is not None and ref.step not in done:
-                inputs[port_name] = FromStep(ref.step, ref.name, ref.index)
+                stand_in = _stand_in(plan, ref)
+                inputs[port_name] = stand_in if stand_in is not None else \
+                    FromStep(ref.step, ref.name, ref.index)
             else:
                 path, name = ((job.output_path, f"{ref.step}/{ref.name}") if ref.step is not None
                               else (job.input_path, ref.name))
@@ -148,6 +150,19 @@ def plan_examples(kernels: Iterable[str] | None = None) -> list[WarmStep]:
         plan.append(_with_signature(
             WarmStep(name, name, params, inputs, max(1, spec.warm_rows // 2)), plan))
     return plan
+
+
+def _stand_in(plan: list[WarmStep], ref):
+    """For an earlier step's output that has the shape of that step's input (``shape_of``):
+    that input, in the output's dtype, so that this warm-up need not wait for the other."""
+    source = next((s for s in plan if s.name == ref.step), None)
+    if source is None or ref.index is not None:
+        return None
+    port = next((p for p in registry.get(source.kernel).outputs if p.name == ref.name), None)
+    like = source.inputs.get(port.shape_of) if port is not None and port.shape_of else None
+    if like is None or not hasattr(like, "__dask_graph__"):
+        return None
+    return like.astype(port.dtype)
 
 
 def _head(x, rows: int):
@@ -241,11 +256,13 @@ def warm(client, plan: list[WarmStep], *, log: Callable[[str], None] | None = No
     kernels = sorted({plan[i].kernel for i in cold})
     log(f"compiling kernels for this machine (first run only): {', '.join(kernels)}")
     futures: dict[int, object] = {}
-    for i in sorted(run):
+    # submitted in that order: idle workers take the tasks as they arrive
+    for i in _submission_order(plan, sorted(run)):
         step = plan[i]
         deps = {n: futures[by_name[n]] for n in step.needs if by_name.get(n) in futures}
-        futures[i] = client.submit(warm_step, step, deps, i in cold, key=f"hpcjobs-warmup-{i}-"
-                                   f"{step.name}-{os.getpid()}-{time.monotonic_ns()}")
+        futures[i] = client.submit(warm_step, step, deps, i in cold,
+                                   key=f"hpcjobs-warmup-{i}-{step.name}-{os.getpid()}-"
+                                       f"{time.monotonic_ns()}")
     total = len(cold)
     seen: set[int] = set()
     bar = progress and sys.stderr.isatty()
@@ -281,6 +298,28 @@ def warm(client, plan: list[WarmStep], *, log: Callable[[str], None] | None = No
     log(f"compiled {report.compiled} kernel functions in {report.seconds:.1f} s; later runs "
         "load them from the cache")
     return report
+
+
+def _submission_order(plan: list[WarmStep], run: list[int]) -> list[int]:
+    """The steps in ``run``, one of each kernel family before a second one of any, each after
+    the steps it needs. Kernels of one family share compiled functions (standardize uses
+    describe's): two workers that start on them at once mostly wait for each other on the
+    cache's lock (quickstart from a cold cache: warm-up 13.5 -> 10 s)."""
+    rounds: dict[str, int] = {}
+    ranked = []
+    for i in run:
+        family = registry.get(plan[i].kernel).family
+        ranked.append((rounds.get(family, 0), i))
+        rounds[family] = rounds.get(family, 0) + 1
+    pending = [i for _, i in sorted(ranked)]
+    names = {plan[i].name: i for i in run}
+    order: list[int] = []
+    while pending:
+        ready = next(i for i in pending
+                     if all(names[n] in order for n in plan[i].needs if n in names))
+        order.append(ready)
+        pending.remove(ready)
+    return order
 
 
 def _show(k: int, total: int, name: str, result: dict, bar: bool, log) -> None:

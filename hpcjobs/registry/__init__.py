@@ -143,6 +143,8 @@ class Port:
     accepted dtype kinds (NumPy ``dtype.kind`` letters) and ``optional`` marks ports that may be
     left out. ``dtype`` documents an output's dtype. ``kind`` is ``"array"`` or ``"csr"``
     (a group with ``indptr``, ``items`` and ``labels``, as ``hpcjobs ingest`` writes baskets).
+    ``shape_of`` names the input port whose shape (and chunks) an output always has: a step
+    that reads it can warm up on a stand-in at once, without waiting for this step's warm-up.
     """
 
     name: str
@@ -152,6 +154,7 @@ class Port:
     kinds: str = "fiub"
     optional: bool = False
     kind: str = "array"
+    shape_of: str | None = None
 
     @property
     def ndim(self) -> int:

@@ -51,6 +51,7 @@ KERNELS.append(
         summary="Z-scores per column, (X - mean) / std, chunk by chunk (constant columns -> 0).",
         run="hpcjobs.registry.stats:run_standardize",
         inputs=(Port("X", ("row", "column"), "2-D numeric array"),),
-        outputs=(Port("Z", ("row", "column"), "standardized values, same shape and chunks"),),
+        outputs=(Port("Z", ("row", "column"), "standardized values, same shape and chunks",
+                      shape_of="X"),),
     )
 )
