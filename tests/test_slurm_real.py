@@ -231,6 +231,23 @@ def test_failing_job_exit_code_and_log(slurm_cluster, runs_dir, tmp_path):
     assert "cannot create the output folder" in hpcjobs("logs", job_id)
 
 
+def test_first_run_on_the_nodes_compiles_once_and_says_so(slurm_cluster, runs_dir, tmp_path,
+                                                          monkeypatch):
+    # a cache of its own (sbatch passes the environment on): the nodes start cold
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba-cache"))
+    make_input(tmp_path / "data.zarr", rows=2000, chunk=500)
+    job = write_job(tmp_path, "cold", steps=DESCRIBE,
+                    slurm='nodes = 2\nntasks_per_node = 2\ntime = "00:05:00"')
+    job_id, run_id = submit(job)
+    followed = hpcjobs("logs", run_id, "-f")
+    assert "compiling kernels for this machine (first run only): 1/1 summary" in followed
+    assert status_json(run_id)["state"] == "COMPLETED", followed
+    assert list((tmp_path / "numba-cache").rglob("*.nbi"))  # filled on the nodes
+    # the next run finds the stamp and compiles nothing
+    _, again = submit(job, "--overwrite")
+    assert "compiling kernels" not in hpcjobs("logs", again, "-f")
+
+
 def test_requeue_on_usr1_resumes_and_matches(slurm_cluster, runs_dir, tmp_path):
     # chunked step, whole-array step, chunked step: a stop that lands anywhere before the last
     # step starts must requeue (it most often lands among the first step's chunks)
