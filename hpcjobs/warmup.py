@@ -110,8 +110,11 @@ def plan_job(job, done: Iterable[str] = ()) -> list[WarmStep]:
                 chunks.append(spec.warm_rows)
             elif ref.step is not None and ref.step not in done:
                 stand_in = _stand_in(plan, ref)
-                inputs[port_name] = stand_in if stand_in is not None else \
-                    FromStep(ref.step, ref.name, ref.index)
+                if stand_in is None:
+                    inputs[port_name] = FromStep(ref.step, ref.name, ref.index)
+                else:
+                    inputs[port_name], source_chunks = stand_in
+                    chunks.append(source_chunks)
             else:
                 path, name = ((job.output_path, f"{ref.step}/{ref.name}") if ref.step is not None
                               else (job.input_path, ref.name))
@@ -154,7 +157,8 @@ def plan_examples(kernels: Iterable[str] | None = None) -> list[WarmStep]:
 
 def _stand_in(plan: list[WarmStep], ref):
     """For an earlier step's output that has the shape of that step's input (``shape_of``):
-    that input, in the output's dtype, so that this warm-up need not wait for the other."""
+    ``(that input in the output's dtype, its chunk rows)``, so that this warm-up need not
+    wait for the other; else None."""
     source = next((s for s in plan if s.name == ref.step), None)
     if source is None or ref.index is not None:
         return None
@@ -162,7 +166,7 @@ def _stand_in(plan: list[WarmStep], ref):
     like = source.inputs.get(port.shape_of) if port is not None and port.shape_of else None
     if like is None or not hasattr(like, "__dask_graph__"):
         return None
-    return like.astype(port.dtype)
+    return like.astype(port.dtype), source.chunk_rows
 
 
 def _head(x, rows: int):
