@@ -290,9 +290,24 @@ def _replace(tmp: Path, dest: Path, overwrite: bool) -> None:
 
 @contextlib.contextmanager
 def _open_text(path: Path) -> Iterator[io.TextIOBase]:
+    """``path`` (or ``path.gz``) as UTF-8 text; a binary file or another encoding is bad
+    input, named in one line, wherever in the file it shows."""
     opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rb") as raw:
+        try:
+            head = raw.read(8192)
+        except (OSError, EOFError) as exc:  # e.g. not gzip at all
+            raise UserError(f"{path}: cannot read it: {exc}") from None
+    if b"\0" in head:
+        raise UserError(f"{path}: a binary file (it holds NUL bytes), not CSV or basket text; "
+                        "ingest reads text files, .npy and Parquet")
     with opener(path, "rt", encoding="utf-8-sig", newline=None) as fh:
-        yield fh
+        try:
+            yield fh
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}: not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r}"
+                            f": {exc.reason}); save it as UTF-8, or give .npy or Parquet")\
+                from None
 
 
 def _blocks(fh, first_line: int = 1) -> Iterator[tuple[int, list[str]]]:

@@ -102,6 +102,27 @@ def test_csv_bad_input_one_line_error_nothing_written(tmp_path, text, message):
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("data, suffix, message", [
+    (bytes(range(256)) * 16, ".csv", r"bin\.csv: a binary file \(it holds NUL bytes\)"),
+    (b"a,b\n1,2\n" + bytes(range(1, 256)) * 64, ".csv", r"not UTF-8 text \(byte b'\\x80'"),
+    (b"a,b\n" + b"1,2\n" * 5000 + "caf\u00e9,3\n".encode("latin-1"), ".csv",
+     r"bin\.csv: not UTF-8 text near line 2"),
+    (b"milk bread\n" + "caf\u00e9 tea\n".encode("latin-1"), ".basket",
+     r"bin\.basket: not UTF-8 text"),
+    (b"\x1f\x8b not really gzip", ".csv.gz", r"bin\.csv\.gz: cannot read it"),
+])
+def test_binary_or_foreign_text_is_bad_input_in_one_line(tmp_path, data, suffix, message):
+    src = tmp_path / f"bin{suffix}"
+    src.write_bytes(data)
+    result = CliRunner().invoke(cli, ["ingest", str(src), str(tmp_path / "bin.zarr")])
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    import re
+
+    assert re.search(message, result.output), result.output
+    assert not (tmp_path / "bin.zarr").exists() and _leftovers(tmp_path) == []
+
+
 def test_csv_columns_selection(tmp_path):
     src = _write(tmp_path / "s.csv", 'id,x,label,y\nA1,1.5,"red, dark",2\nB2,3,blue,4\n')
     ing.ingest(src, tmp_path / "a.zarr", columns=["y", "x"])
