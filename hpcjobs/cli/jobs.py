@@ -34,6 +34,19 @@ def _parse_sets(values: tuple[str, ...]) -> dict:
     return out
 
 
+def insecure_option(func):
+    """--insecure, shared by run and cluster."""
+    return click.option("--insecure", is_flag=True,
+                        help="Plain TCP instead of TLS: any user of this host could then use "
+                             "the cluster and run code as you.")(func)
+
+
+def _warn_insecure(insecure: bool) -> None:
+    if insecure:
+        click.echo("warning: --insecure: the cluster speaks plain TCP; any user of this host "
+                   "can connect to it and run code as you", err=True)
+
+
 def cluster_options(func):
     """--workers/--threads-per-worker/--numba-threads, shared by run and cluster."""
     func = click.option("--numba-threads", type=click.IntRange(min=1),
@@ -60,9 +73,10 @@ def cluster_options(func):
               help="Override a job-file value, e.g. --set step.km.params.n_clusters=4 or "
                    "--set output.path=other.zarr (repeatable).")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+@insecure_option
 @wrap_errors
 def run(job_file, resume, overwrite, workers, threads_per_worker, numba_threads, address,
-        scheduler_file, report, sets, progress):
+        scheduler_file, report, sets, progress, insecure):
     """Run JOB_FILE on a local Dask cluster sized to this machine (or a running scheduler)."""
     from hpcjobs.jobspec import load_job
     from hpcjobs.runner import run_job
@@ -79,6 +93,11 @@ def run(job_file, resume, overwrite, workers, threads_per_worker, numba_threads,
         from hpcjobs.runtime.local import plan_cluster
 
         plan_cluster({**job.cluster, **overrides})  # refuse oversubscription up front
+    if insecure:
+        if address or scheduler_file:
+            raise click.UsageError("--insecure is for the cluster that run starts itself")
+        overrides["tls"] = False
+        _warn_insecure(True)
     client = None
     if address or scheduler_file:
         from hpcjobs.runtime.local import connect
@@ -145,23 +164,34 @@ def show(result, as_json, show_job):
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="Scheduler port (0: any free port).")
 @click.option("--dashboard-address", default="127.0.0.1:8787", show_default=True,
-              help="Where the dashboard listens (loopback by default: not visible to others).")
+              help="Where the dashboard listens (loopback: other users of this host can open "
+                   "it too).")
+@click.option("--no-dashboard", is_flag=True, help="No dashboard at all.")
+@insecure_option
 @click.option("--timeout", type=float, default=None, hidden=True,
               help="Stop after this many seconds (for tests).")
 @wrap_errors
 def cluster(workers, threads_per_worker, numba_threads, scheduler_file, port,
-            dashboard_address, timeout):
+            dashboard_address, no_dashboard, insecure, timeout):
     """Start a local Dask cluster that stays up until Ctrl-C.
 
     Share it across runs and notebooks: `hpcjobs run job.toml --scheduler-file scheduler.json`,
-    or `Client(scheduler_file="scheduler.json")` in Python.
+    or in Python `Client(*hpcjobs.runtime.security.load_connection("scheduler.json"))`. The
+    cluster speaks TLS with a certificate made for it; the scheduler file holds it and is
+    readable by you alone.
     """
+    import getpass
+    import socket
+
     from distributed import Client
 
     from hpcjobs.runtime.local import plan_cluster, start_local_cluster
+    from hpcjobs.runtime.security import write_connection_file
 
     plan = plan_cluster({"workers": workers, "threads_per_worker": threads_per_worker,
-                         "numba_threads": numba_threads, "dashboard_address": dashboard_address})
+                         "numba_threads": numba_threads, "tls": not insecure,
+                         "dashboard_address": "none" if no_dashboard else dashboard_address})
+    _warn_insecure(insecure)
     path = Path(scheduler_file)
     if path.exists():
         raise CLIError(f"{path} already exists: is another cluster running? Stop it or remove "
@@ -169,10 +199,19 @@ def cluster(workers, threads_per_worker, numba_threads, scheduler_file, port,
     stop = threading.Event()
     with _stopped_by_signals(stop), start_local_cluster(plan, scheduler_port=port) as local, \
             Client(local) as client:
-        client.write_scheduler_file(str(path))
-        click.echo(f"scheduler:      {local.scheduler_address}")
-        click.echo(f"dashboard:      {client.dashboard_link}")
-        click.echo(f"scheduler file: {path}")
+        link = client.dashboard_link if not no_dashboard else None
+        write_connection_file(path, address=local.scheduler_address, dashboard=link,
+                              security=None if insecure else local.security)
+        click.echo(f"scheduler:      {local.scheduler_address}"
+                   + ("" if insecure else " (TLS: only holders of the scheduler file get in)"))
+        if link:
+            port_ = link.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[-1]
+            click.echo(f"dashboard:      {link}")
+            click.echo("                (on loopback: other users of this host can open it; "
+                       "--no-dashboard turns it off)")
+            click.echo(f"                from your laptop: ssh -N -L {port_}:127.0.0.1:{port_} "
+                       f"{getpass.getuser()}@{socket.getfqdn()}")
+        click.echo(f"scheduler file: {path} (mode 0600: holds the cluster's certificate)")
         click.echo(f"workers:        {plan.workers} x {plan.threads_per_worker} thread(s), "
                    f"{plan.numba_threads} Numba thread(s) each")
         click.echo(f"use it with:    hpcjobs run JOB.toml --scheduler-file {path}")
@@ -214,8 +253,9 @@ def _stopped_by_signals(stop: threading.Event):
               help="Number of synthetic sensor readings.")
 @click.option("--force", is_flag=True, help="Make the data and job again if they exist.")
 @cluster_options
+@insecure_option
 @wrap_errors
-def quickstart(directory, rows, force, workers, threads_per_worker, numba_threads):
+def quickstart(directory, rows, force, workers, threads_per_worker, numba_threads, insecure):
     """Make example data and a job file in DIRECTORY, run the job, and show the result."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -230,7 +270,8 @@ def quickstart(directory, rows, force, workers, threads_per_worker, numba_thread
     t0 = time.perf_counter()
     job_path = write_job_file(Path(directory), rows, force=force)
     overrides = {"workers": workers, "threads_per_worker": threads_per_worker,
-                 "numba_threads": numba_threads}
+                 "numba_threads": numba_threads, "tls": False if insecure else None}
+    _warn_insecure(insecure)
     sizing = plan_cluster({**load_job(job_path, check_inputs=False).cluster,
                            **{k: v for k, v in overrides.items() if v is not None}})
     with ThreadPoolExecutor(1) as pool:

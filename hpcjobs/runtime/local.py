@@ -33,7 +33,10 @@ class ClusterPlan:
     numba_threads: int
     processes: bool = True
     memory_limit: str | int = "auto"
-    dashboard_address: str = "127.0.0.1:0"
+    dashboard_address: str | None = "127.0.0.1:0"
+    #: TLS with a certificate made for this cluster (worker processes only; threads in this
+    #: process talk through memory): off only when asked for (``--insecure``)
+    tls: bool = True
 
     @property
     def env(self) -> dict[str, str]:
@@ -62,11 +65,24 @@ def plan_cluster(settings: dict | None = None, *, cores: int | None = None) -> C
     return ClusterPlan(workers=workers, threads_per_worker=threads, numba_threads=numba_threads,
                        processes=bool(s.get("processes", True)),
                        memory_limit=s.get("memory_limit", "auto"),
-                       dashboard_address=s.get("dashboard_address", "127.0.0.1:0"))
+                       dashboard_address=_dashboard(s.get("dashboard_address", "127.0.0.1:0")),
+                       tls=bool(s.get("tls", True)))
+
+
+def _dashboard(address) -> str | None:
+    """A dashboard address, or None for none (``"none"``, ``false`` or an empty string)."""
+    if address is False or str(address).strip().lower() in ("", "none", "false"):
+        return None
+    return str(address)
 
 
 def start_local_cluster(plan: ClusterPlan, *, scheduler_port: int = 0):
-    """Start a ``distributed.LocalCluster`` for ``plan`` bound to loopback; returns it."""
+    """Start a ``distributed.LocalCluster`` for ``plan`` bound to loopback; returns it.
+
+    Worker processes and clients speak TLS with a certificate made for this cluster
+    (``cluster.security``), unless ``plan.tls`` is off: any user of the host can reach a
+    loopback port, and a plain scheduler runs their code as you.
+    """
     if not plan.processes:
         # threads in this process: pin BLAS pools; Numba's pool is process-wide and fixed once
         # launched (changing NUMBA_NUM_THREADS afterwards makes Numba raise), so leave it be
@@ -79,6 +95,10 @@ def start_local_cluster(plan: ClusterPlan, *, scheduler_port: int = 0):
     # Nanny-only keywords
     extra = ({"env": plan.env, "plugins": {NumbaEnvironment(), KernelPreload()}}
              if plan.processes else {})
+    if plan.processes and plan.tls:
+        from hpcjobs.runtime.security import temporary_security
+
+        extra["security"] = temporary_security()
     return LocalCluster(
         n_workers=plan.workers,
         threads_per_worker=plan.threads_per_worker,
@@ -93,15 +113,31 @@ def start_local_cluster(plan: ClusterPlan, *, scheduler_port: int = 0):
 
 
 def connect(address: str | None = None, scheduler_file: str | None = None, security=None):
-    """A ``distributed.Client`` to a scheduler that is already running."""
+    """A ``distributed.Client`` to a scheduler that is already running; a scheduler file
+    that ``hpcjobs cluster`` wrote brings the cluster's certificate along."""
     from distributed import Client
 
-    if scheduler_file is not None and not os.path.exists(scheduler_file):
-        raise UserError(f"scheduler file {scheduler_file} does not exist (start one with "
-                        "`hpcjobs cluster`)")
+    if scheduler_file is not None:
+        from hpcjobs.runtime.security import load_connection
+
+        try:
+            address, found = load_connection(scheduler_file)
+        except FileNotFoundError:
+            raise UserError(f"scheduler file {scheduler_file} does not exist (start one with "
+                            "`hpcjobs cluster`)") from None
+        except PermissionError:
+            raise UserError(f"scheduler file {scheduler_file} is not readable: it belongs to "
+                            "another user's cluster") from None
+        except (ValueError, KeyError) as exc:
+            raise UserError(f"scheduler file {scheduler_file} is not a scheduler file "
+                            f"({type(exc).__name__}: {exc})") from None
+        security = security or found
     try:
-        return Client(address=address, scheduler_file=scheduler_file, security=security,
-                      timeout="10s")
+        return Client(address=address, security=security, timeout="10s")
+    except TypeError:  # distributed's word for "TLS without a certificate"
+        raise UserError(f"the Dask scheduler at {address} speaks TLS: connect with its "
+                        "scheduler file (--scheduler-file), which holds its certificate"
+                        ) from None
     except OSError as exc:
         where = address or scheduler_file
         raise UserError(f"cannot reach the Dask scheduler at {where}: {exc}") from None

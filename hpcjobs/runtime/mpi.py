@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -75,25 +74,13 @@ def cluster_file(run_dir: str | os.PathLike, job_id: str) -> Path:
 
 def _write_cluster_file(path: Path, *, address: str, dashboard: str | None, security,
                         job_id: str, world: int) -> None:
+    from hpcjobs.runtime.security import write_connection_file
+
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
-    info = {
-        "job_id": job_id,
-        "address": address,
-        "dashboard": dashboard,
-        "world_size": world,
-        "workers": world - 2,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        # the PEM text of the job's certificate: whoever can read this file can use the
-        # cluster, so it is created 0600 in a 0700 folder of the owner's private run folder
-        "tls": {"ca": security.tls_ca_file, "cert": security.tls_client_cert,
-                "key": security.tls_client_key},
-    }
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(info, fh, indent=1)
-    os.replace(tmp, path)
+    write_connection_file(path, address=address, security=security, job_id=job_id,
+                          dashboard=dashboard, world_size=world, workers=world - 2,
+                          started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
 
 def load_security(path: str | os.PathLike):
@@ -106,13 +93,9 @@ def load_security(path: str | os.PathLike):
     >>> address, sec = load_security("~/.hpcjobs/runs/r1/cluster/42.json")  # doctest: +SKIP
     >>> client = distributed.Client(address, security=sec)                    # doctest: +SKIP
     """
-    from distributed.security import Security
+    from hpcjobs.runtime.security import load_connection
 
-    info = json.loads(Path(path).expanduser().read_text())
-    tls = info["tls"]
-    sec = Security(tls_ca_file=tls["ca"], tls_client_cert=tls["cert"],
-                   tls_client_key=tls["key"], require_encryption=True)
-    return info["address"], sec
+    return load_connection(path)
 
 
 # -- MPI helpers with deadlines ---------------------------------------------------------------
