@@ -54,6 +54,7 @@ import numpy as np
 
 from hpcjobs._version import __version__
 from hpcjobs.errors import OutputExistsError, UserError
+from hpcjobs.zarrio import create_array
 
 FORMATS = ("csv", "npy", "parquet", "basket")
 
@@ -351,8 +352,8 @@ class _RowWriter:
 
     def _create(self, chunk_rows: int) -> None:
         self.chunk_rows = max(1, int(chunk_rows))
-        self.array = self.group.create_array(
-            self.name, shape=(self.n_rows or 0, *self.tail),
+        self.array = create_array(
+            self.group, self.name, shape=(self.n_rows or 0, *self.tail),
             chunks=(self.chunk_rows, *self.tail), dtype=self.dtype,
             dimension_names=self.dims, attributes=self.attrs)
 
@@ -680,9 +681,9 @@ def _ingest_basket(src: Path, group, name: str, *, chunks, **_) -> dict:
     info_items = items.close()
     labels = np.array(list(ids), dtype=np.dtypes.StringDType()) if ids else \
         np.empty(0, dtype=np.dtypes.StringDType())
-    lab = sub.create_array("labels", shape=labels.shape,
-                           chunks=(max(1, min(len(labels), 1 << 20)),),
-                           dtype=str, dimension_names=["label"])
+    lab = create_array(sub, "labels", shape=labels.shape,
+                       chunks=(max(1, min(len(labels), 1 << 20)),),
+                       dtype=str, dimension_names=["label"])
     if len(labels):
         lab[:] = labels
     sub.attrs.update({"n_transactions": n_tx, "n_labels": len(ids)})

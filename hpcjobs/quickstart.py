@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from hpcjobs.errors import UserError
+from hpcjobs.zarrio import create_array
 
 N_FEATURES = 4
 N_CLUSTERS = 6
@@ -28,10 +29,10 @@ def make_sensor_data(path: Path, rows: int, *, chunk_rows: int = 250_000, seed: 
     g = zarr.open_group(str(path), mode="w", zarr_format=3)
     g.attrs.update({"description": "synthetic sensor readings (Gaussian clusters)",
                     "seed": seed, "n_clusters": N_CLUSTERS})
-    readings = g.create_array("readings", shape=(rows, N_FEATURES), dtype="f8",
-                              chunks=(chunk_rows, N_FEATURES), dimension_names=["row", "feature"])
-    labels = g.create_array("true_labels", shape=(rows,), dtype="i4", chunks=(chunk_rows,),
-                            dimension_names=["row"])
+    readings = create_array(g, "readings", shape=(rows, N_FEATURES), dtype="f8",
+                            chunks=(chunk_rows, N_FEATURES), dimension_names=["row", "feature"])
+    labels = create_array(g, "true_labels", shape=(rows,), dtype="i4", chunks=(chunk_rows,),
+                          dimension_names=["row"])
     for start in range(0, rows, chunk_rows):
         stop = min(start + chunk_rows, rows)
         lab = rng.integers(0, N_CLUSTERS, size=stop - start)

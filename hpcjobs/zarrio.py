@@ -9,6 +9,11 @@ written: an interrupted run never looks complete.
 Chunked outputs record each finished chunk with a marker file inside the array's folder
 (``<array>/.done/<i.j>``), written after the chunk itself: a resumed run computes only the
 chunks without a marker.
+
+Every array hpcjobs writes (outputs, ``hpcjobs ingest``, the quickstart's data) is created by
+:func:`create_array`, whose codecs end with a CRC-32C checksum of each stored chunk: a flipped
+bit on disk fails the read of that chunk instead of coming back as data, and ``hpcjobs
+verify`` finds it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,14 @@ from hpcjobs.errors import OutputExistsError, UserError
 
 DONE_DIR = ".done"
 STATUS_COMPLETE = "complete"
+
+
+def create_array(group, name: str, **kwargs):
+    """``group.create_array(name, ...)`` with hpcjobs' codecs: zarr's default compressor
+    (Zstandard, level 0) followed by a CRC-32C checksum of the stored bytes."""
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    return group.create_array(name, compressors=(ZstdCodec(level=0), Crc32cCodec()), **kwargs)
 
 
 def now() -> str:
@@ -156,8 +169,8 @@ class OutputGroup:
         chunks = arr.shape if arr.ndim else ()
         if any(s == 0 for s in arr.shape):
             chunks = tuple(max(1, s) for s in arr.shape)
-        z = g.create_array(name, shape=arr.shape, dtype=arr.dtype if arr.dtype.kind != "U"
-                           else str, chunks=chunks, dimension_names=dims, overwrite=True)
+        z = create_array(g, name, shape=arr.shape, dtype=arr.dtype if arr.dtype.kind != "U"
+                         else str, chunks=chunks, dimension_names=dims, overwrite=True)
         if arr.size:
             z[...] = arr
 
@@ -176,8 +189,8 @@ class OutputGroup:
                 done_dir = path / DONE_DIR
                 done = set(os.listdir(done_dir)) if done_dir.is_dir() else set()
                 return path, done
-        g.create_array(name, shape=x.shape, dtype=x.dtype, chunks=chunks,
-                       dimension_names=_dims_for(dims, x.ndim), overwrite=True)
+        create_array(g, name, shape=x.shape, dtype=x.dtype, chunks=chunks,
+                     dimension_names=_dims_for(dims, x.ndim), overwrite=True)
         (path / DONE_DIR).mkdir(exist_ok=True)
         return path, set()
 

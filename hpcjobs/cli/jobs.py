@@ -157,6 +157,27 @@ def show(result, as_json, show_job):
 
 
 @click.command(context_settings=CONTEXT)
+@click.argument("path", type=click.Path())
+@wrap_errors
+def verify(path):
+    """Read every chunk under the Zarr group PATH; name the corrupt ones (exit 1 if any).
+
+    Arrays that hpcjobs writes carry a checksum per chunk, so a changed bit fails its chunk.
+    """
+    from hpcjobs.verify import verify as run_verify
+
+    report = run_verify(path)
+    for name, idx, why in report.corrupt:
+        click.echo(f"CORRUPT {name} chunk {'.'.join(map(str, idx)) or '0'}: {why}")
+    if report.unchecked:
+        click.echo(f"no checksum (only a failing decode shows): {', '.join(report.unchecked)}")
+    click.echo(f"{path}: {report.arrays} arrays, {report.chunks} chunks read, "
+               f"{len(report.corrupt)} corrupt")
+    if not report.ok:
+        raise CLIError(f"{len(report.corrupt)} corrupt chunk(s) in {path}", exit_code=1)
+
+
+@click.command(context_settings=CONTEXT)
 @cluster_options
 @click.option("--scheduler-file", type=click.Path(dir_okay=False),
               default="scheduler.json", show_default=True,

@@ -1,0 +1,84 @@
+"""Nothing hpcjobs writes rots unnoticed: a checksum per chunk, and ``hpcjobs verify``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from click.testing import CliRunner
+
+from hpcjobs import ingest as ing
+from hpcjobs.cli import cli
+from hpcjobs.jobspec import load_job
+from hpcjobs.runner import run_job
+from hpcjobs.verify import has_checksum, verify
+from tests.conftest import write_job
+
+JOB = """
+name = "rot"
+[input]
+path = "in.zarr"
+[[step]]
+name = "scaled"
+kernel = "standardize"
+input = "readings"
+[[step]]
+name = "summary"
+kernel = "describe"
+input = "readings"
+[output]
+path = "out.zarr"
+"""
+
+
+def _flip_a_bit(chunk: Path, byte: int = 7) -> None:
+    data = bytearray(chunk.read_bytes())
+    data[min(byte, len(data) - 1)] ^= 0x10
+    chunk.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def result(input_dir, dask_client) -> Path:
+    run_job(load_job(write_job(input_dir, JOB)), client=dask_client)
+    return input_dir / "out.zarr"
+
+
+def test_outputs_carry_checksums_and_verify_clean(result):
+    g = zarr.open_group(str(result), mode="r")
+    assert has_checksum(g["scaled/Z"]) and has_checksum(g["summary/mean"])
+    report = verify(result)
+    assert report.ok and report.arrays >= 8 and report.chunks >= 8 + 7
+    assert report.unchecked == []
+
+
+def test_a_flipped_bit_fails_the_read_and_verify_names_the_chunk(result):
+    chunk = result / "scaled" / "Z" / "c" / "3" / "0"
+    _flip_a_bit(chunk)
+    with pytest.raises(ValueError, match="checksum"):
+        zarr.open_array(str(result / "scaled" / "Z"), mode="r")[...]
+    out = CliRunner().invoke(cli, ["verify", str(result)])
+    assert out.exit_code == 1, out.output
+    assert "CORRUPT scaled/Z chunk 3.0" in out.output and "checksum" in out.output
+    assert "1 corrupt" in out.output
+
+
+def test_ingested_data_carries_checksums(tmp_path):
+    src = tmp_path / "x.npy"
+    np.save(src, np.arange(1000.0).reshape(250, 4))
+    ing.ingest(src, tmp_path / "x.zarr", chunks=100)
+    (chunk,) = [p for p in (tmp_path / "x.zarr").rglob("c/1/0")]
+    assert verify(tmp_path / "x.zarr").ok
+    _flip_a_bit(chunk)
+    report = verify(tmp_path / "x.zarr")
+    assert [(name, idx) for name, idx, _ in report.corrupt] == [("x", (1, 0))]
+
+
+def test_foreign_arrays_are_listed_as_unchecked(tmp_path):
+    g = zarr.open_group(str(tmp_path / "plain.zarr"), mode="w", zarr_format=3)
+    g.create_array("a", shape=(10,), chunks=(5,), dtype="f8")[:] = 1.0
+    report = verify(tmp_path / "plain.zarr")
+    assert report.ok and report.unchecked == ["a"] and report.chunks == 2
+    bad = CliRunner().invoke(cli, ["verify", str(tmp_path / "missing.zarr")])
+    assert bad.exit_code == 2 and "not a Zarr group or array" in bad.output
