@@ -1,9 +1,12 @@
 """``hpcjobs verify``: read every chunk of a Zarr group and name the ones that are corrupt.
 
 Arrays that hpcjobs writes carry a CRC-32C checksum per chunk (``hpcjobs.zarrio.create_array``),
-so a chunk whose stored bytes changed fails its read. This walks a group (a job's result, an
-ingested input), reads each array chunk by chunk, and reports the chunks that fail, and the
-arrays that have no checksum (written by other tools: only a failing decode shows there).
+so a chunk whose stored bytes changed fails its check. This walks a group (a job's result, an
+ingested input) and checks each array chunk by chunk: checksummed ones on their stored bytes
+(nothing decoded, at the speed of the disk), others by decoding them (written by other tools:
+only a failing decode shows there). For a job's result it also checks the completion record:
+the root's and every step's status, a marker for every chunk of a chunked output, and the
+provenance a result must carry.
 """
 
 from __future__ import annotations
@@ -24,10 +27,15 @@ class VerifyReport:
     chunks: int = 0
     corrupt: list[tuple[str, tuple[int, ...], str]] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # of the result's completion record
 
     @property
     def ok(self) -> bool:
-        return not self.corrupt
+        return not self.corrupt and not self.problems
+
+
+#: what the root of a job's result always records (``hpcjobs.runner``)
+PROVENANCE = ("job", "fingerprint", "steps", "versions", "hpcjobs_version", "host", "runs")
 
 
 def has_checksum(array) -> bool:
@@ -51,19 +59,53 @@ def verify(path: str | Path) -> VerifyReport:
     else:
         arrays = [(name, a) for name, a in node.members(max_depth=None)
                   if isinstance(a, zarr.Array)]
+    from hpcjobs.zarrio import DONE_DIR, chunk_intact
+
     report = VerifyReport()
     for name, array in sorted(arrays, key=lambda item: item[0]):
         report.arrays += 1
-        if not has_checksum(array):
+        checked = has_checksum(array)
+        if not checked:
             report.unchecked.append(name or str(path))
+        where = path / name if name else path
         grid = [range(math.ceil(s / c)) if s else range(0) for s, c in
                 zip(array.shape, array.chunks, strict=True)]
+        markers = where / DONE_DIR
         for idx in itertools.product(*grid):
             report.chunks += 1
-            box = tuple(slice(i * c, (i + 1) * c) for i, c in zip(idx, array.chunks, strict=True))
-            try:
-                array[box]
-            except Exception as exc:  # noqa: BLE001 - a checksum or a decode that fails
-                report.corrupt.append((name or str(path), idx, f"{type(exc).__name__}: "
-                                       f"{str(exc).splitlines()[0] if str(exc) else ''}"))
+            if checked:
+                if not chunk_intact(where, idx):
+                    report.corrupt.append((name or str(path), idx, "checksum does not match"))
+            else:
+                _decode(array, name or str(path), idx, report)
+            key = ".".join(map(str, idx))
+            if markers.is_dir() and not (markers / key).exists():
+                report.problems.append(f"{name}: chunk {key} has no completion marker "
+                                       "(unfinished: run again with --resume)")
+    if not isinstance(node, zarr.Array) and "job_name" in node.attrs:  # a job's result
+        _check_result(node, report)
     return report
+
+
+def _decode(array, name: str, idx: tuple[int, ...], report: VerifyReport) -> None:
+    box = tuple(slice(i * c, (i + 1) * c) for i, c in zip(idx, array.chunks, strict=True))
+    try:
+        array[box]
+    except Exception as exc:  # noqa: BLE001 - any decode that fails
+        report.corrupt.append((name, idx, f"{type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''}"))
+
+
+def _check_result(root, report: VerifyReport) -> None:
+    """A job's result: complete, every step complete, its provenance all there."""
+    attrs = root.attrs
+    missing = [k for k in PROVENANCE if k not in attrs]
+    if missing:
+        report.problems.append(f"provenance lacks {', '.join(missing)}")
+    if attrs.get("status") != "complete":
+        report.problems.append(f"status is {attrs.get('status')!r}, not 'complete'")
+    for step in attrs.get("steps", []):
+        if step not in root:
+            report.problems.append(f"step {step}: missing")
+        elif root[step].attrs.get("status") != "complete":
+            report.problems.append(f"step {step}: status {root[step].attrs.get('status')!r}")

@@ -61,7 +61,7 @@ def test_a_flipped_bit_fails_the_read_and_verify_names_the_chunk(result):
     out = CliRunner().invoke(cli, ["verify", str(result)])
     assert out.exit_code == 1, out.output
     assert "CORRUPT scaled/Z chunk 3.0" in out.output and "checksum" in out.output
-    assert "1 corrupt" in out.output
+    assert "1 corrupt, 0 other" in out.output
 
 
 def test_ingested_data_carries_checksums(tmp_path):
@@ -82,3 +82,29 @@ def test_foreign_arrays_are_listed_as_unchecked(tmp_path):
     assert report.ok and report.unchecked == ["a"] and report.chunks == 2
     bad = CliRunner().invoke(cli, ["verify", str(tmp_path / "missing.zarr")])
     assert bad.exit_code == 2 and "not a Zarr group or array" in bad.output
+
+
+def test_resume_recomputes_a_finished_chunk_that_rotted(input_dir, dask_client, result):
+    g = zarr.open_group(str(result), mode="r")
+    before = g["scaled/Z"][...]
+    _flip_a_bit(result / "scaled" / "Z" / "c" / "5" / "0")
+    root = zarr.open_group(str(result), mode="r+")
+    root.attrs["status"] = "interrupted"  # as a stopped run leaves it
+    root["scaled"].attrs["status"] = "running"
+    assert not verify(result).ok
+    summary = run_job(load_job(write_job(input_dir, JOB)), client=dask_client, mode="resume")
+    assert summary.steps[0].chunks_written == 1 and summary.steps[0].chunks_reused == 7
+    np.testing.assert_array_equal(zarr.open_array(str(result / "scaled" / "Z"))[...], before)
+    assert verify(result).ok
+
+
+def test_verify_checks_the_completion_record(result):
+    (result / "scaled" / "Z" / ".done" / "2.0").unlink()
+    root = zarr.open_group(str(result), mode="r+")
+    root["summary"].attrs["status"] = "running"
+    del root.attrs["fingerprint"]
+    out = CliRunner().invoke(cli, ["verify", str(result)])
+    assert out.exit_code == 1
+    assert "PROBLEM scaled/Z: chunk 2.0 has no completion marker" in out.output
+    assert "PROBLEM step summary: status 'running'" in out.output
+    assert "PROBLEM provenance lacks fingerprint" in out.output

@@ -160,21 +160,26 @@ def show(result, as_json, show_job):
 @click.argument("path", type=click.Path())
 @wrap_errors
 def verify(path):
-    """Read every chunk under the Zarr group PATH; name the corrupt ones (exit 1 if any).
+    """Check every chunk under the Zarr group PATH; name the corrupt ones (exit 1 if any).
 
-    Arrays that hpcjobs writes carry a checksum per chunk, so a changed bit fails its chunk.
+    Arrays that hpcjobs writes carry a checksum per chunk, so a changed bit fails its chunk;
+    a job's result is also checked for its completion markers, statuses and provenance.
+    `hpcjobs run --resume` recomputes a finished chunk whose checksum fails.
     """
     from hpcjobs.verify import verify as run_verify
 
     report = run_verify(path)
     for name, idx, why in report.corrupt:
         click.echo(f"CORRUPT {name} chunk {'.'.join(map(str, idx)) or '0'}: {why}")
+    for problem in report.problems:
+        click.echo(f"PROBLEM {problem}")
     if report.unchecked:
         click.echo(f"no checksum (only a failing decode shows): {', '.join(report.unchecked)}")
-    click.echo(f"{path}: {report.arrays} arrays, {report.chunks} chunks read, "
-               f"{len(report.corrupt)} corrupt")
+    click.echo(f"{path}: {report.arrays} arrays, {report.chunks} chunks checked, "
+               f"{len(report.corrupt)} corrupt, {len(report.problems)} other problem(s)")
     if not report.ok:
-        raise CLIError(f"{len(report.corrupt)} corrupt chunk(s) in {path}", exit_code=1)
+        raise CLIError(f"{len(report.corrupt)} corrupt chunk(s) and {len(report.problems)} "
+                       f"other problem(s) in {path}", exit_code=1)
 
 
 @click.command(context_settings=CONTEXT)
