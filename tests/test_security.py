@@ -123,6 +123,8 @@ try:
     print("read the scheduler file")
 except PermissionError:
     print("scheduler file: permission denied")
+except OSError as exc:
+    print("scheduler file:", type(exc).__name__)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
@@ -149,24 +151,42 @@ def open_folder():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_another_user_of_the_host_cannot_get_in(open_folder, other_user):
+def intrude(user: str, folder, secret, address: str) -> str:
+    """What ``user`` gets, with the system's Python, from ``secret`` (a file) and the
+    scheduler at ``address``: the intruder script's output."""
     system_python = shutil.which("python3", path="/usr/bin:/bin")
     if system_python is None:
         pytest.skip("needs /usr/bin/python3 for the other user")
-    tmp_path = open_folder
-    sched = tmp_path / "scheduler.json"
+    host, port = address.split("://", 1)[1].rsplit(":", 1)
+    script = folder / "intruder.py"
+    script.write_text(INTRUDER)
+    os.chmod(script, 0o644)
+    out = subprocess.run(["runuser", "-u", user, "--", system_python, str(script), str(secret),
+                          host, port], capture_output=True, text=True, timeout=60)
+    return out.stdout + out.stderr
+
+
+def assert_kept_out(said: str) -> None:
+    assert "permission denied" in said, said
+    assert "tls without a certificate: refused" in said or \
+        "tls without a certificate: closed" in said, said
+
+
+def test_another_user_of_the_host_cannot_get_in(open_folder, other_user):
+    sched = open_folder / "scheduler.json"
     proc = _start_cluster(sched)
     try:
-        address = json.loads(sched.read_text())["address"]
-        host, port = address.split("://", 1)[1].rsplit(":", 1)
-        script = tmp_path / "intruder.py"
-        script.write_text(INTRUDER)
-        os.chmod(script, 0o644)
-        out = subprocess.run(["runuser", "-u", other_user, "--", system_python, str(script),
-                              str(sched), host, port], capture_output=True, text=True,
-                             timeout=60)
+        said = intrude(other_user, open_folder, sched, json.loads(sched.read_text())["address"])
     finally:
         _stop(proc)
-    assert "scheduler file: permission denied" in out.stdout, out
-    assert "tls without a certificate: refused" in out.stdout or \
-        "tls without a certificate: closed" in out.stdout, out
+    assert_kept_out(said)
+
+
+def test_another_user_cannot_read_a_run_folder(open_folder, other_user):
+    from hpcjobs.slurm.runs import new_run
+
+    run = new_run("private", open_folder / "runs")
+    (run.path / "secret").write_text("certificate")
+    os.chmod(open_folder / "runs", 0o755)  # even where the root is open, the run is not
+    said = intrude(other_user, open_folder, run.path / "secret", "tls://127.0.0.1:9")
+    assert "scheduler file: permission denied" in said, said

@@ -17,11 +17,14 @@ import pytest
 from click.testing import CliRunner
 
 from hpcjobs.cli import cli
-from tests import slurm_fixtures
+from tests import slurm_fixtures, test_security
 
 # the fixtures (kept out of tests/conftest.py): the local cluster, a private run-folder root
 slurm_cluster = slurm_fixtures.slurm_cluster
 runs_dir = slurm_fixtures.runs_dir
+# ... and a second Unix user of the host, with a folder it can enter
+other_user = test_security.other_user
+open_folder = test_security.open_folder
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(300)]
 
@@ -107,7 +110,8 @@ def assert_same_groups(a: Path, b: Path, steps: dict[str, list[str]]) -> None:
 
 
 def test_three_node_mpi_job_matches_local_run_and_refuses_strangers(slurm_cluster, runs_dir,
-                                                                     tmp_path):
+                                                                     tmp_path, other_user,
+                                                                     open_folder):
     from distributed import Client
     from distributed.security import Security
 
@@ -138,6 +142,9 @@ def test_three_node_mpi_job_matches_local_run_and_refuses_strangers(slurm_cluste
         Client(address, timeout=5)
     with pytest.raises(OSError):  # a certificate of its own: refused by the job's CA
         Client(address, security=Security.temporary(), timeout=5)
+    # another user of the host: cannot read the cluster file, nor get in without it
+    test_security.assert_kept_out(test_security.intrude(other_user, open_folder, cluster,
+                                                        address))
     # the refusals were the certificate's doing: the job is still up
     seen.add(status_json(run_id)["state"])
 
