@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +29,38 @@ def write_job(directory: Path, body: str, name: str = "job.toml") -> Path:
     path = directory / name
     path.write_text(textwrap.dedent(body))
     return path
+
+
+def start_cluster(sched: Path, *extra: str) -> subprocess.Popen:
+    """``hpcjobs cluster`` as a background shell starts it: with SIGINT and SIGHUP ignored
+    (what a non-interactive shell's ``&`` hands down), so only its own handlers can stop it."""
+    def ignore_signals():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    proc = subprocess.Popen([sys.executable, "-m", "hpcjobs", "cluster", "--workers", "1",
+                             "--scheduler-file", str(sched), "--dashboard-address",
+                             "127.0.0.1:0", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=ignore_signals)
+    deadline = time.monotonic() + 60
+    while not sched.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"hpcjobs cluster did not start: {proc.communicate()[0]}")
+        time.sleep(0.2)
+    return proc
+
+
+def stop_cluster(proc: subprocess.Popen, sig: int = signal.SIGINT) -> str:
+    proc.send_signal(sig)
+    try:
+        out, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"hpcjobs cluster ignored {signal.Signals(sig).name}: {proc.communicate()[0]}")
+    assert proc.returncode == 0, out
+    return out
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from click.testing import CliRunner
 
 from hpcjobs import __version__
 from hpcjobs.cli import cli
-from tests.conftest import write_job
+from tests.conftest import start_cluster, stop_cluster, write_job
 
 HPCJOBS = [sys.executable, "-m", "hpcjobs"]
 
@@ -125,47 +124,16 @@ def test_debug_shows_the_traceback(tmp_path):
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
-def _start_cluster(sched: Path) -> subprocess.Popen:
-    """``hpcjobs cluster`` as a background shell starts it: with SIGINT and SIGHUP ignored
-    (what a non-interactive shell's ``&`` hands down), so only its own handlers can stop it."""
-    def ignore_signals():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-    proc = subprocess.Popen(HPCJOBS + ["cluster", "--workers", "1", "--scheduler-file",
-                                       str(sched), "--dashboard-address", "127.0.0.1:0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=ignore_signals)
-    deadline = time.monotonic() + 60
-    while not sched.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"hpcjobs cluster did not start: {proc.communicate()[0]}")
-        time.sleep(0.2)
-    return proc
-
-
-def _stop_cluster(proc: subprocess.Popen, sig: int) -> str:
-    proc.send_signal(sig)
-    try:
-        out, _ = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail(f"hpcjobs cluster ignored {signal.Signals(sig).name}: {proc.communicate()[0]}")
-    assert proc.returncode == 0, out
-    return out
-
-
 def test_cluster_command_is_shared_by_runs(input_dir):
     sched = input_dir / "scheduler.json"
-    proc = _start_cluster(sched)
+    proc = start_cluster(sched)
     try:
         job = write_job(input_dir, JOB)
         result = CliRunner().invoke(cli, ["run", str(job), "--scheduler-file", str(sched),
                                           "--no-progress"])
         assert result.exit_code == 0, result.output
     finally:
-        out = _stop_cluster(proc, signal.SIGINT)
+        out = stop_cluster(proc, signal.SIGINT)
     assert "dashboard:" in out and "cluster stopped." in out
     assert not sched.exists()
 
@@ -173,7 +141,7 @@ def test_cluster_command_is_shared_by_runs(input_dir):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_cluster_command_stops_cleanly_on_signals(tmp_path, sig):
     sched = tmp_path / "scheduler.json"
-    out = _stop_cluster(_start_cluster(sched), sig)
+    out = stop_cluster(start_cluster(sched), sig)
     assert "cluster stopped." in out and "Traceback" not in out
     assert not sched.exists()
 

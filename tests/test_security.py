@@ -7,18 +7,15 @@ import json
 import os
 import pwd
 import shutil
-import signal
 import subprocess
-import sys
-import time
 
 import pytest
 
 from hpcjobs.errors import UserError
 from hpcjobs.runtime.local import connect, plan_cluster, start_local_cluster
 from hpcjobs.runtime.security import load_connection, write_connection_file
+from tests.conftest import start_cluster, stop_cluster
 
-HPCJOBS = [sys.executable, "-m", "hpcjobs"]
 OTHER_USER = "hpcjobs-test-other"
 
 
@@ -50,32 +47,12 @@ def test_connection_files_are_private_from_the_start(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.json", "scheduler.json"]
 
 
-def _start_cluster(sched, *extra):
-    proc = subprocess.Popen(HPCJOBS + ["cluster", "--workers", "1", "--scheduler-file",
-                                       str(sched), "--dashboard-address", "127.0.0.1:0", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
-    while not sched.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"hpcjobs cluster did not start: {proc.communicate()[0]}")
-        time.sleep(0.2)
-    return proc
-
-
-def _stop(proc) -> str:
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, out
-    return out
-
-
 def test_cluster_command_writes_a_private_certificate_and_refuses_strangers(tmp_path):
     from distributed import Client
     from distributed.security import Security
 
     sched = tmp_path / "scheduler.json"
-    proc = _start_cluster(sched)
+    proc = start_cluster(sched)
     try:
         assert sched.stat().st_mode & 0o777 == 0o600
         info = json.loads(sched.read_text())
@@ -87,14 +64,14 @@ def test_cluster_command_writes_a_private_certificate_and_refuses_strangers(tmp_
         with pytest.raises((TypeError, OSError)):  # none at all
             Client(info["address"], timeout=5)
     finally:
-        out = _stop(proc)
+        out = stop_cluster(proc)
     assert "TLS: only holders of the scheduler file get in" in out
     assert "other users of this host can open it" in out and "ssh -N -L" in out
 
 
 def test_insecure_cluster_says_what_it_gives_away(tmp_path):
     sched = tmp_path / "scheduler.json"
-    out = _stop(_start_cluster(sched, "--insecure", "--no-dashboard"))
+    out = stop_cluster(start_cluster(sched, "--insecure", "--no-dashboard"))
     assert "warning: --insecure" in out and "run code as you" in out
     assert "dashboard:" not in out
 
@@ -174,11 +151,11 @@ def assert_kept_out(said: str) -> None:
 
 def test_another_user_of_the_host_cannot_get_in(open_folder, other_user):
     sched = open_folder / "scheduler.json"
-    proc = _start_cluster(sched)
+    proc = start_cluster(sched)
     try:
         said = intrude(other_user, open_folder, sched, json.loads(sched.read_text())["address"])
     finally:
-        _stop(proc)
+        stop_cluster(proc)
     assert_kept_out(said)
 
 
