@@ -283,7 +283,7 @@ def _compute_chunks(client, pending: list, step: str, progress: bool, stop, log)
         while True:
             done = sum(f.done() for f in futures)
             if progress and done != last_drawn:
-                _draw_bar(step, done, total)
+                draw_bar(step, done, total, " chunks")
                 last_drawn = done
             failed = next((f for f in futures if f.status == "error"), None)
             if failed is not None:
@@ -304,9 +304,10 @@ def _compute_chunks(client, pending: list, step: str, progress: bool, stop, log)
         client.cancel([f for f in futures if not f.done()])
 
 
-def _draw_bar(step: str, done: int, total: int, width: int = 30) -> None:
+def draw_bar(label: str, done: int, total: int, note: str = "", width: int = 30) -> None:
+    """Redraw ``  label: [####    ] done/total note`` in place on stderr."""
     filled = int(width * done / total) if total else width
-    sys.stderr.write(f"\r  {step}: [{'#' * filled}{' ' * (width - filled)}] {done}/{total} chunks")
+    sys.stderr.write(f"\r  {label}: [{'#' * filled}{' ' * (width - filled)}] {done}/{total}{note}")
     sys.stderr.flush()
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpcjobs.errors import UserError
+from hpcjobs.zarrio import DONE_DIR, chunk_intact, has_checksum
 
 
 @dataclass
@@ -38,12 +39,6 @@ class VerifyReport:
 PROVENANCE = ("job", "fingerprint", "steps", "versions", "hpcjobs_version", "host", "runs")
 
 
-def has_checksum(array) -> bool:
-    """Whether the array's codecs end with a checksum of the stored bytes."""
-    codecs = getattr(array.metadata, "codecs", ()) or ()
-    return any("crc32c" in type(c).__name__.lower() for c in codecs)
-
-
 def verify(path: str | Path) -> VerifyReport:
     """Read every chunk of every array under the Zarr group (or array) at ``path``."""
     import zarr
@@ -59,8 +54,6 @@ def verify(path: str | Path) -> VerifyReport:
     else:
         arrays = [(name, a) for name, a in node.members(max_depth=None)
                   if isinstance(a, zarr.Array)]
-    from hpcjobs.zarrio import DONE_DIR, chunk_intact
-
     report = VerifyReport()
     for name, array in sorted(arrays, key=lambda item: item[0]):
         report.arrays += 1

@@ -258,7 +258,7 @@ def warm(client, plan: list[WarmStep], *, log: Callable[[str], None] | None = No
         if i in run:
             run.update(by_name[n] for n in plan[i].needs if n in by_name)
     kernels = sorted({plan[i].kernel for i in cold})
-    log(f"compiling kernels for this machine (first run only): {', '.join(kernels)}")
+    log(f"{_COMPILING}: {', '.join(kernels)}")
     futures: dict[int, object] = {}
     # submitted in that order: idle workers take the tasks as they arrive
     for i in _submission_order(plan, sorted(run)):
@@ -267,7 +267,7 @@ def warm(client, plan: list[WarmStep], *, log: Callable[[str], None] | None = No
         futures[i] = client.submit(warm_step, step, deps, i in cold,
                                    key=f"hpcjobs-warmup-{i}-{step.name}-{os.getpid()}-"
                                        f"{time.monotonic_ns()}")
-    total = len(cold)
+    total, finished = len(cold), 0
     seen: set[int] = set()
     bar = progress and sys.stderr.isatty()
     try:
@@ -288,8 +288,8 @@ def warm(client, plan: list[WarmStep], *, log: Callable[[str], None] | None = No
                     report.warmed.append(name)
                     report.compiled += result["compiled"]
                 if i in cold:
-                    k = len(report.warmed) + sum(1 for n in report.failed if by_name[n] in cold)
-                    _show(k, total, name, result, bar, log)
+                    finished += 1
+                    _show(finished, total, name, result, bar, log)
             time.sleep(0.05)
     finally:
         client.cancel([f for f in futures.values() if not f.done()])
@@ -326,18 +326,18 @@ def _submission_order(plan: list[WarmStep], run: list[int]) -> list[int]:
     return order
 
 
+_COMPILING = "compiling kernels for this machine (first run only)"
+
+
 def _show(k: int, total: int, name: str, result: dict, bar: bool, log) -> None:
+    if bar:
+        from hpcjobs.runner import draw_bar
+
+        draw_bar(_COMPILING, k, total, f" {name:<24}")
+        return
     what = "failed, left to the run" if result.get("error") else \
         f"{result['compiled']} functions, {result['seconds']:.1f} s"
-    if bar:
-        width = 30
-        filled = int(width * k / total)
-        sys.stderr.write(f"\r  compiling kernels for this machine (first run only): "
-                         f"[{'#' * filled}{' ' * (width - filled)}] {k}/{total} {name:<24}")
-        sys.stderr.flush()
-    else:
-        log(f"  compiling kernels for this machine (first run only): {k}/{total} {name} "
-            f"({what})")
+    log(f"  {_COMPILING}: {k}/{total} {name} ({what})")
 
 
 def missing_stamps(signatures: list[str]) -> list[int]:
@@ -448,8 +448,9 @@ def machine_key() -> str:
     roots = [Path(hpcjobs.kernels.__file__).parent, Path(registry.__file__).parent]
     files = sorted(p for root in roots for p in root.rglob("*.py"))
     sources = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-    blob = json.dumps([machine(), sources], sort_keys=True)
-    return f"{machine()['cpu']}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+    here = machine()
+    blob = json.dumps([here, sources], sort_keys=True)
+    return f"{here['cpu']}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
 class _Counter:

@@ -209,7 +209,7 @@ class OutputGroup:
                     z.dtype == x.dtype:
                 done_dir = path / DONE_DIR
                 done = set(os.listdir(done_dir)) if done_dir.is_dir() else set()
-                if _checksummed(z):  # a finished chunk that rotted since is done again
+                if has_checksum(z):  # a finished chunk that rotted since is done again
                     done = {key for key in done if chunk_intact(path, key)}
                 return path, done
         create_array(g, name, shape=x.shape, dtype=x.dtype, chunks=chunks,
@@ -218,7 +218,9 @@ class OutputGroup:
         return path, set()
 
 
-def _checksummed(array) -> bool:
+def has_checksum(array) -> bool:
+    """Whether the array's last codec is a CRC-32C of the stored bytes (as
+    :func:`create_array` makes them): then :func:`chunk_intact` can check a chunk."""
     codecs = getattr(array.metadata, "codecs", ()) or ()
     return bool(codecs) and "crc32c" in type(codecs[-1]).__name__.lower()
 

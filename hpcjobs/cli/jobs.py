@@ -208,6 +208,7 @@ def cluster(workers, threads_per_worker, numba_threads, scheduler_file, port,
     """
     import getpass
     import socket
+    from urllib.parse import urlsplit
 
     from distributed import Client
 
@@ -231,7 +232,7 @@ def cluster(workers, threads_per_worker, numba_threads, scheduler_file, port,
         click.echo(f"scheduler:      {local.scheduler_address}"
                    + ("" if insecure else " (TLS: only holders of the scheduler file get in)"))
         if link:
-            port_ = link.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[-1]
+            port_ = urlsplit(link).port
             click.echo(f"dashboard:      {link}")
             click.echo("                (on loopback: other users of this host can open it; "
                        "--no-dashboard turns it off)")

@@ -45,6 +45,10 @@ from typing import Any
 
 from hpcjobs.errors import RunFailed, UserError
 
+# a client joins a running job's cluster with what rank 0 wrote: ``(address, Security)``
+from hpcjobs.runtime.security import load_connection as load_security  # noqa: F401
+from hpcjobs.runtime.security import write_connection_file
+
 SCHEDULER_RANK = 0
 DRIVER_RANK = 1
 MIN_WORLD = 3
@@ -74,28 +78,11 @@ def cluster_file(run_dir: str | os.PathLike, job_id: str) -> Path:
 
 def _write_cluster_file(path: Path, *, address: str, dashboard: str | None, security,
                         job_id: str, world: int) -> None:
-    from hpcjobs.runtime.security import write_connection_file
-
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
     write_connection_file(path, address=address, security=security, job_id=job_id,
                           dashboard=dashboard, world_size=world, workers=world - 2,
                           started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-
-
-def load_security(path: str | os.PathLike):
-    """The ``(address, Security)`` a client needs to join a running job's cluster.
-
-    ``path`` is a file written by the launcher (``<run>/cluster/<jobid>.json``).
-
-    Examples
-    --------
-    >>> address, sec = load_security("~/.hpcjobs/runs/r1/cluster/42.json")  # doctest: +SKIP
-    >>> client = distributed.Client(address, security=sec)                    # doctest: +SKIP
-    """
-    from hpcjobs.runtime.security import load_connection
-
-    return load_connection(path)
 
 
 # -- MPI helpers with deadlines ---------------------------------------------------------------
