@@ -5,7 +5,8 @@ update), so chunks are summarised independently and combined in a tree: the resu
 depend on the chunking. Within a chunk the rows are cut into cache-sized blocks, each block is
 summarised with an exact two-pass mean/M2, and blocks are merged; threads work on disjoint row
 ranges and are merged serially at the end. The histogram needs the range first, so it is a
-second pass over the data (one pass when ``range`` is given). NaN values are skipped, so the
+second pass over the data, unless ``range`` or the columns' ``extremes`` (hpcjobs records
+them per chunk) are given: then one pass (:func:`describe_reduction`). NaN values are skipped, so the
 statistics equal ``numpy.nanmean``/``nanstd``/``nanmin``/``nanmax`` (and ``numpy.mean`` etc.
 when there is no NaN); ``count`` is the number of non-NaN values. Infinite values are refused.
 """
@@ -13,11 +14,13 @@ when there is no NaN); ``count`` is the number of non-NaN values. Infinite value
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numba
 import numpy as np
 
 from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
+from hpcjobs.kernels._reduction import Reduction
 from hpcjobs.kernels._validation import check_array, check_int, is_dask, message
 
 _BLOCK_ROWS = 2048
@@ -179,20 +182,6 @@ def _chunk_hist(block: np.ndarray, lo, hi, edges) -> np.ndarray:
     return _histogram(np.ascontiguousarray(block), lo, hi, edges, _threads_for(block))
 
 
-def _sum(parts: list[np.ndarray]) -> np.ndarray:
-    return np.sum(parts, axis=0)
-
-
-def _tree(parts: list, combine, split_every: int = 8):
-    """Combine Dask delayed ``parts`` in a tree of fan-in ``split_every``."""
-    import dask
-
-    while len(parts) > 1:
-        parts = [dask.delayed(combine)(parts[i:i + split_every])
-                 for i in range(0, len(parts), split_every)]
-    return parts[0]
-
-
 def _edges(mins: np.ndarray, maxs: np.ndarray, bins: int, count=None):
     """Bin edges per column exactly as ``numpy.histogram(..., bins)`` chooses them.
 
@@ -211,7 +200,8 @@ def _edges(mins: np.ndarray, maxs: np.ndarray, bins: int, count=None):
     return lo, hi, edges
 
 
-def _finalize(bases: np.ndarray, hist: np.ndarray, edges: np.ndarray) -> DescribeResult:
+def _finalize(bases: tuple, edges: np.ndarray) -> DescribeResult:
+    bases, hist = bases
     count = bases[0]
     with np.errstate(invalid="ignore", divide="ignore"):
         empty = count == 0
@@ -236,7 +226,7 @@ def _check_range(range_, d):
     return r
 
 
-def describe(X, *, bins: int = 64, range=None) -> DescribeResult:
+def describe(X, *, bins: int = 64, range=None, extremes=None) -> DescribeResult:
     """Count, mean, std (ddof=0), min, max and a histogram of each column of a 2-D array.
 
     Parameters
@@ -248,6 +238,10 @@ def describe(X, *, bins: int = 64, range=None) -> DescribeResult:
         ``numpy.histogram`` does (the last bin closed).
     range : (lo, hi) or sequence of d such pairs, optional
         Fixed histogram range; then the data is read once instead of twice.
+    extremes : (mins, maxs), optional
+        Each column's min and max over its non-NaN values, when known already (hpcjobs
+        records them per chunk when it writes an array): the histogram then spans them as
+        without it, and the data is read once. ``inf``/``-inf`` for a column without values.
 
     Returns
     -------
@@ -270,32 +264,70 @@ def describe(X, *, bins: int = 64, range=None) -> DescribeResult:
                                  "Replace or drop the infinite values first."))
     d = X.shape[1]
     fixed = _check_range(range, d)
+    known = _check_extremes(extremes, d)
+    if fixed is None and known is None:
+        if not is_dask(X):  # one moments pass, then the histogram (the data is in memory)
+            bases = _chunk_moments(X) if X.shape[0] else _empty_bases(d)
+            lo, hi, edges = _edges(*_extremes_of(bases), bins)
+            return _finalize((bases, _chunk_hist(X, lo, hi, edges)), edges)
+        else:  # a first pass for the range
+            moments = Reduction("describe-range", (X,), _chunk_moments, _combine_moments,
+                                _extremes_of)
+            known = moments.compute()
+    return describe_reduction(X, bins=bins, range=fixed, extremes=known).compute()
 
-    if not is_dask(X):
-        bases = _chunk_moments(X) if X.shape[0] else _empty_bases(d)
-        if fixed is not None:
-            lo, hi, edges = _edges(fixed[:, 0], fixed[:, 1], bins)
-        else:
-            lo, hi, edges = _edges(bases[3], bases[4], bins, bases[0])
-        hist = _chunk_hist(X, lo, hi, edges)
-        return _finalize(bases, hist, edges)
 
-    import dask
-
-    if X.numblocks[1] > 1:
-        X = X.rechunk({1: -1})
-    blocks = list(X.to_delayed().ravel())
-    moments = _tree([dask.delayed(_chunk_moments)(b) for b in blocks], _combine_moments)
+def describe_reduction(X, *, bins: int = 64, range=None, extremes=None) -> Reduction:
+    """``describe`` as one :class:`~hpcjobs.kernels._reduction.Reduction` (one pass), for
+    a histogram range that is known: ``range`` or the columns' ``extremes``."""
+    X = check_array(X, "X", "describe", ndim=2, allow_nan=True, min_len=0)
+    d = X.shape[1]
+    fixed = _check_range(range, d)
     if fixed is not None:
         lo, hi, edges = _edges(fixed[:, 0], fixed[:, 1], bins)
-        hist = _tree([dask.delayed(_chunk_hist)(b, lo, hi, edges) for b in blocks], _sum)
-        bases, hist = dask.compute(moments, hist)
     else:
-        (bases,) = dask.compute(moments)
-        lo, hi, edges = _edges(bases[3], bases[4], bins, bases[0])
-        hist = _tree([dask.delayed(_chunk_hist)(b, lo, hi, edges) for b in blocks], _sum)
-        (hist,) = dask.compute(hist)
-    return _finalize(bases, hist, edges)
+        known = _check_extremes(extremes, d)
+        if known is None:
+            raise ValueError(message("extremes", "describe_reduction", "range or the columns' "
+                                     "(mins, maxs)", None))
+        lo, hi, edges = _edges(known[0], known[1], bins)
+    if X.shape[0] == 0:
+        X = np.zeros((0, d))
+    return Reduction("describe", (X,), partial(_chunk_describe, lo=lo, hi=hi, edges=edges),
+                     _combine_describe, partial(_finalize, edges=edges))
+
+
+def _chunk_describe(block: np.ndarray, lo, hi, edges) -> tuple:
+    if block.shape[0] == 0:
+        return _empty_bases(block.shape[1]), np.zeros((block.shape[1], edges.shape[1] - 1),
+                                                      dtype=np.int64)
+    return _chunk_moments(block), _chunk_hist(block, lo, hi, edges)
+
+
+def _combine_describe(parts: list[tuple]) -> tuple:
+    return (_combine_moments([p[0] for p in parts]), np.sum([p[1] for p in parts], axis=0))
+
+
+def _extremes_of(bases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mins, maxs)`` from the bases; ``(inf, -inf)`` for a column without values."""
+    empty = bases[0] == 0
+    return np.where(empty, np.inf, bases[3]), np.where(empty, -np.inf, bases[4])
+
+
+def _check_extremes(extremes, d: int):
+    if extremes is None:
+        return None
+    try:
+        mins, maxs = (np.asarray(e, dtype=np.float64).reshape(-1) for e in extremes)
+    except (TypeError, ValueError):
+        mins = maxs = np.zeros(0)
+    if mins.shape != (d,) or maxs.shape != (d,) or np.isnan(mins).any() or \
+            np.isnan(maxs).any():
+        raise ValueError(message("extremes", "describe", f"(mins, maxs), {d} values each",
+                                 extremes))
+    if (np.isfinite(mins) & np.isfinite(maxs) & (mins > maxs)).any():
+        raise ValueError(message("extremes", "describe", "min <= max per column", extremes))
+    return mins, maxs
 
 
 def _empty_bases(d: int) -> np.ndarray:

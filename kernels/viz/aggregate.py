@@ -21,6 +21,7 @@ raster much larger than the point set is filled by one thread instead of being c
 from __future__ import annotations
 
 import threading
+from functools import partial
 from typing import NamedTuple
 
 import numba
@@ -31,6 +32,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
+from hpcjobs.kernels._reduction import Reduction, to_delayed
 from hpcjobs.kernels._validation import (
     check_array,
     check_choice,
@@ -849,19 +851,33 @@ def _aggregate_dask(x, y, values, shape, rng, agg, ncat, split_every: int | None
     import dask.array as da
 
     x, y = da.asarray(x), da.asarray(y)
-    y = y.rechunk(x.chunks)  # the same points in each block
     if values is not None:
-        values = da.asarray(values).rechunk(x.chunks)
+        values = da.asarray(values)
     (xr, yr), ncat = binning(x, y, values, range=rng, agg=agg, n_categories=ncat)
-    xe, ye = _edges(*xr, shape[1]), _edges(*yr, shape[0])
-
+    r = aggregate2d_reduction(x, y, shape=shape, range=(xr, yr), agg=agg, values=values,
+                              n_categories=ncat, split_every=split_every)
     out_shape = (ncat, *shape) if agg == "count_cat" else tuple(shape)
     dtype = np.int64 if agg in ("count", "count_cat") else np.float64
+    return da.from_delayed(to_delayed([r])[0], out_shape, dtype=dtype)
+
+
+def aggregate2d_reduction(x, y, *, shape, range, agg: str = "count", values=None,
+                          n_categories: int = 1, split_every: int | None = None) -> Reduction:
+    """``aggregate2d`` over a known ``range`` as one
+    :class:`~hpcjobs.kernels._reduction.Reduction`: bases per chunk of points, a tree of
+    merges (fan-in ``split_every``, by default as large as the bases' size allows), one
+    finalise into the raster."""
+    xr, yr = _check_range(range)
+    xe, ye = _edges(*xr, shape[1]), _edges(*yr, shape[0])
+    ncat = int(n_categories or 1)
+    out_shape = (ncat, *shape) if agg == "count_cat" else tuple(shape)
     if split_every is None:
         split_every = _fan_in(agg, int(np.prod(out_shape)))
-    graph, name = _reduction_graph(x, y, values, xe, ye, agg, ncat, tuple(shape),
-                                   split_every)
-    return da.Array(graph, name, chunks=tuple((n,) for n in out_shape), dtype=dtype)
+    return Reduction("aggregate2d", (x, y, values),
+                     partial(_task_bases, xe=xe, ye=ye, agg=agg, ncat=ncat),
+                     partial(_combine, agg=agg),
+                     partial(_finalize, agg=agg, shape=tuple(shape), ncat=ncat),
+                     split_every=split_every)
 
 
 #: the merge tree's fan-in is as large as this many bytes of chunk bases allow, up to 16
@@ -874,35 +890,6 @@ def _fan_in(agg: str, cells: int) -> int:
     as long as the parts held together stay within ``_MERGE_BYTES``."""
     per_cell = 8 * sum(_BASES[agg])
     return int(max(2, min(16, _MERGE_BYTES // max(1, per_cell * cells))))
-
-
-def _reduction_graph(x, y, values, xe, ye, agg, ncat, shape, split_every):
-    """The task graph of a Dask aggregate2d: bases per chunk, a tree of merges (fan-in
-    ``split_every``), one finalise. Written as a plain graph: building it from
-    ``dask.delayed`` calls took 6 ms at 10 chunks, time the workers then waited for."""
-    from dask.base import tokenize
-    from dask.highlevelgraph import HighLevelGraph
-
-    name = "aggregate2d-" + tokenize(x, y, values, xe, ye, agg, ncat, shape, split_every)
-    vkeys = values.__dask_keys__() if values is not None else [None] * x.numblocks[0]
-    dsk = {}
-    level = []
-    for i, (kx, ky, kv) in enumerate(zip(x.__dask_keys__(), y.__dask_keys__(), vkeys,
-                                         strict=True)):
-        dsk[(name + "-chunk", i)] = (_task_bases, kx, ky, kv, xe, ye, agg, ncat)
-        level.append((name + "-chunk", i))
-    depth = 0
-    while len(level) > 1:
-        depth += 1
-        merged = []
-        for j, i in enumerate(range(0, len(level), split_every)):
-            dsk[(f"{name}-merge{depth}", j)] = (_combine, level[i:i + split_every], agg)
-            merged.append((f"{name}-merge{depth}", j))
-        level = merged
-    ndim = 3 if agg == "count_cat" else 2
-    dsk[(name,) + (0,) * ndim] = (_finalize, level[0], agg, shape, ncat)
-    deps = [x, y] + ([values] if values is not None else [])
-    return HighLevelGraph.from_collections(name, dsk, dependencies=deps), name
 
 
 def _inf_to_nan(a):

@@ -18,9 +18,11 @@ up to rounding. The embedding of a Dask input is a lazy Dask array with the inpu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
+from hpcjobs.kernels._reduction import Reduction
 from hpcjobs.kernels._validation import check_array, check_choice, check_int, is_dask, message
 
 _FUNC = "pca"
@@ -80,15 +82,6 @@ def _project(block, mean, components):
     return (np.asarray(block, dtype=np.float64) - mean) @ components.T
 
 
-def _tree(parts, combine, split_every=8):
-    import dask
-
-    while len(parts) > 1:
-        parts = [dask.delayed(combine)(parts[i:i + split_every])
-                 for i in range(0, len(parts), split_every)]
-    return parts[0]
-
-
 def _randomized(X, mean, k, oversample, n_iter, seed):
     """Top-k right singular vectors and values of ``X - mean`` (Halko et al., power iterations)."""
     rng = np.random.default_rng(seed)
@@ -107,12 +100,8 @@ def _randomized(X, mean, k, oversample, n_iter, seed):
 
     def xct_dot(q):  # (X - mean).T @ q
         if lazy:
-            import dask
-
-            parts = [dask.delayed(_tdot)(b, mean, qb)
-                     for b, qb in zip(X.to_delayed().ravel(), q.to_delayed().ravel(),
-                                      strict=True)]
-            return dask.compute(_tree(parts, _sum))[0]
+            return Reduction("pca-tdot", (X, q), partial(_tdot, mean=mean), _sum,
+                             _same).compute()
         return (X - mean).T @ q
 
     def orth(y):
@@ -137,7 +126,7 @@ def _project_with(block, mean, m):
     return (np.asarray(block, dtype=np.float64) - mean) @ m
 
 
-def _tdot(block, mean, q):
+def _tdot(block, q, mean):
     return (np.asarray(block, dtype=np.float64) - mean).T @ q
 
 
@@ -190,13 +179,9 @@ def pca(X, n_components: int = 2, *, method: str = "auto", n_iter: int = 4,
         method = "covariance" if d <= _EXACT_MAX_D else "randomized"
     lazy = is_dask(X)
     if lazy:
-        import dask
-
         if X.numblocks[1] > 1:
             X = X.rechunk({1: -1})
-        blocks = X.to_delayed().ravel()
-        cnt, mean, m2 = dask.compute(_tree([dask.delayed(_checked_scatter)(b) for b in blocks],
-                                           _merge))[0]
+        cnt, mean, m2 = covariance_reduction(X).compute()
     else:
         cnt, mean, m2 = _scatter(X)
     total_var = np.trace(m2) / (cnt - 1)
@@ -220,6 +205,16 @@ def pca(X, n_components: int = 2, *, method: str = "auto", n_iter: int = 4,
         emb = _project(X, mean, comps)
     return PCAResult(embedding=emb, components=comps, explained_variance=var,
                      explained_variance_ratio=ratio, mean=mean, method=method)
+
+
+def covariance_reduction(X) -> Reduction:
+    """The pass that gives PCA's (count, mean, centred scatter matrix) as a
+    :class:`~hpcjobs.kernels._reduction.Reduction` (Chan et al.'s merge of chunk bases)."""
+    return Reduction("pca-covariance", (X,), _checked_scatter, _merge, _same)
+
+
+def _same(bases):
+    return bases
 
 
 def _checked_scatter(block):
