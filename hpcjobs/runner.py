@@ -117,9 +117,15 @@ def run_job(job: JobSpec, *, client=None, mode: str = "new", progress: bool = Fa
             if warmup:
                 _warm_up(job, out, active, progress, stop, log)
             with _report_context(report):
-                for step in job.steps:
-                    summary.steps.append(
-                        _run_step(job, step, out, active, progress, stop, log))
+                done = {s.name for s in job.steps if out.step_complete(s.name)}
+                for group in _step_groups(job, done):
+                    if len(group) == 1 and (group[0].name in done or
+                                            registry.get(group[0].kernel).plan is None):
+                        summary.steps.append(
+                            _run_step(job, group[0], out, active, progress, stop, log))
+                    else:
+                        summary.steps.extend(
+                            _run_shared_pass(job, group, out, active, progress, stop, log))
         out.update_attrs(status=STATUS_COMPLETE, finished=now(),
                          runs=_close_run(out, STATUS_COMPLETE))
     except Interrupted:
@@ -226,6 +232,121 @@ def _port_for(spec, key: str):
     raise RuntimeError(f"kernel {spec.name} returned {key!r}, which it does not declare")
 
 
+def _step_groups(job: JobSpec, done: set[str]) -> list[list[StepSpec]]:
+    """The steps in order, consecutive ones that can share a pass together: steps still to
+    run (not in ``done``) whose kernels plan reductions (``KernelSpec.plan``) and that read
+    no output of another step of their group."""
+    groups: list[list[StepSpec]] = []
+    current: list[StepSpec] = []
+    for step in job.steps:
+        shareable = registry.get(step.kernel).plan is not None and step.name not in done
+        names = {s.name for s in current}
+        if shareable and current and not any(r.step in names for r in step.inputs.values()):
+            current.append(step)
+            continue
+        if current:
+            groups.append(current)
+        current = [step] if shareable else []
+        if not shareable:
+            groups.append([step])
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _sources(job: JobSpec, step: StepSpec) -> dict:
+    from hpcjobs.passes import Source
+
+    out = {}
+    for port, ref in step.inputs.items():
+        if ref.step is not None:
+            out[port] = Source(job.output_path / ref.step / ref.name, ref.index, False)
+        else:
+            out[port] = Source(job.input_path / ref.name, ref.index, True)
+    return out
+
+
+def _run_shared_pass(job: JobSpec, steps: list[StepSpec], out: OutputGroup, client, progress,
+                     stop, log) -> list[StepReport]:
+    """Run ``steps`` (see :func:`_step_groups`) as one pass over the inputs they share:
+    their reductions in one graph, the data's ranges from per-chunk statistics."""
+    from hpcjobs import passes
+    from hpcjobs.kernels._reduction import to_delayed
+
+    if stop is not None and stop.is_set():
+        raise Interrupted(f"stopped before step {steps[0].name}")
+    t0 = time.perf_counter()
+    specs = {s.name: registry.get(s.kernel) for s in steps}
+    inputs = {s.name: _resolve_inputs(job, s, specs[s.name]) for s in steps}
+    sources = {s.name: _sources(job, s) for s in steps}
+    wanted = [sources[s.name][p] for s in steps for p in specs[s.name].extents
+              if p in sources[s.name] and s.params.get("range") is None]
+    extents, missing = passes.load_extents(wanted)
+    missing = [m for m in missing if passes.selects_columns(m)]
+    if missing:  # a first pass for the statistics; later jobs read them
+        names = ", ".join(sorted({m.path.name for m in missing}))
+        log(f"no chunk statistics for {names} yet: one pass to gather them")
+        _gather_stats(client, missing, extents, progress, stop, log)
+
+    planned, plain = [], []
+    for s in steps:
+        ext = {p: extents.of(src) for p, src in sources[s.name].items()}
+        plan = specs[s.name].planner()(inputs[s.name], dict(s.params), ext)
+        (planned if plan is not None else plain).append((s, plan))
+    reports = []
+    if planned:
+        names = " + ".join(s.name for s, _ in planned)
+        log(f"step{'s' if len(planned) > 1 else ''} {names}: "
+            f"{' + '.join(s.kernel for s, _ in planned)}, one pass ...")
+        for s, _ in planned:
+            _open_step(out, s)
+        flat = [r for _, plan in planned for r in plan.reductions]
+        # inputs read without statistics get them in this pass, for later jobs
+        _, unknown = passes.load_extents(
+            src for s, _ in planned for src in sources[s.name].values()
+            if src.path not in extents.known and passes.selects_columns(src))
+        unread = [open_input_array(u.path.parent, u.path.name) for u in unknown]
+        results = _compute_chunks(
+            client, to_delayed(flat + [passes.stats_reduction(a) for a in unread]), names,
+            progress, stop, log, unit=" reductions")
+        for src, array, per_block in zip(unknown, unread, results[len(flat):], strict=True):
+            passes.keep_stats(src, array, per_block)
+        seconds = time.perf_counter() - t0
+        pos = 0
+        for s, plan in planned:
+            mine = results[pos:pos + len(plan.reductions)]
+            pos += len(plan.reductions)
+            report = StepReport(s.name, s.kernel, seconds=seconds)
+            _write_outputs(out, s, specs[s.name], plan.outputs(mine), report, client,
+                           progress, stop, log, t0)
+            reports.append(report)
+        log(f"step{'s' if len(planned) > 1 else ''} {names}: done in {seconds:.2f} s "
+            "(one pass)")
+    for s, _ in plain:
+        reports.append(_run_step(job, s, out, client, progress, stop, log))
+    return [next(r for r in reports if r.name == s.name) for s in steps]
+
+
+def _gather_stats(client, missing, extents, progress, stop, log, label="statistics") -> None:
+    """One pass of chunk statistics over the arrays of ``missing`` sources: kept for later
+    jobs (``passes.save_stats``) and added to ``extents``."""
+    from hpcjobs import passes
+    from hpcjobs.kernels._reduction import to_delayed
+
+    arrays = [open_input_array(m.path.parent, m.path.name) for m in missing]
+    found = _compute_chunks(client, to_delayed([passes.stats_reduction(a) for a in arrays]),
+                            label, progress, stop, log, unit=" arrays")
+    for src, array, per_block in zip(missing, arrays, found, strict=True):
+        extents.known[src.path] = passes.keep_stats(src, array, per_block)
+
+
+def _open_step(out: OutputGroup, step: StepSpec) -> None:
+    group = out.step_group(step.name)
+    group.attrs.update({"kernel": step.kernel, "params": _json_params(step.params),
+                        "inputs": {k: r.text for k, r in step.inputs.items()},
+                        "status": "running", "started": now()})
+
+
 def _run_step(job: JobSpec, step: StepSpec, out: OutputGroup, client, progress, stop,
               log) -> StepReport:
     report = StepReport(step.name, step.kernel)
@@ -238,13 +359,18 @@ def _run_step(job: JobSpec, step: StepSpec, out: OutputGroup, client, progress, 
     spec = registry.get(step.kernel)
     t0 = time.perf_counter()
     log(f"step {step.name}: {step.kernel} ...")
-    group = out.step_group(step.name)
-    group.attrs.update({"kernel": step.kernel, "params": _json_params(step.params),
-                        "inputs": {k: r.text for k, r in step.inputs.items()},
-                        "status": "running", "started": now()})
+    _open_step(out, step)
     results = spec.adapter()(_resolve_inputs(job, step, spec), dict(step.params))
-    extra_attrs = results.pop("__attrs__", None) or {}
+    _write_outputs(out, step, spec, results, report, client, progress, stop, log, t0)
+    reused = f", {report.chunks_reused} chunks reused" if report.chunks_reused else ""
+    log(f"step {step.name}: done in {report.seconds:.2f} s{reused}")
+    return report
 
+
+def _write_outputs(out: OutputGroup, step: StepSpec, spec, results: dict, report: StepReport,
+                   client, progress, stop, log, t0: float) -> None:
+    """Write a step's outputs (Dask ones chunk by chunk, resumable) and mark it complete."""
+    extra_attrs = results.pop("__attrs__", None) or {}
     pending, whole = [], []
     for key, value in results.items():
         port, dims = _port_for(spec, key)
@@ -269,21 +395,22 @@ def _run_step(job: JobSpec, step: StepSpec, out: OutputGroup, client, progress, 
     for key, value, dims in whole:
         out.write_whole(step.name, key, value, dims)
     report.seconds = time.perf_counter() - t0
-    group.attrs.update({**extra_attrs, "status": STATUS_COMPLETE, "finished": now(),
-                        "seconds": round(report.seconds, 3)})
-    reused = f", {report.chunks_reused} chunks reused" if report.chunks_reused else ""
-    log(f"step {step.name}: done in {report.seconds:.2f} s{reused}")
-    return report
+    out.step_group(step.name).attrs.update({**extra_attrs, "status": STATUS_COMPLETE,
+                                            "finished": now(),
+                                            "seconds": round(report.seconds, 3)})
 
 
-def _compute_chunks(client, pending: list, step: str, progress: bool, stop, log) -> None:
+def _compute_chunks(client, pending: list, step: str, progress: bool, stop, log,
+                    unit: str = " chunks") -> list:
+    """Compute ``pending`` (Dask objects) on ``client``, with a progress bar and ``stop``;
+    their results in order."""
     futures = client.compute(pending)
     total, last_drawn = len(futures), -1
     try:
         while True:
             done = sum(f.done() for f in futures)
             if progress and done != last_drawn:
-                draw_bar(step, done, total, " chunks")
+                draw_bar(step, done, total, unit)
                 last_drawn = done
             failed = next((f for f in futures if f.status == "error"), None)
             if failed is not None:
@@ -298,8 +425,7 @@ def _compute_chunks(client, pending: list, step: str, progress: bool, stop, log)
             time.sleep(0.1)
         if progress:
             sys.stderr.write("\n")
-        for f in futures:
-            f.result()
+        return [f.result() for f in futures]
     finally:
         client.cancel([f for f in futures if not f.done()])
 

@@ -178,6 +178,13 @@ class KernelSpec:
     the kernel whose outputs are this one's inputs there (by port name); ``warm_rows`` is the
     size of a warm-up input: small, yet past the kernel's size thresholds, so that it takes
     the code paths that a job's chunks take.
+
+    ``plan`` (a ``"module:function"`` string) is set for kernels that are one pass of
+    reductions: ``plan(inputs, params, extents) -> hpcjobs.passes.Plan | None``. The runner
+    computes the plans of consecutive steps together, one pass over the inputs they share
+    (``hpcjobs.passes``), and gives ``extents`` (port -> ``(4, columns)`` rows of
+    ``column_extremes``, from per-chunk statistics, or None) for the ports named in
+    ``extents``. A planner that returns None leaves the step to its adapter.
     """
 
     name: str
@@ -190,6 +197,8 @@ class KernelSpec:
     example: dict[str, Any] = field(default_factory=dict)
     example_from: str | None = None
     warm_rows: int = 1 << 16
+    plan: str | None = None
+    extents: tuple[str, ...] = ()
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -219,14 +228,21 @@ class KernelSpec:
         return out
 
     def adapter(self) -> Callable[[dict, dict], dict]:
-        module, _, attr = self.run.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        return _load(self.run)
+
+    def planner(self) -> Callable | None:
+        return _load(self.plan) if self.plan else None
 
     def to_dict(self) -> dict:
         return {"name": self.name, "family": self.family, "summary": self.summary,
                 "params": [p.to_dict() for p in self.params],
                 "inputs": [p.to_dict() for p in self.inputs],
                 "outputs": [p.to_dict() for p in self.outputs]}
+
+
+def _load(target: str):
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 _REGISTRY: dict[str, KernelSpec] | None = None

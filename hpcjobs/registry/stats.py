@@ -8,7 +8,25 @@ from hpcjobs.registry import KernelSpec, Param, Port
 def run_describe(inputs: dict, params: dict) -> dict:
     from hpcjobs.kernels import describe
 
-    r = describe(inputs["X"], bins=params["bins"], range=params["range"])
+    return _describe_outputs(describe(inputs["X"], bins=params["bins"], range=params["range"]))
+
+
+def plan_describe(inputs: dict, params: dict, extents: dict):
+    """describe in one pass: over a fixed range, or over the columns' extents."""
+    from hpcjobs.kernels.stats.describe import describe_reduction
+    from hpcjobs.kernels.stats.extremes import MAX, MIN
+    from hpcjobs.passes import Plan
+
+    known = extents.get("X")
+    if params["range"] is None and known is None:
+        return None
+    extremes = None if params["range"] is not None else (known[MIN], known[MAX])
+    r = describe_reduction(inputs["X"], bins=params["bins"], range=params["range"],
+                           extremes=extremes)
+    return Plan([r], lambda results: _describe_outputs(results[0]))
+
+
+def _describe_outputs(r) -> dict:
     return {"count": r.count, "mean": r.mean, "std": r.std, "min": r.min, "max": r.max,
             "hist": r.hist, "bin_edges": r.bin_edges}
 
@@ -19,6 +37,8 @@ KERNELS = [
         family="stats",
         summary="Per-column count, mean, std, min, max and histogram (NaN skipped).",
         run="hpcjobs.registry.stats:run_describe",
+        plan="hpcjobs.registry.stats:plan_describe",
+        extents=("X",),
         inputs=(Port("X", ("row", "column"), "2-D numeric array; columns are summarised"),),
         outputs=(
             Port("count", ("column",), "non-NaN values per column", dtype="int64"),

@@ -41,6 +41,34 @@ def run_aggregate2d(inputs: dict, params: dict) -> dict:
     rng = [list(r) for r in extent]
     out = aggregate2d(x, y, shape=tuple(params["shape"]), range=rng, agg=agg, values=values,
                       n_categories=layers if agg == "count_cat" else None)
+    return _raster_outputs(out, agg, rng)
+
+
+def plan_aggregate2d(inputs: dict, params: dict, extents: dict):
+    """aggregate2d in one pass: over a fixed range, or over the points' extents (the data's
+    finite min and max, as without them)."""
+    from hpcjobs.kernels.stats.extremes import MAX, MIN
+    from hpcjobs.kernels.viz.aggregate import _auto_range, aggregate2d_reduction
+    from hpcjobs.passes import Plan
+
+    agg, rng, ncat = params["agg"], params["range"], params["n_categories"]
+    values = inputs.get("values") if agg != "count" else None
+    if rng is None:
+        ex, ey = extents.get("x"), extents.get("y")
+        if ex is None or ey is None:
+            return None
+        rng = [list(_auto_range(e[MIN, 0], e[MAX, 0], name)) for e, name in ((ex, "x"), (ey, "y"))]
+    if agg == "count_cat" and ncat is None:
+        ev = extents.get("values")
+        if ev is None:
+            return None
+        ncat = max(int(ev[MAX, 0]) + 1, 1) if ev[0, 0] else 1
+    r = aggregate2d_reduction(inputs["x"], inputs["y"], shape=tuple(params["shape"]),
+                              range=rng, agg=agg, values=values, n_categories=ncat or 1)
+    return Plan([r], lambda results: _raster_outputs(results[0], agg, rng))
+
+
+def _raster_outputs(out, agg: str, rng: list) -> dict:
     attrs = {"hpcjobs_kind": "raster", "agg": agg, "range": rng}
     if agg == "count_cat":
         return {"layers": out, "__attrs__": attrs}
@@ -171,6 +199,8 @@ KERNELS = [
         summary="Bin points onto a raster (count, sum, mean, min, max, std, count_cat), "
                 "exactly like numpy.histogram2d.",
         run="hpcjobs.registry.viz:run_aggregate2d",
+        plan="hpcjobs.registry.viz:plan_aggregate2d",
+        extents=("x", "y", "values"),
         inputs=(
             Port("x", ("point",), "x of each point"),
             Port("y", ("point",), "y of each point"),

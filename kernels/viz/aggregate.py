@@ -755,6 +755,15 @@ def aggregate2d(x, y, *, shape, range=None, agg: str = "count", values=None,
     array([[1, 1],
            [0, 2]])
     """
+    x, y, values, shape, agg, n_categories = _checked(x, y, values, shape, agg, n_categories)
+    rng = None if range is None else _check_range(range)
+    if not (is_dask(x) or is_dask(y) or is_dask(values)):
+        return _aggregate_numpy(x, y, values, shape, rng, agg, n_categories)
+    return _aggregate_dask(x, y, values, shape, rng, agg, n_categories)
+
+
+def _checked(x, y, values, shape, agg, n_categories):
+    """aggregate2d's arguments, validated (values dropped for count)."""
     agg = check_choice(agg, "agg", _FUNC, AGGS)
     shape = check_ints(shape, "shape", _FUNC, length=2, low=1)
     x = check_array(x, "x", _FUNC, ndim=1, allow_nan=True, float_out=False)
@@ -779,10 +788,7 @@ def aggregate2d(x, y, *, shape, range=None, agg: str = "count", values=None,
                                      values))
     if n_categories is not None:
         n_categories = check_int(n_categories, "n_categories", _FUNC, low=1)
-    rng = None if range is None else _check_range(range)
-    if not (is_dask(x) or is_dask(y) or is_dask(values)):
-        return _aggregate_numpy(x, y, values, shape, rng, agg, n_categories)
-    return _aggregate_dask(x, y, values, shape, rng, agg, n_categories)
+    return x, y, values, shape, agg, n_categories
 
 
 def binning(x, y, values=None, *, range=None, agg: str = "count",
@@ -867,9 +873,11 @@ def aggregate2d_reduction(x, y, *, shape, range, agg: str = "count", values=None
     :class:`~hpcjobs.kernels._reduction.Reduction`: bases per chunk of points, a tree of
     merges (fan-in ``split_every``, by default as large as the bases' size allows), one
     finalise into the raster."""
+    x, y, values, shape, agg, n_categories = _checked(x, y, values, shape, agg,
+                                                      n_categories or 1)
     xr, yr = _check_range(range)
     xe, ye = _edges(*xr, shape[1]), _edges(*yr, shape[0])
-    ncat = int(n_categories or 1)
+    ncat = n_categories
     out_shape = (ncat, *shape) if agg == "count_cat" else tuple(shape)
     if split_every is None:
         split_every = _fan_in(agg, int(np.prod(out_shape)))
