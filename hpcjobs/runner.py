@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpcjobs import registry
+from hpcjobs import chunkstats, registry
 from hpcjobs._version import __version__
 from hpcjobs.errors import HpcjobsError, Interrupted, RunFailed, UserError
 from hpcjobs.jobspec import JobSpec, StepSpec
@@ -371,12 +371,13 @@ def _write_outputs(out: OutputGroup, step: StepSpec, spec, results: dict, report
                    client, progress, stop, log, t0: float) -> None:
     """Write a step's outputs (Dask ones chunk by chunk, resumable) and mark it complete."""
     extra_attrs = results.pop("__attrs__", None) or {}
-    pending, whole = [], []
+    pending, whole, chunked = [], [], []
     for key, value in results.items():
         port, dims = _port_for(spec, key)
         if hasattr(value, "__dask_graph__") and getattr(value, "ndim", 0) > 0:
             x = regular_chunks(value)
             path, done = out.prepare_chunked(step.name, key, x, dims)
+            chunked.append(path)
             writes = x.map_blocks(store_block, path=str(path), dtype=np.int8,
                                   chunks=tuple((1,) * len(c) for c in x.chunks))
             delayed = writes.to_delayed()
@@ -392,6 +393,8 @@ def _write_outputs(out: OutputGroup, step: StepSpec, spec, results: dict, report
     if pending:
         report.chunks_written = len(pending)
         _compute_chunks(client, pending, step.name, progress, stop, log)
+    for path in chunked:
+        chunkstats.from_markers(path)
     for key, value, dims in whole:
         out.write_whole(step.name, key, value, dims)
     report.seconds = time.perf_counter() - t0

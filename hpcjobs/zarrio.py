@@ -194,6 +194,9 @@ class OutputGroup:
                          else str, chunks=chunks, dimension_names=dims, overwrite=True)
         if arr.size:
             z[...] = arr
+            from hpcjobs import chunkstats
+
+            chunkstats.record_whole(self.path / step / name, arr)
 
     def prepare_chunked(self, step: str, name: str, x, dims: tuple[str, ...] | None):
         """Create (or reopen on resume) the Zarr array for Dask output ``x``.
@@ -238,9 +241,17 @@ def store_block(block: np.ndarray, path: str, block_info=None):
     z = zarr.open_array(path, mode="r+")
     z[tuple(slice(a, b) for a, b in loc)] = block
     marker = os.path.join(path, DONE_DIR, key)
-    with open(marker, "w") as f:
-        f.write("")
+    with open(marker, "w") as f:  # the block's statistics (hpcjobs.chunkstats) ride along
+        f.write(_block_stats(block))
     return np.zeros((1,) * block.ndim, dtype=np.int8)
+
+
+def _block_stats(block: np.ndarray) -> str:
+    if block.dtype.kind not in "fiub" or block.ndim not in (1, 2):
+        return ""
+    from hpcjobs.kernels.stats.extremes import column_extremes
+
+    return json.dumps(column_extremes(block).tolist())
 
 
 def regular_chunks(x):

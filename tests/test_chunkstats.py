@@ -71,3 +71,33 @@ def test_a_sidecar_in_the_cache_for_someone_elses_array(tmp_path, cache):
     assert str(written).startswith(str(cache))
     assert not (path / chunkstats.STATS_FILE).exists()
     assert chunkstats.load(path).column_range(0)[:2] == (0.0, 9.0)
+
+
+def test_a_jobs_outputs_carry_statistics(input_dir, readings, dask_client, cache):
+    from hpcjobs.jobspec import load_job
+    from hpcjobs.runner import run_job
+    from tests.conftest import write_job
+
+    job = load_job(write_job(input_dir, """
+name = "out-stats"
+[input]
+path = "in.zarr"
+[[step]]
+name = "z"
+kernel = "standardize"
+input = "readings"
+[[step]]
+name = "d"
+kernel = "describe"
+input = "readings"
+[output]
+path = "out/r.zarr"
+"""))
+    run_job(job, client=dask_client, warmup=False)
+    z = zarr.open_array(str(input_dir / "out/r.zarr/z/Z"), mode="r")[:]
+    stats = chunkstats.load(input_dir / "out/r.zarr/z/Z")  # chunked: from the blocks' markers
+    assert stats.extremes.shape[0] == 8
+    for j in range(3):
+        assert stats.column_range(j) == (z[:, j].min(), z[:, j].max(), 4000, 0)
+    mean = chunkstats.load(input_dir / "out/r.zarr/d/mean")  # written whole
+    assert mean.column_range(0)[2] == 3
