@@ -3,8 +3,10 @@
 Arrays that hpcjobs writes carry a CRC-32C checksum per chunk (``hpcjobs.zarrio.create_array``),
 so a chunk whose stored bytes changed fails its check. This walks a group (a job's result, an
 ingested input) and checks each array chunk by chunk: checksummed ones on their stored bytes
-(nothing decoded, at the speed of the disk), others by decoding them (written by other tools:
-only a failing decode shows there). For a job's result it also checks the completion record:
+(nothing decoded, at the speed of the disk: ``zarrio.damaged_chunks``), others by decoding
+them (written by other tools: only a failing decode shows there). In a sharded array each
+inner chunk is checked, and each is named: one whose checksum fails ("in shard i.j"), or all
+of a shard whose index fails its own checksum. For a job's result it also checks the completion record:
 the root's and every step's status, a marker for every chunk of a chunked output, and the
 provenance a result must carry.
 """
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpcjobs.errors import UserError
-from hpcjobs.zarrio import DONE_DIR, chunk_intact, has_checksum
+from hpcjobs.zarrio import DONE_DIR, damaged_chunks, has_checksum
 
 
 @dataclass
@@ -64,12 +66,12 @@ def verify(path: str | Path) -> VerifyReport:
         grid = [range(math.ceil(s / c)) if s else range(0) for s, c in
                 zip(array.shape, array.chunks, strict=True)]
         markers = where / DONE_DIR
+        if checked:  # every stored chunk (inner chunk of a shard) on its bytes
+            report.corrupt.extend((name or str(path), idx, why)
+                                  for idx, why in damaged_chunks(where, array))
         for idx in itertools.product(*grid):
             report.chunks += 1
-            if checked:
-                if not chunk_intact(where, idx):
-                    report.corrupt.append((name or str(path), idx, "checksum does not match"))
-            else:
+            if not checked:
                 _decode(array, name or str(path), idx, report)
             key = ".".join(map(str, idx))
             if markers.is_dir() and not (markers / key).exists():
