@@ -1,7 +1,8 @@
 """Turn CSV, NumPy ``.npy``, Parquet and basket files into Zarr (format 3) input groups.
 
-Every source is streamed: at most one Zarr chunk of rows (plus one read block) is held in
-memory, so a file larger than memory ingests fine. The output is written to a temporary
+Every source is streamed: at most one stored row block (a Zarr chunk, or a shard of up to
+512 MiB where the array is sharded) plus one read block is held in memory, so a file larger
+than memory ingests fine. The output is written to a temporary
 sibling ``DEST.tmp-<pid>`` and renamed into place only when complete, so an error or Ctrl-C
 never leaves a half-written ``DEST``. An existing ``DEST`` is refused unless ``overwrite``.
 
@@ -19,8 +20,17 @@ Layout written at ``DEST`` (a Zarr group, format 3):
   transaction: it counts in ``n`` but holds no item. The newline that ends the last line
   does not start another transaction. An item repeated within one transaction is kept once.
 
-The group attribute ``ingest`` records the source path, format, options, row count and time;
-``hpcjobs_version`` the version that wrote it.
+The group attribute ``ingest`` records the source path, format, options (the codec and the
+shard choice among them), row count and time; ``hpcjobs_version`` the version that wrote it.
+
+Codecs (``codec``): ``blosc-lz4`` (default: Blosc LZ4, byte shuffle, level 1, the fastest to
+decode), ``blosc-zstd``, ``zstd`` or ``none``, each followed by a CRC-32C of every stored chunk
+(``hpcjobs.zarrio.CODECS``; zarr's own metadata names them). Sharding (``shard``): an array
+that holds at least one shard (``SHARD_BYTES``, 512 MiB of whole chunks along the rows) is
+stored one shard per file, written whole, once; ``shard=False``/``True`` decide otherwise.
+Each array's per-block statistics (count, NaN count, min, max per column; a block is a shard
+where sharded, else a chunk) are recorded as it is written, in
+``<array>/.hpcjobs-stats.npz`` (``hpcjobs.chunkstats``).
 
 Default chunking: rows per chunk = 64 MiB // (bytes per row), capped at the number of rows
 when it is known up front (``.npy``, Parquet), at least 1. Chunks span all columns. For
@@ -54,12 +64,16 @@ import numpy as np
 
 from hpcjobs._version import __version__
 from hpcjobs.errors import OutputExistsError, UserError
-from hpcjobs.zarrio import create_array
+from hpcjobs.zarrio import CODECS, DEFAULT_CODEC, create_array
 
 FORMATS = ("csv", "npy", "parquet", "basket")
 
 #: target bytes per Zarr chunk when ``chunks`` is not given
 CHUNK_BYTES = 64 * 2**20
+
+#: target bytes per shard (whole chunks along the rows); an array of at least one shard is
+#: sharded unless ``shard=False``
+SHARD_BYTES = 512 * 2**20
 
 #: lines parsed per block when streaming text (independent of the Zarr chunk size)
 READ_LINES = 65_536
@@ -83,7 +97,8 @@ class IngestResult:
     seconds: float = 0.0
 
     def summary(self) -> str:
-        parts = [f"{k} {'x'.join(map(str, a['shape']))} {a['dtype']} (chunks {a['chunks'][0]})"
+        parts = [f"{k} {'x'.join(map(str, a['shape']))} {a['dtype']} (chunks {a['chunks'][0]}"
+                 + (f", shards {a['shards'][0]}" if a.get("shards") else "") + ")"
                  for k, a in self.arrays.items()]
         return (f"Wrote {self.dest} ({self.format}): " + ", ".join(parts)
                 + f" in {self.seconds:.2f} s")
@@ -131,7 +146,8 @@ def default_chunk_rows(row_bytes: int, n_rows: int | None = None) -> int:
 def ingest(src: str | os.PathLike, dest: str | os.PathLike, *, name: str | None = None,
            chunks: int | None = None, format: str | None = None,
            delimiter: str | None = None, header: bool | None = None,
-           columns: list[str] | str | None = None, overwrite: bool = False) -> IngestResult:
+           columns: list[str] | str | None = None, overwrite: bool = False,
+           codec: str | None = None, shard: bool | None = None) -> IngestResult:
     """Convert ``src`` (CSV, ``.npy``, Parquet or basket file) into a Zarr group at ``dest``.
 
     Parameters
@@ -155,6 +171,13 @@ def ingest(src: str | os.PathLike, dest: str | os.PathLike, *, name: str | None 
         columns (Parquet; the others are listed in the attribute ``skipped_columns``).
     overwrite : bool
         Replace an existing ``dest`` (only once the new one is complete).
+    codec : {"blosc-lz4", "blosc-zstd", "zstd", "none"}, optional
+        How chunks are compressed (``hpcjobs.zarrio.CODECS``; each is followed by a CRC-32C);
+        default ``"blosc-lz4"``, the fastest to decode (``hpcjobs bench codecs``).
+    shard : bool, optional
+        Store whole chunks together in shards of about ``SHARD_BYTES`` (512 MiB) along the
+        rows (zarr v3 sharding: one file per shard). Default: sharded when the array holds
+        at least one whole shard.
 
     Returns
     -------
@@ -184,6 +207,9 @@ def ingest(src: str | os.PathLike, dest: str | os.PathLike, *, name: str | None 
         format = detect_format(src_path)
     elif format not in FORMATS:
         raise UserError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+    codec = DEFAULT_CODEC if codec is None else codec
+    if codec not in CODECS:
+        raise UserError(f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}")
     if chunks is not None and (isinstance(chunks, bool) or int(chunks) < 1):
         raise UserError(f"chunks must be a positive number of rows, got {chunks!r}")
     if name is None:
@@ -217,7 +243,7 @@ def ingest(src: str | os.PathLike, dest: str | os.PathLike, *, name: str | None 
         writer = {"csv": _ingest_csv, "npy": _ingest_npy, "parquet": _ingest_parquet,
                   "basket": _ingest_basket}[format]
         info = writer(src_path, group, name, chunks=chunks, delimiter=delimiter, header=header,
-                      columns=columns)
+                      columns=columns, store={"codec": codec, "shard": shard})
         group.attrs.update({
             "hpcjobs_version": __version__,
             "ingest": {
@@ -225,7 +251,8 @@ def ingest(src: str | os.PathLike, dest: str | os.PathLike, *, name: str | None 
                 "format": format,
                 "name": name,
                 "options": {"chunks": chunks, "delimiter": delimiter if format == "csv" else None,
-                            "header": header, "columns": columns},
+                            "header": header, "columns": columns, "codec": codec,
+                            "shard": shard},
                 "rows": info.pop("_rows"),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             },
@@ -329,51 +356,113 @@ def _blocks(fh, first_line: int = 1) -> Iterator[tuple[int, list[str]]]:
         lineno += len(lines)
 
 
-class _RowWriter:
-    """Append row blocks to a Zarr array, one whole chunk per write.
+def shard_rows_for(chunk_rows: int, row_bytes: int) -> int:
+    """Rows per shard: the most whole chunks within ``SHARD_BYTES`` (512 MiB), at least one.
 
-    Rows are buffered until a chunk is full, so every write but the last covers exactly one
-    chunk (no read-modify-write). The array is created at the first write (so a source
-    shorter than one chunk gets a chunk of its own length, not a mostly empty one) and grows
-    with ``resize`` unless its final length is known up front.
+    Examples
+    --------
+    >>> shard_rows_for(1_000_000, 64)          # 64 MB chunks: 8 per shard
+    8000000
+    >>> shard_rows_for(10, 64)                 # tiny chunks: many per shard
+    8388600
+    """
+    chunk_rows = max(1, int(chunk_rows))
+    per = max(1, SHARD_BYTES // max(1, chunk_rows * int(row_bytes)))
+    return chunk_rows * per
+
+
+class _RowWriter:
+    """Append row blocks to a Zarr array, one whole stored row block per write: a chunk, or
+    a shard where the array is sharded.
+
+    Rows are buffered until a block is full, so every write but the last covers exactly one
+    chunk or shard (no read-modify-write of either). The array is created at the first write
+    (so a source shorter than one chunk gets a chunk of its own length, not a mostly empty
+    one) and grows with ``resize`` unless its final length is known up front.
+
+    ``shard``: True shards in shards of :func:`shard_rows_for` rows; False never; None
+    (default) shards an array that holds at least one whole shard: decided up front when the
+    length is known, else once a shard's rows have arrived (the source ending sooner gives an
+    unsharded array). Each written block's statistics (count, NaN count, min, max per column)
+    go to ``<array>/.hpcjobs-stats.npz`` at :meth:`close` (``hpcjobs.chunkstats``).
     """
 
     def __init__(self, group, name: str, tail: tuple[int, ...], dtype, chunk_rows: int,
-                 dims: list[str], n_rows: int | None = None, attrs: dict | None = None):
+                 dims: list[str], n_rows: int | None = None, attrs: dict | None = None,
+                 codec: str = DEFAULT_CODEC, shard: bool | None = None):
+        from hpcjobs import chunkstats
+
         self.group, self.name, self.dims, self.attrs = group, name, dims, attrs or {}
         self.tail = tuple(tail)
         self.dtype = np.dtype(dtype)
         self.chunk_rows = int(chunk_rows)
+        self.codec = codec
+        row_bytes = self.dtype.itemsize * int(np.prod(self.tail, dtype=np.int64))
+        self.shard_rows = shard_rows_for(self.chunk_rows, row_bytes)
+        self.sharded = shard  # None: not decided yet
+        if shard is None and (self.shard_rows == self.chunk_rows or (
+                n_rows is not None and n_rows < self.shard_rows)):
+            self.sharded = False
+        elif shard is None and n_rows is not None:
+            self.sharded = True
         self.n_rows = n_rows
         self.array = None
         self.buf = None
         self.fill = 0
         self.n = 0
+        self.stats = chunkstats.Recorder(self.tail[0] if len(self.tail) == 1 else 1)
+
+    @property
+    def block_rows(self) -> int:
+        """Rows per write: a shard's unless the array is known to be unsharded."""
+        return self.chunk_rows if self.sharded is False else self.shard_rows
 
     def _create(self, chunk_rows: int) -> None:
         self.chunk_rows = max(1, int(chunk_rows))
+        shards = None
+        if self.sharded:
+            shards = (self.shard_rows, *self.tail)
         self.array = create_array(
             self.group, self.name, shape=(self.n_rows or 0, *self.tail),
-            chunks=(self.chunk_rows, *self.tail), dtype=self.dtype,
-            dimension_names=self.dims, attributes=self.attrs)
+            chunks=(self.chunk_rows, *self.tail), shards=shards, dtype=self.dtype,
+            dimension_names=self.dims, attributes=self.attrs, codec=self.codec)
 
     def append(self, block: np.ndarray) -> None:
-        block = np.asarray(block)
+        block = np.asarray(block, dtype=self.dtype)  # native byte order, for the statistics
         pos = 0
         total = len(block)
         while pos < total:
-            if self.fill == 0 and total - pos >= self.chunk_rows:  # aligned: write directly
-                self._write(block[pos:pos + self.chunk_rows])
-                pos += self.chunk_rows
+            rows = self.block_rows
+            if self.fill == 0 and total - pos >= rows:  # aligned: write directly
+                self._full(block[pos:pos + rows])
+                pos += rows
                 continue
-            if self.buf is None:
-                self.buf = np.empty((self.chunk_rows, *self.tail), dtype=self.dtype)
-            take = min(self.chunk_rows - self.fill, total - pos)
+            take = min(rows - self.fill, total - pos)
+            self._room(self.fill + take, rows)
             self.buf[self.fill:self.fill + take] = block[pos:pos + take]
             self.fill += take
             pos += take
-            if self.fill == self.chunk_rows:
-                self.flush()
+            if self.fill == rows:
+                self._full(self.buf[:rows])
+                self.fill = 0
+
+    def _room(self, need: int, rows: int) -> None:
+        """A buffer for ``need`` rows; it grows by doubling up to one block (``rows``), so a
+        small source never holds a whole shard's worth."""
+        have = 0 if self.buf is None else len(self.buf)
+        if have >= need:
+            return
+        size = min(rows, max(need, self.chunk_rows, 2 * have))
+        grown = np.empty((size, *self.tail), dtype=self.dtype)
+        if self.fill:
+            grown[:self.fill] = self.buf[:self.fill]
+        self.buf = grown
+
+    def _full(self, rows: np.ndarray) -> None:
+        """A whole block's rows: a shard's decide an undecided array (it holds one)."""
+        if self.sharded is None:
+            self.sharded = True
+        self._write(rows)
 
     def flush(self) -> None:
         if self.fill:
@@ -382,22 +471,38 @@ class _RowWriter:
 
     def _write(self, rows: np.ndarray) -> None:
         if self.array is None:
+            if self.sharded is None:  # the source ended within the first shard
+                self.sharded = False
             self._create(self.chunk_rows)
         start, stop = self.n, self.n + len(rows)
         if stop > self.array.shape[0]:
             self.array.resize((stop, *self.tail))
         self.array[start:stop] = rows
+        stored = self.shard_rows if self.sharded else self.chunk_rows
+        for k in range(0, len(rows), stored):  # writes start on a stored block's first row
+            self.stats.add((start + k) // stored, rows[k:k + stored])
         self.n = stop
 
     def close(self) -> dict:
-        if self.array is None:  # everything fits in one chunk: size the chunk to the data
+        if self.array is None and self.fill <= self.chunk_rows:
+            # everything fits in one chunk: size the chunk (and a forced shard) to the data
+            self.sharded = bool(self.sharded)
+            self.shard_rows = self.fill or 1
             self._create(self.fill or 1)
         self.flush()
         if self.array.shape[0] != self.n:
             self.array.resize((self.n, *self.tail))
         self.buf = None
+        self.stats.save(_folder_of(self.array))
         return {"shape": [self.n, *self.tail], "dtype": str(self.dtype),
-                "chunks": [self.chunk_rows, *self.tail]}
+                "chunks": [self.chunk_rows, *self.tail],
+                "shards": [self.shard_rows, *self.tail] if self.sharded else None,
+                "codec": self.codec}
+
+
+def _folder_of(array) -> Path:
+    """The folder on disk of an array in a local store."""
+    return Path(str(array.store_path.store.root), array.store_path.path)
 
 
 # --------------------------------------------------------------------------- CSV
@@ -441,7 +546,7 @@ def _resolve_columns(src: Path, wanted: list[str], names: list[str] | None,
 
 
 def _ingest_csv(src: Path, group, name: str, *, chunks, delimiter, header, columns=None,
-                **_) -> dict:
+                store, **_) -> dict:
     with _open_text(src) as fh:
         # first non-blank line: header or data
         lineno = 0
@@ -479,7 +584,7 @@ def _ingest_csv(src: Path, group, name: str, *, chunks, delimiter, header, colum
         if usecols is not None:
             attrs["source_columns"] = usecols
         writer = _RowWriter(group, name, (width,), np.float64, chunk_rows, ["row", "column"],
-                            attrs=attrs)
+                            attrs=attrs, **store)
         first_what = "the header has" if header else "the first row has"
 
         def parse(start: int, lines: list[str]) -> None:
@@ -552,7 +657,7 @@ def _short(text: str, n: int = 40) -> str:
 # --------------------------------------------------------------------------- .npy
 
 
-def _ingest_npy(src: Path, group, name: str, *, chunks, **_) -> dict:
+def _ingest_npy(src: Path, group, name: str, *, chunks, store, **_) -> dict:
     if src.suffix.lower() == ".gz":
         raise UserError(f"{src}: compressed .npy is not supported; decompress it first")
     try:
@@ -572,9 +677,10 @@ def _ingest_npy(src: Path, group, name: str, *, chunks, **_) -> dict:
     row_bytes = data.dtype.itemsize * int(np.prod(tail, dtype=np.int64))
     chunk_rows = min(chunks, n) if chunks else default_chunk_rows(row_bytes, n)
     writer = _RowWriter(group, name, tail, data.dtype.newbyteorder("="), chunk_rows, dims,
-                        n_rows=n)
-    for start in range(0, n, chunk_rows):
-        writer.append(np.ascontiguousarray(data[start:start + chunk_rows]))
+                        n_rows=n, **store)
+    step = writer.block_rows  # a whole shard at a time where sharded
+    for start in range(0, n, step):
+        writer.append(np.ascontiguousarray(data[start:start + step]))
     info = writer.close()
     del data
     return {name: info, "_rows": n}
@@ -583,7 +689,7 @@ def _ingest_npy(src: Path, group, name: str, *, chunks, **_) -> dict:
 # --------------------------------------------------------------------------- Parquet
 
 
-def _ingest_parquet(src: Path, group, name: str, *, chunks, columns=None, **_) -> dict:
+def _ingest_parquet(src: Path, group, name: str, *, chunks, store, columns=None, **_) -> dict:
     try:
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -628,7 +734,7 @@ def _ingest_parquet(src: Path, group, name: str, *, chunks, columns=None, **_) -
     if skipped:
         attrs["skipped_columns"] = skipped
     writer = _RowWriter(group, name, (d,), np.float64, chunk_rows, ["row", "column"],
-                        n_rows=n, attrs=attrs)
+                        n_rows=n, attrs=attrs, **store)
     batch_rows = max(1, min(chunk_rows, 1 << 20))
     block = np.empty((batch_rows, d))
     for batch in pf.iter_batches(batch_size=batch_rows, columns=numeric):
@@ -648,11 +754,12 @@ def _ingest_parquet(src: Path, group, name: str, *, chunks, columns=None, **_) -
 # --------------------------------------------------------------------------- baskets
 
 
-def _ingest_basket(src: Path, group, name: str, *, chunks, **_) -> dict:
+def _ingest_basket(src: Path, group, name: str, *, chunks, store, **_) -> dict:
     sub = group.create_group(name, attributes={"hpcjobs_kind": "transactions"})
     ptr = _RowWriter(sub, "indptr", (), np.int64, chunks or CHUNK_BYTES // 8,
-                     ["transaction_bound"])
-    items = _RowWriter(sub, "items", (), np.int32, chunks or CHUNK_BYTES // 4, ["entry"])
+                     ["transaction_bound"], **store)
+    items = _RowWriter(sub, "items", (), np.int32, chunks or CHUNK_BYTES // 4, ["entry"],
+                       **store)
     ids: dict[str, int] = {}
     ptr.append(np.zeros(1, dtype=np.int64))
     n_tx = 0
@@ -683,13 +790,14 @@ def _ingest_basket(src: Path, group, name: str, *, chunks, **_) -> dict:
         np.empty(0, dtype=np.dtypes.StringDType())
     lab = create_array(sub, "labels", shape=labels.shape,
                        chunks=(max(1, min(len(labels), 1 << 20)),),
-                       dtype=str, dimension_names=["label"])
+                       dtype=str, dimension_names=["label"], codec=store["codec"])
     if len(labels):
         lab[:] = labels
     sub.attrs.update({"n_transactions": n_tx, "n_labels": len(ids)})
     return {
         f"{name}/indptr": info_ptr,
         f"{name}/items": info_items,
-        f"{name}/labels": {"shape": [len(labels)], "dtype": "str", "chunks": list(lab.chunks)},
+        f"{name}/labels": {"shape": [len(labels)], "dtype": "str", "chunks": list(lab.chunks),
+                           "shards": None, "codec": store["codec"]},
         "_rows": n_tx,
     }

@@ -160,9 +160,12 @@ def test_csv_error_far_into_file_reports_physical_line(tmp_path, monkeypatch):
     assert not (tmp_path / "far.zarr").exists()
 
 
-def test_csv_is_streamed_not_loaded_whole(tmp_path, monkeypatch):
-    """Peak Python/NumPy memory stays far below the size of the data when chunks are small."""
+@pytest.mark.parametrize("shard", [False, None])
+def test_csv_is_streamed_not_loaded_whole(tmp_path, monkeypatch, shard):
+    """Peak Python/NumPy memory stays far below the size of the data when chunks (and
+    shards: here 4 chunks, so the data is sharded by default) are small."""
     monkeypatch.setattr(ing, "READ_LINES", 2000)
+    monkeypatch.setattr(ing, "SHARD_BYTES", 4 * 5000 * 4 * 8)
     n, d = 200_000, 4
     src = tmp_path / "big.csv"
     with open(src, "w") as fh:
@@ -172,13 +175,14 @@ def test_csv_is_streamed_not_loaded_whole(tmp_path, monkeypatch):
     data_bytes = n * d * 8  # 6.4 MB of float64; the text is larger still
     tracemalloc.start()
     try:
-        ing.ingest(src, tmp_path / "big.zarr", chunks=5000)
+        ing.ingest(src, tmp_path / "big.zarr", chunks=5000, shard=shard)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert peak < data_bytes / 2, peak
     arr = zarr.open_group(str(tmp_path / "big.zarr"))["big"]
     assert arr.shape == (n, d) and arr.chunks == (5000, d)
+    assert arr.shards == (None if shard is False else (20_000, d))
     np.testing.assert_array_equal(arr[-3:, 0], [n - 3, n - 2, n - 1])
 
 
@@ -456,3 +460,149 @@ def test_cli_ingest_ok_and_errors(tmp_path):
     r = runner.invoke(cli, ["ingest", str(tmp_path / "t.txt"), str(tmp_path / "t.zarr"),
                             "--format", "csv", "--delimiter", "\\t"])
     assert r.exit_code == 0, r.output
+
+
+# ----------------------------------------------------------------------------- codecs, shards
+
+
+def test_codec_option_and_its_record(tmp_path):
+    np.save(tmp_path / "a.npy", np.arange(300.0).reshape(100, 3))
+    for codec, last_two in [(None, ("BloscCodec", "Crc32cCodec")),
+                            ("blosc-zstd", ("BloscCodec", "Crc32cCodec")),
+                            ("zstd", ("ZstdCodec", "Crc32cCodec")),
+                            ("none", ("BytesCodec", "Crc32cCodec"))]:
+        dest = tmp_path / f"{codec}.zarr"
+        res = ing.ingest(tmp_path / "a.npy", dest, codec=codec, chunks=30)
+        g = zarr.open_group(str(dest), mode="r")
+        assert tuple(type(c).__name__ for c in g["a"].metadata.codecs[-2:]) == last_two
+        assert g.attrs["ingest"]["options"]["codec"] == (codec or "blosc-lz4")
+        assert res.arrays["a"]["codec"] == (codec or "blosc-lz4")
+        np.testing.assert_array_equal(g["a"][...], np.arange(300.0).reshape(100, 3))
+    assert zarr.open_array(str(tmp_path / "blosc-zstd.zarr" / "a")).metadata.codecs[1] \
+        .cname.value == "zstd"
+    with pytest.raises(UserError, match="unknown codec 'lz5'; choose one of blosc-lz4, "
+                                        "blosc-zstd, zstd, none"):
+        ing.ingest(tmp_path / "a.npy", tmp_path / "bad.zarr", codec="lz5")
+    assert not (tmp_path / "bad.zarr").exists()
+
+
+def test_cli_codec_and_shard_options(tmp_path, monkeypatch):
+    monkeypatch.setattr(ing, "SHARD_BYTES", 2 * 10 * 3 * 8)  # shards of 2 chunks of 10 rows
+    np.save(tmp_path / "a.npy", np.arange(300.0).reshape(100, 3))
+    runner = CliRunner()
+    r = runner.invoke(cli, ["ingest", str(tmp_path / "a.npy"), str(tmp_path / "a.zarr"),
+                            "--codec", "zstd", "--chunks", "10"])
+    assert r.exit_code == 0, r.output
+    assert "a 100x3 float64 (chunks 10, shards 20)" in r.output
+    a = zarr.open_array(str(tmp_path / "a.zarr" / "a"))
+    assert a.shards == (20, 3) and a.chunks == (10, 3)
+    r = runner.invoke(cli, ["ingest", str(tmp_path / "a.npy"), str(tmp_path / "b.zarr"),
+                            "--chunks", "10", "--no-shard"])
+    assert r.exit_code == 0, r.output
+    assert zarr.open_array(str(tmp_path / "b.zarr" / "a")).shards is None
+    r = runner.invoke(cli, ["ingest", str(tmp_path / "a.npy"), str(tmp_path / "c.zarr"),
+                            "--codec", "gzip"])
+    assert r.exit_code == 2
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert lines == ["Error: unknown codec 'gzip'; choose one of blosc-lz4, blosc-zstd, "
+                     "zstd, none"]
+    assert not (tmp_path / "c.zarr").exists()
+
+
+def test_default_sharding_rule(tmp_path, monkeypatch):
+    """Sharded when the data fills at least one shard; --shard/--no-shard decide otherwise."""
+    monkeypatch.setattr(ing, "SHARD_BYTES", 4 * 10 * 2 * 8)  # 4 chunks of 10 rows x 2
+    assert ing.shard_rows_for(10, 16) == 40
+    assert ing.shard_rows_for(10, 10**6) == 10  # a chunk larger than a shard: one a shard
+    cases = [(39, None, None), (40, None, (40, 2)), (95, None, (40, 2)),
+             (95, False, None), (25, True, (40, 2)), (5, True, (5, 2))]
+    for n, shard, want in cases:
+        X = np.arange(2.0 * n).reshape(n, 2)
+        np.save(tmp_path / "x.npy", X)
+        np.savetxt(tmp_path / "x.csv", X, delimiter=",", fmt="%d")
+        for src in ("x.npy", "x.csv"):  # length known up front, and not
+            dest = tmp_path / f"{src}-{n}-{shard}.zarr"
+            res = ing.ingest(tmp_path / src, dest, chunks=10, shard=shard)
+            a = zarr.open_array(str(dest / "x"))
+            assert a.shards == want, (src, n, shard)
+            assert res.arrays["x"]["shards"] == (list(want) if want else None)
+            np.testing.assert_array_equal(a[...], X)
+            files = sorted(p.relative_to(dest / "x" / "c").as_posix()
+                           for p in (dest / "x" / "c").rglob("*") if p.is_file())
+            block = want[0] if want else min(10, n)
+            assert files == [f"{i}/0" for i in range(-(-n // block))]
+
+
+def test_shards_are_written_whole_never_read_back(tmp_path, monkeypatch):
+    """Each shard is written once, with all its rows; zarr looks for an earlier one before
+    it writes a shard, and finds none: nothing stored is read back and rewritten."""
+    from zarr.storage import LocalStore
+
+    monkeypatch.setattr(ing, "SHARD_BYTES", 3 * 7 * 2 * 8)  # shards of 3 chunks of 7 rows
+    monkeypatch.setattr(ing, "READ_LINES", 5)  # CSV blocks that cut across chunks and shards
+    found, written = [], []
+    real_get, real_set = LocalStore.get, LocalStore.set
+
+    async def get(self, key, *args, **kwargs):
+        got = await real_get(self, key, *args, **kwargs)
+        if "/c/" in key:
+            found.append((key, got is not None))
+        return got
+
+    async def set(self, key, value):
+        if "/c/" in key:
+            written.append(key)
+        return await real_set(self, key, value)
+
+    monkeypatch.setattr(LocalStore, "get", get)
+    monkeypatch.setattr(LocalStore, "set", set)
+    X = np.arange(200.0).reshape(100, 2)
+    np.savetxt(tmp_path / "x.csv", X, delimiter=",", fmt="%d")
+    np.save(tmp_path / "x.npy", X)
+    for src in ("x.csv", "x.npy"):
+        ing.ingest(tmp_path / src, tmp_path / f"{src}.zarr", chunks=7)
+    assert [key for key, there in found if there] == []
+    assert sorted(written) == sorted([f"x/c/{i}/0" for i in range(5)] * 2)  # 100 rows / 21
+    monkeypatch.setattr(LocalStore, "get", real_get)
+    for src in ("x.csv", "x.npy"):
+        a = zarr.open_array(str(tmp_path / f"{src}.zarr" / "x"))
+        assert a.shards == (21, 2)
+        np.testing.assert_array_equal(a[...], X)
+
+
+@pytest.mark.parametrize("shard", [False, True])
+def test_ingest_records_chunk_statistics(tmp_path, monkeypatch, shard):
+    from hpcjobs import chunkstats
+
+    monkeypatch.setattr(ing, "SHARD_BYTES", 2 * 50 * 3 * 8)  # shards of 2 chunks of 50 rows
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(333, 3)) * [1, 10, 100]
+    X[rng.random(X.shape) < 0.05] = np.nan
+    X[:, 2][:60] = np.nan  # a column whose first chunk has no value
+    np.savetxt(tmp_path / "x.csv", X, delimiter=",", fmt="%.17g")
+    np.save(tmp_path / "x.npy", X)
+    for src in ("x.csv", "x.npy"):
+        dest = tmp_path / f"{src}.zarr"
+        ing.ingest(tmp_path / src, dest, chunks=50, shard=shard)
+        a = zarr.open_array(str(dest / "x"))
+        assert (a.shards is not None) == shard
+        stats = chunkstats.load(dest / "x")
+        assert stats is not None, src
+        assert stats.block_rows == (100 if shard else 50)
+        assert stats.extremes.shape[0] == (4 if shard else 7)
+        for j in range(3):
+            col = X[:, j]
+            assert stats.column_range(j) == (np.nanmin(col), np.nanmax(col),
+                                             int(np.isfinite(col).sum()),
+                                             int(np.isnan(col).sum()))
+    # 1-D integer data (.npy), and the basket arrays
+    v = rng.integers(-5, 9, size=1234)
+    np.save(tmp_path / "v.npy", v)
+    ing.ingest(tmp_path / "v.npy", tmp_path / "v.zarr", chunks=100, shard=shard)
+    assert chunkstats.load(tmp_path / "v.zarr" / "v").column_range(0) == (-5, 8, 1234, 0)
+    _write(tmp_path / "b.basket", "a b\nc\n\nb d a\n")
+    ing.ingest(tmp_path / "b.basket", tmp_path / "b.zarr", chunks=2, shard=shard)
+    assert chunkstats.load(tmp_path / "b.zarr" / "b" / "items").column_range(0) == \
+        (0, 3, 6, 0)
+    assert chunkstats.load(tmp_path / "b.zarr" / "b" / "indptr").column_range(0) == \
+        (0, 6, 5, 0)

@@ -108,3 +108,31 @@ def test_verify_checks_the_completion_record(result):
     assert "PROBLEM scaled/Z: chunk 2.0 has no completion marker" in out.output
     assert "PROBLEM step summary: status 'running'" in out.output
     assert "PROBLEM provenance lacks fingerprint" in out.output
+
+
+def test_sharded_input_verify_names_inner_chunks_and_shards(tmp_path, monkeypatch,
+                                                            dask_client):
+    """A sharded input (ingest above one shard) is checked inner chunk by inner chunk, and a
+    job that reads it writes unsharded outputs that verify clean."""
+    monkeypatch.setattr(ing, "SHARD_BYTES", 4 * 100 * 3 * 8)  # shards of 4 chunks of 100 rows
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "readings.npy", rng.normal(size=(1000, 3)))
+    ing.ingest(tmp_path / "readings.npy", tmp_path / "in.zarr", chunks=100)
+    arr = zarr.open_array(str(tmp_path / "in.zarr" / "readings"))
+    assert arr.shards == (400, 3) and has_checksum(arr)
+    report = verify(tmp_path / "in.zarr")
+    assert report.ok and report.chunks == 10 and report.unchecked == []
+    run_job(load_job(write_job(tmp_path, JOB)), client=dask_client)
+    out = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")
+    assert out["scaled/Z"].shards is None  # written block by block by parallel tasks
+    assert verify(tmp_path / "out.zarr").ok
+    shard = tmp_path / "in.zarr" / "readings" / "c" / "1" / "0"
+    _flip_a_bit(shard, 20)  # in the first inner chunk of shard 1: chunk 4
+    res = CliRunner().invoke(cli, ["verify", str(tmp_path / "in.zarr")])
+    assert res.exit_code == 1, res.output
+    assert "CORRUPT readings chunk 4.0: checksum does not match (in shard 1.0)" in res.output
+    assert "10 chunks checked, 1 corrupt" in res.output
+    _flip_a_bit(shard, shard.stat().st_size - 6)  # its index: chunks 4-7 cannot be found
+    report = verify(tmp_path / "in.zarr")
+    assert [idx for _, idx, _ in report.corrupt] == [(4, 0), (5, 0), (6, 0), (7, 0)]
+    assert all("shard 1.0, whose index is unreadable" in why for _, _, why in report.corrupt)

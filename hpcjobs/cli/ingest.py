@@ -25,12 +25,18 @@ from hpcjobs.cli._errors import wrap_errors
 @click.option("--columns", default=None, metavar="A,B,...",
               help="CSV/Parquet: keep only these columns (header names or 0-based indices), "
                    "in this order.")
+@click.option("--codec", default=None, metavar="NAME",
+              help="How chunks are compressed: blosc-lz4 (the default: fastest to decode), "
+                   "blosc-zstd (smaller), zstd, none; each is followed by a CRC-32C checksum.")
+@click.option("--shard/--no-shard", default=None,
+              help="Store chunks together in shards of about 512 MiB along the rows (one "
+                   "file per shard); default: shard when the data holds a whole shard.")
 @click.option("--overwrite", is_flag=True,
               help="Replace an existing DEST (only once the new one is complete).")
 @wrap_errors
 def ingest(src: str, dest: str, name: str | None, chunks: int | None, fmt: str | None,
            delimiter: str | None, header: bool | None, columns: str | None,
-           overwrite: bool) -> None:
+           codec: str | None, shard: bool | None, overwrite: bool) -> None:
     """Turn SRC (CSV, .npy, Parquet or a basket file) into a Zarr group at DEST.
 
     The file is streamed chunk by chunk, so it may be larger than memory. CSV and Parquet
@@ -38,17 +44,20 @@ def ingest(src: str, dest: str, name: str | None, chunks: int | None, fmt: str |
     dtype; a basket file (one transaction per line, items separated by spaces or commas)
     gives a group with `indptr`, `items` and `labels` (CSR). An empty line is an empty
     transaction. DEST appears only when complete; an existing DEST is refused unless
-    --overwrite.
+    --overwrite. Chunks are compressed for decode speed (Blosc LZ4 with byte shuffle) and
+    checksummed; data of 512 MiB or more is sharded (a terabyte is about 2000 files).
 
     \b
     Examples:
       hpcjobs ingest readings.csv data/sensors.zarr --name readings
       hpcjobs ingest shop.basket data/shop.zarr --chunks 1000000
+      hpcjobs ingest archive.npy data/archive.zarr --codec blosc-zstd --no-shard
     """
     from hpcjobs.ingest import ingest as run_ingest
 
     if delimiter == "\\t":
         delimiter = "\t"
     result = run_ingest(src, dest, name=name, chunks=chunks, format=fmt, delimiter=delimiter,
-                        header=header, columns=columns, overwrite=overwrite)
+                        header=header, columns=columns, overwrite=overwrite, codec=codec,
+                        shard=shard)
     click.echo(result.summary())
