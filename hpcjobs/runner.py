@@ -387,12 +387,14 @@ def _write_outputs(out: OutputGroup, step: StepSpec, spec, results: dict, report
                 else:
                     pending.append(delayed[idx])
         else:
-            if hasattr(value, "__dask_graph__"):
-                value = value.compute()
             whole.append((key, value, dims))
-    if pending:
+    lazy = [i for i, (_, value, _) in enumerate(whole) if hasattr(value, "__dask_graph__")]
+    if pending or lazy:  # small lazy outputs in the same graph: they may share its pass
         report.chunks_written = len(pending)
-        _compute_chunks(client, pending, step.name, progress, stop, log)
+        values = _compute_chunks(client, pending + [whole[i][1] for i in lazy], step.name,
+                                 progress, stop, log)
+        for i, value in zip(lazy, values[len(pending):], strict=True):
+            whole[i] = (whole[i][0], value, whole[i][2])
     for path in chunked:
         chunkstats.from_markers(path)
     for key, value, dims in whole:

@@ -356,3 +356,32 @@ def test_unknown_chunk_sizes():
     r = kmeans(Xd, 3, seed=1)
     np.testing.assert_allclose(r.centroids, ref.centroids, rtol=1e-9)
     np.testing.assert_array_equal(r.labels.compute(), ref.labels)
+
+
+class _CountingSource:
+    """An array-like that counts the row blocks read from it."""
+
+    def __init__(self, X):
+        self.X, self.shape, self.dtype, self.ndim, self.reads = X, X.shape, X.dtype, X.ndim, 0
+
+    def __getitem__(self, idx):
+        self.reads += 1
+        return self.X[idx]
+
+
+def test_streamed_labels_and_inertia_share_one_pass():
+    import dask
+
+    from hpcjobs.kernels.clustering.kmeans import fit_kmeans
+
+    X = blobs(4000, d=3, centers=4, std=0.3, seed=1)
+    src = _CountingSource(X)
+    Xd = da.from_array(src, chunks=(500, 3), asarray=True)
+    with dask.config.set(scheduler="sync"):  # no cluster to keep the blocks in: streamed
+        r = fit_kmeans(Xd, 4, init=X[:4], max_iter=3, tol=0.0)
+        before = src.reads
+        labels, inertia = dask.compute(r.labels, r.inertia)
+    assert src.reads - before == 8  # one read of each of the 8 blocks for both
+    ref = kmeans(X, 4, init=X[:4], max_iter=3, tol=0.0)
+    np.testing.assert_array_equal(labels, ref.labels)
+    assert inertia == pytest.approx(ref.inertia, rel=1e-12)

@@ -36,14 +36,16 @@ def _init(value):
 
 
 def _kmeans_outputs(r) -> dict:
-    return {"centroids": r.centroids, "labels": r.labels, "inertia": float(r.inertia),
+    inertia = r.inertia if hasattr(r.inertia, "__dask_graph__") else float(r.inertia)
+    return {"centroids": r.centroids, "labels": r.labels, "inertia": inertia,
             "n_iter": int(r.n_iter)}
 
 
 def run_kmeans(inputs: dict, params: dict) -> dict:
-    from hpcjobs.kernels import kmeans
+    from hpcjobs.kernels.clustering.kmeans import fit_kmeans
 
-    r = kmeans(inputs["X"], params["n_clusters"], init=_init(params["init"]),
+    # the inertia of streamed data comes with the labels' pass (the runner computes both)
+    r = fit_kmeans(inputs["X"], params["n_clusters"], init=_init(params["init"]),
                max_iter=params["max_iter"], tol=params["tol"], seed=params["seed"],
                init_rounds=params["init_rounds"], oversampling=params["oversampling"])
     return _kmeans_outputs(r)

@@ -640,13 +640,6 @@ def _sum_combine(parts):
     return tuple(out)
 
 
-def _inertia_chunk(block, offset, CT):
-    X = _c(block)
-    labels = np.empty(X.shape[0], dtype=np.int32)
-    d2 = np.empty(X.shape[0], dtype=X.dtype)
-    return (_assign_fast(X, CT, labels, d2, task_threads()),)
-
-
 def _labels_inertia_chunk(block, CT):
     X = _c(block)
     labels = np.empty(X.shape[0], dtype=np.int32)
@@ -928,9 +921,11 @@ def _lloyd_loop(blocks: Blocks, C: np.ndarray, max_iter: int, tol_abs: float):
 
 
 
-def _labels_inertia(blocks: Blocks, C: np.ndarray, inertia: float | None = None):
+def _labels_inertia(blocks: Blocks, C: np.ndarray, inertia: float | None = None,
+                    lazy: bool = False):
     """Labels of the rows for centroids ``C`` (Dask: lazy) and their inertia (one pass,
-    skipped over Dask when ``inertia`` is already known)."""
+    skipped over Dask when ``inertia`` is already known; with ``lazy``, a ``dask.delayed``
+    value from the labels' own tasks, to compute together with them)."""
     CT = _pad(C.T, blocks.dtype)
     if not blocks.is_dask:
         X = blocks.X
@@ -938,11 +933,26 @@ def _labels_inertia(blocks: Blocks, C: np.ndarray, inertia: float | None = None)
         d2 = np.empty(X.shape[0], dtype=X.dtype)
         inertia = _assign_fast(X, CT, labels, d2, task_threads())
         return labels, float(inertia)
-    if inertia is None:
-        (inertia,) = blocks.map_reduce(_inertia_chunk, _sum_combine, CT)
-    labels = blocks.X.map_blocks(_predict_block, CT, dtype=np.int32, drop_axis=1,
-                                 meta=np.empty(0, np.int32))
-    return labels, float(inertia)
+    if inertia is not None:
+        labels = blocks.X.map_blocks(_predict_block, CT, dtype=np.int32, drop_axis=1,
+                                     meta=np.empty(0, np.int32))
+        return labels, float(inertia)
+    # labels and inertia from one task per block: computed with the labels, one pass for both
+    import dask
+    import dask.array as da
+
+    CT = dask.delayed(CT)
+    parts = [dask.delayed(_labels_inertia_chunk, pure=True)(p, CT) for p in blocks.parts]
+    labels = da.concatenate([
+        da.from_delayed(dask.delayed(operator.getitem, pure=True)(p, 0), shape=(int(size),),
+                        dtype=np.int32) for p, size in zip(parts, blocks.sizes, strict=True)])
+    inertia = dask.delayed(_fsum, pure=True)([dask.delayed(operator.getitem, pure=True)(p, 1)
+                                              for p in parts])
+    return labels, (inertia if lazy else float(inertia.compute()))
+
+
+def _fsum(values) -> float:
+    return math.fsum(values)
 
 
 def _kmeans_on_workers(blocks: Blocks, k: int, init, tol: float, rng, init_rounds: int,
@@ -1040,6 +1050,22 @@ def kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300, tol: fl
     >>> sorted(r.centroids[:, 1].tolist()), r.inertia
     ([0.5, 10.5], 1.0)
     """
+    r = fit_kmeans(X, n_clusters, init=init, max_iter=max_iter, tol=tol, seed=seed,
+                   init_rounds=init_rounds, oversampling=oversampling)
+    if not isinstance(r.inertia, float):  # streamed Dask data: one more pass for it
+        import dask
+
+        (inertia,) = dask.compute(r.inertia)
+        r = KMeansResult(r.centroids, r.labels, float(inertia), r.n_iter)
+    return r
+
+
+def fit_kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300,
+               tol: float = 1e-4, seed: int | np.random.Generator | None = None,
+               init_rounds: int = 5, oversampling: float = 2.0) -> KMeansResult:
+    """:func:`kmeans`, but over streamed Dask data ``.inertia`` is a ``dask.delayed`` value
+    that shares its pass with the labels: a caller that writes the labels computes both in
+    one pass (``hpcjobs run`` does)."""
     func = "kmeans"
     X = _check_X(X, func)
     k = check_int(n_clusters, "n_clusters", func, low=1)
@@ -1059,7 +1085,7 @@ def kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300, tol: fl
         return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)
     tol_abs, C = _seeded(blocks, k, init, tol, rng, init_rounds, oversampling)
     C, n_iter, inertia = _lloyd_loop(blocks, np.asarray(C, dtype=np.float64), max_iter, tol_abs)
-    labels, inertia = _labels_inertia(blocks, C, inertia)
+    labels, inertia = _labels_inertia(blocks, C, inertia, lazy=True)
     return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)
 
 
