@@ -56,6 +56,8 @@ def write_job(folder: Path, name: str, *, steps: str, slurm: str, extra: str = "
 
 DESCRIBE = '[[step]]\nname = "summary"\nkernel = "describe"\ninput = "readings"\n' \
            'params = { bins = 16 }\n'
+AGGREGATE = '[[step]]\nname = "raster"\nkernel = "aggregate2d"\n' \
+            'input = { x = "readings[:, 0]", y = "readings[:, 1]" }\nparams = { shape = [64, 48] }\n'
 KMEANS = '[[step]]\nname = "km"\nkernel = "kmeans"\ninput = "readings"\n' \
          'params = { n_clusters = 3, seed = 0, max_iter = 12 }\n'
 STANDARDIZE = '[[step]]\nname = "scaled"\nkernel = "standardize"\ninput = "readings"\n'
@@ -118,8 +120,10 @@ def test_three_node_mpi_job_matches_local_run_and_refuses_strangers(slurm_cluste
     from hpcjobs.runtime.mpi import load_security
 
     make_input(tmp_path / "data.zarr")
-    # k-means: its Lloyd loop runs on the workers, which swap partial sums over the job's TLS
-    job = write_job(tmp_path, "three", steps=DESCRIBE + KMEANS,
+    # describe + aggregate2d: one pass, their ranges from the chunk statistics (the first
+    # pass gathers them); k-means: its Lloyd loop runs on the workers, which swap partial
+    # sums over the job's TLS
+    job = write_job(tmp_path, "three", steps=DESCRIBE + AGGREGATE + KMEANS,
                     slurm='nodes = 3\nntasks_per_node = 2\ntime = "00:05:00"')
     t0 = time.monotonic()
     job_id, run_id = submit(job)
@@ -169,7 +173,9 @@ def test_three_node_mpi_job_matches_local_run_and_refuses_strangers(slurm_cluste
     local = local_result(job, tmp_path / "local.zarr")
     assert_same_groups(tmp_path / "out.zarr", local,
                        {"summary": ["count", "mean", "std", "min", "max", "hist", "bin_edges"],
+                        "raster": ["raster"],
                         "km": ["centroids", "labels", "inertia", "n_iter"]})
+    assert "one pass" in log
 
 
 def test_cancel_running_job(slurm_cluster, runs_dir, tmp_path):
