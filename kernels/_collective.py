@@ -145,9 +145,16 @@ class Group:
         return parts
 
     def _sent(self) -> None:
-        """Wait for this rank's sends to be written out (a failed send raises here)."""
+        """Wait for this rank's sends to be written out (a failed send raises here: a peer
+        that cannot be reached raises :class:`RankFailed`)."""
+        from distributed.comm import CommClosedError
+
         while self._sends:
-            self._sends.pop().result(timeout=max(_MIN_WAIT, _PATIENCE * self._slowest))
+            try:
+                self._sends.pop().result(timeout=max(_MIN_WAIT, _PATIENCE * self._slowest))
+            except (CommClosedError, OSError) as exc:
+                raise RankFailed(f"a peer of collective {self.name} cannot be reached "
+                                 f"({type(exc).__name__}: {exc})") from exc
 
     def _receive(self, round_: int, rank: int):
         box, arrived, pipes = self._plugin.inbox, self._plugin.arrived, self._pipes

@@ -46,9 +46,11 @@ All the random choices derive from ``seed``: the same seed gives the same result
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
 import pickle
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -964,6 +966,8 @@ def _kmeans_on_workers(blocks: Blocks, k: int, init, tol: float, rng, init_round
     labels as a Dask array that stays on the workers, inertia)."""
     import dask.array as da
 
+    from hpcjobs.kernels._collective import RankFailed
+
     # each rank draws from its own copy of the generator (in-process workers would
     # otherwise share one object); the caller's generator then moves on as if in memory
     ranks = blocks.run_ranks(_kmeans_rank, k, init, tol, pickle.dumps(rng), init_rounds,
@@ -973,12 +977,31 @@ def _kmeans_on_workers(blocks: Blocks, k: int, init, tol: float, rng, init_round
     for rank, block_ids in enumerate(blocks.placement.values()):
         for j, i in enumerate(block_ids):
             picks[i] = client.submit(_pick_labels, ranks[rank], j, pure=False)
-    C, n_iter, inertia, rng_state = client.submit(operator.getitem, ranks[0], 0).result()
+    try:
+        C, n_iter, inertia, rng_state = client.submit(operator.getitem, ranks[0], 0).result()
+    except RankFailed:
+        _after_loss(client, ranks, blocks.placement)
+        raise
     rng.bit_generator.state = rng_state
     labels = da.concatenate([
         da.from_delayed(picks[i], shape=(int(size),), dtype=np.int32) if i in picks
         else da.zeros(0, dtype=np.int32) for i, size in enumerate(blocks.sizes)])
     return C, n_iter, labels, inertia
+
+
+def _after_loss(client, ranks, placement, patience: float = 30.0) -> None:
+    """Once a collective failed: wait for all its ranks to stop and for the scheduler to
+    drop the worker that was lost (so the next placement does not name it)."""
+    from distributed import wait
+
+    with contextlib.suppress(Exception):
+        wait(ranks, timeout=patience)
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        alive = set(client.scheduler_info(n_workers=-1)["workers"])
+        if not set(placement) <= alive:
+            return
+        time.sleep(0.1)
 
 
 def _kmeans_rank(blocks, k, init, tol, rng_pickle, init_rounds, oversampling, max_iter):
@@ -1060,6 +1083,16 @@ def kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300, tol: fl
     return r
 
 
+#: how often a k-means over kept blocks starts again after losing a worker
+_RANK_RETRIES = 3
+
+
+def _rank_failed() -> type:
+    from hpcjobs.kernels._collective import RankFailed
+
+    return RankFailed
+
+
 def fit_kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300,
                tol: float = 1e-4, seed: int | np.random.Generator | None = None,
                init_rounds: int = 5, oversampling: float = 2.0) -> KMeansResult:
@@ -1079,9 +1112,19 @@ def fit_kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300,
     init_rounds = check_int(init_rounds, "init_rounds", func, low=1)
     oversampling = check_float(oversampling, "oversampling", func, low=0.0, low_open=True)
     blocks = Blocks(X)
-    if blocks.keep_in_memory():  # Lloyd reads the data max_iter times
-        C, n_iter, labels, inertia = _kmeans_on_workers(blocks, k, init, tol, rng, init_rounds,
-                                                        oversampling, max_iter)
+    for attempt in range(_RANK_RETRIES + 1):
+        if not blocks.keep_in_memory():  # (again after a loss: where the blocks are now)
+            break
+        try:  # Lloyd reads the data max_iter times: from the workers' memory
+            C, n_iter, labels, inertia = _kmeans_on_workers(
+                blocks, k, init, tol, rng, init_rounds, oversampling, max_iter)
+        except _rank_failed():
+            # a worker died: Dask brings its blocks back from the source onto the workers
+            # that remain (or its replacement), and the ranks start again from the same
+            # generator state (it moves on only after a success): the same result
+            if attempt == _RANK_RETRIES:
+                raise
+            continue
         return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)
     tol_abs, C = _seeded(blocks, k, init, tol, rng, init_rounds, oversampling)
     C, n_iter, inertia = _lloyd_loop(blocks, np.asarray(C, dtype=np.float64), max_iter, tol_abs)
