@@ -77,3 +77,43 @@ def test_kmeans_on_kept_blocks_survives_a_killed_worker(cluster, monkeypatch):
     np.testing.assert_allclose(r.centroids, ref.centroids, rtol=1e-12, atol=1e-12)
     assert r.n_iter == ref.n_iter
     assert r.inertia == pytest.approx(ref.inertia, rel=1e-12)
+
+
+def test_a_job_survives_a_worker_killed_during_its_shared_pass(cluster, tmp_path,
+                                                              monkeypatch):
+    import zarr
+
+    from hpcjobs.jobspec import load_job
+    from hpcjobs.kernels import aggregate2d, describe
+    from hpcjobs.runner import run_job
+    from tests.conftest import make_input, write_job
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data = np.random.default_rng(1).standard_normal((3_000_000, 4))
+    make_input(tmp_path / "in.zarr", {"X": (data, (100_000, 4))})
+    job = load_job(write_job(tmp_path, """
+name = "loss"
+[input]
+path = "in.zarr"
+[[step]]
+kernel = "describe"
+input = "X"
+[[step]]
+kernel = "aggregate2d"
+input = { x = "X[:, 0]", y = "X[:, 1]" }
+params = { shape = [256, 256] }
+[output]
+path = "out.zarr"
+"""))
+    done = threading.Event()
+    killed = _kill_a_worker_when(cluster, done, "('reduce-")
+    assert run_job(job, client=cluster, warmup=False).status == "complete"
+    done.set()
+    killed["thread"].join()
+    assert "pid" in killed, "no worker was killed: the test did not test anything"
+    out = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")
+    ref = describe(data)
+    np.testing.assert_allclose(out["describe/mean"][:], ref.mean, rtol=1e-12)
+    np.testing.assert_array_equal(out["describe/hist"][:], ref.hist)
+    np.testing.assert_array_equal(out["aggregate2d/raster"][:],
+                                  aggregate2d(data[:, 0], data[:, 1], shape=(256, 256)))
