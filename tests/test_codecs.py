@@ -164,3 +164,23 @@ def test_reads_keep_their_keys_through_optimisation(group):
     keys = [k for k in dict(opt.__dask_graph__()) if isinstance(k, tuple)]
     assert sum(k[0].startswith(zarrio.READ_PREFIX) for k in keys) == 11
     assert float(opt.compute()) == pytest.approx(X[:, 0].sum())
+
+
+def test_codecs_benchmark_quick(monkeypatch):
+    """``hpcjobs bench codecs`` loads, and a codec's quick run records its ratio per kind."""
+    from hpcjobs.bench import harness
+
+    monkeypatch.delenv("HPCJOBS_BENCHMARKS", raising=False)
+    benches, problems = harness.discover(["codecs"])
+    assert not problems
+    names = [b.name for b in benches]
+    assert "codec blosc-lz4-shuffle-1" in names and "codec zstd-0" in names and \
+        names[-1] == "layout"
+    (bench,) = [b for b in benches if b.name == "codec blosc-lz4-shuffle-1"]
+    recs = harness.run_benchmark(bench, quick=True, repeats=1)
+    assert {r["status"] for r in recs} == {"ok"}
+    assert {r["size"]["kind"] for r in recs} == {"walk", "random", "labels"}
+    ratios = {r["size"]["kind"]: r["size"]["ratio"] for r in recs}
+    assert ratios["labels"] > 4 and 1 < ratios["random"] < 1.5  # shuffle finds the exponents
+    zarr_recs = [r for r in recs if r["impl"] == "zarr"]
+    assert all(r["against"] == "codec" and r["ratio"] for r in zarr_recs)
