@@ -66,10 +66,12 @@ def _merge_into(dst, src):
 
 
 @njit
-def _moments_range(X, start, stop, out, block, bad):
+def _moments_range(X, start, stop, out, block, bad, lo, hi, scale, edges, counts):
     """Bases of rows ``[start, stop)`` of ``X`` into ``out`` (5, d); ``block`` is scratch (5, d).
 
-    Sets ``bad[0] = 1`` if an infinite value is seen.
+    With ``counts`` of shape (d, bins > 0), each block of rows is also histogrammed into it
+    while it is in the cache (``_hist_range``): one sweep over the data for both. Sets
+    ``bad[0] = 1`` if an infinite value is seen.
     """
     d = X.shape[1]
     out[0, :] = 0.0
@@ -102,35 +104,41 @@ def _moments_range(X, start, stop, out, block, bad):
                 if x == x:
                     dev = x - block[1, j]
                     block[2, j] += dev * dev
+        if counts.shape[1] > 0:
+            _hist_range(X, r0, r1, lo, hi, scale, edges, counts)
         _merge_into(out, block)
 
 
 @njit(parallel=True)
-def _moments(X, n_threads):
-    """Bases (5, d) of a whole chunk, threads over disjoint row ranges, merged serially."""
-    d = X.shape[1]
+def _moments(X, lo, hi, scale, edges, n_threads):
+    """Bases (5, d) of a whole chunk, threads over disjoint row ranges, merged serially, and
+    its histogram (d, bins) where ``edges`` has bins + 1 > 1 columns (else (d, 0))."""
+    d, bins = X.shape[1], edges.shape[1] - 1
     ranges = thread_ranges(X.shape[0], n_threads)
     parts = np.zeros((ranges.shape[0], _NSTATS, d))
     scratch = np.zeros((ranges.shape[0], _NSTATS, d))
+    hists = np.zeros((ranges.shape[0], d, max(bins, 0)), dtype=np.int64)
     bad = np.zeros(ranges.shape[0], dtype=np.int64)
     for t in numba.prange(ranges.shape[0]):
-        _moments_range(X, ranges[t, 0], ranges[t, 1], parts[t], scratch[t], bad[t:t + 1])
+        _moments_range(X, ranges[t, 0], ranges[t, 1], parts[t], scratch[t], bad[t:t + 1],
+                       lo, hi, scale, edges, hists[t])
     out = np.zeros((_NSTATS, d))
     for t in range(ranges.shape[0]):
         _merge_into(out, parts[t])
-    return out, bad.sum()
+    return out, bad.sum(), hists.sum(axis=0)
 
 
 @njit
-def _hist_range(X, start, stop, lo, hi, edges, counts):
-    """Histogram rows ``[start, stop)`` into ``counts`` (d, bins), binned like ``numpy.histogram``."""
+def _hist_range(X, start, stop, lo, hi, scale, edges, counts):
+    """Histogram rows ``[start, stop)`` into ``counts`` (d, bins), binned like ``numpy.histogram``
+    (``scale = bins / (hi - lo)``, numpy's ``norm``)."""
     d, bins = counts.shape
     for i in range(start, stop):
         for j in range(d):
             x = np.float64(X[i, j])
             if not (x >= lo[j] and x <= hi[j]):  # NaN and out of range are dropped
                 continue
-            k = int((x - lo[j]) * (bins / (hi[j] - lo[j])))
+            k = int((x - lo[j]) * scale[j])
             if k == bins:
                 k = bins - 1
             # numpy's correction of floating-point rounding against the actual edges
@@ -142,12 +150,13 @@ def _hist_range(X, start, stop, lo, hi, edges, counts):
 
 
 @njit(parallel=True)
-def _histogram(X, lo, hi, edges, n_threads):
+def _histogram(X, lo, hi, scale, edges, n_threads):
+    """The histogram alone (the data's range was found in a pass of its own)."""
     d, bins = edges.shape[0], edges.shape[1] - 1
     ranges = thread_ranges(X.shape[0], n_threads)
     parts = np.zeros((ranges.shape[0], d, bins), dtype=np.int64)
     for t in numba.prange(ranges.shape[0]):
-        _hist_range(X, ranges[t, 0], ranges[t, 1], lo, hi, edges, parts[t])
+        _hist_range(X, ranges[t, 0], ranges[t, 1], lo, hi, scale, edges, parts[t])
     return parts.sum(axis=0)
 
 
@@ -163,12 +172,23 @@ def _threads_for(block: np.ndarray) -> int:
     return 1 if block.size < _SERIAL_BELOW else task_threads()
 
 
+_NO_BINS = (np.zeros(0), np.zeros(0), np.zeros(0), np.zeros((0, 1)))
+
+
 def _chunk_moments(block: np.ndarray) -> np.ndarray:
-    out, bad = _moments(np.ascontiguousarray(block), _threads_for(block))
+    return _moments_hist(block, *_NO_BINS)[0]
+
+
+def _moments_hist(block: np.ndarray, lo, hi, scale, edges) -> tuple[np.ndarray, np.ndarray]:
+    """Bases and histogram of one in-memory chunk (no histogram for ``_NO_BINS``)."""
+    block = np.ascontiguousarray(block)
+    if edges.shape[0] == 0:
+        edges = np.zeros((block.shape[1], 1))
+    out, bad, hist = _moments(block, lo, hi, scale, edges, _threads_for(block))
     if bad:
         raise ValueError(message("X", "describe", "free of inf (NaN is skipped)", "an array "
                                  "holding inf", "Replace or drop the infinite values first."))
-    return out
+    return out, hist
 
 
 def _combine_moments(parts: list[np.ndarray]) -> np.ndarray:
@@ -179,7 +199,13 @@ def _combine_moments(parts: list[np.ndarray]) -> np.ndarray:
 
 
 def _chunk_hist(block: np.ndarray, lo, hi, edges) -> np.ndarray:
-    return _histogram(np.ascontiguousarray(block), lo, hi, edges, _threads_for(block))
+    return _histogram(np.ascontiguousarray(block), lo, hi, _scale(lo, hi, edges), edges,
+                      _threads_for(block))
+
+
+def _scale(lo, hi, edges) -> np.ndarray:
+    """numpy.histogram's ``norm``: bins per unit of each column."""
+    return (edges.shape[1] - 1) / (hi - lo)
 
 
 def _edges(mins: np.ndarray, maxs: np.ndarray, bins: int, count=None):
@@ -301,7 +327,7 @@ def _chunk_describe(block: np.ndarray, lo, hi, edges) -> tuple:
     if block.shape[0] == 0:
         return _empty_bases(block.shape[1]), np.zeros((block.shape[1], edges.shape[1] - 1),
                                                       dtype=np.int64)
-    return _chunk_moments(block), _chunk_hist(block, lo, hi, edges)
+    return _moments_hist(block, lo, hi, _scale(lo, hi, edges), edges)
 
 
 def _combine_describe(parts: list[tuple]) -> tuple:
