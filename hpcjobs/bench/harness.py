@@ -16,6 +16,10 @@ even on a busy machine:
    time ratio ``ours / peer`` from the medians (< 1: ours is faster) against the
    implementation named by ``Impl.baseline`` or else ``Benchmark.baseline``.
 
+A benchmark of whole jobs (``Benchmark.setup``, ``warmup=False``, ``finish``, ``report``;
+``spec.Sample``) shares one context between its implementations, times each call once per
+sample, keeps what the calls measured themselves (``measured``) and prints its own table.
+
 Every result is a flat JSON-able dict (one JSON line per (benchmark, size, implementation))
 carrying the machine description and library versions; ``benchmarks/README.md`` documents
 the fields.
@@ -42,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcjobs._version import __version__
-from hpcjobs.bench.spec import Benchmark, Impl
+from hpcjobs.bench.spec import Benchmark, Impl, Sample
 from hpcjobs.errors import UserError
 
 #: a timed sample repeats the call until it lasts at least this long
@@ -60,6 +64,9 @@ CORE_LIBRARIES = ("numpy", "numba", "dask", "distributed", "zarr")
 SCHEMA = "hpcjobs-bench/1"
 
 _PACKAGE = "_hpcjobs_benchmarks"
+
+#: the definitions loaded last, by benchmark name (for :func:`format_reports`)
+_loaded: dict[str, Benchmark] = {}
 
 
 # --------------------------------------------------------------------------- discovery
@@ -107,6 +114,7 @@ def load_modules(directory: str | os.PathLike | None = None):
                 continue
             bench.module = path.stem  # type: ignore[attr-defined]
             found.append(bench)
+    _loaded.update({b.name: b for b in found})
     return found, problems
 
 
@@ -221,38 +229,58 @@ def _missing(modules: Iterable[str]) -> list[str]:
 _clock = time.perf_counter
 
 
-def _time_calls(fn: Callable, arg: Any, number: int, self_timed: bool = False) -> float:
+def _time_calls(fn: Callable, arg: Any, number: int,
+                self_timed: bool = False) -> tuple[float, dict | None]:
     """Seconds per call of ``number`` calls: their wall time, or (``self_timed``) the
-    seconds the calls returned."""
+    seconds the calls returned; and the ``fields`` of the last call's :class:`Sample`."""
+    fields = None
     if self_timed:
-        return math.fsum(float(fn(arg)) for _ in range(number)) / number
+        total = []
+        for _ in range(number):
+            out = fn(arg)
+            if isinstance(out, Sample):
+                fields = out.fields
+                out = out.seconds
+            total.append(float(out))
+        return math.fsum(total) / number, fields
     t0 = _clock()
     for _ in range(number):
-        fn(arg)
-    return (_clock() - t0) / number
+        out = fn(arg)
+    seconds = (_clock() - t0) / number
+    return seconds, out.fields if isinstance(out, Sample) else None
 
 
 def time_impl(impl: Impl, data: Any, size: dict, repeats: int,
-              warmup_time: float = WARMUP_S) -> dict[str, Any]:
-    """Time one implementation on one size's data; return the timing fields of a record."""
+              warmup_time: float = WARMUP_S, warmup: bool = True) -> dict[str, Any]:
+    """Time one implementation on one size's data; return the timing fields of a record.
+
+    ``warmup=False``: no untimed call; every call is a sample (calls of minutes each)."""
     ctx = impl.context() if impl.context is not None else contextlib.nullcontext()
     with ctx:
         arg = impl.prepare(data, size) if impl.prepare is not None else data
         gc.collect()
-        warmup = spent = _time_calls(impl.fn, arg, 1, impl.self_timed)
-        warmup_calls = 1
-        while spent < warmup_time and warmup_calls < MAX_WARMUP_CALLS:
-            spent += _time_calls(impl.fn, arg, 1, impl.self_timed)
-            warmup_calls += 1
+        first_call = None
+        warmup_calls = 0
+        if warmup:
+            first_call, _ = _time_calls(impl.fn, arg, 1, impl.self_timed)
+            spent, warmup_calls = first_call, 1
+            while spent < warmup_time and warmup_calls < MAX_WARMUP_CALLS:
+                spent += _time_calls(impl.fn, arg, 1, impl.self_timed)[0]
+                warmup_calls += 1
         # calls shorter than MIN_SAMPLE_S are repeated within one sample (timeit's autorange)
-        first = _time_calls(impl.fn, arg, 1, impl.self_timed)
-        number = 1 if first >= MIN_SAMPLE_S else min(10**6, math.ceil(MIN_SAMPLE_S / max(first,
-                                                                                        1e-9)))
+        first, fields = _time_calls(impl.fn, arg, 1, impl.self_timed)
+        number = 1 if first >= MIN_SAMPLE_S or not warmup else min(
+            10**6, math.ceil(MIN_SAMPLE_S / max(first, 1e-9)))
         times = [first] if number == 1 else []
+        measured = [fields] if number == 1 else []
         while len(times) < repeats:  # back to back, as timeit does (no gc.collect between)
-            times.append(_time_calls(impl.fn, arg, number, impl.self_timed))
+            seconds, fields = _time_calls(impl.fn, arg, number, impl.self_timed)
+            times.append(seconds)
+            measured.append(fields)
         del arg
     median = statistics.median(times)
+    # the fields of the sample whose time is the median (the lower middle one of an even count)
+    middle = sorted(range(len(times)), key=lambda i: times[i])[(len(times) - 1) // 2]
     return {
         "repeats": len(times),
         "number": number,
@@ -260,15 +288,18 @@ def time_impl(impl: Impl, data: Any, size: dict, repeats: int,
         "median_s": median,
         "min_s": min(times),
         "max_s": max(times),
-        "warmup_s": warmup,
+        "warmup_s": first_call,
         "warmup_calls": warmup_calls,
-        "compile_s": max(0.0, warmup - median),
+        "compile_s": max(0.0, first_call - median) if first_call is not None else None,
+        "measured": measured[middle] or {},
     }
 
 
 def _selected_sizes(bench: Benchmark, quick: bool, indices: list[int] | None):
     sizes = (bench.quick_sizes or bench.sizes[:1]) if quick else bench.sizes
     pairs = list(enumerate(sizes))
+    if indices is None and not quick and bench.default_sizes is not None:
+        indices = list(bench.default_sizes)
     if indices is not None:
         bad = [i for i in indices if not 0 <= i < len(sizes)]
         if bad:
@@ -306,9 +337,9 @@ def run_benchmark(bench: Benchmark, *, quick: bool = False, repeats: int | None 
     records: list[dict[str, Any]] = []
     for index, size in _selected_sizes(bench, quick, sizes):
         rng = np.random.default_rng(seed)
-        data = None
         items = float(bench.items(size))
         size_recs: dict[str, dict] = {}
+        runnable = []
         for impl in bench.impls:
             rec = _base_record(bench, impl, size, index, items, quick, machine)
             missing = _missing(impl.requires)
@@ -317,34 +348,48 @@ def run_benchmark(bench: Benchmark, *, quick: bool = False, repeats: int | None 
             elif impl.sizes is not None and not quick and index not in impl.sizes:
                 rec.update(status="skipped", reason="not run at this size")
             else:
-                if data is None:  # made once per size, only if something runs
-                    t0 = time.perf_counter()
-                    data = bench.make_data(size, rng)
-                    log(f"{bench.name} {format_size(size)}: data made in "
-                        f"{time.perf_counter() - t0:.2f} s")
-                try:
-                    rec.update(time_impl(impl, data, size, repeats,
-                                         warmup_time=0.0 if quick else WARMUP_S))
-                    rec["status"] = "ok"
-                    rec["throughput"] = items / rec["median_s"] if rec["median_s"] > 0 else None
-                    log(f"  {impl.name:<16} median {format_seconds(rec['median_s'])}"
-                        f"  first call {format_seconds(rec['warmup_s'])}")
-                except KeyboardInterrupt:
-                    raise
-                except Exception as exc:
-                    rec.update(status="error", reason=f"{type(exc).__name__}: {exc}",
-                               traceback=traceback.format_exc(limit=8))
-                    log(f"  {impl.name:<16} ERROR {type(exc).__name__}: {exc}")
+                runnable.append((impl, rec))
             size_recs[impl.name] = rec
-            records.append(rec)
+        if runnable:  # the data is made once per size, only if something runs
+            t0 = time.perf_counter()
+            data = bench.make_data(size, rng)
+            log(f"{bench.name} {format_size(size)}: data made in "
+                f"{time.perf_counter() - t0:.2f} s")
+            _time_all(bench, runnable, data, size, repeats, quick, items, log)
+            del data
+        records.extend(size_recs.values())
         _add_ratios(bench, size_recs)
-        del data
+        if bench.finish is not None:
+            bench.finish(list(size_recs.values()))
         gc.collect()
         if fill_machine and not machine:
             machine.update(machine_info([m for i in bench.impls for m in i.requires]))
         if on_size is not None:
             on_size(list(size_recs.values()))
     return records
+
+
+def _time_all(bench: Benchmark, runnable: list, data: Any, size: dict, repeats: int,
+              quick: bool, items: float, log: Callable[[str], None]) -> None:
+    """Time each ``(impl, record)`` of ``runnable`` on ``data``, inside ``bench.setup``."""
+    setup = bench.setup(data, size) if bench.setup is not None else contextlib.nullcontext(data)
+    with setup as shared:
+        for impl, rec in runnable:
+            try:
+                rec.update(time_impl(impl, shared, size, repeats,
+                                     warmup_time=0.0 if quick else WARMUP_S,
+                                     warmup=bench.warmup))
+                rec["status"] = "ok"
+                rec["throughput"] = items / rec["median_s"] if rec["median_s"] > 0 else None
+                first = (f"  first call {format_seconds(rec['warmup_s'])}"
+                         if rec["warmup_s"] is not None else "")
+                log(f"  {impl.name:<16} median {format_seconds(rec['median_s'])}{first}")
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                rec.update(status="error", reason=f"{type(exc).__name__}: {exc}",
+                           traceback=traceback.format_exc(limit=8))
+                log(f"  {impl.name:<16} ERROR {type(exc).__name__}: {exc}")
 
 
 def _base_record(bench: Benchmark, impl: Impl, size: dict, index: int, items: float,
@@ -372,6 +417,7 @@ def _base_record(bench: Benchmark, impl: Impl, size: dict, index: int, items: fl
         "warmup_s": None, "warmup_calls": 0, "compile_s": None, "throughput": None,
         "ratio": None, "speedup": None,
         "ratios": {},
+        "measured": {},
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine,
     }
@@ -537,14 +583,35 @@ def format_summary(records: list[dict], problems: dict[str, str] | None = None) 
     return "\n".join(out)
 
 
+def format_reports(records: list[dict], benches: list[Benchmark] | None = None) -> str:
+    """The text of each ``Benchmark.report`` for its records (definitions looked up among
+    ``benches``, else those loaded already, else loaded from the benchmarks folder); empty
+    when none has one."""
+    names = list(dict.fromkeys(r["benchmark"] for r in records))
+    by_name = {b.name: b for b in benches} if benches is not None else dict(_loaded)
+    if benches is None and any(n not in by_name for n in names):
+        with contextlib.suppress(UserError):  # no definitions: no reports
+            by_name.update({b.name: b for b in load_modules()[0]})
+    out = []
+    for name in names:
+        bench = by_name.get(name)
+        if bench is not None and bench.report is not None:
+            text = bench.report([r for r in records if r["benchmark"] == name])
+            if text:
+                out.append(text)
+    return "\n\n".join(out)
+
+
 def format_list(benches: list[Benchmark]) -> str:
     """``hpcjobs bench --list``: each benchmark, its sizes and implementations."""
     lines = []
     for b in benches:
         lines.append(f"{b.name} (kernel {b.kernel}, {b.unit}; {b.description})".replace(
             "; )", ")"))
-        lines.append("  sizes: " + " | ".join(f"[{i}] {format_size(s)}"
-                                             for i, s in enumerate(b.sizes)))
+        default = set(b.default_sizes) if b.default_sizes is not None else None
+        lines.append("  sizes: " + " | ".join(
+            f"[{i}]{'*' if default and i in default else ''} {format_size(s)}"
+            for i, s in enumerate(b.sizes)) + ("  (* run by default)" if default else ""))
         quick = b.quick_sizes or b.sizes[:1]
         lines.append("  quick: " + " | ".join(f"[{i}] {format_size(s)}"
                                              for i, s in enumerate(quick)))

@@ -42,7 +42,8 @@ class Impl:
     the benchmark's ``baseline`` (e.g. compare ``dask.array`` with our Dask variant).
     ``self_timed=True``: ``fn`` returns the seconds it measured itself, and those are the
     samples instead of its wall time (e.g. a fresh child process that times its own first
-    call, without the interpreter's start-up).
+    call, without the interpreter's start-up). ``fn`` may also return a :class:`Sample`:
+    its ``seconds`` (when self-timed) and the ``fields`` it measured, which the record keeps.
     """
 
     name: str
@@ -58,6 +59,17 @@ class Impl:
 
 
 @dataclass
+class Sample:
+    """What one call of ``Impl.fn`` may return: ``seconds`` it timed itself (used where
+    ``Impl.self_timed``) and ``fields`` it measured besides (JSON-able: passes over the input,
+    peak memory, per-step times, ...). The record keeps the fields of the sample whose time
+    is the median as ``measured``."""
+
+    seconds: float | None = None
+    fields: dict = field(default_factory=dict)
+
+
+@dataclass
 class Benchmark:
     """A kernel benchmark over growing sizes.
 
@@ -66,6 +78,17 @@ class Benchmark:
     ``quick_sizes`` are small sizes for the smoke run (``hpcjobs bench --quick``, used by the
     tests); by default the first of ``sizes``.
     ``baseline`` names the implementation the ratios are taken for (ours).
+
+    For runs of whole jobs (``benchmarks/job_scale.py``):
+    ``setup(data, size)`` (optional) is a context manager entered once per size around all
+    implementations; what it yields is what they receive (one cluster they all share, so
+    they run side by side on the same workers). ``warmup=False``: no untimed calls before
+    the samples (a call that takes minutes; ``prepare`` can warm up on a little of the
+    data). ``default_sizes``: the size indices run when none are asked for (not with
+    ``--quick``). ``finish(records)`` gets one size's records once all its implementations
+    ran, before they are saved, to add fields across them (each step as a ratio to a
+    baseline's time). ``report(records)`` formats this benchmark's records as text printed
+    below the main table (also for ``hpcjobs bench --from``).
     """
 
     name: str
@@ -79,3 +102,8 @@ class Benchmark:
     baseline: str = "hpcjobs"
     description: str = ""
     quick_sizes: list[dict] | None = field(default=None)
+    setup: Callable[[Any, dict], AbstractContextManager] | None = None
+    warmup: bool = True
+    default_sizes: tuple[int, ...] | None = None
+    finish: Callable[[list[dict]], None] | None = None
+    report: Callable[[list[dict]], str] | None = None

@@ -25,13 +25,22 @@ def _indices(text: str | None) -> list[int] | None:
     return out
 
 
+def _echo_reports(text: str) -> None:
+    """A benchmark's own tables (``Benchmark.report``: job-scale's per-step table)."""
+    if text:
+        click.echo("")
+        click.echo(text)
+        click.echo("")
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("kernels", nargs=-1, metavar="[KERNEL]...")
 @click.option("--quick", is_flag=True, help="Small sizes and at most 3 repeats (a smoke run).")
 @click.option("--repeats", type=click.IntRange(min=1), default=None, metavar="N",
               help="Timed repeats per implementation and size (default: the benchmark's).")
 @click.option("--sizes", "sizes_text", default=None, metavar="I,J",
-              help="Run only these size indices (see --list), e.g. 0,1.")
+              help="Run only these size indices (see --list), e.g. 0,1 (default: all, or "
+                   "those --list marks *).")
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="JSON lines output (default: bench-<time>.jsonl in the current folder).")
 @click.option("--append", is_flag=True, help="Append to --json-out instead of replacing it.")
@@ -58,6 +67,7 @@ def bench(kernels: tuple[str, ...], quick: bool, repeats: int | None, sizes_text
       hpcjobs bench --list
       hpcjobs bench describe --quick
       hpcjobs bench describe --sizes 2 --repeats 3 --json-out describe.jsonl --plot d.png
+      hpcjobs bench job-scale --sizes 2,3        # a whole job over 2 GB, walk and random
     """
     from hpcjobs.bench import harness
 
@@ -67,6 +77,7 @@ def bench(kernels: tuple[str, ...], quick: bool, repeats: int | None, sizes_text
             records = [r for r in records if r.get("kernel") in kernels
                        or r.get("benchmark") in kernels]
         click.echo(harness.format_table(records))
+        _echo_reports(harness.format_reports(records))
         click.echo(harness.format_summary(records))
         if plot:
             from hpcjobs.bench.plot import plot_records
@@ -100,6 +111,7 @@ def bench(kernels: tuple[str, ...], quick: bool, repeats: int | None, sizes_text
     records, problems = harness.run(kernels, quick=quick, repeats=repeats, sizes=sizes, log=log,
                                     on_size=save)
     click.echo(harness.format_table(records))
+    _echo_reports(harness.format_reports(records))
     click.echo(harness.format_summary(records, problems))
     if path is not None:
         click.echo(f"results: {path}")
