@@ -374,7 +374,7 @@ def _write_outputs(out: OutputGroup, step: StepSpec, spec, results: dict, report
     pending, whole, chunked = [], [], []
     for key, value in results.items():
         port, dims = _port_for(spec, key)
-        if hasattr(value, "__dask_graph__") and getattr(value, "ndim", 0) > 0:
+        if _is_chunked(value):
             x = regular_chunks(value)
             path, done = out.prepare_chunked(step.name, key, x, dims)
             chunked.append(path)
@@ -403,6 +403,14 @@ def _write_outputs(out: OutputGroup, step: StepSpec, spec, results: dict, report
     out.step_group(step.name).attrs.update({**extra_attrs, "status": STATUS_COMPLETE,
                                             "finished": now(),
                                             "seconds": round(report.seconds, 3)})
+
+
+def _is_chunked(value) -> bool:
+    """A Dask array with at least one dimension (written chunk by chunk); not a Delayed,
+    whose every attribute is another Delayed."""
+    import dask.array as da
+
+    return isinstance(value, da.Array) and value.ndim > 0
 
 
 def _compute_chunks(client, pending: list, step: str, progress: bool, stop, log,

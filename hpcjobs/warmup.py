@@ -468,7 +468,8 @@ def _compile_counter() -> _Counter:
     class Listener(event.Listener):
         def on_start(self, ev):
             func = getattr(ev.data.get("dispatcher"), "py_func", None)
-            if getattr(func, "__module__", "").startswith("hpcjobs"):
+            # generated code (datashader's) may have no module at all
+            if (getattr(func, "__module__", None) or "").startswith("hpcjobs"):
                 counter.count += 1
 
         def on_end(self, ev):

@@ -142,3 +142,31 @@ path = "out/g.zarr"
     job = load_job(write_job(input_dir, body))
     groups = _step_groups(job, set())
     assert [[s.name for s in g] for g in groups] == [["describe"], ["z"], ["zd", "za"], ["again"]]
+
+
+def test_a_streamed_kmeans_step_writes_labels_and_inertia_from_one_pass(input_dir, readings,
+                                                                        dask_client,
+                                                                        monkeypatch):
+    from hpcjobs.kernels import kmeans
+    from hpcjobs.kernels.clustering import _common
+
+    # as if the data were larger than the workers' memory: every pass streams
+    monkeypatch.setattr(_common.Blocks, "keep_in_memory", lambda self, fraction=0.5: False)
+    job = load_job(write_job(input_dir, """
+name = "streamed"
+[input]
+path = "in.zarr"
+[[step]]
+kernel = "kmeans"
+input = "readings"
+params = { n_clusters = 3, init = "random", max_iter = 4, tol = 0.0, seed = 0 }
+[output]
+path = "out/k.zarr"
+"""))
+    passes = _passes(dask_client, job)
+    assert passes <= 4 + 1 + 3 / CHUNKS  # the iterations, labels + inertia, the 3 seed rows
+    out = zarr.open_group(str(input_dir / "out/k.zarr"), mode="r")
+    seeds = np.sort(np.random.default_rng(0).choice(len(readings), 3, replace=False))
+    ref = kmeans(readings, 3, init=readings[seeds], max_iter=4, tol=0.0)
+    np.testing.assert_array_equal(out["kmeans/labels"][:], ref.labels)
+    assert float(out["kmeans/inertia"][...]) == pytest.approx(ref.inertia, rel=1e-12)
