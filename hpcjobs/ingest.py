@@ -53,9 +53,11 @@ import gzip
 import io
 import itertools
 import os
+import re
 import shutil
 import time
 import warnings
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,8 +77,15 @@ CHUNK_BYTES = 64 * 2**20
 #: sharded unless ``shard=False``
 SHARD_BYTES = 512 * 2**20
 
+#: the largest chunk ``chunks`` may ask for (a chunk is held in memory whole, and Blosc
+#: compresses at most 2 GiB at once)
+MAX_CHUNK_BYTES = 2**30
+
 #: lines parsed per block when streaming text (independent of the Zarr chunk size)
 READ_LINES = 65_536
+
+#: what reading a damaged file raises: gzip (OSError, EOFError, zlib.error) and the rest
+_READ_ERRORS = (OSError, EOFError, zlib.error)
 
 _SUFFIXES = {
     ".csv": "csv", ".tsv": "csv",
@@ -217,8 +226,9 @@ def ingest(src: str | os.PathLike, dest: str | os.PathLike, *, name: str | None 
     _check_name(name)
     if delimiter is None:
         delimiter = "\t" if ".tsv" in [s.lower() for s in src_path.suffixes] else ","
-    if format == "csv" and len(delimiter) != 1:
-        raise UserError(f"the delimiter must be one character, got {delimiter!r}")
+    if format == "csv" and (len(delimiter) != 1 or delimiter in '\r\n"'):
+        raise UserError(f"the delimiter must be one character other than a newline or '\"', "
+                        f"got {delimiter!r}")
     if isinstance(columns, str):
         columns = [c.strip() for c in columns.split(",") if c.strip()]
     if columns is not None:
@@ -285,9 +295,17 @@ def _stem(path: Path) -> str:
 
 
 def _check_name(name: str) -> None:
-    if not name or "/" in name or "\\" in name or name.startswith((".", "__")):
-        raise UserError(f"bad array name {name!r}: use a plain name without '/', not starting"
-                        " with '.' or '__'")
+    if not name or "/" in name or "\\" in name or name.startswith((".", "__")) or \
+            len(name.encode()) > 200 or not name.isprintable():
+        raise UserError(f"bad array name {_short(name)!r}: use a plain name of at most 200 "
+                        "bytes without '/', not starting with '.' or '__'")
+
+
+def _reason(exc: BaseException) -> str:
+    """A library's error as words for a one-line message: its first line, without the
+    names of exception classes it quotes."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return re.sub(r"\b[A-Z]\w*(?:Exception|Error): ", "", text) or "damaged"
 
 
 def _check_dest(dest: Path, overwrite: bool) -> None:
@@ -324,8 +342,8 @@ def _open_text(path: Path) -> Iterator[io.TextIOBase]:
     with opener(path, "rb") as raw:
         try:
             head = raw.read(8192)
-        except (OSError, EOFError) as exc:  # e.g. not gzip at all
-            raise UserError(f"{path}: cannot read it: {exc}") from None
+        except _READ_ERRORS as exc:  # e.g. not gzip at all
+            raise UserError(f"{path}: cannot read it: {_reason(exc)}") from None
     if b"\0" in head:
         raise UserError(f"{path}: a binary file (it holds NUL bytes), not CSV or basket text; "
                         "ingest reads text files, .npy and Parquet")
@@ -347,9 +365,9 @@ def _blocks(fh, first_line: int = 1) -> Iterator[tuple[int, list[str]]]:
         except UnicodeDecodeError as exc:
             raise UserError(f"{getattr(fh, 'name', '?')}: not UTF-8 text near line {lineno}: "
                             f"{exc.reason}") from None
-        except (OSError, EOFError) as exc:  # e.g. a corrupt gzip stream
+        except _READ_ERRORS as exc:  # e.g. a corrupt gzip stream
             raise UserError(f"{getattr(fh, 'name', '?')}: cannot read near line {lineno}: "
-                            f"{exc}") from None
+                            f"{_reason(exc)}") from None
         if not lines:
             return
         yield lineno, lines
@@ -398,6 +416,11 @@ class _RowWriter:
         self.chunk_rows = int(chunk_rows)
         self.codec = codec
         row_bytes = self.dtype.itemsize * int(np.prod(self.tail, dtype=np.int64))
+        if self.chunk_rows > 1 and self.chunk_rows * row_bytes > MAX_CHUNK_BYTES:
+            most = max(1, MAX_CHUNK_BYTES // max(1, row_bytes))
+            raise UserError(f"chunks: {self.chunk_rows:,} rows of {row_bytes} bytes make a chunk "
+                            f"larger than {MAX_CHUNK_BYTES // 2**20} MiB; give at most {most:,} "
+                            "rows (or none: about 64 MiB a chunk)")
         self.shard_rows = shard_rows_for(self.chunk_rows, row_bytes)
         self.sharded = shard  # None: not decided yet
         if shard is None and (self.shard_rows == self.chunk_rows or (
@@ -660,12 +683,25 @@ def _short(text: str, n: int = 40) -> str:
 def _ingest_npy(src: Path, group, name: str, *, chunks, store, **_) -> dict:
     if src.suffix.lower() == ".gz":
         raise UserError(f"{src}: compressed .npy is not supported; decompress it first")
+    with open(src, "rb") as fh:
+        magic = fh.read(6)
+    if magic[:2] == b"PK":  # a zip: .npz renamed .npy
+        raise UserError(f"{src}: is an .npz archive; save each array with numpy.save")
+    if magic != b"\x93NUMPY":
+        raise UserError(f"{src}: cannot read as .npy (it does not start with NumPy's magic "
+                        "bytes); save arrays with numpy.save, or pass --format")
     try:
         data = np.load(src, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        raise UserError(f"{src}: cannot read as .npy ({exc})") from None
-    if isinstance(data, np.lib.npyio.NpzFile):  # pragma: no cover - .npz renamed .npy
-        raise UserError(f"{src}: is an .npz archive; save each array with numpy.save")
+    except EOFError:
+        raise UserError(f"{src}: cannot read as .npy (truncated: it ends inside its header)") \
+            from None
+    except (ValueError, OverflowError, OSError, SyntaxError, TypeError) as exc:
+        why = _reason(exc)
+        if "mmap length is greater than file size" in why:
+            why = "truncated: its header's shape and dtype need more bytes than the file holds"
+        elif "Python objects" in why:
+            why = "it holds Python objects (dtype object), not numbers"
+        raise UserError(f"{src}: cannot read as .npy ({why})") from None
     if data.dtype.kind not in "biuf":
         raise UserError(f"{src}: dtype {data.dtype} is not numeric (expected bool, int or "
                         "float)")
@@ -698,8 +734,8 @@ def _ingest_parquet(src: Path, group, name: str, *, chunks, store, columns=None,
         raise UserError("reading Parquet needs pyarrow: pip install pyarrow") from None
     try:
         pf = pq.ParquetFile(src)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise UserError(f"{src}: cannot read as Parquet ({exc})") from None
+    except (pa.ArrowException, OSError) as exc:
+        raise UserError(f"{src}: cannot read as Parquet ({_reason(exc)})") from None
     schema = pf.schema_arrow
     numeric, skipped = [], []
     fields = list(schema)
@@ -737,14 +773,19 @@ def _ingest_parquet(src: Path, group, name: str, *, chunks, store, columns=None,
                         n_rows=n, attrs=attrs, **store)
     batch_rows = max(1, min(chunk_rows, 1 << 20))
     block = np.empty((batch_rows, d))
-    for batch in pf.iter_batches(batch_size=batch_rows, columns=numeric):
-        m = batch.num_rows
-        for j in range(d):
-            col = pc.cast(batch.column(j), pa.float64())
-            if col.null_count:
-                col = pc.fill_null(col, float("nan"))
-            block[:m, j] = col.to_numpy(zero_copy_only=False)
-        writer.append(block[:m])
+    try:
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=numeric):
+            m = batch.num_rows
+            for j in range(d):
+                # to float64 even where that rounds (integers beyond 2**53)
+                col = pc.cast(batch.column(j), pa.float64(), safe=False)
+                if col.null_count:
+                    col = pc.fill_null(col, float("nan"))
+                block[:m, j] = col.to_numpy(zero_copy_only=False)
+            writer.append(block[:m])
+    except (pa.ArrowException, OSError) as exc:  # a damaged page: seen only as it is read
+        raise UserError(f"{src}: cannot read as Parquet, damaged after row "
+                        f"{writer.n + writer.fill} ({_reason(exc)})") from None
     info = writer.close()
     if info["shape"][0] != n:  # pragma: no cover - a lying footer
         raise UserError(f"{src}: footer says {n} rows, read {info['shape'][0]}")

@@ -96,8 +96,16 @@ def load_job(path: str | os.PathLike, *, overrides: dict | None = None,
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise JobFileError(shown, None, "file not found") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise JobFileError(shown, None, f"cannot read it ({exc.__class__.__name__})") from None
+    except IsADirectoryError:
+        raise JobFileError(shown, None, "is a folder; expected a TOML job file") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise JobFileError(shown, None, f"not UTF-8 text (byte {exc.object[exc.start]:#04x} on "
+                                        f"line {line}); save the job file as UTF-8") from None
+    except OSError as exc:  # permissions, a name too long, ...
+        raise JobFileError(shown, None, f"cannot read it: {exc.strerror or exc}") from None
+    if "\0" in text:
+        raise JobFileError(shown, None, "holds NUL bytes: a binary file, not a TOML job file")
     return parse_job(text, file=file, overrides=overrides, check_inputs=check_inputs)
 
 
@@ -191,8 +199,7 @@ class _Validator:
                                      "path = \"results/out.zarr\"")
         output_path = self.path(self.expect(output_table["path"], str, "output.path",
                                             "a path string"))
-        if output_path.resolve() == input_path.resolve():
-            self.fail("output.path", "is the input path; write results to another path")
+        self._check_output(output_path, input_path)
 
         steps = self._steps(data.get("step"), group)
         cluster = self._cluster(self.table(data, "cluster", required=False))
@@ -207,8 +214,29 @@ class _Validator:
             if k not in allowed:
                 self.fail(f"{key}.{k}", "unknown key; valid keys: " + ", ".join(allowed))
 
+    def _check_output(self, output: Path, input_path: Path) -> None:
+        """The output must be neither the input, nor inside it, nor hold it (``--overwrite``
+        would delete the input), and its path one the file system takes."""
+        try:
+            out, inp = output.resolve(), input_path.resolve()
+            if out == inp:
+                self.fail("output.path", "is the input path; write results to another path")
+            if out.is_relative_to(inp):
+                self.fail("output.path", f"{output} is inside the input {input_path}; write "
+                                         "results elsewhere (the input is never written)")
+            if inp.is_relative_to(out):
+                self.fail("output.path", f"{output} holds the input {input_path}; write results "
+                                         "elsewhere (--overwrite would delete the input)")
+            output.exists()  # raises for a name too long
+        except OSError as exc:  # e.g. a name too long for the file system
+            self.fail("output.path", f"cannot use {output}: {exc.strerror or exc}")
+
     def _open_input(self, path: Path):
-        if not path.exists():
+        try:
+            found = path.exists()
+        except OSError as exc:  # e.g. a name too long for the file system
+            self.fail("input.path", f"cannot use {path}: {exc.strerror or exc}")
+        if not found:
             self.fail("input.path", f"{path} does not exist (expected a Zarr group; "
                                     "make one with `hpcjobs ingest`)")
         import zarr
@@ -301,6 +329,9 @@ class _Validator:
             self.fail(key, f"expected \"array\", \"array[:, 0]\" or \"step/output\", found "
                            f"{text!r}")
         path, index = m.group("path").strip("/"), m.group("index")
+        if any(part in ("", ".", "..") for part in path.split("/")):
+            self.fail(key, f"expected \"array\", \"array[:, 0]\" or \"step/output\", found "
+                           f"{text!r} ('.', '..' and empty names are not arrays)")
         idx = None if index is None else self._parse_index(index, key, text)
         head, _, rest = path.partition("/")
         if rest and head in produced:
@@ -343,6 +374,8 @@ class _Validator:
             except KeyError:
                 names = ", ".join(sorted(_array_names(group))) or "none"
                 self.fail(key, f"no array {ref.name!r} in the input group; arrays there: {names}")
+            except Exception as exc:  # noqa: BLE001 - zarr's several kinds of "cannot open"
+                self.fail(key, f"cannot open {ref.name!r} in the input group: {exc}")
             if port.kind == "csr":
                 if not hasattr(node, "members") or "indptr" not in node or "items" not in node:
                     self.fail(key, f"{ref.name!r} is not a transactions group (indptr, items, "
@@ -378,12 +411,33 @@ class _Validator:
         if "processes" in table:
             self.expect(table["processes"], bool, "cluster.processes", "true or false")
         if "memory_limit" in table:
-            self.expect(table["memory_limit"], (str, int), "cluster.memory_limit",
-                        "a size such as \"4GiB\"")
+            self._memory_limit(table["memory_limit"])
         if "dashboard_address" in table:
-            self.expect(table["dashboard_address"], str, "cluster.dashboard_address",
-                        "an address such as \"127.0.0.1:8787\"")
+            address = self.expect(table["dashboard_address"], str, "cluster.dashboard_address",
+                                  "an address such as \"127.0.0.1:8787\"")
+            port = address.strip().rpartition(":")[2]
+            if address.strip().lower() not in ("", "none", "false") and not (
+                    ":" in address and port.isdigit() and int(port) <= 65535):
+                self.fail("cluster.dashboard_address", "expected HOST:PORT such as "
+                          f"\"127.0.0.1:8787\" (port 0: any free one) or \"none\", "
+                          f"found {address!r}")
         return dict(table)
+
+    def _memory_limit(self, value) -> None:
+        what = "a size such as \"4GiB\", a number of bytes or \"auto\""
+        self.expect(value, (str, int), "cluster.memory_limit", what)
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return
+        size = value
+        if isinstance(value, str):
+            from dask.utils import parse_bytes
+
+            try:
+                size = parse_bytes(value) if value.strip() else None
+            except (ValueError, TypeError):
+                size = None
+        if size is None or size < 1:
+            self.fail("cluster.memory_limit", f"expected {what}, found {value!r}")
 
 
 def _dtype_kind(dtype: str) -> str:

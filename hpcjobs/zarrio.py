@@ -511,7 +511,8 @@ def open_transactions(group_path: Path, name: str) -> dict:
     import zarr
 
     g = zarr.open_group(str(group_path / name), mode="r")
-    labels = np.asarray(g["labels"][:]).astype(str) if "labels" in g else None
+    # object first: NumPy casts its variable-width StringDType to str only through object
+    labels = np.asarray(g["labels"][:], dtype=object).astype(str) if "labels" in g else None
     return {"indptr": da.from_zarr(g["indptr"]), "items": da.from_zarr(g["items"]),
             "labels": labels}
 
@@ -564,7 +565,11 @@ class OutputGroup:
             raise UserError(f"cannot create the output folder {parent}: {exc.strerror}") from None
         if not os.access(parent, os.W_OK):
             raise UserError(f"output folder {parent} is not writable")
-        self._group = zarr.open_group(str(self.path), mode="w-", zarr_format=3)
+        try:
+            self._group = zarr.open_group(str(self.path), mode="w-", zarr_format=3)
+        except OSError as exc:
+            raise UserError(f"cannot create the output {self.path}: {exc.strerror or exc}") \
+                from None
         return True
 
     def remove(self) -> None:

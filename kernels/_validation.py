@@ -14,6 +14,19 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+#: the most cells of a histogram or raster one kernel call builds (describe: bins x columns;
+#: aggregate2d: n_categories x ny x nx): 2**26, e.g. 8192 x 8192. Such a raster of int64 or
+#: float64 takes 512 MiB, and every chunk (and thread) being summarised holds its own.
+MAX_CELLS = 2**26
+
+
+def check_cells(cells: int, name: str, func: str, what: str, got: object) -> None:
+    """Refuse a result of more than :data:`MAX_CELLS` cells (``what`` says how they count)
+    before anything is allocated."""
+    if cells > MAX_CELLS:
+        raise ValueError(message(name, func, f"at most {MAX_CELLS:,} cells in all ({what}, "
+                                             "e.g. 8192 x 8192)", got))
+
 
 def message(name: str, func: str, expected: str, got: object, fix: str = "") -> str:
     """The one message template: parameter, function, expectation, value and (optionally) the fix."""

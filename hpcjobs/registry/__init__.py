@@ -199,6 +199,9 @@ class KernelSpec:
     warm_rows: int = 1 << 16
     plan: str | None = None
     extents: tuple[str, ...] = ()
+    #: ``check(params, func) -> params`` for rules between parameters (e.g. a raster's
+    #: size from its shape and layers), after each parameter passed its own checks
+    check: Callable[[dict, str], dict] | None = None
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -225,6 +228,8 @@ class KernelSpec:
                                  f"({p.describe_type()})")
             else:
                 out[p.name] = p.default
+        if self.check is not None:
+            out = self.check(out, self.name)
         return out
 
     def adapter(self) -> Callable[[dict, dict], dict]:

@@ -50,7 +50,8 @@ KERNELS = [
             Port("bin_edges", ("column", "edge"), "histogram bin edges per column"),
         ),
         params=(
-            Param("bins", "int", 64, "histogram bins per column", low=1, high=1_000_000),
+            Param("bins", "int", 64, "histogram bins per column (bins x columns at most "
+                  "67,108,864)", low=1, high=1_000_000),
             Param("range", "floats", None, "fixed histogram range [lo, hi] for every column "
                   "(one pass over the data instead of two)", length=2, nullable=True),
         ),

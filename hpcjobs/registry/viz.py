@@ -25,6 +25,18 @@ def _check_range(value, func):
     return [[float(r[0, 0]), float(r[0, 1])], [float(r[1, 0]), float(r[1, 1])]]
 
 
+def _check_raster_size(params: dict, func: str) -> dict:
+    """The raster, all its layers, within ``MAX_CELLS`` (the kernel checks it again once the
+    layers of count_cat are known from the data)."""
+    ny, nx = params["shape"]
+    if params["agg"] == "count_cat" and params["n_categories"] is not None:
+        v.check_cells(params["n_categories"] * ny * nx, "n_categories", func,
+                      "n_categories x ny x nx", f"{params['n_categories']} layers of {ny} x {nx}")
+    else:
+        v.check_cells(ny * nx, "shape", func, "ny x nx", list(params["shape"]))
+    return params
+
+
 # ---------------------------------------------------------------------------------------------
 # adapters
 
@@ -213,14 +225,16 @@ KERNELS = [
                  dtype="int64"),
         ),
         params=(
-            Param("shape", "ints", help="raster size [ny, nx]", length=2, low=1,
+            Param("shape", "ints", help="raster size [ny, nx]; ny x nx (x n_categories) at "
+                  f"most {v.MAX_CELLS:,} cells", length=2, low=1,
                   high=1_000_000),
             Param("range", "any", None, "extent [[xmin, xmax], [ymin, ymax]] (default: the "
                   "data's finite min and max)", nullable=True, check=_check_range),
             Param("agg", "str", "count", "the reduction", choices=_AGGS),
             Param("n_categories", "int", None, "layers for count_cat (default: largest "
-                  "label + 1)", low=1, nullable=True),
+                  "label + 1)", low=1, high=v.MAX_CELLS, nullable=True),
         ),
+        check=_check_raster_size,
     ),
     KernelSpec(
         name="shade",

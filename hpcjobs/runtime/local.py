@@ -90,7 +90,10 @@ def start_local_cluster(plan: ClusterPlan, *, scheduler_port: int = 0):
             os.environ.setdefault(var, "1")
     from distributed import LocalCluster
 
-    from hpcjobs.runtime.worker_env import KernelPreload, NumbaEnvironment
+    from hpcjobs.runtime.worker_env import KernelPreload, NumbaEnvironment, quiet_bad_input
+
+    if not plan.processes:
+        quiet_bad_input()  # the workers log in this process
 
     # Nanny-only keywords
     extra = ({"env": plan.env, "plugins": {NumbaEnvironment(), KernelPreload()}}

@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
 from distributed import WorkerPlugin
+
+
+class _BadInputFilter(logging.Filter):
+    """Drop distributed's "Compute Failed" record (with its traceback) of a task that raised
+    ``ValueError`` or ``TypeError``: a kernel refusing its data, which the run reports itself
+    in one line (exit 2). Other failures stay logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (str(record.msg).startswith("Compute Failed") and len(args) > 3
+                    and str(args[3]).startswith(("ValueError(", "TypeError(")))
+
+
+def quiet_bad_input() -> None:
+    """Keep the workers of this process from logging bad input's tracebacks (idempotent)."""
+    logger = logging.getLogger("distributed.worker")
+    if not any(isinstance(f, _BadInputFilter) for f in logger.filters):
+        logger.addFilter(_BadInputFilter())
 
 
 class NumbaEnvironment(WorkerPlugin):
@@ -43,6 +62,8 @@ def preload_kernels() -> None:
 
     import hpcjobs.kernels
     from hpcjobs.kernels._jit import thread_ranges
+
+    quiet_bad_input()
 
     for info in pkgutil.walk_packages(hpcjobs.kernels.__path__, "hpcjobs.kernels."):
         if not info.ispkg:

@@ -96,6 +96,20 @@ def _grid(eps: float, d: int, mag: float):
     return side, m, valid
 
 
+#: the most eps-cells along an axis, relative to the coordinates' magnitude: past 2**50 a
+#: float64 coordinate no longer tells its cell (and a key would overflow)
+_MAX_CELLS_PER_AXIS = 2.0 ** 50
+
+
+def _check_scale(eps: float, d: int, mag: float) -> None:
+    """Refuse an ``eps`` too small for the data's magnitude, before any grid is built."""
+    least = mag * math.sqrt(d) / _MAX_CELLS_PER_AXIS
+    if eps < least:
+        raise ValueError(message("eps", _FUNC, f"at least {least:.3g} for coordinates of "
+                                               f"magnitude {mag:.3g} (at most 2**50 eps-cells "
+                                               "along an axis)", eps))
+
+
 def _magnitude(lo: np.ndarray, hi: np.ndarray) -> float:
     return float(max(np.abs(lo).max(), np.abs(hi).max(), (hi - lo).max())) if len(lo) else 0.0
 
@@ -565,6 +579,7 @@ def _dbscan_dask(blocks: Blocks, eps: float, min_samples: int) -> DBSCANResult:
     rate = min(1.0, 20000.0 / max(blocks.n, 1))
     lo, hi, sample = blocks.map_reduce(_bounds_chunk, _bounds_combine, np.uint64(12345), rate)
     mag = _magnitude(lo, hi)
+    _check_scale(eps, d, mag)
     side, m, _ = _grid(eps, d, mag)
     dim = int(np.argmax(hi - lo))
     n_slabs = max(1, int((blocks.sizes > 0).sum()))
@@ -639,6 +654,7 @@ def dbscan(X, eps: float, min_samples: int = 5) -> DBSCANResult:
     lo, hi = Xf.min(axis=0), Xf.max(axis=0)
     if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
         raise nonfinite_error("X", _FUNC)
+    _check_scale(eps, Xf.shape[1], _magnitude(lo, hi))
     core, comp = _local_dbscan(Xf, gidx, np.ones(n, dtype=np.bool_), lo, _magnitude(lo, hi),
                                eps, min_samples)
     labels, n_clusters = _number_clusters(comp, core, gidx, n)

@@ -249,9 +249,9 @@ def _lof(ids, lrd_rows, lrd_all):
 # array level
 
 
-def _tree(X: np.ndarray) -> _Tree:
+def _tree(X: np.ndarray, func: str = "knn_outliers") -> _Tree:
     X = np.ascontiguousarray(X, dtype=np.float64)
-    _check_finite(X, "knn_outliers")
+    _check_finite(X, func)
     depth = 0
     while -(-X.shape[0] // 2 ** depth) > _LEAF:
         depth += 1
@@ -265,11 +265,12 @@ def _neighbours(tree: _Tree, Q: np.ndarray, q_ids: np.ndarray, k: int):
                 tree.depth, k, task_threads())
 
 
-def _block_neighbours(tree: _Tree, block: np.ndarray, offset: int, k: int):
+def _block_neighbours(tree: _Tree, block: np.ndarray, offset: int, k: int,
+                      func: str = "knn_outliers"):
     block = np.ascontiguousarray(block, dtype=np.float64)
-    _check_finite(block, "knn_outliers")
+    _check_finite(block, func)
     # query in the block's own kd order: neighbouring queries walk the same nodes (cache)
-    order = _tree(block).ids
+    order = _tree(block, func).ids
     dist, nbr = _neighbours(tree, np.ascontiguousarray(block[order]), order + offset, k)
     out_d = np.empty_like(dist)
     out_i = np.empty_like(nbr)
@@ -291,8 +292,8 @@ def _validate(X, k: int, func: str):
     return X, k
 
 
-def _all_neighbours(X: np.ndarray, k: int):
-    tree = _tree(X)
+def _all_neighbours(X: np.ndarray, k: int, func: str = "knn_outliers"):
+    tree = _tree(X, func)
     # query in leaf order (neighbouring queries share the tree's cache lines)
     Q = np.ascontiguousarray(tree.points_t.T)
     dist, nbr = _neighbours(tree, Q, tree.ids, k)
@@ -303,16 +304,16 @@ def _all_neighbours(X: np.ndarray, k: int):
     return out_d, out_i
 
 
-def _dask_neighbours(X, k: int):
+def _dask_neighbours(X, k: int, func: str = "knn_outliers"):
     """Per row block: delayed (dist, ids) against the whole set, and the block sizes."""
     import dask
 
     X = X.rechunk({1: -1})
-    tree = dask.delayed(_tree, pure=True)(X.rechunk({0: -1}))
+    tree = dask.delayed(_tree, pure=True)(X.rechunk({0: -1}), func)
     blocks = X.to_delayed().ravel()
     sizes = X.chunks[0]
     offsets = np.cumsum((0,) + sizes[:-1])
-    parts = [dask.delayed(_block_neighbours, pure=True, nout=2)(tree, b, int(o), k)
+    parts = [dask.delayed(_block_neighbours, pure=True, nout=2)(tree, b, int(o), k, func)
              for b, o in zip(blocks, offsets, strict=True)]
     return parts, sizes
 
@@ -389,13 +390,13 @@ def lof(X, k: int):
     """
     X, k = _validate(X, k, "lof")
     if not is_dask(X):
-        dist, nbr = _all_neighbours(X, k)
+        dist, nbr = _all_neighbours(X, k, "lof")
         lrd = _lrd(dist, nbr, np.ascontiguousarray(dist[:, k - 1]))
         return _lof(nbr, lrd, lrd)
     import dask
     import dask.array as da
 
-    parts, sizes = _dask_neighbours(X, k)
+    parts, sizes = _dask_neighbours(X, k, "lof")
     kd = [da.from_delayed(dask.delayed(_kth, pure=True)(p[0]), (s,), dtype=np.float64)
           for p, s in zip(parts, sizes, strict=True)]
     kdist = da.concatenate(kd).rechunk(-1).to_delayed().ravel()[0]

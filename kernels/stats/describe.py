@@ -21,7 +21,7 @@ import numpy as np
 
 from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
 from hpcjobs.kernels._reduction import Reduction
-from hpcjobs.kernels._validation import check_array, check_int, is_dask, message
+from hpcjobs.kernels._validation import check_array, check_cells, check_int, is_dask, message
 
 _BLOCK_ROWS = 2048
 _NSTATS = 5  # count, mean, M2, min, max
@@ -289,6 +289,7 @@ def describe(X, *, bins: int = 64, range=None, extremes=None) -> DescribeResult:
                                  "an array holding inf",
                                  "Replace or drop the infinite values first."))
     d = X.shape[1]
+    check_cells(bins * d, "bins", "describe", "bins x columns", bins)
     fixed = _check_range(range, d)
     known = _check_extremes(extremes, d)
     if fixed is None and known is None:
@@ -308,6 +309,8 @@ def describe_reduction(X, *, bins: int = 64, range=None, extremes=None) -> Reduc
     a histogram range that is known: ``range`` or the columns' ``extremes``."""
     X = check_array(X, "X", "describe", ndim=2, allow_nan=True, min_len=0)
     d = X.shape[1]
+    bins = check_int(bins, "bins", "describe", low=1)
+    check_cells(bins * d, "bins", "describe", "bins x columns", bins)
     fixed = _check_range(range, d)
     if fixed is not None:
         lo, hi, edges = _edges(fixed[:, 0], fixed[:, 1], bins)

@@ -65,6 +65,8 @@ def column_extremes(X: np.ndarray) -> np.ndarray:
                          f"{X.ndim}-D {X.dtype}")
     if X.dtype.kind == "b":
         X = X.view(np.uint8)
+    elif X.dtype == np.float16:  # Numba has no half floats; float32 holds each one exactly
+        X = X.astype(np.float32)
     threads = 1 if X.size < 1 << 20 else task_threads()
     return _extremes(np.ascontiguousarray(X), threads)
 

@@ -12,7 +12,7 @@ import numba
 import numpy as np
 
 from hpcjobs.kernels._jit import njit, task_threads
-from hpcjobs.kernels._validation import check_array, is_dask
+from hpcjobs.kernels._validation import check_array, is_dask, message
 
 
 @njit(parallel=True)
@@ -54,7 +54,14 @@ def standardize(X, *, mean=None, std=None):
     if mean is None or std is None:
         from hpcjobs.kernels.stats.describe import describe
 
-        stats = describe(X, bins=1)
+        try:
+            stats = describe(X, bins=1)
+        except ValueError as exc:  # describe's words about inf, with this function's name
+            if "free of inf" not in str(exc):
+                raise
+            raise ValueError(message("X", "standardize", "free of inf (NaN stays NaN)",
+                                     "an array holding inf",
+                                     "Replace or drop the infinite values first.")) from None
         mean = stats.mean if mean is None else mean
         std = stats.std if std is None else std
     mean = np.asarray(mean, dtype=np.float64)

@@ -35,6 +35,7 @@ from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
 from hpcjobs.kernels._reduction import Reduction, to_delayed
 from hpcjobs.kernels._validation import (
     check_array,
+    check_cells,
     check_choice,
     check_int,
     check_ints,
@@ -788,7 +789,17 @@ def _checked(x, y, values, shape, agg, n_categories):
                                      values))
     if n_categories is not None:
         n_categories = check_int(n_categories, "n_categories", _FUNC, low=1)
+    _check_size(shape, agg, n_categories)
     return x, y, values, shape, agg, n_categories
+
+
+def _check_size(shape, agg, n_categories) -> None:
+    """The raster (all its layers) within ``MAX_CELLS``, before any is allocated."""
+    if agg == "count_cat" and n_categories is not None:
+        check_cells(n_categories * shape[0] * shape[1], "n_categories", _FUNC,
+                    "n_categories x ny x nx", f"{n_categories} layers of {shape[0]} x {shape[1]}")
+    else:
+        check_cells(shape[0] * shape[1], "shape", _FUNC, "ny x nx", list(shape))
 
 
 def binning(x, y, values=None, *, range=None, agg: str = "count",
@@ -831,6 +842,7 @@ def binning(x, y, values=None, *, range=None, agg: str = "count",
 
 def _aggregate_numpy(x, y, values, shape, rng, agg, ncat):
     (xr, yr), ncat = binning(x, y, values, range=rng, agg=agg, n_categories=ncat)
+    _check_size(shape, agg, ncat)  # the layers may come from the data's labels
     xe, ye = _edges(*xr, shape[1]), _edges(*yr, shape[0])
     return _chunk_raster(x, y, values, xe, ye, agg, ncat, tuple(shape))
 
