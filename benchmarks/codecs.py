@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from hpcjobs.bench.spec import Benchmark, Impl
+from hpcjobs.zarrio import compressors_of
 
 #: name -> (compressor spec for zarr, as in hpcjobs.zarrio.CODECS), the CRC-32C follows
 CODECS = {
@@ -84,17 +85,6 @@ def _values(size: dict, rng) -> np.ndarray:
     return rng.integers(0, 8, size=n * WIDTH, dtype=np.int64)
 
 
-def _compressors(spec):
-    from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
-
-    if spec is None:
-        return (Crc32cCodec(),)
-    if spec["id"] == "zstd":
-        return (ZstdCodec(level=spec["level"]), Crc32cCodec())
-    return (BloscCodec(cname=spec["cname"], clevel=spec["clevel"], shuffle=spec["shuffle"],
-                       blocksize=spec.get("blocksize", 0)), Crc32cCodec())
-
-
 class Stored:
     """One size's data written with one codec (and optionally sharded) in a temporary
     folder that goes with this object; ``ratio`` raw / stored bytes."""
@@ -115,7 +105,7 @@ class Stored:
         shards = (per * shard_chunks,) + values.shape[1:] if shard_chunks else None
         g = zarr.open_group(str(self.folder / "data.zarr"), mode="a", zarr_format=3)
         a = g.create_array(name, shape=values.shape, dtype=values.dtype, chunks=chunks,
-                           shards=shards, compressors=_compressors(spec), overwrite=True)
+                           shards=shards, compressors=compressors_of(spec), overwrite=True)
         a[...] = values
         self.array = zarr.open_array(str(self.path), mode="r")
         self.layout = StoredLayout.of(self.array)

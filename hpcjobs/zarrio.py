@@ -58,11 +58,16 @@ DEFAULT_CODEC = "blosc-lz4"
 
 def compressors(codec: str = DEFAULT_CODEC) -> tuple:
     """The zarr ``compressors`` for the named codec of :data:`CODECS`, CRC-32C last."""
-    from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
-
     if codec not in CODECS:
         raise UserError(f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}")
-    spec = CODECS[codec]
+    return compressors_of(CODECS[codec])
+
+
+def compressors_of(spec: dict | None) -> tuple:
+    """The zarr ``compressors`` for a codec described like the values of :data:`CODECS`
+    (None: no compression), CRC-32C last."""
+    from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
+
     if spec is None:
         return (Crc32cCodec(),)
     if spec["id"] == "zstd":
