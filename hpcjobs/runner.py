@@ -4,6 +4,10 @@ Steps run in order; a step reads its inputs from the input group or from the Zar
 earlier steps (so a chain of steps resumes step by step). Chunked (Dask) outputs are written
 block by block with a marker per block; on resume only missing blocks are computed. Small
 outputs are written whole when the step ends. The root's ``status`` turns ``complete`` last.
+
+Consecutive steps whose kernels are reductions (describe, aggregate2d) and that do not read
+each other's outputs run as one pass over what they read (``hpcjobs.passes``): one graph,
+each input chunk read once, the data's ranges from per-chunk statistics.
 """
 
 from __future__ import annotations
@@ -329,7 +333,7 @@ def _run_shared_pass(job: JobSpec, steps: list[StepSpec], out: OutputGroup, clie
 
 def _gather_stats(client, missing, extents, progress, stop, log, label="statistics") -> None:
     """One pass of chunk statistics over the arrays of ``missing`` sources: kept for later
-    jobs (``passes.save_stats``) and added to ``extents``."""
+    jobs (``passes.keep_stats``) and added to ``extents``."""
     from hpcjobs import passes
     from hpcjobs.kernels._reduction import to_delayed
 
