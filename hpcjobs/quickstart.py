@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hpcjobs import chunkstats
 from hpcjobs.errors import UserError
 from hpcjobs.zarrio import create_array
 
@@ -33,12 +34,20 @@ def make_sensor_data(path: Path, rows: int, *, chunk_rows: int = 250_000, seed: 
                             chunks=(chunk_rows, N_FEATURES), dimension_names=["row", "feature"])
     labels = create_array(g, "true_labels", shape=(rows,), dtype="i4", chunks=(chunk_rows,),
                           dimension_names=["row"])
+    # per-chunk statistics as ingest records them: the job's ranges cost no pass
+    stats = {name: (chunkstats.Recorder(cols), (a.shards or a.chunks)[0])
+             for name, a, cols in (("readings", readings, N_FEATURES), ("true_labels", labels, 1))}
     for start in range(0, rows, chunk_rows):
         stop = min(start + chunk_rows, rows)
         lab = rng.integers(0, N_CLUSTERS, size=stop - start)
         X = centers[lab] + rng.standard_normal((stop - start, N_FEATURES)) * spread[lab, None]
         readings[start:stop] = X
         labels[start:stop] = lab.astype(np.int32)
+        for name, block in (("readings", X), ("true_labels", lab)):
+            recorder, block_rows = stats[name]
+            recorder.add(start // block_rows, block)
+    for name, (recorder, _) in stats.items():
+        recorder.save(Path(path) / name)
 
 
 def prepare(directory: Path, rows: int, *, force: bool = False) -> Path:

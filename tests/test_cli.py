@@ -159,3 +159,10 @@ def test_quickstart_end_to_end(tmp_path):
     assert g["summary/count"][:].tolist() == [20000] * 4
     assert g["clusters/labels"].shape == (20000,) and g["clusters/centroids"].shape == (6, 4)
     assert int(g["density/raster"][:].sum()) == 20000
+    # its data carries chunk statistics: the job needed no pass to find ranges
+    assert "one pass to gather" not in proc.stderr + proc.stdout
+    from hpcjobs import chunkstats
+
+    data = zarr.open_array(str(tmp_path / "qs/data/sensors.zarr/readings"), mode="r")[:]
+    stats = chunkstats.load(tmp_path / "qs/data/sensors.zarr/readings")
+    assert stats.column_range(2)[:2] == (data[:, 2].min(), data[:, 2].max())
