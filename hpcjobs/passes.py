@@ -101,7 +101,7 @@ def load_extents(sources) -> tuple[Extents, list[Source]]:
 
 
 def stats_reduction(array) -> Reduction:
-    """The per-block extremes of a Dask array (in block order), for :func:`save_stats`."""
+    """The per-block extremes of a Dask array (in block order), for :func:`keep_stats`."""
     return Reduction("chunk-stats", (array,), _block_extremes, _concat, _same)
 
 
