@@ -331,7 +331,7 @@ def _run_shared_pass(job: JobSpec, steps: list[StepSpec], out: OutputGroup, clie
     return [next(r for r in reports if r.name == s.name) for s in steps]
 
 
-def _gather_stats(client, missing, extents, progress, stop, log, label="statistics") -> None:
+def _gather_stats(client, missing, extents, progress, stop, log) -> None:
     """One pass of chunk statistics over the arrays of ``missing`` sources: kept for later
     jobs (``passes.keep_stats``) and added to ``extents``."""
     from hpcjobs import passes
@@ -339,7 +339,7 @@ def _gather_stats(client, missing, extents, progress, stop, log, label="statisti
 
     arrays = [open_input_array(m.path.parent, m.path.name) for m in missing]
     found = _compute_chunks(client, to_delayed([passes.stats_reduction(a) for a in arrays]),
-                            label, progress, stop, log, unit=" arrays")
+                            "statistics", progress, stop, log, unit=" arrays")
     for src, array, per_block in zip(missing, arrays, found, strict=True):
         extents.known[src.path] = passes.keep_stats(src, array, per_block)
 

@@ -644,3 +644,19 @@ def dask_client(workers: int = 2, threads_per_worker: int = 1, processes: bool =
                          "memory_limit": memory_limit})
     with start_local_cluster(plan) as cluster, Client(cluster) as client:
         yield client
+
+
+def decode_pass(X):
+    """Every chunk of the Dask array ``X`` read and decoded, only its first row kept: the
+    bare read pass that whole-job benchmarks compare with (np.take: the workers import
+    NumPy, not the benchmark's file)."""
+    import functools
+
+    import dask
+    import numpy as np
+
+    chunks = ((1,) * len(X.chunks[0]),) + X.chunks[1:]
+    first = functools.partial(np.take, indices=[0], axis=0)
+    (out,) = dask.compute(X.map_blocks(first, chunks=chunks, dtype=X.dtype))
+    return out
+

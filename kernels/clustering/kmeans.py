@@ -1087,12 +1087,6 @@ def kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300, tol: fl
 _RANK_RETRIES = 3
 
 
-def _rank_failed() -> type:
-    from hpcjobs.kernels._collective import RankFailed
-
-    return RankFailed
-
-
 def fit_kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300,
                tol: float = 1e-4, seed: int | np.random.Generator | None = None,
                init_rounds: int = 5, oversampling: float = 2.0) -> KMeansResult:
@@ -1115,10 +1109,12 @@ def fit_kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300,
     for attempt in range(_RANK_RETRIES + 1):
         if not blocks.keep_in_memory():  # (again after a loss: where the blocks are now)
             break
+        from hpcjobs.kernels._collective import RankFailed
+
         try:  # Lloyd reads the data max_iter times: from the workers' memory
             C, n_iter, labels, inertia = _kmeans_on_workers(
                 blocks, k, init, tol, rng, init_rounds, oversampling, max_iter)
-        except _rank_failed():
+        except RankFailed:
             # a worker died: Dask brings its blocks back from the source onto the workers
             # that remain (or its replacement), and the ranks start again from the same
             # generator state (it moves on only after a success): the same result
