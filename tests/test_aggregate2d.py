@@ -77,6 +77,21 @@ def test_float32_and_int_coordinates_bin_like_numpy():
                                   _ref_hist(xi, yi))
 
 
+@pytest.mark.parametrize("agg", ["count", "sum", "mean", "min", "std", "count_cat"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_columns_of_a_row_major_chunk_are_read_in_place(agg, dtype):
+    # X[:, 0] and X[:, 2] are strided views: binned a block at a time, not copied whole
+    x, y, v = _points(70_000)  # more than one block of points
+    X = np.stack([x, v, y], axis=1).astype(dtype)
+    values = np.abs(v).astype(np.int64) % 3 if agg == "count_cat" else X[:, 1]
+    kw = dict(shape=SHAPE, range=RANGE, agg=agg, values=values)
+    strided = aggregate2d(X[:, 0], X[:, 2], **kw)
+    np.testing.assert_array_equal(strided, aggregate2d(X[:, 0].copy(), X[:, 2].copy(), **kw))
+    np.testing.assert_array_equal(aggregate2d(X[:, 0].copy(), X[:, 2], **kw), strided)
+    if agg == "count":
+        np.testing.assert_array_equal(strided, _ref_hist(X[:, 0], X[:, 2]))
+
+
 def test_default_range_is_the_data_extent_like_numpy():
     rng = np.random.default_rng(4)
     x, y = rng.random(3000) * 7 - 2, rng.random(3000) * 3

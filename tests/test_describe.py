@@ -100,11 +100,27 @@ def test_bad_input(bad, exc, text):
         describe(bad)
 
 
-def test_inf_in_a_dask_chunk_is_found():
-    X = np.ones((100, 2))
-    X[77, 1] = np.inf
+@pytest.mark.parametrize("row, value", [(77, np.inf), (2048 + 5, -np.inf)])
+def test_inf_in_a_dask_chunk_is_found(row, value):
+    X = np.ones((2100, 2))  # a sweep block of 2048 rows and a partial one
+    X[row, 1] = value
     with pytest.raises(ValueError, match="inf"):
-        describe(da.from_array(X, chunks=25))
+        describe(da.from_array(X, chunks=(2100, 1)))
+
+
+def test_values_on_and_beside_every_edge():
+    # each value within an ulp of a bin edge: the arithmetic bin is checked against the edges
+    edges = np.linspace(-3.7, 11.2, 65)
+    col = np.concatenate([edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf)])
+    X = np.stack([col, -col[::-1] * 1e-3], axis=1)
+    X = np.concatenate([X, [[-3.7, -11.2e-3]]])
+    ref = reference(X, 64)
+    assert_matches(describe(X, bins=64), ref)
+    assert_matches(describe(da.from_array(X, chunks=(50, 2)), bins=64), ref)
+    assert_matches(describe(X, bins=64, range=(-3.7, 11.2)),
+                   {**ref, "hist": np.stack([np.histogram(c, 64, (-3.7, 11.2))[0]
+                                             for c in X.T]),
+                    "bin_edges": np.tile(edges, (2, 1))})
 
 
 def test_bad_bins():

@@ -29,7 +29,7 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
 from hpcjobs.kernels._reduction import Reduction, to_delayed
@@ -154,6 +154,29 @@ def _prefetch(typingctx, arr, idx):
     return types.void(arr, types.int64), codegen
 
 
+def _points(x, y, b0, b1, xbuf, ybuf):
+    """Points ``[b0, b1)`` of ``x`` and ``y`` as contiguous arrays (compiled code only): views
+    where both are contiguous already, else copied into the buffers in one loop, so that two
+    columns of one row-major chunk (``X[:, 0]``, ``X[:, 1]``) are read from memory once, a
+    block at a time, instead of copied whole (a fresh column each) before binning: 14 ms
+    against 3 for 1e6 points here."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_points, jit_options={"cache": True})
+def _points_impl(x, y, b0, b1, xbuf, ybuf):
+    if x.layout == "C" and y.layout == "C":
+        return lambda x, y, b0, b1, xbuf, ybuf: (x[b0:b1], y[b0:b1])
+
+    def gather(x, y, b0, b1, xbuf, ybuf):
+        n = b1 - b0
+        for t in range(n):
+            xbuf[t] = x[b0 + t]
+            ybuf[t] = y[b0 + t]
+        return xbuf[:n], ybuf[:n]
+    return gather
+
+
 # Points land on the raster in random order: each update is a cache miss once the raster
 # outgrows the caches. The cells of a block are known before its updates, so the update loops
 # prefetch the cell _AHEAD points ahead: many misses in flight instead of one at a time.
@@ -177,10 +200,11 @@ _AHEAD = 48
 @njit
 def _acc_count(x, y, start, stop, xe, ye, lo, hi):
     kbuf = np.empty(_BLOCK, dtype=np.int64)
+    xbuf, ybuf = np.empty(_BLOCK), np.empty(_BLOCK)
     for b0 in range(start, stop, _BLOCK):
         b1 = min(b0 + _BLOCK, stop)
         k = kbuf[:b1 - b0]
-        _cells(x[b0:b1], y[b0:b1], xe, ye, k)
+        _cells(*_points(x, y, b0, b1, xbuf, ybuf), xe, ye, k)
         m = k.shape[0]
         for t in range(m):
             if t + _AHEAD < m:
@@ -199,10 +223,11 @@ def _acc_count(x, y, start, stop, xe, ye, lo, hi):
 def _acc_cat(x, y, v, start, stop, xe, ye, ncat, lo, hi):
     cells = (xe.shape[0] - 1) * (ye.shape[0] - 1)
     kbuf = np.empty(_BLOCK, dtype=np.int64)
+    xbuf, ybuf = np.empty(_BLOCK), np.empty(_BLOCK)
     for b0 in range(start, stop, _BLOCK):
         b1 = min(b0 + _BLOCK, stop)
         k = kbuf[:b1 - b0]
-        _cells(x[b0:b1], y[b0:b1], xe, ye, k)
+        _cells(*_points(x, y, b0, b1, xbuf, ybuf), xe, ye, k)
         vb = v[b0:b1]
         m = k.shape[0]
         for t in range(m):
@@ -290,10 +315,11 @@ def _acc_values(x, y, v, start, stop, xe, ye, code, cnt, acc1, acc2, hi):
     measured slower here even for rasters far larger than L3: the prefetched scatter wins.)
     """
     kbuf = np.empty(_BLOCK, dtype=np.int64)
+    xbuf, ybuf = np.empty(_BLOCK), np.empty(_BLOCK)
     for b0 in range(start, stop, _BLOCK):
         b1 = min(b0 + _BLOCK, stop)
         k = kbuf[:b1 - b0]
-        _cells(x[b0:b1], y[b0:b1], xe, ye, k)
+        _cells(*_points(x, y, b0, b1, xbuf, ybuf), xe, ye, k)
         _update(code, k, v[b0:b1], cnt, acc1, acc2, hi)
 
 
@@ -595,8 +621,7 @@ class _Filled(NamedTuple):
 def _fill(x, y, v, xe, ye, agg: str, ncat: int, threads: int | None = None) -> _Filled:
     """Accumulate one in-memory chunk into per-thread bases (``threads``, default the task's,
     over disjoint point ranges)."""
-    x = np.ascontiguousarray(x)
-    y = np.ascontiguousarray(y)
+    x, y = _one_dimensional(x), _one_dimensional(y)  # strided columns are read as they are
     n = x.shape[0]
     cells = (xe.shape[0] - 1) * (ye.shape[0] - 1) * (ncat if agg == "count_cat" else 1)
     if v is None:
@@ -620,6 +645,13 @@ def _fill(x, y, v, xe, ye, agg: str, ncat: int, threads: int | None = None) -> _
         _accumulate_threads(x, y, v, thread_ranges(n, t), xe, ye, code, ncat, cnt, acc1,
                             acc2, hi, fill)
     return _Filled(agg, t, cnt, acc1, acc2, hi)
+
+
+def _one_dimensional(a: np.ndarray) -> np.ndarray:
+    """``a`` as a 1-D array without a copy where it has a fixed stride (a column of a chunk),
+    else contiguous."""
+    a = np.asarray(a)
+    return a if a.ndim == 1 else np.ascontiguousarray(a).reshape(-1)
 
 
 def _merged(filled: _Filled) -> tuple:
