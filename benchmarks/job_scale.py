@@ -12,9 +12,11 @@ same run times, side by side:
 - ``decode``: one bare pass of hpcjobs' read path (``zarrio.open_input_array``): every chunk
   read and decoded, only its first row kept: the physical limit, the baseline;
 - ``decode-zarr``: the same through ``dask.array.from_zarr`` (what the peers read with);
-- ``hpcjobs``: the job file of :data:`JOB` (describe, aggregate2d, kmeans) through
+- ``hpcjobs``: the job file of :func:`job_text` (describe, aggregate2d, kmeans) through
   ``hpcjobs.runner.run_job`` on that cluster; its samples are the runner's whole-job seconds
-  and its record holds each step's (``measured.steps``);
+  and its record holds each step's (``measured.steps``); ``hpcjobs-describe`` and
+  ``hpcjobs-aggregate2d``: a job of that step alone (the targets for each step's own time:
+  in the whole job the two share one pass);
 - ``dask-sum``, ``dask-stats`` (mean, std, min, max in one ``dask.compute``),
   ``dask-histogram2d`` (columns 0 and 1, 1024 bins, the range from a min/max pass first),
   ``datashader`` (``Canvas(1024, 1024).points`` count over ``dd.from_dask_array``).
@@ -38,6 +40,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -68,31 +71,33 @@ READ_PREFIXES = ("read-zarr", "from-zarr")
 #: where dask fused the read into a later task (``sum``, ``take``, a dataframe partition)
 SOURCE_PREFIXES = ("original-",)
 
-JOB = """\
-name = "job-scale"
-description = "hpcjobs bench job-scale"
-
-[input]
-path = {input}
-
+_STEPS = {
+    "describe": """
 [[step]]
 kernel = "describe"
 input = "X"
-params = {{ bins = 64 }}
-
+params = { bins = 64 }
+""",
+    "aggregate2d": """
 [[step]]
 kernel = "aggregate2d"
-input = {{ x = "X[:, 0]", y = "X[:, 1]" }}
-params = {{ shape = [1024, 1024], agg = "count" }}
-
+input = { x = "X[:, 0]", y = "X[:, 1]" }
+params = { shape = [1024, 1024], agg = "count" }
+""",
+    "kmeans": """
 [[step]]
 kernel = "kmeans"
 input = "X"
-params = {{ n_clusters = 8, init = "random", max_iter = 5, tol = 0.0, seed = 0 }}
+params = { n_clusters = 8, init = "random", max_iter = 5, tol = 0.0, seed = 0 }
+""",
+}
 
-[output]
-path = {output}
-"""
+
+def job_text(input_path: str, output_path: str, steps=tuple(_STEPS)) -> str:
+    """The job file of the benchmark: ``steps`` (all three by default) over ``input_path``."""
+    head = (f'name = "job-scale"\ndescription = "hpcjobs bench job-scale"\n\n'
+            f"[input]\npath = {input_path}\n")
+    return head + "".join(_STEPS[s] for s in steps) + f"\n[output]\npath = {output_path}\n"
 
 
 def _sizes(gbs, chunk_rows: int = CHUNK_ROWS) -> list[dict]:
@@ -616,14 +621,14 @@ def step_windows(steps: list[tuple[str, float]], logs: list[tuple[float, str]]) 
     return out
 
 
-def _job_file(run: Run, folder: Path) -> Path:
+def _job_file(run: Run, folder: Path, steps=tuple(_STEPS)) -> Path:
     job_file = folder / "job.toml"
-    job_file.write_text(JOB.format(input=json.dumps(str(run.data.group)),
-                                   output=json.dumps(str(folder / "result.zarr"))))
+    job_file.write_text(job_text(json.dumps(str(run.data.group)),
+                                 json.dumps(str(folder / "result.zarr")), steps))
     return job_file
 
 
-def _warm_job(run: Run, size: dict) -> Run:
+def _warm_job(run: Run, size: dict, steps=tuple(_STEPS)) -> Run:
     """``prepare``: the job's kernels compiled for this machine now (the runner's warm-up,
     which the timed run then finds done), as the harness keeps compile time out of timings."""
     from hpcjobs.jobspec import load_job
@@ -632,20 +637,21 @@ def _warm_job(run: Run, size: dict) -> Run:
     folder = Path(tempfile.mkdtemp(prefix="warm-", dir=run.scratch))
     t0 = time.perf_counter()
     with run.client.as_current():
-        warm(run.client, plan_job(load_job(_job_file(run, folder))))
+        warm(run.client, plan_job(load_job(_job_file(run, folder, steps))))
     run.job_warmup_s = time.perf_counter() - t0
     shutil.rmtree(folder, ignore_errors=True)
     return run
 
 
-def _job(run: Run) -> Sample:
-    """The job of :data:`JOB` on ``run``'s cluster; its seconds are the runner's."""
+def _job(run: Run, steps=tuple(_STEPS)) -> Sample:
+    """The job of :func:`job_text` (or of its ``steps`` alone) on ``run``'s cluster; its seconds
+    are the runner's."""
     from hpcjobs.jobspec import load_job
     from hpcjobs.runner import run_job
 
     folder = Path(tempfile.mkdtemp(prefix="job-", dir=run.scratch))
     try:
-        job = load_job(_job_file(run, folder))
+        job = load_job(_job_file(run, folder, steps))
         logs: list[tuple[float, str]] = []
         blocks = _ours_array(run).numblocks[0]
         t0 = time.time()
@@ -678,6 +684,9 @@ def _job(run: Run) -> Sample:
 # --------------------------------------------------------------------------- across impls
 
 
+#: steps also timed as a job of their own: their "x decode" targets are for each alone
+ALONE = ("describe", "aggregate2d")
+
 #: targets (benchmarks/README.md): name -> the most it may be
 TARGETS = {"describe x decode": 1.2, "aggregate2d x decode": 1.2,
            "describe + aggregate2d passes": 1.0, "kmeans x decode per pass": 1.1,
@@ -701,12 +710,19 @@ def finish(records: list[dict]) -> None:
                                        if st.get("passes") and st["x_decode"] else None)
     job = ok.get("hpcjobs")
     if job is not None:
-        job["measured"]["targets"] = targets(job["measured"])
+        alone = {k: ok[f"hpcjobs-{k}"]["measured"] for k in ALONE if f"hpcjobs-{k}" in ok}
+        job["measured"]["targets"] = targets(job["measured"], alone)
 
 
-def targets(m: dict) -> list[dict]:
-    """Each target of :data:`TARGETS` with the job's value (None: not measured)."""
+def targets(m: dict, alone: dict | None = None) -> list[dict]:
+    """Each target of :data:`TARGETS` with the job's value (None: not measured); a step's
+    own "x decode" target comes from its job alone (``alone``: kernel -> that job's
+    measurements) where it ran, else from the whole job (where it may share its pass)."""
     steps = {s["kernel"]: s for s in m.get("steps", [])}
+    for kernel, measured in (alone or {}).items():
+        own = [s for s in measured.get("steps", []) if s["kernel"] == kernel]
+        if own and "x_decode" in own[0]:
+            steps = {**steps, kernel: {**steps.get(kernel, {}), "x_decode": own[0]["x_decode"]}}
 
     def get(kernel, key):
         return steps.get(kernel, {}).get(key)
@@ -733,7 +749,8 @@ def targets(m: dict) -> list[dict]:
 # --------------------------------------------------------------------------- the table
 
 #: the table's rows in this order (the job runs last: see ``BENCHMARKS``)
-_ORDER = ("decode", "decode-zarr", "hpcjobs", "dask-sum", "dask-stats", "dask-histogram2d",
+_ORDER = ("decode", "decode-zarr", "hpcjobs-describe", "hpcjobs-aggregate2d", "hpcjobs",
+          "dask-sum", "dask-stats", "dask-histogram2d",
           "datashader")
 _LABELS = {"decode": "decode pass (hpcjobs read)", "decode-zarr": "decode pass (da.from_zarr)",
            "dask-sum": "dask.array sum", "dask-stats": "dask.array mean+std+min+max",
@@ -787,6 +804,11 @@ def report(records: list[dict]) -> str:
             if r["status"] != "ok":
                 rows.append([_LABELS.get(r["impl"], r["impl"]), r["status"],
                              (r["reason"] or "")[:50], "", "", "", ""])
+                continue
+            if r["impl"].startswith("hpcjobs-"):  # one step alone: its step's row
+                for st in m.get("steps", []):
+                    rows.append(_row(f"hpcjobs {st['step']} alone", {
+                        **st, "memory_limit_bytes": m["memory_limit_bytes"]}))
                 continue
             if r["impl"] != "hpcjobs":
                 rows.append(_row(_LABELS.get(r["impl"], r["impl"]), m))
@@ -856,7 +878,10 @@ BENCHMARKS = [
             Impl("datashader", _peer(_zarr_array, _datashader), self_timed=True, peer=True,
                  prepare=_warm_datashader, requires=("datashader", "pandas"),
                  note="Canvas(1024, 1024).points(dd.from_dask_array(X), count)"),
-            # the job last: once a job's warm-up ran in a worker, Numba compiling a function
+            *[Impl(f"hpcjobs-{k}", partial(_job, steps=(k,)), self_timed=True,
+                   prepare=partial(_warm_job, steps=(k,)),
+                   note=f"run_job of the {k} step alone") for k in ALONE],
+            # the jobs last: once a job's warm-up ran in a worker, Numba compiling a function
             # without a module there (datashader's generated code) fails in hpcjobs.warmup's
             # compile counter (``getattr(func, "__module__", "")`` is None)
             Impl("hpcjobs", _job, self_timed=True, prepare=_warm_job,

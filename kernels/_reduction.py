@@ -9,6 +9,10 @@ per-chunk statistics, ...) is a :class:`Reduction`:
 - ``combine(list_of_bases) -> bases``: the summary of the union of those rows;
 - ``finalize(bases) -> result``: the kernel's result.
 
+A chunk function that needs to know where its rows sit (k-means's seeding draws a number per
+global row) is declared with ``row_offsets=True`` and called as ``chunk(*blocks, offset)``,
+``offset`` being the global index of the block's first row.
+
 From these three functions come
 
 - the NumPy path, :meth:`Reduction.compute` on NumPy inputs: ``finalize(chunk(*inputs))``
@@ -42,6 +46,7 @@ class Reduction:
 
     ``inputs`` are NumPy or Dask arrays with the same number of rows (``None`` passes
     through to ``chunk`` as ``None``); 2-D Dask inputs are read in whole rows.
+    ``row_offsets``: ``chunk`` also takes the global index of the block's first row, last.
     """
 
     name: str
@@ -50,11 +55,12 @@ class Reduction:
     combine: Callable[[list], Any]
     finalize: Callable[[Any], Any]
     split_every: int = 8
+    row_offsets: bool = False
 
     def compute(self):
         """The result, computed now (one pass over Dask inputs)."""
         if not any(is_dask(a) for a in self.inputs):
-            return self.finalize(self.chunk(*self.inputs))
+            return self.finalize(self.chunk(*self.inputs, *((0,) if self.row_offsets else ())))
         return compute_all([self])[0]
 
 
@@ -90,10 +96,12 @@ def to_delayed(reductions: Sequence[Reduction]) -> list:
         for arrays in (prepared[i][0] for i in members):
             deps.extend(a for a in arrays if is_dask(a))
         chunks = [reductions[i].chunk for i in members]
+        wants = [reductions[i].row_offsets for i in members]
+        offsets = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64)
         level = []
         for b, keys in enumerate(keys_per_block):
-            dsk[(f"{name}-chunk", b)] = (_chunk_all, chunks, [len(k) for k in keys],
-                                         *[key for k in keys for key in k])
+            dsk[(f"{name}-chunk", b)] = (_chunk_all, chunks, [len(k) for k in keys], wants,
+                                         int(offsets[b]), *[key for k in keys for key in k])
             level.append((f"{name}-chunk", b))
         combines = [reductions[i].combine for i in members]
         fan_in = min(reductions[i].split_every for i in members)
@@ -118,10 +126,10 @@ def to_delayed(reductions: Sequence[Reduction]) -> list:
 # the graph's pieces
 
 
-def _chunk_all(chunks, arity, *blocks):
+def _chunk_all(chunks, arity, wants_offset, offset, *blocks):
     out, pos = [], 0
-    for fn, n in zip(chunks, arity, strict=True):
-        out.append(fn(*blocks[pos:pos + n]))
+    for fn, n, want in zip(chunks, arity, wants_offset, strict=True):
+        out.append(fn(*blocks[pos:pos + n], offset) if want else fn(*blocks[pos:pos + n]))
         pos += n
     return tuple(out)
 
@@ -169,7 +177,7 @@ def _block_keys(input_sets: list[tuple], blocks: int) -> list[list[list]]:
 def _fn_token(r: Reduction) -> str:
     from dask.base import tokenize
 
-    return tokenize(r.chunk, r.combine, r.finalize, r.split_every)
+    return tokenize(r.chunk, r.combine, r.finalize, r.split_every, r.row_offsets)
 
 
 def _unique(collections: list) -> list:

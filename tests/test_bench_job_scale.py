@@ -209,8 +209,9 @@ def test_quick_run_end_to_end(tmp_path, monkeypatch):
                                  "--json-out", str(out)])
     assert r.exit_code == 0, r.output
     recs = {rec["impl"]: rec for rec in harness.read_jsonl(out)}
-    assert set(recs) == {"decode", "decode-zarr", "hpcjobs", "dask-sum", "dask-stats",
-                         "dask-histogram2d", "datashader"}
+    assert set(recs) == {"decode", "decode-zarr", "hpcjobs", "hpcjobs-describe",
+                         "hpcjobs-aggregate2d", "dask-sum", "dask-stats", "dask-histogram2d",
+                         "datashader"}
     window = {"seconds", "gb_per_s", "read_tasks", "read_tasks_by_rule", "blocks_per_pass",
               "passes", "bytes_read", "read_passes", "peak_rss_bytes", "peak_rss_per_worker",
               "memory_limit_bytes", "rss_method", "worker_restarts", "x_decode"}
@@ -244,6 +245,12 @@ def test_quick_run_end_to_end(tmp_path, monkeypatch):
         assert s["x_decode_per_pass"] == pytest.approx(s["x_decode"] / s["passes"])
     assert job["passes"] >= max(s["passes"] for s in steps.values())
     assert {t["target"] for t in job["targets"]} == set(harness_targets())
+    for kernel in ("describe", "aggregate2d"):  # each step's own target: from its job alone
+        alone = recs[f"hpcjobs-{kernel}"]["measured"]["steps"]
+        assert [s["kernel"] for s in alone] == [kernel] and alone[0]["passes"] == 1.0
+        target = next(t for t in job["targets"] if t["target"] == f"{kernel} x decode")
+        assert target["value"] == alone[0]["x_decode"]
+        assert f"| hpcjobs {kernel} alone" in r.output
     # the printed table
     assert "| step " in r.output and "| hpcjobs kmeans" in r.output
     assert "| decode pass (hpcjobs read)" in r.output and "target kmeans x decode" in r.output

@@ -1,10 +1,12 @@
 """Shared pieces of the clustering kernels: row blocks of NumPy or Dask arrays, hashed
 uniform numbers, thread ranges.
 
-``Blocks`` runs one pass over the data as *chunk -> tree combine*: on a NumPy array the chunk
-function is called once on the whole array (it is itself thread-parallel); on a Dask array
-every row block becomes one task, combined in a tree of fan-in 8 and computed with
-``dask.compute`` on whatever scheduler is active (a kernel never creates a cluster).
+``Blocks`` runs one pass over the data as *chunk -> tree combine*, a
+:class:`~hpcjobs.kernels._reduction.Reduction` of the kernels' one reduction layer: on a
+NumPy array the chunk function is called once on the whole array (it is itself
+thread-parallel); on a Dask array every row block becomes one task, combined in a tree of
+fan-in 8 and computed with ``dask.compute`` on whatever scheduler is active (a kernel never
+creates a cluster).
 Blocks kept in a distributed cluster's memory can instead host a whole iterative kernel:
 ``Blocks.run_ranks`` runs it on the workers that hold them, each seeing its own blocks as a
 ``RankBlocks``, whose passes combine over all workers by an allgather.
@@ -19,10 +21,12 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 
 from hpcjobs.kernels._jit import njit
+from hpcjobs.kernels._reduction import Reduction
 from hpcjobs.kernels._validation import is_dask
 
 #: give the core to another thread ready to run on it (a rank's kernels never block, so the
@@ -130,7 +134,9 @@ class Blocks(_FiniteCheck):
         if self.is_dask:
             if len(X.chunks[1]) > 1:
                 X = X.rechunk({1: -1})
-                self.X = X
+            if 0 in X.chunks[0] and X.shape[0]:  # a chunk function never sees an empty block
+                X = X.rechunk(((*(c for c in X.chunks[0] if c),), X.chunks[1]))
+            self.X = X
             self.parts = list(X.to_delayed().ravel())
             self.sizes = np.array(X.chunks[0], dtype=np.int64)
         else:
@@ -187,22 +193,10 @@ class Blocks(_FiniteCheck):
     def map_reduce(self, chunk, combine, *args):
         if not self.is_dask:
             return combine([chunk(self.parts[0], 0, *args)])
-        chunk = self._next_chunk(chunk)
-        live = [i for i in range(self.n_blocks) if self.sizes[i] > 0]
-        import dask
-
-        shared = [dask.delayed(a) if isinstance(a, np.ndarray) else a for a in args]
-        parts = [dask.delayed(chunk, pure=True)(self.parts[i], int(self.offsets[i]), *shared)
-                 for i in live]
-        if len(parts) <= self.split_every:
-            # few chunks: their (small) results come straight back and are combined here,
-            # one hop less per pass than a combine task on a worker
-            return combine(list(dask.compute(*parts)))
-        while len(parts) > 1:
-            parts = [dask.delayed(combine, pure=True)(parts[i:i + self.split_every])
-                     for i in range(0, len(parts), self.split_every)]
-        (out,) = dask.compute(parts[0])
-        return out
+        name = getattr(chunk, "__name__", "blocks").strip("_").replace("_", "-")
+        return Reduction(name, (self.X,), partial(_block_pass, self._next_chunk(chunk), args),
+                         combine, _same, split_every=self.split_every,
+                         row_offsets=True).compute()
 
     def run_ranks(self, func, *args) -> list:
         """``func(RankBlocks, *args)`` on every worker that holds kept blocks, all at once,
@@ -275,6 +269,14 @@ class RankBlocks(_FiniteCheck):
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
+
+
+def _block_pass(chunk, args, block, offset):
+    return chunk(block, offset, *args)
+
+
+def _same(bases):
+    return bases
 
 
 def _on_rank(group, blocks, offsets, n, func, check, *args):
