@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from hpcjobs.registry import KernelSpec, Param, Port
+from hpcjobs.kernels.stats.params import DESCRIBE
+from hpcjobs.registry import KernelSpec, Port
 
 
 def run_describe(inputs: dict, params: dict) -> dict:
@@ -49,12 +50,7 @@ KERNELS = [
             Port("hist", ("column", "bin"), "histogram counts per column", dtype="int64"),
             Port("bin_edges", ("column", "edge"), "histogram bin edges per column"),
         ),
-        params=(
-            Param("bins", "int", 64, "histogram bins per column (bins x columns at most "
-                  "67,108,864)", low=1, high=1_000_000),
-            Param("range", "floats", None, "fixed histogram range [lo, hi] for every column "
-                  "(one pass over the data instead of two)", length=2, nullable=True),
-        ),
+        params=DESCRIBE.params,
     ),
 ]
 

@@ -4,36 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpcjobs.kernels import _validation as v
-from hpcjobs.registry import KernelSpec, Param, Port
-
-_AGGS = ("count", "sum", "mean", "min", "max", "std", "count_cat")
-
-
-def _check_range(value, func):
-    if value is None:
-        return None
-    expected = "[[xmin, xmax], [ymin, ymax]] (or [xmin, xmax, ymin, ymax]) with min < max"
-    try:
-        r = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(v.message("range", func, expected, value)) from None
-    if r.shape == (4,):
-        r = r.reshape(2, 2)
-    if r.shape != (2, 2) or not np.isfinite(r).all() or (r[:, 0] >= r[:, 1]).any():
-        raise ValueError(v.message("range", func, expected, value))
-    return [[float(r[0, 0]), float(r[0, 1])], [float(r[1, 0]), float(r[1, 1])]]
+from hpcjobs.kernels.viz.params import (
+    AGGREGATE2D,
+    LTTB,
+    M4,
+    MINMAX,
+    MINMAX_LTTB,
+    PCA,
+    PYRAMID,
+    SHADE,
+    check_raster_size,
+)
+from hpcjobs.registry import KernelSpec, Params, Port
 
 
 def _check_raster_size(params: dict, func: str) -> dict:
-    """The raster, all its layers, within ``MAX_CELLS`` (the kernel checks it again once the
-    layers of count_cat are known from the data)."""
-    ny, nx = params["shape"]
-    if params["agg"] == "count_cat" and params["n_categories"] is not None:
-        v.check_cells(params["n_categories"] * ny * nx, "n_categories", func,
-                      "n_categories x ny x nx", f"{params['n_categories']} layers of {ny} x {nx}")
-    else:
-        v.check_cells(ny * nx, "shape", func, "ny x nx", list(params["shape"]))
+    check_raster_size(params["shape"], params["agg"], params["n_categories"], func)
     return params
 
 
@@ -189,17 +175,10 @@ _SERIES_OUTPUTS = (
 )
 
 
-def _series_spec(name: str, summary: str, multiple: int, low: int, extra=()) -> KernelSpec:
-    def check(value, func, multiple=multiple):
-        if value % multiple:
-            raise ValueError(v.message("n_out", func, f"a multiple of {multiple}", value))
-        return value
-
+def _series_spec(name: str, summary: str, params: Params) -> KernelSpec:
     return KernelSpec(
         name=name, family="viz", summary=summary, run=f"hpcjobs.registry.viz:run_{name}",
-        inputs=_SERIES_INPUTS, outputs=_SERIES_OUTPUTS,
-        params=(Param("n_out", "int", 1000, "number of points kept (at most the series "
-                      "length)", low=low, check=check if multiple > 1 else None), *extra),
+        inputs=_SERIES_INPUTS, outputs=_SERIES_OUTPUTS, params=params.params,
     )
 
 
@@ -224,16 +203,7 @@ KERNELS = [
             Port("layers", ("category", "y", "x"), "count_cat: counts per category",
                  dtype="int64"),
         ),
-        params=(
-            Param("shape", "ints", help="raster size [ny, nx]; ny x nx (x n_categories) at "
-                  f"most {v.MAX_CELLS:,} cells", length=2, low=1,
-                  high=1_000_000),
-            Param("range", "any", None, "extent [[xmin, xmax], [ymin, ymax]] (default: the "
-                  "data's finite min and max)", nullable=True, check=_check_range),
-            Param("agg", "str", "count", "the reduction", choices=_AGGS),
-            Param("n_categories", "int", None, "layers for count_cat (default: largest "
-                  "label + 1)", low=1, high=v.MAX_CELLS, nullable=True),
-        ),
+        params=AGGREGATE2D.params,
         check=_check_raster_size,
     ),
     KernelSpec(
@@ -244,12 +214,7 @@ KERNELS = [
         run="hpcjobs.registry.viz:run_shade",
         inputs=(Port("raster", ("y", "x"), "a 2-D aggregate (0 or NaN = empty)"),),
         outputs=(Port("rgba", ("y", "x", "channel"), "RGBA image", dtype="uint8"),),
-        params=(
-            Param("how", "str", "eq_hist", "normalisation", choices=("eq_hist", "linear",
-                                                                        "log")),
-            Param("cmap", "str", "viridis", "colour map",
-                  choices=("viridis", "inferno", "fire", "blues", "gray")),
-        ),
+        params=SHADE.params,
     ),
     KernelSpec(
         name="pyramid",
@@ -259,19 +224,14 @@ KERNELS = [
         run="hpcjobs.registry.viz:run_pyramid",
         inputs=(Port("raster", ("y", "x"), "the base raster (level 0)"),),
         outputs=(Port("level*", ("y", "x"), "level k, ceil(shape / 2**k)"),),
-        params=(
-            Param("levels", "int", 5, "levels including the base (capped at one pixel)",
-                  low=1, high=64),
-            Param("method", "str", "mean", "reduction", choices=("mean", "min", "max",
-                                                                   "mode")),
-        ),
+        params=PYRAMID.params,
     ),
-    _series_spec("lttb", "Largest-Triangle-Three-Buckets downsampling of a series.", 1, 3),
-    _series_spec("minmax", "Min and max per bin of a series (n_out even).", 2, 2),
+    _series_spec("lttb", "Largest-Triangle-Three-Buckets downsampling of a series.", LTTB),
+    _series_spec("minmax", "Min and max per bin of a series (n_out even).", MINMAX),
     _series_spec("m4", "First, min, max and last per bin of a series (n_out multiple of 4).",
-                 4, 4),
+                 M4),
     _series_spec("minmax_lttb", "MinMax preselection then LTTB (fast LTTB for long series).",
-                 1, 3, (Param("minmax_ratio", "int", 4, "preselection factor", low=2),)),
+                 MINMAX_LTTB),
     KernelSpec(
         name="pca",
         family="viz",
@@ -286,12 +246,6 @@ KERNELS = [
             Port("explained_variance_ratio", ("component",), "fraction of the total variance"),
             Port("mean", ("feature",), "column means"),
         ),
-        params=(
-            Param("n_components", "int", 2, "number of components", low=1),
-            Param("method", "str", "auto", "covariance (exact), randomized, or auto "
-                  "(covariance up to 2000 columns)",
-                  choices=("auto", "covariance", "randomized")),
-            Param("seed", "int", 0, "seed of the randomized sketch", low=0),
-        ),
+        params=PCA.select("n_components", "method", "seed"),
     ),
 ]

@@ -34,16 +34,14 @@ from numba.extending import intrinsic, overload
 from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
 from hpcjobs.kernels._reduction import Reduction, to_delayed
 from hpcjobs.kernels._validation import (
+    InvalidInput,
+    InvalidType,
     check_array,
-    check_cells,
-    check_choice,
-    check_int,
-    check_ints,
     is_dask,
     message,
 )
+from hpcjobs.kernels.viz.params import AGGREGATE2D, AGGS, check_raster_size
 
-AGGS = ("count", "sum", "mean", "min", "max", "std", "count_cat")
 _CODE = {name: i for i, name in enumerate(AGGS)}
 _FUNC = "aggregate2d"
 # which bases each reduction keeps: (count, acc1, acc2)
@@ -719,18 +717,18 @@ def _check_range(range_):
     try:
         r = np.asarray(range_, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(message("range", _FUNC, expected, range_)) from None
+        raise InvalidType(message("range", _FUNC, expected, range_)) from None
     if r.shape == (4,):
         r = r.reshape(2, 2)
     if r.shape != (2, 2) or not np.isfinite(r).all() or (r[:, 0] >= r[:, 1]).any():
-        raise ValueError(message("range", _FUNC, expected, range_))
+        raise InvalidInput(message("range", _FUNC, expected, range_))
     return r
 
 
 def _auto_range(lo: float, hi: float, name: str) -> tuple[float, float]:
     """The range numpy.histogram picks from data: [min, max], widened by 0.5 if they are equal."""
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise ValueError(message(
+        raise InvalidInput(message(
             name, _FUNC, "finite somewhere (to find the range from the data)",
             "an array with no finite value or holding inf", "Pass range=((xmin, xmax), "
             "(ymin, ymax)) explicitly."))
@@ -750,6 +748,7 @@ def _finite_minmax(a):
     return a.min(), a.max()
 
 
+@AGGREGATE2D
 def aggregate2d(x, y, *, shape, range=None, agg: str = "count", values=None,
                 n_categories: int | None = None):
     """Aggregate points onto a 2-D raster, binned exactly like ``numpy.histogram2d``.
@@ -797,41 +796,31 @@ def aggregate2d(x, y, *, shape, range=None, agg: str = "count", values=None,
 
 def _checked(x, y, values, shape, agg, n_categories):
     """aggregate2d's arguments, validated (values dropped for count)."""
-    agg = check_choice(agg, "agg", _FUNC, AGGS)
-    shape = check_ints(shape, "shape", _FUNC, length=2, low=1)
+    agg = AGGREGATE2D["agg"].validate(agg, _FUNC)  # (again: aggregate2d_reduction's own)
+    shape = AGGREGATE2D["shape"].validate(shape, _FUNC)
     x = check_array(x, "x", _FUNC, ndim=1, allow_nan=True, float_out=False)
     y = check_array(y, "y", _FUNC, ndim=1, allow_nan=True, float_out=False)
     if x.shape[0] != y.shape[0]:
-        raise ValueError(message("y", _FUNC, f"the same length as x ({x.shape[0]})", y))
+        raise InvalidInput(message("y", _FUNC, f"the same length as x ({x.shape[0]})", y))
     if agg == "count":
         values = None
     elif values is None:
-        raise TypeError(message("values", _FUNC, f"an array of length {x.shape[0]} for "
+        raise InvalidType(message("values", _FUNC, f"an array of length {x.shape[0]} for "
                                 f"agg={agg!r}", values, "Only agg='count' needs no values."))
     else:
         vdtype = values.dtype if hasattr(values, "dtype") else np.asarray(values).dtype
         if agg == "count_cat" and vdtype.kind not in "iu":
-            raise TypeError(message("values", _FUNC, "integer category labels for "
+            raise InvalidType(message("values", _FUNC, "integer category labels for "
                                     "agg='count_cat'", values,
                                     "Pass labels as ints (e.g. values.astype(int))."))
         values = check_array(values, "values", _FUNC, ndim=1, allow_nan=True,
                              float_out=False, kinds="fiub")
         if values.shape[0] != x.shape[0]:
-            raise ValueError(message("values", _FUNC, f"the same length as x ({x.shape[0]})",
+            raise InvalidInput(message("values", _FUNC, f"the same length as x ({x.shape[0]})",
                                      values))
-    if n_categories is not None:
-        n_categories = check_int(n_categories, "n_categories", _FUNC, low=1)
-    _check_size(shape, agg, n_categories)
+    n_categories = AGGREGATE2D["n_categories"].validate(n_categories, _FUNC)
+    check_raster_size(shape, agg, n_categories, _FUNC)
     return x, y, values, shape, agg, n_categories
-
-
-def _check_size(shape, agg, n_categories) -> None:
-    """The raster (all its layers) within ``MAX_CELLS``, before any is allocated."""
-    if agg == "count_cat" and n_categories is not None:
-        check_cells(n_categories * shape[0] * shape[1], "n_categories", _FUNC,
-                    "n_categories x ny x nx", f"{n_categories} layers of {shape[0]} x {shape[1]}")
-    else:
-        check_cells(shape[0] * shape[1], "shape", _FUNC, "ny x nx", list(shape))
 
 
 def binning(x, y, values=None, *, range=None, agg: str = "count",
@@ -874,7 +863,7 @@ def binning(x, y, values=None, *, range=None, agg: str = "count",
 
 def _aggregate_numpy(x, y, values, shape, rng, agg, ncat):
     (xr, yr), ncat = binning(x, y, values, range=rng, agg=agg, n_categories=ncat)
-    _check_size(shape, agg, ncat)  # the layers may come from the data's labels
+    check_raster_size(shape, agg, ncat, _FUNC)  # the layers may come from the data's labels
     xe, ye = _edges(*xr, shape[1]), _edges(*yr, shape[0])
     return _chunk_raster(x, y, values, xe, ye, agg, ncat, tuple(shape))
 
