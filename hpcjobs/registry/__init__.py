@@ -6,10 +6,16 @@ Describing a kernel imports nothing heavy: the adapter named by ``KernelSpec.run
 ``"module:function"`` string) is imported only when a job runs it.
 
 An adapter has the signature ``run(inputs: dict[str, dask.array.Array], params: dict) ->
-dict[str, numpy.ndarray | dask.array.Array | scalar]``: it receives the step's inputs as Dask
-arrays (already checked for rank and dtype kind against the ports) and validated parameters
-(defaults filled in), and returns one entry per output port. Dask outputs are written to Zarr
-chunk by chunk (resumable); NumPy outputs and scalars are written whole.
+(outputs, attrs)``: it receives the step's inputs as Dask arrays (already checked for rank and
+dtype kind against the ports) and validated parameters (defaults filled in), and returns
+``outputs`` (port name -> ``numpy.ndarray | dask.array.Array | scalar``, one per output port)
+and ``attrs`` (JSON-able, merged into the step's group attributes; ``{}`` for none). Dask
+outputs are written to Zarr chunk by chunk (resumable); NumPy outputs and scalars are written
+whole.
+
+A kernel's parameters are not declared here but next to the kernel, in
+``hpcjobs.kernels.<family>.params`` (:class:`~hpcjobs.kernels._params.Params`): a spec lists
+those declarations (``params=KMEANS.params``), which the kernel also checks its calls with.
 """
 
 from __future__ import annotations

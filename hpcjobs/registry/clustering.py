@@ -22,17 +22,17 @@ def _kmeans_outputs(r) -> dict:
             "n_iter": int(r.n_iter)}
 
 
-def run_kmeans(inputs: dict, params: dict) -> dict:
+def run_kmeans(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels.clustering.kmeans import fit_kmeans
 
     # the inertia of streamed data comes with the labels' pass (the runner computes both)
     r = fit_kmeans(inputs["X"], params["n_clusters"], init=_init(params["init"]),
                max_iter=params["max_iter"], tol=params["tol"], seed=params["seed"],
                init_rounds=params["init_rounds"], oversampling=params["oversampling"])
-    return _kmeans_outputs(r)
+    return _kmeans_outputs(r), {}
 
 
-def run_minibatch_kmeans(inputs: dict, params: dict) -> dict:
+def run_minibatch_kmeans(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels import minibatch_kmeans
 
     r = minibatch_kmeans(inputs["X"], params["n_clusters"], batch_size=params["batch_size"],
@@ -41,14 +41,14 @@ def run_minibatch_kmeans(inputs: dict, params: dict) -> dict:
                          seed=params["seed"])
     out = _kmeans_outputs(r)
     out["n_steps"] = int(r.n_steps)
-    return out
+    return out, {}
 
 
-def run_dbscan(inputs: dict, params: dict) -> dict:
+def run_dbscan(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels import dbscan
 
     r = dbscan(inputs["X"], params["eps"], params["min_samples"])
-    return {"labels": r.labels, "core": r.core, "n_clusters": int(r.n_clusters)}
+    return {"labels": r.labels, "core": r.core, "n_clusters": int(r.n_clusters)}, {}
 
 
 _X = Port("X", ("row", "column"), "2-D numeric array; its rows are clustered")

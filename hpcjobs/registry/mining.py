@@ -27,7 +27,7 @@ def _numpy(x):
     return np.asarray(x.compute() if hasattr(x, "__dask_graph__") else x)
 
 
-def run_frequent_itemsets(inputs: dict, params: dict) -> dict:
+def run_frequent_itemsets(inputs: dict, params: dict) -> tuple[dict, dict]:
     import numpy as np
 
     from hpcjobs.kernels import frequent_itemsets
@@ -40,10 +40,10 @@ def run_frequent_itemsets(inputs: dict, params: dict) -> dict:
         top = int(r.items.max()) + 1 if r.items.size else 0
         labels = np.arange(top).astype(str)
     return {"indptr": r.indptr, "items": r.items, "support": r.support, "counts": r.counts,
-            "labels": labels, "n_transactions": int(r.n_transactions)}
+            "labels": labels, "n_transactions": int(r.n_transactions)}, {}
 
 
-def run_association_rules(inputs: dict, params: dict) -> dict:
+def run_association_rules(inputs: dict, params: dict) -> tuple[dict, dict]:
     import numpy as np
 
     from hpcjobs.kernels import association_rules
@@ -60,15 +60,14 @@ def run_association_rules(inputs: dict, params: dict) -> dict:
             "antecedent_support": r.antecedent_support,
             "consequent_support": r.consequent_support, "support": r.support,
             "confidence": r.confidence, "lift": r.lift, "leverage": r.leverage,
-            "conviction": r.conviction}
+            "conviction": r.conviction}, {}
 
 
-def run_matrix_profile(inputs: dict, params: dict) -> dict:
+def run_matrix_profile(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels import matrix_profile
 
     r = matrix_profile(inputs["T"], params["m"], tile=params["tile"])
-    return {"profile": r.profile, "index": r.index,
-            "__attrs__": {"m": r.m, "exclusion_zone": r.exclusion_zone}}
+    return {"profile": r.profile, "index": r.index}, {"m": r.m, "exclusion_zone": r.exclusion_zone}
 
 
 def _profile(inputs: dict, params: dict):
@@ -84,30 +83,30 @@ def _profile(inputs: dict, params: dict):
     return MatrixProfile(_numpy(inputs["profile"]), index, params["m"], excl)
 
 
-def run_discords(inputs: dict, params: dict) -> dict:
+def run_discords(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels import discords
 
     r = discords(_profile(inputs, params), params["k"])
-    return {"index": r.index, "distance": r.distance}
+    return {"index": r.index, "distance": r.distance}, {}
 
 
-def run_motifs(inputs: dict, params: dict) -> dict:
+def run_motifs(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels import motifs
 
     r = motifs(_profile(inputs, params), params["k"])
-    return {"index": r.index, "distance": r.distance}
+    return {"index": r.index, "distance": r.distance}, {}
 
 
-def run_knn_outliers(inputs: dict, params: dict) -> dict:
+def run_knn_outliers(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels import knn_outliers
 
-    return {"score": knn_outliers(inputs["X"], params["k"])}
+    return {"score": knn_outliers(inputs["X"], params["k"])}, {}
 
 
-def run_lof(inputs: dict, params: dict) -> dict:
+def run_lof(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels import lof
 
-    return {"lof": lof(inputs["X"], params["k"])}
+    return {"lof": lof(inputs["X"], params["k"])}, {}
 
 
 _X = Port("X", ("row", "column"), "2-D numeric array; each row is a point")

@@ -6,10 +6,10 @@ from hpcjobs.kernels.stats.params import DESCRIBE
 from hpcjobs.registry import KernelSpec, Port
 
 
-def run_describe(inputs: dict, params: dict) -> dict:
+def run_describe(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels import describe
 
-    return _describe_outputs(describe(inputs["X"], bins=params["bins"], range=params["range"]))
+    return _describe_outputs(describe(inputs["X"], bins=params["bins"], range=params["range"])), {}
 
 
 def plan_describe(inputs: dict, params: dict, extents: dict):
@@ -24,7 +24,7 @@ def plan_describe(inputs: dict, params: dict, extents: dict):
     extremes = None if params["range"] is not None else (known[MIN], known[MAX])
     r = describe_reduction(inputs["X"], bins=params["bins"], range=params["range"],
                            extremes=extremes)
-    return Plan([r], lambda results: _describe_outputs(results[0]))
+    return Plan([r], lambda results: (_describe_outputs(results[0]), {}))
 
 
 def _describe_outputs(r) -> dict:
@@ -55,10 +55,10 @@ KERNELS = [
 ]
 
 
-def run_standardize(inputs: dict, params: dict) -> dict:
+def run_standardize(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels.stats.standardize import standardize
 
-    return {"Z": standardize(inputs["X"])}
+    return {"Z": standardize(inputs["X"])}, {}
 
 
 KERNELS.append(

@@ -27,7 +27,7 @@ def _check_raster_size(params: dict, func: str) -> dict:
 # adapters
 
 
-def run_aggregate2d(inputs: dict, params: dict) -> dict:
+def run_aggregate2d(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels import aggregate2d
     from hpcjobs.kernels.viz.aggregate import binning
 
@@ -66,18 +66,16 @@ def plan_aggregate2d(inputs: dict, params: dict, extents: dict):
     return Plan([r], lambda results: _raster_outputs(results[0], agg, rng))
 
 
-def _raster_outputs(out, agg: str, rng: list) -> dict:
+def _raster_outputs(out, agg: str, rng: list) -> tuple[dict, dict]:
     attrs = {"hpcjobs_kind": "raster", "agg": agg, "range": rng}
-    if agg == "count_cat":
-        return {"layers": out, "__attrs__": attrs}
-    return {"raster": out, "__attrs__": attrs}
+    return {"layers" if agg == "count_cat" else "raster": out}, attrs
 
 
-def run_shade(inputs: dict, params: dict) -> dict:
+def run_shade(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels import shade
 
     img = shade(inputs["raster"], how=params["how"], cmap=params["cmap"])
-    return {"rgba": img, "__attrs__": {"hpcjobs_kind": "image", "how": params["how"]}}
+    return {"rgba": img}, {"hpcjobs_kind": "image", "how": params["how"]}
 
 
 def multiscales_attrs(name: str, n_levels: int, method: str) -> dict:
@@ -100,7 +98,7 @@ def multiscales_attrs(name: str, n_levels: int, method: str) -> dict:
             "multiscales": [{**ms, "version": "0.4"}], "hpcjobs_kind": "pyramid"}
 
 
-def run_pyramid(inputs: dict, params: dict) -> dict:
+def run_pyramid(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels import pyramid
 
     raster = inputs["raster"]
@@ -109,11 +107,10 @@ def run_pyramid(inputs: dict, params: dict) -> dict:
     levels = min(params["levels"], most)
     out = pyramid(raster, levels, method=params["method"])
     result = {f"level{k}": lvl for k, lvl in enumerate(out)}
-    result["__attrs__"] = multiscales_attrs("pyramid", levels, params["method"])
-    return result
+    return result, multiscales_attrs("pyramid", levels, params["method"])
 
 
-def _run_downsample(name: str, inputs: dict, params: dict) -> dict:
+def _run_downsample(name: str, inputs: dict, params: dict) -> tuple[dict, dict]:
     import dask
 
     from hpcjobs import kernels
@@ -131,33 +128,33 @@ def _run_downsample(name: str, inputs: dict, params: dict) -> dict:
         idx = kernels.minmax_lttb(x, y, n_out, minmax_ratio=params["minmax_ratio"])
     ys, xs = dask.compute(y[idx], None if x is None else x[idx])
     return {"index": idx, "x": idx.astype(np.float64) if xs is None else np.asarray(xs),
-            "y": np.asarray(ys), "__attrs__": {"hpcjobs_kind": "series", "method": name}}
+            "y": np.asarray(ys)}, {"hpcjobs_kind": "series", "method": name}
 
 
-def run_lttb(inputs: dict, params: dict) -> dict:
+def run_lttb(inputs: dict, params: dict) -> tuple[dict, dict]:
     return _run_downsample("lttb", inputs, params)
 
 
-def run_minmax(inputs: dict, params: dict) -> dict:
+def run_minmax(inputs: dict, params: dict) -> tuple[dict, dict]:
     return _run_downsample("minmax", inputs, params)
 
 
-def run_m4(inputs: dict, params: dict) -> dict:
+def run_m4(inputs: dict, params: dict) -> tuple[dict, dict]:
     return _run_downsample("m4", inputs, params)
 
 
-def run_minmax_lttb(inputs: dict, params: dict) -> dict:
+def run_minmax_lttb(inputs: dict, params: dict) -> tuple[dict, dict]:
     return _run_downsample("minmax_lttb", inputs, params)
 
 
-def run_pca(inputs: dict, params: dict) -> dict:
+def run_pca(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels import pca
 
     r = pca(inputs["X"], params["n_components"], method=params["method"], seed=params["seed"])
     return {"embedding": r.embedding, "components": r.components,
             "explained_variance": r.explained_variance,
-            "explained_variance_ratio": r.explained_variance_ratio, "mean": r.mean,
-            "__attrs__": {"hpcjobs_kind": "embedding", "method": r.method}}
+            "explained_variance_ratio": r.explained_variance_ratio,
+            "mean": r.mean}, {"hpcjobs_kind": "embedding", "method": r.method}
 
 
 # ---------------------------------------------------------------------------------------------
