@@ -56,7 +56,8 @@ _MIN_CELLS_PARALLEL_MERGE = 2**19
 
 
 # points binned per pass into an index buffer (256 KB: in L2) before their updates; blocks
-# of 2048 (in L1) made count 1.4x slower here: more switches between the two loops
+# that fit in L1 were slower, with more switches between the two loops
+# (hpcjobs bench aggregate2d-count)
 _BLOCK = 32768
 
 
@@ -150,8 +151,8 @@ def _points(x, y, b0, b1, xbuf, ybuf):
     """Points ``[b0, b1)`` of ``x`` and ``y`` as contiguous arrays (compiled code only): views
     where both are contiguous already, else copied into the buffers in one loop, so that two
     columns of one row-major chunk (``X[:, 0]``, ``X[:, 1]``) are read from memory once, a
-    block at a time, instead of copied whole (a fresh column each) before binning: 14 ms
-    against 3 for 1e6 points here."""
+    block at a time, instead of copied whole (a fresh column each) before binning, which
+    took several times as long (hpcjobs bench job-scale: aggregate2d's step)."""
     raise NotImplementedError("compiled code only")
 
 
@@ -186,7 +187,7 @@ _AHEAD = 48
 # allocator (calloc), so its untouched pages cost nothing; its one extra last element counts
 # the carries, so that a merge reads ``hi`` only where there were some. Count = 256 * hi + lo.
 # The carry is written out in each of the three loops: as a helper (a plain call, or Numba's
-# inline="always") the scatter loops ran 3x slower.
+# inline="always") the scatter loops ran several times slower (hpcjobs bench aggregate2d-count).
 
 
 @njit
@@ -486,11 +487,12 @@ def _merge_std(cnt, mean, m2, cnt_b, mean_b, m2_b):
 class _Scratch:
     """The threads' base rasters, kept between calls for the next call of the same shape.
 
-    A fresh raster's first touch page-faults: about 1 ms per 8 MB here, as much as binning
-    a million points, so private 1000 x 1000 float64 rasters for two threads cost more to
-    map than to merge. Buffers are lent out whole (so concurrent calls never share one) and
-    only up to ``limit`` bytes are kept. Buffers known to be all zeros (the carry rasters no
-    carry touched) are kept apart and lent out as zeroed ones.
+    A fresh raster's first touch page-faults, which costs as much as binning as many points
+    as the raster has cells (hpcjobs bench aggregate2d-mean), so private 1000 x 1000 float64
+    rasters for two threads cost more to map than to merge. Buffers are lent out whole (so
+    concurrent calls never share one) and only up to ``limit`` bytes are kept. Buffers known
+    to be all zeros (the carry rasters no carry touched) are kept apart and lent out as
+    zeroed ones.
     """
 
     def __init__(self, limit: int = 128 * 2**20):
@@ -531,8 +533,8 @@ def _new_bases(agg: str, t: int, cells: int, n: int, scratch: _Scratch | None = 
     acc2 = new((t, cells if has_a2 else 0), np.float64)
     # zeroed: by the allocator (pages no carry touches are never mapped), or a carry raster
     # of an earlier call that had no carries. A fresh one each call took the memory that the
-    # allocator had recycled, so the result was faulted in instead: count of 1e7 points into
-    # 1000 x 1000 took 425 page faults a call, and none with the carry raster lent again.
+    # allocator had recycled, so the result was faulted in instead: page faults on every
+    # call, and none with the carry raster lent again (hpcjobs bench aggregate2d-count).
     hi_shape = (t, cells + 1 if bytewise else 0)
     hi_dtype = np.uint32 if n < 2**32 else np.int64
     hi = np.zeros(hi_shape, hi_dtype) if scratch is None else scratch.take(hi_shape, hi_dtype,
@@ -564,7 +566,7 @@ def _merge_moments(a: tuple, b: tuple) -> tuple:
 @njit
 def _add_into(total, part):
     """``total += part`` (e.g. int64 += uint8): NumPy's mixed-type add runs through cast
-    buffers, 2-10x slower, and a chunk merge adds a raster per chunk."""
+    buffers, several times slower, and a chunk merge adds a raster per chunk."""
     for j in range(total.shape[0]):
         total[j] += part[j]
 
@@ -943,7 +945,7 @@ def _aggregate_numpy(x, y, values, shape, rng, agg, ncat):
 
 def _max_label(labels: np.ndarray) -> int:
     """The largest label, on the task's threads, for the layer count: NumPy's max runs on one
-    (1e7 int64 labels: 2.2 ms of a 20 ms count_cat; here 1.5 ms on 2 threads)."""
+    thread, a tenth of a count_cat's time (hpcjobs bench aggregate2d-count_cat)."""
     if labels.dtype.kind == "u" and labels.dtype.itemsize == 8:
         return int(labels.max())  # beyond int64: let NumPy compare
     threads = task_threads() if labels.shape[0] >= _MIN_POINTS_PER_THREAD else 1
@@ -997,9 +999,9 @@ _MERGE_BYTES = 256 * 2**20
 
 
 def _fan_in(agg: str, cells: int) -> int:
-    """Chunks merged per task: fewer tree levels (at 1e8 points in 10 chunks one merge of
-    10 beat 8 + 2 by 3-10 ms: a merge in the middle holds a thread a chunk could use),
-    as long as the parts held together stay within ``_MERGE_BYTES``."""
+    """Chunks merged per task: fewer tree levels (a merge in the middle of the tree holds a
+    thread that a chunk could use; hpcjobs bench aggregate2d-count over Dask), as long as the
+    parts held together stay within ``_MERGE_BYTES``."""
     per_cell = 8 * sum(_AGGS[agg].bases)
     return int(max(2, min(16, _MERGE_BYTES // max(1, per_cell * cells))))
 

@@ -162,9 +162,9 @@ def _minmax_span(y, starts, stops, b0, b1, out):
             out[b, 0], out[b, 1] = j, i
 
 
-# points per thread before splitting the bins over threads pays: at 1e7 points two threads
-# took 1.6 ms against one thread's 2.7 (2**24 kept 1e7 on one thread, 1.5-1.8x
-# tsdownsample's parallel time); at 1e6 one thread is as fast as tsdownsample's two
+# points per thread before splitting the bins over threads pays: below it, one thread is as
+# fast as tsdownsample's two; above it, two threads beat one clearly (hpcjobs bench minmax,
+# against tsdownsample)
 _PAR_POINTS = 2**21
 
 
