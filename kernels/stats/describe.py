@@ -22,7 +22,14 @@ import numpy as np
 
 from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
 from hpcjobs.kernels._reduction import Reduction
-from hpcjobs.kernels._validation import check_array, check_cells, check_int, is_dask, message
+from hpcjobs.kernels._validation import (
+    InvalidInput,
+    check_array,
+    check_cells,
+    is_dask,
+    message,
+)
+from hpcjobs.kernels.stats.params import DESCRIBE
 
 
 @dataclass(frozen=True)
@@ -316,7 +323,7 @@ def _moments_hist(block: np.ndarray, lo, hi, scale, edges) -> tuple[np.ndarray, 
         edges = np.zeros((block.shape[1], 1))
     out, bad, hist = _moments(block, lo, hi, scale, edges, _threads_for(block))
     if bad:
-        raise ValueError(message("X", "describe", "free of inf (NaN is skipped)", "an array "
+        raise InvalidInput(message("X", "describe", "free of inf (NaN is skipped)", "an array "
                                  "holding inf", "Replace or drop the infinite values first."))
     return out, hist
 
@@ -377,11 +384,12 @@ def _check_range(range_, d):
     if r.shape == (2,):
         r = np.tile(r, (d, 1))
     if r.shape != (d, 2) or not np.isfinite(r).all() or (r[:, 0] >= r[:, 1]).any():
-        raise ValueError(message("range", "describe", f"a (lo, hi) pair or {d} such pairs with "
+        raise InvalidInput(message("range", "describe", f"a (lo, hi) pair or {d} such pairs with "
                                  "lo < hi", range_))
     return r
 
 
+@DESCRIBE
 def describe(X, *, bins: int = 64, range=None, extremes=None) -> DescribeResult:
     """Count, mean, std (ddof=0), min, max and a histogram of each column of a 2-D array.
 
@@ -412,7 +420,6 @@ def describe(X, *, bins: int = 64, range=None, extremes=None) -> DescribeResult:
     >>> r.mean, r.hist[0]
     (array([2., 4.]), array([1, 1]))
     """
-    bins = check_int(bins, "bins", "describe", low=1)
     # inf is refused by the sweeps themselves (their min/max see it): no pass of its own
     X = check_array(X, "X", "describe", ndim=2, allow_nan=True, min_len=0)
     d = X.shape[1]
@@ -431,12 +438,12 @@ def describe(X, *, bins: int = 64, range=None, extremes=None) -> DescribeResult:
     return describe_reduction(X, bins=bins, range=fixed, extremes=known).compute()
 
 
+@DESCRIBE
 def describe_reduction(X, *, bins: int = 64, range=None, extremes=None) -> Reduction:
     """``describe`` as one :class:`~hpcjobs.kernels._reduction.Reduction` (one pass), for
     a histogram range that is known: ``range`` or the columns' ``extremes``."""
     X = check_array(X, "X", "describe", ndim=2, allow_nan=True, min_len=0)
     d = X.shape[1]
-    bins = check_int(bins, "bins", "describe", low=1)
     check_cells(bins * d, "bins", "describe", "bins x columns", bins)
     fixed = _check_range(range, d)
     if fixed is not None:
@@ -444,7 +451,7 @@ def describe_reduction(X, *, bins: int = 64, range=None, extremes=None) -> Reduc
     else:
         known = _check_extremes(extremes, d)
         if known is None:
-            raise ValueError(message("extremes", "describe_reduction", "range or the columns' "
+            raise InvalidInput(message("extremes", "describe_reduction", "range or the columns' "
                                      "(mins, maxs)", None))
         lo, hi, edges = _edges(known[0], known[1], bins)
     if X.shape[0] == 0:
@@ -479,10 +486,10 @@ def _check_extremes(extremes, d: int):
         mins = maxs = np.zeros(0)
     if mins.shape != (d,) or maxs.shape != (d,) or np.isnan(mins).any() or \
             np.isnan(maxs).any():
-        raise ValueError(message("extremes", "describe", f"(mins, maxs), {d} values each",
+        raise InvalidInput(message("extremes", "describe", f"(mins, maxs), {d} values each",
                                  extremes))
     if (np.isfinite(mins) & np.isfinite(maxs) & (mins > maxs)).any():
-        raise ValueError(message("extremes", "describe", "min <= max per column", extremes))
+        raise InvalidInput(message("extremes", "describe", "min <= max per column", extremes))
     return mins, maxs
 
 
