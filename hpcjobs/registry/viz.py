@@ -258,7 +258,7 @@ KERNELS = [
         summary="Multiscale levels by 2x reduction, with OME-NGFF multiscales metadata.",
         run="hpcjobs.registry.viz:run_pyramid",
         inputs=(Port("raster", ("y", "x"), "the base raster (level 0)"),),
-        outputs=(Port("level*", ("y", "x"), "level k, ceil(shape / 2**k)"),),
+        outputs=(Port("level*", ("y", "x"), "level k, ceil(shape / 2**k)", keep_dims=True),),
         params=(
             Param("levels", "int", 5, "levels including the base (capped at one pixel)",
                   low=1, high=64),
