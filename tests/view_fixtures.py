@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from hpcjobs.ingest import ingest
 from tests.conftest import make_input
@@ -139,3 +140,9 @@ def _add_basket(folder: Path) -> None:
     ingest(folder / "tx.basket", folder / "tx.zarr", name="tx")
     shutil.move(str(folder / "tx.zarr" / "tx"), str(folder / "in.zarr" / "tx"))
     shutil.rmtree(folder / "tx.zarr")
+
+
+@pytest.fixture(scope="session")
+def view_result(tmp_path_factory, dask_client) -> Path:
+    """The demo job's result (made once per session)."""
+    return build_result(tmp_path_factory.mktemp("view-demo"), dask_client)

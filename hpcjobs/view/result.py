@@ -97,6 +97,11 @@ class Result:
             p = group / path
         return (p, index) if (p / "zarr.json").exists() else None
 
+    def check_step(self, step: str) -> str:
+        if step not in self.step_arrays:
+            raise KeyError(f"no step {step!r}; steps: {', '.join(self.steps)}")
+        return step
+
     def small(self, step: str, name: str) -> np.ndarray:
         """A step's array read whole (only ever called for small ones)."""
         return np.asarray(self.step_arrays[step][name][...])
@@ -142,7 +147,7 @@ class Result:
         if kernel == "association_rules":
             return self._rules_view(step)
         if kernel in ("discords", "motifs"):
-            return {"kind": "markers", "note": "marked on the matrix profile's view",
+            return {"kind": "markers", "of": kernel, "note": "marked on the matrix profile's view",
                     **self._marker_table(step)}
         return {"kind": "arrays"}
 
@@ -176,6 +181,7 @@ class Result:
         return None
 
     def map_source(self, step: str) -> MapSource:
+        self.check_step(step)
         with self._lock:
             if step not in self._maps:
                 names = self._map_levels(step)
@@ -208,6 +214,7 @@ class Result:
     # -- series ---------------------------------------------------------------------------
 
     def series_source(self, step: str, source: str) -> SeriesSource:
+        self.check_step(step)
         with self._lock:
             key = (step, source)
             if key not in self._series:
@@ -310,6 +317,7 @@ class Result:
         return None
 
     def scatter_source(self, step: str) -> ScatterSource:
+        self.check_step(step)
         with self._lock:
             if step not in self._scatters:
                 if "embedding" not in self.step_arrays[step]:

@@ -28,7 +28,7 @@ import numpy as np
 from hpcjobs.view.chunks import ArrayReader
 
 RAW_POINTS = 1 << 20
-MAX_SUMMARY_POINTS = 1 << 21
+MAX_SUMMARY_POINTS = 1 << 19
 
 
 class Column:

@@ -51,12 +51,13 @@ class ViewServer:
     """Serve one result at ``http://127.0.0.1:PORT/?token=TOKEN`` (port 0: any free one)."""
 
     def __init__(self, result: str | Path, *, port: int = 0, token: str | None = None,
-                 log=None):
+                 log=None, png_cache: int = 512):
         self.result = Result(result)
         self.token = token or secrets.token_urlsafe(24)
         self.counts: Counter = Counter()
         self.log = log
         self._pngs: OrderedDict = OrderedDict()
+        self.png_cache = png_cache  # tiles kept encoded (0: none, for benchmarks)
         self._png_lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"view": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
@@ -108,7 +109,7 @@ class ViewServer:
         png = encode_png(src.tile_rgba(z, x, y, how, cmap))
         with self._png_lock:
             self._pngs[key] = png
-            while len(self._pngs) > 512:
+            while len(self._pngs) > self.png_cache:
                 self._pngs.popitem(last=False)
         return png
 

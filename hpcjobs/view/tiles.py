@@ -29,6 +29,7 @@ from hpcjobs.view.chunks import ArrayReader
 
 TILE = 256
 REFERENCE_PIXELS = 1 << 20
+RANK_POINTS = 4096
 MAGNIFY = 3  # zoom levels above one base pixel per tile pixel
 
 
@@ -83,38 +84,53 @@ class _ChunkSource:
 
 @dataclass
 class Normaliser:
-    """One map's value-to-[0, 1] mapping, from its reference level."""
+    """One map's value-to-[0, 1] mapping, from its reference level.
+
+    ``eq_hist`` ranks come from a table of at most :data:`RANK_POINTS` (value, rank) pairs
+    of the reference (interpolated between them): a tile is mapped in a millisecond, where a
+    search among a million distinct values took 40 ms."""
 
     span: tuple[float, float] | None
-    values: np.ndarray = field(repr=False)   # sorted distinct reference values
+    values: np.ndarray = field(repr=False)   # increasing reference values
     ranks: np.ndarray = field(repr=False)    # eq_hist rank of each (0 .. 1)
-    empty_is_zero: bool = False              # counts: 0 is "no data" at every level
 
     @classmethod
     def of(cls, data: np.ndarray, empty_is_zero: bool) -> Normaliser:
         v = np.asarray(data, dtype=np.float64).ravel()
         v = v[np.isfinite(v) & ((v != 0) if empty_is_zero else True)]
         if v.size == 0:
-            return cls(None, np.zeros(0), np.zeros(0), empty_is_zero)
+            return cls(None, np.zeros(0), np.zeros(0))
         values, counts = np.unique(v, return_counts=True)
         cdf = np.cumsum(counts) / v.size
         ranks = (cdf - cdf[0]) / (1.0 - cdf[0]) if len(values) > 1 else np.ones(1)
-        return cls((float(values[0]), float(values[-1])), values, ranks, empty_is_zero)
-
-    def missing_to_nan(self, tile: np.ndarray) -> np.ndarray:
-        t = tile.astype(np.float64)
-        if self.empty_is_zero:
-            t[t == 0] = np.nan
-        return t
+        if len(values) > RANK_POINTS:
+            keep = np.unique(np.concatenate([
+                np.searchsorted(ranks, np.linspace(0.0, 1.0, RANK_POINTS)).clip(0, len(ranks) - 1),
+                np.linspace(0, len(values) - 1, RANK_POINTS).astype(np.int64)]))
+            values, ranks = values[keep], ranks[keep]
+        return cls((float(values[0]), float(values[-1])), values, ranks)
 
     def eq_hist(self, tile: np.ndarray) -> np.ndarray:
-        """Each value's reference rank (values between two reference values take the lower's)."""
-        out = np.full(tile.shape, np.nan)
-        ok = np.isfinite(tile)
-        if self.values.size:
-            pos = np.searchsorted(self.values, tile[ok], side="right") - 1
-            out[ok] = np.where(pos < 0, 0.0, self.ranks[np.clip(pos, 0, None)])
-        return out
+        """Each value's reference rank (NaN stays NaN)."""
+        if self.values.size == 0:
+            return np.full(tile.shape, np.nan)
+        if self.values.size == 1:
+            return np.where(np.isfinite(tile), 1.0, np.nan)
+        return np.interp(tile, self.values, self.ranks)  # NaN in, NaN out
+
+
+_palettes: dict[str, np.ndarray] = {}
+
+
+def palette(cmap: str) -> np.ndarray:
+    """``(256, 4)`` RGBA for ``shade(..., cmap=None)``'s levels: 0 transparent, then the map."""
+    if cmap not in _palettes:
+        from hpcjobs.kernels.viz.shade import _lut
+
+        rgb = _lut(cmap, 255)
+        _palettes[cmap] = np.vstack([np.zeros((1, 4), np.uint8),
+                                     np.hstack([rgb, np.full((255, 1), 255, np.uint8)])])
+    return _palettes[cmap]
 
 
 class MapSource:
@@ -203,11 +219,13 @@ class MapSource:
             img = shade(counts, how="linear" if how == "eq_hist" else how, span=total_span)
         elif norm.span is None:
             img = np.zeros((*vals.shape, 4), dtype=np.uint8)
-        elif how == "eq_hist":
-            img = shade(norm.eq_hist(vals), how="linear", span=(0.0, 1.0), cmap=cmap)
-        else:
-            lo, hi = norm.span
-            img = shade(vals, how=how, span=(lo, hi if hi > lo else lo + 1.0), cmap=cmap)
+        else:  # shade's levels (0: missing, 1 .. 255), coloured through its colour map
+            if how == "eq_hist":
+                vals, how, span = norm.eq_hist(vals), "linear", (0.0, 1.0)
+            else:
+                lo, hi = norm.span
+                span = (lo, hi if hi > lo else lo + 1.0)
+            img = palette(cmap)[shade(vals, how=how, span=span, cmap=None)]
         return np.ascontiguousarray(img[::-1])
 
 

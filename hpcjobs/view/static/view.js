@@ -378,7 +378,7 @@ function kmeansView(root, step, v) {
   if (v.sizes) {
     const total = v.sizes.reduce((a, b) => a + b, 0) || 1;
     const rows = v.sizes.map((n, i) => [el("span", {}, el("i", { style: `display:inline-block;width:10px;height:10px;background:${PALETTE[i % 10]}` }), ` ${i}`), n, (100 * n / total).toFixed(1) + "%"]);
-    root.append(table(["cluster", "rows", "share"], rows, 0));
+    root.append(table(["cluster", "rows", "share"], rows, 0, "sizes"));
   }
 }
 
@@ -400,10 +400,11 @@ function describeView(root, step, v) {
 }
 
 // --------------------------------------------------------------------------- tables
-function table(columns, rows, sortCol, kind) {
+// a table sorted by a click on a column (numbers largest first, text A to Z; again: reversed)
+function table(columns, rows, sortCol, kind, descending) {
   const t = el("table", { "data-view": kind || "table" });
   const head = el("tr", {}), body = el("tbody");
-  let col = sortCol == null ? -1 : sortCol, asc = true;
+  let col = sortCol == null ? -1 : sortCol, asc = !descending;
   const render = () => {
     const sorted = col < 0 ? rows : [...rows].sort((a, b) => {
       const x = a[col], y = b[col];
@@ -427,21 +428,22 @@ function table(columns, rows, sortCol, kind) {
 function tableView(root, step, v) {
   root.append(el("div", { class: "controls", text: `${v.total.toLocaleString("en")} rows` +
     (v.total > v.rows.length ? ` (the ${v.rows.length.toLocaleString("en")} of highest support here)` : "") +
-    "; click a column to sort" }), table(v.columns, v.rows, v.columns.indexOf("support"), "table"));
+    "; click a column to sort" }), table(v.columns, v.rows, v.columns.indexOf("support"), "table", true));
 }
 
 function markersView(root, step, v) {
   root.append(el("div", { class: "controls", text: v.note }),
-    table(["starts", "distance"], v.rows.map(r => [r.starts.join(", "), r.distance]), 1));
+    table(["starts", "distance"], v.rows.map(r => [r.starts.join(", "), r.distance]), 1, "markers",
+      v.of === "discords"));
 }
 
 // ----------------------------------------------------------------------------- page
 function provenance(info) {
   const p = info.provenance, rows = Object.entries(p).filter(([, v]) => v != null).map(([k, v]) => [k, String(v)]);
   for (const [k, v] of Object.entries(info.inputs || {})) rows.push(["input", `${k}: ${JSON.stringify(v)}`]);
-  const body = el("div", {}, table(["key", "value"], rows));
+  const body = el("div", {}, table(["key", "value"], rows, null, "provenance"));
   body.append(el("details", {}, el("summary", { text: "versions" }),
-    table(["library", "version"], Object.entries(info.versions || {}).map(([k, v]) => [k, String(v)]))));
+    table(["library", "version"], Object.entries(info.versions || {}).map(([k, v]) => [k, String(v)]), 0, "versions")));
   if (info.runs && info.runs.length) body.append(el("details", {}, el("summary", { text: `${info.runs.length} run(s)` }),
     el("pre", { text: JSON.stringify(info.runs, null, 1) })));
   if (info.job) body.append(el("details", {}, el("summary", { text: "job file" }), el("pre", { text: info.job })));
@@ -469,7 +471,7 @@ async function main() {
     const body = el("div", {});
     card.append(body);
     const arrays = table(["array", "shape", "dtype", "chunks", "dims"],
-      s.arrays.map(a => [a.name, a.shape.join(" x ") || "scalar", a.dtype, a.chunks.join(" x "), a.dims.join(", ")]));
+      s.arrays.map(a => [a.name, a.shape.join(" x ") || "scalar", a.dtype, a.chunks.join(" x "), a.dims.join(", ")]), null, "arrays");
     card.append(el("details", {}, el("summary", { text: `${s.arrays.length} arrays; params ${JSON.stringify(s.params)}; inputs ${JSON.stringify(s.inputs)}` }), arrays));
     steps.append(card);
     const make = VIEWS[s.view.kind];
