@@ -60,6 +60,7 @@ def get(server, path: str, token: str | None = "", cookie: str | None = None):
 
 @pytest.mark.parametrize("path", ["/", "/api/summary", "/api/tile/pyr/0/0/0.png",
                                   "/api/series/series/full?x0=0&x1=10", "/static/view.js"])
+@pytest.mark.slow  # the demo job's result: about 30 s once a session
 def test_no_token_no_data(server, path):
     for token in (None, "wrong", server.token[:-1]):
         status, body, _, _ = get(server, path, token=token)
@@ -67,6 +68,7 @@ def test_no_token_no_data(server, path):
         assert b"token" in body and b"PNG" not in body and b"{" not in body
 
 
+@pytest.mark.slow  # the demo job's result: about 30 s once a session
 def test_the_page_sets_a_cookie_that_then_suffices(server):
     status, body, ctype, headers = get(server, "/")
     assert status == 200 and ctype.startswith("text/html") and b"view.js" in body
@@ -81,6 +83,7 @@ def test_the_page_sets_a_cookie_that_then_suffices(server):
 # ---------------------------------------------------------------------------------- summary
 
 
+@pytest.mark.slow  # the demo job's result: about 30 s once a session
 def test_each_step_gets_its_view(server, view_result):  # noqa: F811
     status, body, _, _ = get(server, "/api/summary")
     info = json.loads(body)
@@ -120,6 +123,7 @@ def test_each_step_gets_its_view(server, view_result):  # noqa: F811
 # ---------------------------------------------------------------------------------- tiles
 
 
+@pytest.mark.slow  # the demo job's result: about 30 s once a session
 def test_tile_is_the_stored_level_shaded(server, view_result):  # noqa: F811
     raster = zarr.open_array(str(view_result / "density" / "raster"), mode="r")[:]
     status, body, ctype, _ = get(server, "/api/tile/density/0/0/0.png?how=linear&cmap=gray")
@@ -207,6 +211,7 @@ def test_a_raster_without_pyramid_gets_one(tmp_path):
     ("/api/series/series/full?x1=3", "missing query parameter 'x0'"),
     ("/api/scatter/emb/image.png?x0=1&x1=0&y0=0&y1=1&w=10&h=10", "x0 < x1"),
 ])
+@pytest.mark.slow  # the demo job's result: about 30 s once a session
 def test_bad_requests_say_what(server, path, message):
     status, body, _, _ = get(server, path)
     assert status in (400, 404)
@@ -216,6 +221,7 @@ def test_bad_requests_say_what(server, path, message):
 # ---------------------------------------------------------------------------------- series
 
 
+@pytest.mark.slow  # the demo job's result: about 30 s once a session
 def test_window_is_minmax_lttb_of_the_full_series(server, view_result):  # noqa: F811
     t = demo_data()[1]
     status, body, _, _ = get(server, "/api/series/series/full?x0=1000.5&x1=51000&n=500")
@@ -230,6 +236,7 @@ def test_window_is_minmax_lttb_of_the_full_series(server, view_result):  # noqa:
     np.testing.assert_array_equal(d["y"], t[10:20])
 
 
+@pytest.mark.slow  # the demo job's result: about 30 s once a session
 def test_wide_windows_use_the_summary_and_read_nothing_whole(view_result, monkeypatch):  # noqa: F811
     monkeypatch.setattr(series_mod, "RAW_POINTS", 5000)
     t = demo_data()[1]
@@ -252,6 +259,7 @@ def test_wide_windows_use_the_summary_and_read_nothing_whole(view_result, monkey
     assert min(d["y"]) == t[lo:hi + 1].min() or max(d["y"]) == t[lo:hi + 1].max()
 
 
+@pytest.mark.slow  # the demo job's result: about 30 s once a session
 def test_companion_answers_until_the_summary_is_ready(view_result, monkeypatch):  # noqa: F811
     monkeypatch.setattr(series_mod, "RAW_POINTS", 5000)
     col = series_mod.Column(ArrayReader(view_result.parent / "in.zarr" / "t"))
@@ -284,6 +292,7 @@ def test_series_of_a_column_with_x(tmp_path):
 # ---------------------------------------------------------------------------------- scatter
 
 
+@pytest.mark.slow  # the demo job's result: about 30 s once a session
 def test_scatter_points_and_aggregated_image(server, view_result, monkeypatch):  # noqa: F811
     out = zarr.open_group(str(view_result), mode="r")
     d = json.loads(get(server, "/api/scatter/emb/points")[1])
@@ -320,6 +329,7 @@ def test_png_round_trip():
 # ---------------------------------------------------------------------------------- OME-NGFF
 
 
+@pytest.mark.slow  # the demo job's result: about 30 s once a session
 def test_pyramid_is_valid_ome_ngff_05_and_04(view_result, tmp_path):  # noqa: F811
     from ome_zarr_models.v04.image import Image as Image04
     from ome_zarr_models.v04.image import ImageAttrs as Attrs04
@@ -342,6 +352,7 @@ def test_pyramid_is_valid_ome_ngff_05_and_04(view_result, tmp_path):  # noqa: F8
     Image04.from_zarr(zarr.open_group(str(tmp_path / "pyr-v2.zarr"), mode="r"))
 
 
+@pytest.mark.slow  # the demo job's result: about 30 s once a session
 def test_pyramid_group_opens_level_by_level_in_xarray(view_result):  # noqa: F811
     xr = pytest.importorskip("xarray")
     ds = xr.open_zarr(view_result, group="pyr", consolidated=False,
@@ -361,6 +372,7 @@ def test_cli_bad_result_is_one_line(tmp_path):
     assert r.exit_code == 2 and "holds no steps" in r.output
 
 
+@pytest.mark.slow  # the demo job's result: about 30 s once a session
 def test_cli_serves_until_interrupted(view_result):  # noqa: F811
     proc = subprocess.Popen([sys.executable, "-m", "hpcjobs", "view", str(view_result),
                              "--no-browser"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -383,3 +395,27 @@ def test_cli_serves_until_interrupted(view_result):  # noqa: F811
         t0 = time.monotonic()
         proc.wait(timeout=30)
     assert proc.returncode == 0 and time.monotonic() - t0 < 30
+
+
+# ---------------------------------------------------------------------------------- bench
+
+
+@pytest.mark.slow
+def test_bench_view_quick(tmp_path, monkeypatch):
+    """``hpcjobs bench view --quick``: the data made by a real job, every request timed."""
+    from hpcjobs.bench import harness
+
+    monkeypatch.setenv("HPCJOBS_BENCH_DATA", str(tmp_path / "data"))
+    out = tmp_path / "view.jsonl"
+    r = CliRunner().invoke(cli, ["bench", "view", "--quick", "--repeats", "5", "--json-out",
+                                 str(out)])
+    assert r.exit_code == 0, r.output
+    recs = harness.read_jsonl(out)
+    assert [x["impl"] for x in recs] == ["tile-walk", "tile-random", "window-walk",
+                                         "window-random"]
+    for rec in recs:
+        assert rec["status"] == "ok" and rec["median_s"] > 0 and rec["repeats"] == 5
+        assert rec["measured"]["summary_s"] > 0
+    assert recs[0]["measured"]["png_bytes"] > 100
+    assert recs[2]["measured"]["source"] in ("raw", "summary")
+    assert (tmp_path / "data" / "view-1000000-1024" / "result.zarr" / "pyr" / "level2").exists()
