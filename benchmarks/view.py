@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import shutil
 import time
 import urllib.request
@@ -38,6 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from hpcjobs.bench.spec import Benchmark, Impl, Sample
+
+from .job_scale import data_root
 
 TILE_SIDE = 256
 JOB = """
@@ -60,14 +61,6 @@ path = "result.zarr"
 workers = 2
 threads_per_worker = 1
 """
-
-
-def _root() -> Path:
-    env = os.environ.get("HPCJOBS_BENCH_DATA")
-    if env:
-        return Path(env)
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "hpcjobs" / "bench-data"
 
 
 def _write_inputs(group_path: Path, points: int, side: int, rng) -> None:
@@ -103,7 +96,7 @@ def make_result(size: dict, rng) -> Path:
     from hpcjobs.jobspec import load_job
     from hpcjobs.runner import run_job
 
-    folder = _root() / f"view-{size['points']}-{size['side']}"
+    folder = data_root() / f"view-{size['points']}-{size['side']}"
     result = folder / "result.zarr"
     manifest = folder / "manifest.json"
     want = {"points": size["points"], "side": size["side"], "version": 1}

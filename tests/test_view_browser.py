@@ -133,6 +133,38 @@ def test_page_of_a_real_result_zooms_and_draws(page, artefacts):  # noqa: F811
     print(f"\nscreenshots in {artefacts}")
 
 
+def test_large_embedding_is_aggregated_to_pixels(browser, view_result, artefacts,  # noqa: F811
+                                                 monkeypatch):
+    from hpcjobs.view import result
+
+    monkeypatch.setattr(result, "MAX_POINTS", 1000)  # the demo's 20,000 rows count as many
+    server = ViewServer(view_result).start()
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    try:
+        pg = context.new_page()
+        images = []
+        pg.on("request", lambda r: images.append(r.url) if "/image.png" in r.url else None)
+        pg.goto(server.url)
+        pg.wait_for_selector("body[data-ready='1']", timeout=60_000)
+        _wait(pg, "window.hpcjobsStats.scatter >= 1")
+        pg.wait_for_load_state("networkidle")
+        time.sleep(0.5)
+        card = pg.locator("#step-emb")
+        assert "aggregated to pixels" in card.inner_text()
+        _not_blank(card.locator("canvas").screenshot(), least_colours=6)
+        card.screenshot(path=str(artefacts / "step-emb-aggregated.png"))
+        n = len(images)
+        _zoom(pg, "#step-emb canvas", 4)
+        pg.wait_for_load_state("networkidle")
+        time.sleep(0.5)
+        assert len(images) > n  # a zoom re-aggregates the range it shows
+        card.screenshot(path=str(artefacts / "step-emb-aggregated-zoomed.png"))
+        assert server.counts["scatter"] >= 2
+    finally:
+        context.close()
+        server.close()
+
+
 def test_page_without_token_shows_no_data(page):
     response = page.goto(page.server.url.split("?")[0])
     assert response.status == 403

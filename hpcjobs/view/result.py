@@ -334,7 +334,7 @@ class Result:
         src = self.scatter_source(step)
         view = {"kind": "scatter", "n": int(emb.shape[0]), "components": int(emb.shape[1]),
                 "labels": self.labels_for(emb.shape[0], step), "extent": src.extent(),
-                "aggregated": src.n > MAX_POINTS}
+                "aggregated": src.n > MAX_POINTS, "clusters": src.clusters()}
         if "explained_variance_ratio" in self.step_arrays[step]:
             view["explained"] = _finite_list(self.small(step, "explained_variance_ratio"))
         return view

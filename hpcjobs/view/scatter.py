@@ -57,6 +57,13 @@ class ScatterSource:
             self._noise = kmin < 0
         return self._extent
 
+    def clusters(self) -> list[int]:
+        """The labels present (-1 first where there is noise), for the legend."""
+        self.extent()
+        if self.labels is None:
+            return []
+        return ([-1] if self._noise else []) + list(range(self._k))
+
     def points(self) -> dict:
         """Every point (only for small embeddings)."""
         xs, ys, labs = [], [], []

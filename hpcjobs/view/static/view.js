@@ -45,7 +45,7 @@ function ticks(lo, hi, n) {
   const step0 = span / n, mag = Math.pow(10, Math.floor(Math.log10(step0)));
   const step = [1, 2, 5, 10].map(m => m * mag).find(s => s >= step0);
   const out = [];
-  for (let t = Math.ceil(lo / step) * step; t <= hi + 1e-9 * span; t += step) out.push(t);
+  for (let i = Math.ceil(lo / step); i * step <= hi + 1e-9 * span; i++) out.push(i === 0 ? 0 : i * step);
   return out;
 }
 
@@ -301,8 +301,9 @@ class ScatterView {
     this.canvas, this.legend, this.info);
     interact(this.canvas, (f, x, y) => this.zoom(f, x, y), (dx, dy) => this.pan(dx, dy), () => this.reset());
     this.reset();
+    this.makeLegend();
     if (!view.aggregated) getJSON(`scatter/${encodeURIComponent(step)}/points`).then(d => {
-      window.hpcjobsStats.scatter++; this.points = d; this.makeLegend(); this.draw();
+      window.hpcjobsStats.scatter++; this.points = d; this.draw();
     });
   }
   reset() { [this.xr, this.yr] = [this.v.extent[0].slice(), this.v.extent[1].slice()]; this.changed(); }
@@ -329,8 +330,7 @@ class ScatterView {
     this.draw();
   }
   makeLegend() {
-    if (!this.points || !this.points.labels) return;
-    const seen = [...new Set(this.points.labels)].sort((a, b) => a - b).slice(0, 20);
+    const seen = (this.v.clusters || []).slice(0, 20);
     this.legend.replaceChildren(...seen.map(k => el("span", {}, el("i", { style: `background:${k < 0 ? "#b0b0b0" : PALETTE[k % 10]}` }), k < 0 ? "noise" : `cluster ${k}`)));
   }
   draw() {
@@ -428,7 +428,8 @@ function table(columns, rows, sortCol, kind, descending) {
 function tableView(root, step, v) {
   root.append(el("div", { class: "controls", text: `${v.total.toLocaleString("en")} rows` +
     (v.total > v.rows.length ? ` (the ${v.rows.length.toLocaleString("en")} of highest support here)` : "") +
-    "; click a column to sort" }), table(v.columns, v.rows, v.columns.indexOf("support"), "table", true));
+    "; click a column to sort" }),
+  el("div", { class: "scroll" }, table(v.columns, v.rows, v.columns.indexOf("support"), "table", true)));
 }
 
 function markersView(root, step, v) {
