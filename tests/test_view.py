@@ -90,7 +90,8 @@ def test_each_step_gets_its_view(server, view_result):  # noqa: F811
     kinds = {s["name"]: s["view"]["kind"] for s in info["steps"]}
     assert kinds == {"stats": "describe", "km": "kmeans", "emb": "scatter", "density": "map",
                      "pyr": "map", "series": "series", "mp": "series", "disc": "markers",
-                     "mot": "markers", "fi": "table", "rules": "table"}
+                     "mot": "markers", "outliers": "series", "fi": "table",
+                     "rules": "table"}
     views = {s["name"]: s["view"] for s in info["steps"]}
     out = zarr.open_group(str(view_result), mode="r")
     # k-means: sizes counted from the labels
@@ -118,6 +119,10 @@ def test_each_step_gets_its_view(server, view_result):  # noqa: F811
     np.testing.assert_allclose(views["stats"]["mean"], X.mean(axis=0), rtol=1e-9)
     assert len(views["stats"]["hist"]) == 3 and sum(views["stats"]["hist"][0]) == len(X)
     assert info["provenance"]["status"] == "complete"
+    # per-row scores: a line of the score
+    assert views["outliers"]["panels"][0]["source"] == "score"
+    d = json.loads(get(server, "/api/series/outliers/score?x0=0&x1=1999&n=3000")[1])
+    np.testing.assert_array_equal(d["y"], out["outliers/score"][:])
 
 
 # ---------------------------------------------------------------------------------- tiles

@@ -68,7 +68,7 @@ def test_page_of_a_real_result_zooms_and_draws(page, artefacts):  # noqa: F811
     page.goto(page.server.url)
     page.wait_for_selector("body[data-ready='1']", timeout=60_000)
     cards = page.locator("section.card")
-    assert cards.count() == 12  # provenance + 11 steps
+    assert cards.count() == 13  # provenance + 12 steps
     assert "complete" in page.locator("#title").inner_text()
     # every step's view: wait for the data each asks for, then a screenshot of each
     _wait(page, "window.hpcjobsStats.tiles > 0 && window.hpcjobsStats.windows >= 3")

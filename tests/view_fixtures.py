@@ -75,6 +75,12 @@ input = {{ profile = "mp/profile", index = "mp/index" }}
 params = {{ m = 32, k = 2 }}
 
 [[step]]
+name = "outliers"
+kernel = "knn_outliers"
+input = "X[0:2000]"
+params = {{ k = 5 }}
+
+[[step]]
 name = "fi"
 kernel = "frequent_itemsets"
 input = "tx"

@@ -149,7 +149,14 @@ class Result:
         if kernel in ("discords", "motifs"):
             return {"kind": "markers", "of": kernel, "note": "marked on the matrix profile's view",
                     **self._marker_table(step)}
-        return {"kind": "arrays"}
+        lines = [n for n, a in arrays.items() if a.ndim == 1 and a.shape[0] > 1
+                 and a.dtype.kind == "f"]
+        if lines:  # per-row scores (knn_outliers, lof): a zoomable line of each
+            return {"kind": "series", "markers": [], "panels": [
+                {"source": n, "label": f"{step}/{n}", "n": int(arrays[n].shape[0]),
+                 "x_range": [0.0, float(arrays[n].shape[0] - 1)]} for n in sorted(lines)[:3]]}
+        return {"kind": "arrays", "note": f"no view of {kernel or 'this step'}'s outputs: "
+                                          "its arrays are listed below"}
 
     # -- maps -----------------------------------------------------------------------------
 
