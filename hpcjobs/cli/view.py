@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import click
@@ -19,6 +21,7 @@ from hpcjobs.cli._errors import wrap_errors
 def view(result: Path, port: int, no_browser: bool, verbose: bool) -> None:
     """Serve RESULT (a result group) as a page to pan and zoom: maps of rasters and
     pyramids, long series re-downsampled at every zoom, embeddings, centroids, tables.
+    The page opens in your browser where there is a display (not over plain ssh).
 
     The server listens on 127.0.0.1 only and needs the random token in the URL it prints
     (from a laptop: ssh -L PORT:127.0.0.1:PORT login-node, then open the URL). Ctrl-C stops it.
@@ -37,7 +40,9 @@ def view(result: Path, port: int, no_browser: bool, verbose: bool) -> None:
     click.echo(f"hpcjobs view: {result}")
     click.echo(f"    {server.url}")
     click.echo("(Ctrl-C stops the server)", err=True)
-    if not no_browser:
+    # a login node over ssh has no display: a console browser must not take the terminal
+    if not no_browser and (sys.platform in ("darwin", "win32") or os.environ.get("DISPLAY")
+                           or os.environ.get("WAYLAND_DISPLAY")):
         webbrowser.open(server.url)
     try:
         server.serve_forever()
