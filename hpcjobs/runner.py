@@ -324,8 +324,9 @@ def _run_shared_pass(job: JobSpec, steps: list[StepSpec], out: OutputGroup, clie
             mine = results[pos:pos + len(plan.reductions)]
             pos += len(plan.reductions)
             report = StepReport(s.name, s.kernel, seconds=seconds)
-            _write_outputs(out, s, specs[s.name], *plan.outputs(mine), report, client,
-                           progress, stop, log, t0)
+            outputs, attrs = registry.adapter_result(plan.outputs(mine))
+            _write_outputs(out, s, specs[s.name], outputs, attrs, report, client, progress, stop,
+                           log, t0)
             reports.append(report)
         log(f"step{'s' if len(planned) > 1 else ''} {names}: done in {seconds:.2f} s "
             "(one pass)")
@@ -367,7 +368,8 @@ def _run_step(job: JobSpec, step: StepSpec, out: OutputGroup, client, progress, 
     t0 = time.perf_counter()
     log(f"step {step.name}: {step.kernel} ...")
     _open_step(out, step)
-    outputs, attrs = spec.adapter()(_resolve_inputs(job, step, spec), dict(step.params))
+    outputs, attrs = registry.adapter_result(
+        spec.adapter()(_resolve_inputs(job, step, spec), dict(step.params)))
     _write_outputs(out, step, spec, outputs, attrs, report, client, progress, stop, log, t0)
     reused = f", {report.chunks_reused} chunks reused" if report.chunks_reused else ""
     log(f"step {step.name}: done in {report.seconds:.2f} s{reused}")

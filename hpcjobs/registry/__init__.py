@@ -132,7 +132,7 @@ class KernelSpec:
             out = self.check(out, self.name)
         return out
 
-    def adapter(self) -> Callable[[dict, dict], dict]:
+    def adapter(self) -> Callable[[dict, dict], tuple[dict, dict] | dict]:
         return _load(self.run)
 
     def planner(self) -> Callable | None:
@@ -143,6 +143,15 @@ class KernelSpec:
                 "params": [p.to_dict() for p in self.params],
                 "inputs": [p.to_dict() for p in self.inputs],
                 "outputs": [p.to_dict() for p in self.outputs]}
+
+
+def adapter_result(result) -> tuple[dict, dict]:
+    """An adapter's (or a plan's) ``(outputs, attrs)``; an adapter that returns its outputs
+    alone, as a dict, has no attributes to add."""
+    if isinstance(result, dict):
+        return result, {}
+    outputs, attrs = result
+    return outputs, attrs
 
 
 def _load(target: str):
