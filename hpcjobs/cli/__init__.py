@@ -18,7 +18,8 @@ COMMANDS: dict[str, str] = {
     "run": "hpcjobs.cli.jobs:run",
     "validate": "hpcjobs.cli.jobs:validate",
     "show": "hpcjobs.cli.jobs:show",
-    "cluster": "hpcjobs.cli.jobs:cluster",
+    "cluster": "hpcjobs.cli.cluster:cluster",
+    "config": "hpcjobs.cli.config:config",
     "kernels": "hpcjobs.cli.kernels:kernels",
     "ingest": "hpcjobs.cli.ingest:ingest",
     "bench": "hpcjobs.cli.bench:bench",
@@ -33,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "list": "hpcjobs.cli.slurm:list_",
     "doctor": "hpcjobs.cli.slurm:doctor",
     "mpi-run": "hpcjobs.cli.slurm:mpi_run",
+    "mpi-cluster": "hpcjobs.cli.slurm:mpi_cluster",
 }
 
 # one-line help for `hpcjobs --help` without importing the command modules
@@ -40,7 +42,8 @@ SHORT_HELP: dict[str, str] = {
     "run": "Run a job file on a local Dask cluster (or a running scheduler).",
     "validate": "Check a job file against the kernel registry; run nothing.",
     "show": "Show a result's steps, arrays and provenance.",
-    "cluster": "Start a local Dask cluster that stays up; write a scheduler file.",
+    "cluster": "Start a Dask cluster that stays up: local, or --slurm in an allocation.",
+    "config": "Print the site profile (dask config 'hpcjobs') and where each value came from.",
     "kernels": "List the kernels, or show one kernel's parameters.",
     "ingest": "Turn CSV, .npy, Parquet or basket files into a Zarr group.",
     "bench": "Benchmark kernels against NumPy and peer libraries.",
@@ -55,11 +58,12 @@ SHORT_HELP: dict[str, str] = {
     "list": "List your submitted runs and their states.",
     "doctor": "Check that jobs can run on Slurm here; say what is wrong.",
     "mpi-run": "Internal: what every MPI rank of a submitted job runs.",
+    "mpi-cluster": "Internal: what every MPI rank of an interactive cluster runs.",
 }
 
 
 # commands that batch scripts run, not people: callable, but not listed
-HIDDEN = {"mpi-run"}
+HIDDEN = {"mpi-run", "mpi-cluster"}
 
 
 class LazyGroup(click.Group):

@@ -41,12 +41,14 @@ def prepare(job_file: str | os.PathLike, *, overrides: dict | None = None,
             slurm: dict | None = None, mode: str = "new"):
     """Validate everything a submission needs; return ``(job, options, sweep, run_overrides)``."""
     from hpcjobs.jobspec import load_job
+    from hpcjobs.siteconfig import profile_label, profile_table
 
     if mode not in MODES:
         raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     overrides = dict(overrides or {})
     job = load_job(job_file, overrides=overrides)
-    opts = resolve_options(job.slurm, slurm, where=f"{job_file}: [slurm]")
+    opts = resolve_options(job.slurm, slurm, where=f"{job_file}: [slurm]",
+                           site=profile_table("slurm"), site_where=profile_label("slurm"))
     sweep = expand_sweep(job.sweep, where=f"{job_file}: [sweep]")
     # the job runs from a copy in its run folder: pin its paths to absolute ones
     run_overrides = {**overrides, "input.path": str(job.input_path.absolute()),
