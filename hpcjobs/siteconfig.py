@@ -62,15 +62,15 @@ def profile_table(table: str) -> dict:
         raise ValueError(f"table must be one of {TABLES}, got {table!r}")
     section = dask.config.get(SECTION, default=None) or {}
     if not isinstance(section, dict):
-        raise UserError(f"dask config: {SECTION}: expected a section with 'slurm' and "
+        raise UserError(f"dask config {SECTION}: expected a section with 'slurm' and "
                         f"'cluster' tables, found {section!r}")
     unknown = sorted(_norm(k) for k in section if _norm(k) not in TABLES)
     if unknown:
-        raise UserError(f"dask config: {SECTION}.{unknown[0]}: unknown table; valid: "
+        raise UserError(f"dask config {SECTION}.{unknown[0]}: unknown table; valid: "
                         + ", ".join(TABLES) + f" ({where_defined(unknown[0])})")
     values = next((v for k, v in section.items() if _norm(k) == table), None) or {}
     if not isinstance(values, dict):
-        raise UserError(f"dask config: {SECTION}.{table}: expected a table of settings, "
+        raise UserError(f"dask config {SECTION}.{table}: expected a table of settings, "
                         f"found {values!r} ({where_defined(table)})")
     return {_norm(k): v for k, v in values.items()}
 
