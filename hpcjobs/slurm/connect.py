@@ -26,7 +26,7 @@ from distributed import Client
 
 from hpcjobs.errors import UserError
 from hpcjobs.runtime.mpi import cluster_file
-from hpcjobs.runtime.mpi_cluster import CLUSTER_KEY, WALLTIME_TOPIC
+from hpcjobs.runtime.mpi_cluster import CLUSTER_KEY, WALLTIME_TOPIC, close_margin
 from hpcjobs.runtime.security import load_connection
 from hpcjobs.slurm.runs import Run, find_run
 
@@ -88,9 +88,12 @@ class ClusterClient(Client):
         self.subscribe_topic(WALLTIME_TOPIC, self._on_walltime_event)
         meta = self.get_metadata(CLUSTER_KEY, default=None) or {}
         if meta.get("warned"):  # the warning came before we connected
-            left = None if self.end_time is None else max(0.0, self.end_time - time.time())
+            left = self.time_left
+            closes = None if left is None else max(
+                0.0, left - close_margin(meta.get("warn_seconds") or 0))
             self._on_walltime_event((time.time(), {"end_time": self.end_time,
-                                                   "seconds_left": left, "why": "earlier"}))
+                                                   "seconds_left": left, "closes_in": closes,
+                                                   "why": "before this client connected"}))
 
     @property
     def dashboard_link(self) -> str | None:
