@@ -66,12 +66,12 @@ def profile_table(table: str) -> dict:
                         f"'cluster' tables, found {section!r}")
     unknown = sorted(_norm(k) for k in section if _norm(k) not in TABLES)
     if unknown:
-        raise UserError(f"dask config {SECTION}.{unknown[0]}: unknown table; valid: "
-                        + ", ".join(TABLES) + f" ({where_defined(unknown[0])})")
+        raise UserError(f"{profile_label(unknown[0])}: unknown table; valid: "
+                        + ", ".join(TABLES))
     values = next((v for k, v in section.items() if _norm(k) == table), None) or {}
     if not isinstance(values, dict):
-        raise UserError(f"dask config {SECTION}.{table}: expected a table of settings, "
-                        f"found {values!r} ({where_defined(table)})")
+        raise UserError(f"{profile_label(table)}: expected a table of settings, "
+                        f"found {values!r}")
     return {_norm(k): v for k, v in values.items()}
 
 
@@ -148,8 +148,9 @@ def validate_profile() -> None:
 
 
 def profile_label(table: str) -> str:
-    """How errors name the site profile's table, e.g. ``dask config hpcjobs.slurm``."""
-    return f"dask config {SECTION}.{table}"
+    """How errors name the site profile's table and where it is set, e.g.
+    ``dask config hpcjobs.slurm (from /home/me/.config/dask/hpcjobs.yaml)``."""
+    return f"dask config {SECTION}.{table} (from {where_defined(table)})"
 
 
 __all__ = ["ProfileValue", "profile_table", "profile_sources", "where_defined",

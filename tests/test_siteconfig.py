@@ -104,13 +104,10 @@ def test_config_names_the_source_of_each_value(site_profile, monkeypatch):
 
 
 @pytest.mark.parametrize("profile, words", [
-    ({"slurm": {"partiton": "x"}}, "dask config hpcjobs.slurm: partiton: unknown Slurm "
-                                   "setting; valid keys: partition"),
-    ({"slurm": {"partition": "a b"}}, "dask config hpcjobs.slurm: partition: 'a b' cannot go "
-                                      "into an #SBATCH line"),
-    ({"cluster": {"workers": 0}}, "dask config hpcjobs.cluster: cluster.workers: expected a "
-                                  "positive integer"),
-    ({"slrum": {}}, "dask config hpcjobs.slrum: unknown table; valid: slurm, cluster"),
+    ({"slurm": {"partiton": "x"}}, "partiton: unknown Slurm setting; valid keys: partition"),
+    ({"slurm": {"partition": "a b"}}, "partition: 'a b' cannot go into an #SBATCH line"),
+    ({"cluster": {"workers": 0}}, "cluster.workers: expected a positive integer"),
+    ({"slrum": {}}, "unknown table; valid: slurm, cluster"),
 ])
 def test_a_bad_profile_is_one_line_exit_2(profile, words, job):
     import dask
@@ -121,6 +118,8 @@ def test_a_bad_profile_is_one_line_exit_2(profile, words, job):
         for args in commands:
             out = invoke(*args, code=2)
             assert words in out and "Traceback" not in out
+            assert "dask config hpcjobs." in out and "(from dask.config.set (in this " \
+                "process))" in out
 
 
 def test_real_dask_config_files_and_variables_reach_a_new_process(tmp_path, job):

@@ -15,15 +15,14 @@ import threading
 import time
 
 import pytest
-from click.testing import CliRunner
 
-from hpcjobs.cli import cli
 from tests import slurm_fixtures
 from tests.test_slurm_real import (
     DESCRIBE,
     STANDARDIZE,
     assert_same_groups,
     connect_once,
+    hpcjobs,
     local_result,
     make_input,
     wait_for,
@@ -34,13 +33,6 @@ slurm_cluster = slurm_fixtures.slurm_cluster
 runs_dir = slurm_fixtures.runs_dir
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(300)]
-
-
-def hpcjobs(*args: str, code: int | None = 0) -> str:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    if code is not None:
-        assert result.exit_code == code, result.output
-    return result.output
 
 
 def start_cluster(*args: str) -> str:

@@ -158,6 +158,26 @@ async def _run_cluster_scheduler(comm, *, world: int, security, interface: str |
 # -- entry points --------------------------------------------------------------------------------
 
 
+def _world(comm):
+    if comm is None:
+        from mpi4py import MPI
+
+        comm = MPI.COMM_WORLD
+    return comm, comm.Get_rank(), comm.Get_size()
+
+
+def _run_rank(comm, rank: int, role, finish_timeout: float) -> int:
+    """Run ``role()`` (a RunFailed is one line in the log, exit 1), then leave together."""
+    try:
+        code = role()
+    except RunFailed as exc:
+        log(f"error: {exc}", rank=rank)
+        code = 1
+    if not _final_barrier(comm, timeout=finish_timeout):
+        log("warning: not every rank reached the end (one died?); leaving anyway", rank=rank)
+    return code
+
+
 def launch_cluster(*, cluster_path: str | os.PathLike, stop_path: str | os.PathLike,
                    walltime_path: str | os.PathLike, job_id: str, end_time: float | None,
                    warn_seconds: float, comm=None, nthreads: int | None = None,
@@ -169,11 +189,7 @@ def launch_cluster(*, cluster_path: str | os.PathLike, stop_path: str | os.PathL
     every other rank: a worker. ``end_time`` (seconds since the epoch, None when unlimited)
     is the allocation's end, known on rank 0.
     """
-    if comm is None:
-        from mpi4py import MPI
-
-        comm = MPI.COMM_WORLD
-    rank, world = comm.Get_rank(), comm.Get_size()
+    comm, rank, world = _world(comm)
     if world < MIN_CLUSTER_WORLD:
         if rank == 0:
             log(f"error: a cluster needs at least {MIN_CLUSTER_WORLD} ranks (a scheduler and a "
@@ -181,30 +197,25 @@ def launch_cluster(*, cluster_path: str | os.PathLike, stop_path: str | os.PathL
         return 2
     _quiet_dask_logs()
     nthreads = nthreads or int(os.environ.get("SLURM_CPUS_PER_TASK", "1") or 1)
-    try:
+
+    def role() -> int:
         if rank == SCHEDULER_RANK:
-            code = _scheduler_rank(comm, world, cluster_path=Path(cluster_path),
+            return _scheduler_rank(comm, world, cluster_path=Path(cluster_path),
                                    stop_path=Path(stop_path), walltime_path=Path(walltime_path),
                                    job_id=job_id, end_time=end_time, warn_seconds=warn_seconds,
                                    interface=interface, dashboard_address=dashboard_address,
                                    startup_timeout=startup_timeout)
-        else:
-            from hpcjobs.runtime.worker_env import preload_kernels
+        from hpcjobs.runtime.worker_env import preload_kernels
 
-            preload_kernels()  # while the scheduler's rank starts
-            status, address, security = _recv_with_deadline(
-                comm, SCHEDULER_RANK, _TAG_HELLO, startup_timeout, "scheduler address")
-            if status != "ok":
-                raise RunFailed(f"the scheduler on rank 0 failed to start: {address}")
-            code = _worker(address, security, name=worker_name(job_id, rank), rank=rank,
-                           nthreads=nthreads, interface=interface,
-                           startup_timeout=startup_timeout)
-    except RunFailed as exc:
-        log(f"error: {exc}", rank=rank)
-        code = 1
-    if not _final_barrier(comm, timeout=finish_timeout):
-        log("warning: not every rank reached the end (one died?); leaving anyway", rank=rank)
-    return code
+        preload_kernels()  # while the scheduler's rank starts
+        status, address, security = _recv_with_deadline(
+            comm, SCHEDULER_RANK, _TAG_HELLO, startup_timeout, "scheduler address")
+        if status != "ok":
+            raise RunFailed(f"the scheduler on rank 0 failed to start: {address}")
+        return _worker(address, security, name=worker_name(job_id, rank), rank=rank,
+                       nthreads=nthreads, interface=interface, startup_timeout=startup_timeout)
+
+    return _run_rank(comm, rank, role, finish_timeout)
 
 
 def _scheduler_rank(comm, world: int, *, cluster_path: Path, **kwargs) -> int:
@@ -227,10 +238,14 @@ def _scheduler_rank(comm, world: int, *, cluster_path: Path, **kwargs) -> int:
 def _worker(address: str, security, *, name: str, rank: int, nthreads: int,
             interface: str | None, startup_timeout: float) -> int:
     with tempfile.TemporaryDirectory(prefix=f"hpcjobs-rank{rank}-") as tmp:
-        return asyncio.run(_run_worker(address, rank=rank, security=security, nthreads=nthreads,
-                                       interface=interface, startup_timeout=startup_timeout,
-                                       local_directory=tmp, name=name,
-                                       memory=memory_limit(_ranks_on_node())))
+        try:
+            return asyncio.run(_run_worker(
+                address, rank=rank, security=security, nthreads=nthreads, interface=interface,
+                startup_timeout=startup_timeout, local_directory=tmp, name=name,
+                memory=memory_limit(_ranks_on_node())))
+        except Exception as exc:  # noqa: BLE001  (one line in the log, not a traceback)
+            raise RunFailed(f"the worker could not join {address}: {type(exc).__name__}: "
+                            f"{exc}") from None
 
 
 def join_cluster(cluster_path: str | os.PathLike, *, job_id: str, comm=None,
@@ -241,29 +256,17 @@ def join_cluster(cluster_path: str | os.PathLike, *, job_id: str, comm=None,
     The workers leave when the scheduler closes, or when a client retires them
     (``hpcjobs cluster scale RUN 0``).
     """
-    if comm is None:
-        from mpi4py import MPI
-
-        comm = MPI.COMM_WORLD
-    rank = comm.Get_rank()
+    comm, rank, _ = _world(comm)
     _quiet_dask_logs()
     nthreads = nthreads or int(os.environ.get("SLURM_CPUS_PER_TASK", "1") or 1)
-    try:
+
+    def role() -> int:
         try:
             address, security = load_connection(cluster_path, worker=True)
         except (OSError, ValueError, KeyError) as exc:
             raise RunFailed(f"the cluster is not up (cannot read {cluster_path}: "
                             f"{type(exc).__name__}): nothing to join") from None
-        try:
-            code = _worker(address, security, name=worker_name(job_id, rank), rank=rank,
-                           nthreads=nthreads, interface=interface,
-                           startup_timeout=startup_timeout)
-        except Exception as exc:  # noqa: BLE001  (one line in the log, not a traceback)
-            raise RunFailed(f"the worker could not join {address}: {type(exc).__name__}: "
-                            f"{exc}") from None
-    except RunFailed as exc:
-        log(f"error: {exc}", rank=rank)
-        code = 1
-    if not _final_barrier(comm, timeout=finish_timeout):
-        log("warning: not every rank reached the end (one died?); leaving anyway", rank=rank)
-    return code
+        return _worker(address, security, name=worker_name(job_id, rank), rank=rank,
+                       nthreads=nthreads, interface=interface, startup_timeout=startup_timeout)
+
+    return _run_rank(comm, rank, role, finish_timeout)

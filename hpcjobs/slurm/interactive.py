@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 from hpcjobs.errors import HpcjobsError, RunFailed, UserError
 from hpcjobs.slurm.client import SlurmClient
-from hpcjobs.slurm.runs import Run, new_run, runs_root
+from hpcjobs.slurm.runs import Run, new_run, runs_root, write_script
 from hpcjobs.slurm.script import (
     CLUSTER_DEFAULTS,
     MIN_CLUSTER_TASKS,
@@ -76,6 +76,7 @@ def start(*, job_file: str | os.PathLike | None = None, slurm: dict | None = Non
     """Submit an interactive cluster (or, with ``dry_run``, only render its script)."""
     from hpcjobs._version import __version__
     from hpcjobs.jobspec import _NAME_RE
+    from hpcjobs.slurm.submit import hand_to_sbatch
 
     opts, job_name = cluster_options(job_file=job_file, slurm=slurm)
     name = name or job_name or DEFAULT_NAME
@@ -96,27 +97,15 @@ def start(*, job_file: str | os.PathLike | None = None, slurm: dict | None = Non
                       "launcher": {"dashboard": opts.dashboard, "interface": opts.interface,
                                    "startup_timeout": opts.startup_timeout,
                                    "warn_seconds": opts.signal_seconds}})
-    _write_script(run.script, script)
+    write_script(run.script, script)
     run.update_state(run_id=run.run_id, kind="cluster", job_name=name, job_id=None,
                      worker_jobs=[], slurm_conf=os.environ.get("SLURM_CONF"),
                      created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    try:
-        job_id = client.sbatch(run.script)
-    except HpcjobsError as exc:
-        run.update_state(submit_error=str(exc))
-        raise
-    run.update_state(job_id=job_id, submitted=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    return ClusterStart(script, opts, run, job_id)
+    return ClusterStart(script, opts, run, hand_to_sbatch(run, client))
 
 
 def _options_dict(opts: SlurmOptions) -> dict:
     return {k: v for k, v in asdict(opts).items() if not k.startswith("_")}
-
-
-def _write_script(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
 
 
 def wait_until_up(run: Run, client: SlurmClient, *, timeout: float | None = None,
@@ -254,7 +243,7 @@ def scale(run: Run, jobs: int, client: SlurmClient, *, slurm: dict | None = None
                                        role="workers", cluster_job=str(run.job_id),
                                        hpcjobs_version=__version__)
         path = run.path / "workers.sh"
-        _write_script(path, script)
+        write_script(path, script)
         for _ in range(jobs - len(live)):
             job_id = client.sbatch(path)
             live.append(job_id)
