@@ -114,9 +114,13 @@ def cluster(ctx, workers, threads_per_worker, numba_threads, scheduler_file, por
                                   ("--dry-run", dry_run)) if on]
         if extra:
             raise click.UsageError(f"{extra[0]} needs --slurm (a cluster in an allocation)")
+        from hpcjobs.siteconfig import cluster_defaults
+
+        dashboard_address = (dashboard_address or cluster_defaults().get("dashboard_address")
+                             or "127.0.0.1:8787")
         local_cluster(workers, threads_per_worker, numba_threads,
-                      scheduler_file or "scheduler.json", port or 0,
-                      dashboard_address or "127.0.0.1:8787", no_dashboard, insecure, timeout)
+                      scheduler_file or "scheduler.json", port or 0, dashboard_address,
+                      no_dashboard, insecure, timeout)
         return
     local = {"workers": workers, "threads_per_worker": threads_per_worker,
              "numba_threads": numba_threads, "port": port, "insecure": insecure or None,
