@@ -234,8 +234,8 @@ def scale(run: Run, jobs: int, client: SlurmClient, *, slurm: dict | None = None
             if _job_status(run, j, client).state in LIVE_STATES]
     if jobs > len(live):
         config = run.config
-        base = {**config["options"], "nodes": 1, **{k: v for k, v in (slurm or {}).items()
-                                                      if v is not None}}
+        base = {**config["options"], "nodes": 1, "job_name": None,
+                **{k: v for k, v in (slurm or {}).items() if v is not None}}
         opts = resolve_options({k: v for k, v in base.items() if v is not None},
                                where="scale", defaults=CLUSTER_DEFAULTS, min_tasks=1)
         script = render_cluster_script(opts, job_name=f"{config['job_name']}-workers",
