@@ -304,3 +304,12 @@ def test_cluster_dry_run_and_its_refusals(job_dir, monkeypatch):
         assert result.exit_code == 2 and words in result.output, (args, result.output)
     result = CliRunner().invoke(cli, ["cluster", "--nodes", "2"])
     assert result.exit_code == 2 and "--nodes needs --slurm" in result.output
+
+
+@pytest.mark.parametrize("value, seconds", [
+    ("90", 5400), ("5:30", 330), ("01:00:00", 3600), ("1-12", 129600), ("1-02:03", 93780),
+    ("1-02:03:04", 93784), ("UNLIMITED", None)])
+def test_slurm_times_in_seconds(value, seconds):
+    from hpcjobs.slurm.script import time_seconds
+
+    assert time_seconds(value) == seconds

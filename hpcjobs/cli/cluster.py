@@ -40,10 +40,6 @@ def slurm_options(func):
     return func
 
 
-def _slurm_dict(**values) -> dict:
-    return {k: v for k, v in values.items() if v is not None}
-
-
 def _client():
     from hpcjobs.slurm.client import SlurmClient
 
