@@ -436,6 +436,12 @@ class _Validator:
             self.fail("cluster.memory_limit", f"expected {what}, found {value!r}")
 
 
+def check_cluster_table(table: dict, shown: str) -> dict:
+    """Check a ``[cluster]`` table that is not in a job file (a site profile's): the same
+    rules, errors named after ``shown``."""
+    return _Validator(shown, Path("."), check_inputs=False)._cluster(dict(table))
+
+
 def _dtype_kind(dtype: str) -> str:
     import numpy as np
 

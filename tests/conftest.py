@@ -87,3 +87,13 @@ def dask_client():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                       dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
         yield client
+
+
+@pytest.fixture(autouse=True)
+def _no_site_profile():
+    """No test sees the site profile of the machine it runs on (an ``hpcjobs`` section in
+    Dask's configuration, e.g. ~/.config/dask/hpcjobs.yaml): tests that want one set it."""
+    import dask.config
+
+    with dask.config.set({"hpcjobs": {}}):
+        yield

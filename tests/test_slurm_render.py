@@ -237,3 +237,79 @@ def test_dry_run_sweep(job_dir):
     bad = write(job_dir, "", '[sweep]\n"step.describe.params.bins" = [4, -1]\n')
     result = CliRunner().invoke(cli, ["submit", str(bad), "--dry-run"])
     assert result.exit_code == 2 and "point 1" in result.output
+
+
+# -- interactive clusters (hpcjobs cluster --slurm) ---------------------------------------------
+
+CLUSTER_CASES = {
+    "cluster": ({"partition": "cpu", "nodes": 2, "time": "02:00:00",
+                 "setup": ["module load mpi"]}, {}),
+    "cluster-workers": ({"partition": "cpu", "nodes": 1, "ntasks_per_node": 1},
+                        {"role": "workers", "cluster_job": "4242"}),
+}
+
+
+def render_cluster_case(name: str) -> str:
+    from hpcjobs.slurm.script import CLUSTER_DEFAULTS, render_cluster_script
+
+    table, kwargs = CLUSTER_CASES[name]
+    opts = resolve_options(table, defaults=CLUSTER_DEFAULTS, min_tasks=1)
+    return render_cluster_script(opts, job_name="notebook",
+                                 run_dir="/home/alice/.hpcjobs/runs/notebook-20261207-120000-abcd",
+                                 python="/opt/venvs/hpc/bin/python", hpcjobs_version="0.0-test",
+                                 **kwargs)
+
+
+@pytest.mark.parametrize("name", sorted(CLUSTER_CASES))
+def test_cluster_golden(name, tmp_path):
+    text = render_cluster_case(name)
+    path = GOLDEN / f"{name}.sh"
+    if os.environ.get("HPCJOBS_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), f"rendering changed: see {path}"
+    script = tmp_path / "s.sh"
+    script.write_text(text)
+    proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_cluster_script_never_requeues_and_warns_before_the_walltime():
+    text = render_cluster_case("cluster")
+    assert "#SBATCH --no-requeue" in text and "--requeue\n" not in text
+    assert "#SBATCH --signal=B:USR1@300" in text  # a cluster's default: 5 minutes
+    assert "mpi-cluster /home/alice" in text and "--join" not in text
+    workers = render_cluster_case("cluster-workers")
+    assert "--join 4242" in workers and "#SBATCH --ntasks-per-node=1" in workers
+
+
+def test_cluster_dry_run_and_its_refusals(job_dir, monkeypatch):
+    import hpcjobs.cli.cluster as cli_cluster
+
+    monkeypatch.setattr(cli_cluster, "_client", lambda: pytest.fail("dry run reached Slurm"))
+    job = write(job_dir, 'partition = "cpu"\nnodes = 3\nntasks_per_node = 1')
+    result = CliRunner().invoke(cli, ["cluster", "--slurm", "--job", str(job), "--dry-run",
+                                      "-t", "00:30:00", "--signal-seconds", "120"])
+    assert result.exit_code == 0, result.output
+    for line in ("--partition=cpu", "--nodes=3", "--ntasks-per-node=1", "--time=00:30:00",
+                 "--signal=B:USR1@120", "--job-name=dry"):
+        assert f"#SBATCH {line}\n" in result.output
+    for args, words in (
+            (["--workers", "2"], "--workers (the allocation's ranks are the workers"),
+            (["--insecure"], "--insecure is for a local cluster"),
+            (["-N", "1", "--ntasks-per-node", "1"], "at least 2 ranks (a scheduler and a "
+                                                    "worker)"),
+            (["-t", "00:05:00"], "the walltime warning would come at the start"),
+            (["--partition", "a b"], "cannot go into an #SBATCH line")):
+        result = CliRunner().invoke(cli, ["cluster", "--slurm", "--dry-run", *args])
+        assert result.exit_code == 2 and words in result.output, (args, result.output)
+    result = CliRunner().invoke(cli, ["cluster", "--nodes", "2"])
+    assert result.exit_code == 2 and "--nodes needs --slurm" in result.output
+
+
+@pytest.mark.parametrize("value, seconds", [
+    ("90", 5400), ("5:30", 330), ("01:00:00", 3600), ("1-12", 129600), ("1-02:03", 93780),
+    ("1-02:03:04", 93784), ("UNLIMITED", None)])
+def test_slurm_times_in_seconds(value, seconds):
+    from hpcjobs.slurm.script import time_seconds
+
+    assert time_seconds(value) == seconds

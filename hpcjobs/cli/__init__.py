@@ -32,8 +32,10 @@ COMMANDS: dict[str, Command] = {
     "validate": Command("hpcjobs.cli.jobs:validate",
                         "Check a job file against the kernel registry; run nothing."),
     "show": Command("hpcjobs.cli.jobs:show", "Show a result's steps, arrays and provenance."),
-    "cluster": Command("hpcjobs.cli.jobs:cluster",
-                       "Start a local Dask cluster that stays up; write a scheduler file."),
+    "cluster": Command("hpcjobs.cli.cluster:cluster", "Start a Dask cluster that stays up: "
+                       "local, or --slurm in an allocation."),
+    "config": Command("hpcjobs.cli.config:config", "Print the site profile (dask config "
+                      "'hpcjobs') and where each value came from."),
     "kernels": Command("hpcjobs.cli.kernels:kernels",
                        "List the kernels, or show one kernel's parameters."),
     "ingest": Command("hpcjobs.cli.ingest:ingest",
@@ -61,6 +63,9 @@ COMMANDS: dict[str, Command] = {
                       "Check that jobs can run on Slurm here; say what is wrong."),
     "mpi-run": Command("hpcjobs.cli.slurm:mpi_run",
                        "Internal: what every MPI rank of a submitted job runs.", hidden=True),
+    "mpi-cluster": Command("hpcjobs.cli.slurm:mpi_cluster",
+                           "Internal: what every MPI rank of an interactive cluster runs.",
+                           hidden=True),
 }
 
 

@@ -67,6 +67,10 @@ def cluster_options(func):
 @click.option("--address", help="Use the running Dask scheduler at this address.")
 @click.option("--scheduler-file", type=click.Path(dir_okay=False),
               help="Use the running Dask scheduler described by this file (`hpcjobs cluster`).")
+@click.option("--on", "on_run", metavar="RUN",
+              help="Run on the cluster in a Slurm allocation that `hpcjobs cluster --slurm` "
+                   "started (its run id, folder or job id); its walltime warning stops the "
+                   "job as a signal does (finished chunks kept: --resume later).")
 @click.option("--report", is_flag=True, help="Save Dask's HTML performance report next to the "
               "output (OUTPUT.report.html).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -76,15 +80,15 @@ def cluster_options(func):
 @insecure_option
 @wrap_errors
 def run(job_file, resume, overwrite, workers, threads_per_worker, numba_threads, address,
-        scheduler_file, report, sets, progress, insecure):
+        scheduler_file, on_run, report, sets, progress, insecure):
     """Run JOB_FILE on a local Dask cluster sized to this machine (or a running scheduler)."""
     from hpcjobs.jobspec import load_job
     from hpcjobs.runner import run_job
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
-    if address and scheduler_file:
-        raise click.UsageError("give --address or --scheduler-file, not both")
+    if sum(bool(x) for x in (address, scheduler_file, on_run)) > 1:
+        raise click.UsageError("give one of --address, --scheduler-file and --on")
     job = load_job(job_file, overrides=_parse_sets(sets))
     mode = "resume" if resume else "overwrite" if overwrite else "new"
     overrides = {"workers": workers, "threads_per_worker": threads_per_worker,
@@ -94,7 +98,7 @@ def run(job_file, resume, overwrite, workers, threads_per_worker, numba_threads,
 
         plan_cluster({**job.cluster, **overrides})  # refuse oversubscription up front
     if insecure:
-        if address or scheduler_file:
+        if address or scheduler_file or on_run:
             raise click.UsageError("--insecure is for the cluster that run starts itself")
         overrides["tls"] = False
         _warn_insecure(True)
@@ -104,6 +108,8 @@ def run(job_file, resume, overwrite, workers, threads_per_worker, numba_threads,
 
         client = connect(address=address, scheduler_file=scheduler_file)
     stop = threading.Event()
+    if on_run:
+        client = _on_cluster(on_run, stop)
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     report_path = job.output_path.with_suffix(".report.html") if report else None
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
@@ -120,6 +126,23 @@ def run(job_file, resume, overwrite, workers, threads_per_worker, numba_threads,
                f"(inspect it with: hpcjobs show {summary.output})")
     if report_path is not None:
         click.echo(f"performance report: {report_path}")
+
+
+def _on_cluster(ref: str, stop: threading.Event):
+    """A client of the cluster ``ref`` whose walltime warning sets ``stop``."""
+    from hpcjobs.slurm.connect import connect
+
+    client = connect(ref)
+
+    def on_walltime(warning: dict) -> None:
+        left = warning.get("seconds_left")
+        click.echo(f"the cluster's allocation ends in {left:.0f} s: stopping (finished chunks "
+                   "are kept; finish with --resume on another cluster)" if left is not None
+                   else "the cluster's allocation ends soon: stopping", err=True)
+        stop.set()
+
+    client.on_walltime(on_walltime)
+    return client
 
 
 @click.command(context_settings=CONTEXT)
@@ -182,30 +205,10 @@ def verify(path):
                        f"other problem(s) in {path}", exit_code=1)
 
 
-@click.command(context_settings=CONTEXT)
-@cluster_options
-@click.option("--scheduler-file", type=click.Path(dir_okay=False),
-              default="scheduler.json", show_default=True,
-              help="Where to write the scheduler's address for `hpcjobs run --scheduler-file`.")
-@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
-              help="Scheduler port (0: any free port).")
-@click.option("--dashboard-address", default="127.0.0.1:8787", show_default=True,
-              help="Where the dashboard listens (loopback: other users of this host can open "
-                   "it too).")
-@click.option("--no-dashboard", is_flag=True, help="No dashboard at all.")
-@insecure_option
-@click.option("--timeout", type=float, default=None, hidden=True,
-              help="Stop after this many seconds (for tests).")
-@wrap_errors
-def cluster(workers, threads_per_worker, numba_threads, scheduler_file, port,
-            dashboard_address, no_dashboard, insecure, timeout):
-    """Start a local Dask cluster that stays up until Ctrl-C.
-
-    Share it across runs and notebooks: `hpcjobs run job.toml --scheduler-file scheduler.json`,
-    or in Python `Client(*hpcjobs.runtime.security.load_connection("scheduler.json"))`. The
-    cluster speaks TLS with a certificate made for it; the scheduler file holds it and is
-    readable by you alone.
-    """
+def local_cluster(workers, threads_per_worker, numba_threads, scheduler_file, port,
+                  dashboard_address, no_dashboard, insecure, timeout) -> None:
+    """``hpcjobs cluster`` without ``--slurm``: a local cluster that stays up until Ctrl-C
+    (the command and its options: ``hpcjobs/cli/cluster.py``)."""
     import getpass
     import socket
     from urllib.parse import urlsplit

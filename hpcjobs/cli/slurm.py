@@ -114,13 +114,25 @@ def status(run, as_json):
     from hpcjobs.slurm.status import run_status
 
     r = _resolve_run(run)
-    st = run_status(r, _client())
+    client = _client()
+    st = run_status(r, client)
+    lines, extra = [], {}
+    if r.state.get("kind") == "cluster":
+        from hpcjobs.cli.cluster import status_lines
+
+        lines, extra = status_lines(r, client)
     if as_json:
-        click.echo(json.dumps(_status_dict(st, r), indent=1))
+        click.echo(json.dumps({**_status_dict(st, r), **extra}, indent=1))
         return
     click.echo(f"run      {r.run_id}")
     click.echo(f"job id   {st.job_id or '-'}")
     click.echo(f"state    {st.summary()}")
+    if lines:
+        for line in lines:
+            click.echo(line)
+        log = r.logs_dir / f"slurm-{st.job_id}.out"
+        click.echo(f"logs     {log if log.is_file() else '(none yet)'}")
+        return
     click.echo(f"output   {r.state.get('output', '-')}")
     logs = r.log_files()
     click.echo(f"logs     {logs[-1] if logs else '(none yet)'}")
@@ -226,11 +238,21 @@ def logs(run, follow, task):
 @click.argument("run")
 @wrap_errors
 def cancel(run):
-    """Cancel RUN (all its array tasks); finished chunks of its output are kept."""
+    """Cancel RUN (all its array tasks); finished chunks of its output are kept.
+
+    A cluster (`hpcjobs cluster --slurm`) is closed cleanly: its workers retire, then the
+    scheduler closes; its worker jobs end with it.
+    """
     from hpcjobs.slurm.status import LIVE_STATES, run_status
 
     r = _resolve_run(run)
     client = _client()
+    if r.state.get("kind") == "cluster":
+        from hpcjobs.slurm import interactive
+
+        st = interactive.stop(r, client, echo=click.echo)
+        click.echo(f"stopped cluster {r.run_id} (job {st.job_id}: {st.summary()})")
+        return
     st = run_status(r, client)
     if st.job_id is None:
         raise UserError(f"run {r.run_id} was never submitted")
@@ -266,6 +288,22 @@ def doctor(partition, timeout, no_probe, job_file):
                     echo=click.echo, job_file=job_file)
     if not ok:
         raise CLIError("some checks failed (see above)", 1)
+
+
+# -- mpi-cluster (hidden): what every rank of an interactive cluster runs -----------------------
+
+
+@click.command("mpi-cluster", hidden=True, context_settings=CONTEXT)
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--join", help="Join the cluster of this Slurm job id (a worker job).")
+def mpi_cluster(run_dir, join):
+    """Run RUN_DIR's interactive cluster, or join it (started by its batch scripts)."""
+    from hpcjobs.slurm.interactive import mpi_cluster as run
+
+    code = run(run_dir, join=join)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)
 
 
 # -- mpi-run (hidden): what every rank of a batch job runs -----------------------------------

@@ -47,11 +47,15 @@ class ClusterPlan:
 
 
 def plan_cluster(settings: dict | None = None, *, cores: int | None = None) -> ClusterPlan:
-    """Size a local cluster from ``settings`` (the job's ``[cluster]`` table plus overrides).
+    """Size a local cluster from ``settings`` (the job's ``[cluster]`` table plus overrides,
+    over the site profile's ``hpcjobs.cluster`` values).
 
     Raises ``UserError`` if the requested workers x threads x Numba threads exceed the cores.
     """
-    s = {k: v for k, v in (settings or {}).items() if v is not None}
+    from hpcjobs.siteconfig import cluster_defaults
+
+    # the site profile (dask config hpcjobs.cluster) below the job file and command line
+    s = {**cluster_defaults(), **{k: v for k, v in (settings or {}).items() if v is not None}}
     cores = cores or machine_cores()
     threads = int(s.get("threads_per_worker", 1))
     workers = int(s.get("workers", max(1, cores // threads)))

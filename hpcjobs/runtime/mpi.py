@@ -182,10 +182,10 @@ def memory_limit(ranks_on_node: int, environ=os.environ) -> int | str:
 
 async def _run_worker(address: str, *, rank: int, security, nthreads: int,
                       interface: str | None, startup_timeout: float, local_directory: str,
-                      memory: int | str) -> int:
+                      memory: int | str, name: str | None = None) -> int:
     from distributed import Worker
 
-    async with Worker(address, security=security, nthreads=nthreads, name=f"rank-{rank}",
+    async with Worker(address, security=security, nthreads=nthreads, name=name or f"rank-{rank}",
                       interface=interface, dashboard=False, death_timeout=startup_timeout,
                       local_directory=local_directory, memory_limit=memory) as worker:
         await worker.finished()

@@ -78,8 +78,10 @@ def write_connection_file(path: str | os.PathLike, *, address: str, security=Non
     return path
 
 
-def load_connection(path: str | os.PathLike):
+def load_connection(path: str | os.PathLike, *, worker: bool = False):
     """``(address, Security or None)`` from a connection file (or a plain Dask scheduler file).
+
+    With ``worker`` the Security also lets a worker join (the certificate serves both).
 
     Examples
     --------
@@ -92,5 +94,6 @@ def load_connection(path: str | os.PathLike):
     tls = info.get("tls")
     if not tls:
         return info["address"], None
-    return info["address"], Security(tls_ca_file=tls["ca"], tls_client_cert=tls["cert"],
-                                     tls_client_key=tls["key"], require_encryption=True)
+    roles = ("client", "worker") if worker else ("client",)
+    pems = {f"tls_{role}_{part}": tls[part] for role in roles for part in ("cert", "key")}
+    return info["address"], Security(tls_ca_file=tls["ca"], require_encryption=True, **pems)

@@ -102,8 +102,11 @@ def run_doctor(client: SlurmClient, *, partition: str | None = None, timeout: fl
             report(False, f"import {module}", f"{type(exc).__name__}: {exc}; needed for {why}")
 
     here = _numba_cache(report, job_file)
+    site = _site_profile(report)
+    if partition is None and site is not None:
+        partition = site.get("partition")
     if probe:
-        _probe(client, report, echo, partition=partition, timeout=timeout,
+        _probe(client, report, echo, partition=partition, timeout=timeout, site=site or {},
                python=python or sys.executable, job_file=job_file, here=here)
     echo("all checks passed" if not failures else f"{failures} check(s) failed")
     return failures == 0
@@ -130,8 +133,24 @@ def _numba_cache(report, job_file: str | None) -> str:
     return cpu
 
 
+def _site_profile(report) -> dict | None:
+    """Report the site profile's ``[slurm]`` values (dask config ``hpcjobs.slurm``); None
+    when it is not valid."""
+    from hpcjobs.siteconfig import profile_sources, slurm_defaults
+
+    try:
+        values = slurm_defaults()
+    except HpcjobsError as exc:
+        report(False, "site profile", str(exc))
+        return None
+    shown = [f"{v.key}={v.value!r} ({v.source})" for v in profile_sources() if v.table == "slurm"]
+    report(True, "site profile", "; ".join(shown) if shown else
+           "none (defaults for [slurm] may go in ~/.config/dask/hpcjobs.yaml: hpcjobs config)")
+    return values
+
+
 def _probe(client, report, echo, *, partition, timeout, python, job_file=None,
-           here: str = "") -> None:
+           here: str = "", site: dict | None = None) -> None:
     run = new_run("doctor-probe")
     (run.path / "probe.py").write_text(PROBE)
     lines = ["#!/bin/bash", "#SBATCH --job-name=hpcjobs-doctor", "#SBATCH --nodes=1",
@@ -140,6 +159,12 @@ def _probe(client, report, echo, *, partition, timeout, python, job_file=None,
     if partition:
         check_sbatch_value("partition", partition, "--partition")
         lines.append(f"#SBATCH --partition={partition}")
+    for key in ("account", "qos"):  # the site's, so that the probe may run where jobs run
+        if (site or {}).get(key):
+            check_sbatch_value(key, str(site[key]), f"dask config hpcjobs.slurm.{key}")
+            lines.append(f"#SBATCH --{key}={site[key]}")
+    setup = (site or {}).get("setup") or []
+    lines += [setup] if isinstance(setup, str) else list(setup)
     job_arg = f" {shlex.quote(os.path.abspath(job_file))}" if job_file else ""
     lines.append(f"srun --mpi=pmi2 {shlex.quote(python)} {shlex.quote(str(run.path / 'probe.py'))}"
                  f" {shlex.quote(str(run.path))}{job_arg}")

@@ -53,6 +53,13 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def write_script(path: Path, text: str) -> None:
+    """Write a batch script readable and runnable by its owner alone (0700)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
 @dataclass(frozen=True)
 class Run:
     """A run folder."""

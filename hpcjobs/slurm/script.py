@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
 from hpcjobs.errors import UserError
 
 TEMPLATE = "slurm-batch.sh"
+CLUSTER_TEMPLATE = "slurm-cluster.sh"
 
 # key -> (kind, sbatch flag or None, help). Kinds: "str" (an #SBATCH value), "int", "lines",
 # "directives", "text" (a value used only quoted in the shell part).
@@ -54,6 +55,9 @@ OPTIONS: dict[str, tuple[str, str | None, str]] = {
 DEFAULTS = {"nodes": 1, "ntasks_per_node": 3, "signal_seconds": 120, "max_requeues": 3,
             "mpi": "pmi2", "dashboard": "127.0.0.1:0", "startup_timeout": 120}
 MIN_TASKS = 3
+#: an interactive cluster: a scheduler and one worker at least, warned 5 minutes before the end
+CLUSTER_DEFAULTS = {**DEFAULTS, "ntasks_per_node": 2, "signal_seconds": 300, "max_requeues": 0}
+MIN_CLUSTER_TASKS = 2
 
 # options hpcjobs sets itself: an `extra` directive may not change them
 MANAGED = {"output": "logs go to the run folder", "error": "logs go to the run folder",
@@ -147,6 +151,25 @@ def _check_value(key: str, kind: str, value, where: str):
     return value
 
 
+def time_seconds(value: str) -> int | None:
+    """A Slurm time (``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH[:MM[:SS]]``) in seconds;
+    None for ``UNLIMITED``/``INFINITE``.
+
+    >>> time_seconds("90"), time_seconds("01:00:00"), time_seconds("1-12")
+    (5400, 3600, 129600)
+    """
+    if value.upper() in ("UNLIMITED", "INFINITE"):
+        return None
+    days, _, rest = value.rpartition("-")
+    parts = [int(p) for p in rest.split(":")]
+    if days:  # D-HH, D-HH:MM, D-HH:MM:SS
+        h, m, sec = (parts + [0, 0])[:3]
+    else:     # MM, MM:SS, HH:MM:SS
+        h, m, sec = [0, *parts] if len(parts) == 2 else ([0, parts[0], 0] if len(parts) == 1
+                                                         else parts)
+    return ((int(days or 0) * 24 + h) * 60 + m) * 60 + sec
+
+
 def check_sbatch_value(key: str, value: str, where: str = "[slurm]") -> None:
     """Refuse a value that would break an ``#SBATCH`` line or add options to it."""
     if not value or not _SBATCH_VALUE.match(value):
@@ -188,14 +211,19 @@ def check_shell_line(line: str, key: str = "setup", where: str = "[slurm]") -> N
 
 
 def resolve_options(table: dict | None, overrides: dict | None = None, *,
-                    where: str = "[slurm]") -> SlurmOptions:
+                    where: str = "[slurm]", site: dict | None = None,
+                    site_where: str = "dask config hpcjobs.slurm",
+                    defaults: dict | None = None, min_tasks: int = MIN_TASKS,
+                    what: str = "a scheduler, a driver and a worker") -> SlurmOptions:
     """Validate the ``[slurm]`` table, apply ``overrides`` (None values ignored).
 
-    Unknown keys are refused with the list of valid ones. ``where`` names the source in errors
-    (e.g. ``"job.toml: [slurm]"``).
+    ``site`` holds a site profile's values (``hpcjobs.siteconfig``): below the table, above
+    ``defaults`` (default :data:`DEFAULTS`). Unknown keys are refused with the list of valid
+    ones. ``where`` names the source in errors (e.g. ``"job.toml: [slurm]"``).
     """
     merged: dict = {}
-    for source, label in ((table or {}, where), (overrides or {}, "command line")):
+    for source, label in ((site or {}, site_where), (table or {}, where),
+                          (overrides or {}, "command line")):
         if not isinstance(source, dict):
             raise UserError(f"{label}: expected a table of Slurm settings, found {source!r}")
         for key, value in source.items():
@@ -206,12 +234,11 @@ def resolve_options(table: dict | None, overrides: dict | None = None, *,
             if value is None:
                 continue
             merged[key_norm] = _check_value(key_norm, OPTIONS[key_norm][0], value, label)
-    values = {**DEFAULTS, **merged}
+    values = {**(DEFAULTS if defaults is None else defaults), **merged}
     opts = SlurmOptions(**values, _keys=tuple(merged))
-    if opts.ntasks < MIN_TASKS:
+    if opts.ntasks < min_tasks:
         raise UserError(f"{where}: nodes x ntasks_per_node = {opts.ntasks}: Dask over MPI needs "
-                        f"at least {MIN_TASKS} ranks (a scheduler, a driver and a worker); "
-                        "raise ntasks_per_node")
+                        f"at least {min_tasks} ranks ({what}); raise ntasks_per_node")
     return opts
 
 
@@ -269,34 +296,85 @@ def render_script(opts: SlurmOptions, *, job_name: str, run_dir: str | Path, pyt
     True
     """
     run_dir = str(run_dir)
-    check_sbatch_value("run folder", run_dir, "the run folder path")
-    check_sbatch_value("job name", opts.job_name or job_name, "the job name")
     if mode not in ("new", "resume", "overwrite"):
         raise ValueError(f"mode must be new, resume or overwrite, got {mode!r}")
+    python = _checked_python(opts, python, run_dir, job_name)
+    launch = [python, "-m", "hpcjobs", "mpi-run", run_dir]
+    subs = {
+        **_common_subs(opts, job_name=job_name, run_dir=run_dir, python=python,
+                       hpcjobs_version=hpcjobs_version, array=array),
+        "mode": mode,
+        "max_requeues": str(opts.max_requeues),
+        "srun": " ".join(["srun", f"--mpi={shlex.quote(opts.mpi)}", "--kill-on-bad-exit=1"]),
+        "launch": " ".join(shlex.quote(part) for part in launch),
+    }
+    return _fill(template if template is not None else load_template(), subs)
+
+
+def _checked_python(opts: SlurmOptions, python: str, run_dir: str, job_name: str) -> str:
+    check_sbatch_value("run folder", run_dir, "the run folder path")
+    check_sbatch_value("job name", opts.job_name or job_name, "the job name")
     python = opts.python or python
     _check_value("python", "text", python, "the python path")
-    launch = [python, "-m", "hpcjobs", "mpi-run", run_dir]
-    text = template if template is not None else load_template()
-    subs = {
+    return python
+
+
+def _common_subs(opts: SlurmOptions, *, job_name: str, run_dir: str, python: str,
+                 hpcjobs_version: str, array: str | None = None) -> dict[str, str]:
+    """What both templates fill in: directives, names, paths and the setup lines."""
+    return {
         "sbatch": "\n".join(_sbatch_lines(opts, job_name=job_name, run_dir=run_dir,
                                           array=array)),
         "job_name": opts.job_name or job_name,
         "version": hpcjobs_version,
         "run_dir": shlex.quote(run_dir),
         "python": shlex.quote(python),
-        "mode": mode,
-        "max_requeues": str(opts.max_requeues),
         "setup": "\n".join(
             f"{line}\n_rc=$?; if [ $_rc -ne 0 ]; then setup_failed $_rc {shlex.quote(line)}; fi"
             for line in opts.setup) if opts.setup else "# (none)",
-        "srun": " ".join(["srun", f"--mpi={shlex.quote(opts.mpi)}", "--kill-on-bad-exit=1"]),
-        "launch": " ".join(shlex.quote(part) for part in launch),
     }
 
-    def sub(m: re.Match) -> str:
-        return subs[m.group(1)]
 
-    return re.sub(r"\{\{(\w+)\}\}", sub, text)
+def _fill(text: str, subs: dict[str, str]) -> str:
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: subs[m.group(1)], text)
+
+
+def render_cluster_script(opts: SlurmOptions, *, job_name: str, run_dir: str | Path,
+                          python: str, role: str = "cluster", cluster_job: str = "",
+                          hpcjobs_version: str = "", template: str | None = None) -> str:
+    """The batch script of an interactive cluster (pure: same inputs, same text).
+
+    ``role="cluster"``: rank 0 runs the scheduler and every other rank a worker, and the
+    cluster waits for clients (``python -m hpcjobs mpi-cluster RUN``). ``role="workers"``:
+    every rank is a worker that joins the scheduler of the cluster job ``cluster_job``
+    (``hpcjobs cluster scale``). Clusters never requeue: ``opts.signal_seconds`` before the
+    walltime the batch shell tells the scheduler, which warns its clients.
+
+    Examples
+    --------
+    >>> opts = resolve_options({"nodes": 2}, defaults=CLUSTER_DEFAULTS, min_tasks=2)
+    >>> text = render_cluster_script(opts, job_name="c", run_dir="/runs/c1", python="python3")
+    >>> "#SBATCH --no-requeue" in text and "mpi-cluster /runs/c1" in text
+    True
+    """
+    run_dir = str(run_dir)
+    if role not in ("cluster", "workers"):
+        raise ValueError(f"role must be cluster or workers, got {role!r}")
+    if role == "workers" and not cluster_job.isdigit():
+        raise ValueError(f"a worker job needs its cluster's job id, got {cluster_job!r}")
+    python = _checked_python(opts, python, run_dir, job_name)
+    launch = [python, "-m", "hpcjobs", "mpi-cluster", run_dir]
+    if role == "workers":
+        launch += ["--join", cluster_job]
+    opts = replace(opts, max_requeues=0)  # an interactive cluster is not requeued
+    subs = {
+        **_common_subs(opts, job_name=job_name, run_dir=run_dir, python=python,
+                       hpcjobs_version=hpcjobs_version),
+        "role": role,
+        "srun": " ".join(["srun", f"--mpi={shlex.quote(opts.mpi)}"]),
+        "launch": " ".join(shlex.quote(part) for part in launch),
+    }
+    return _fill(template if template is not None else load_template(CLUSTER_TEMPLATE), subs)
 
 
 def option_help() -> str:
@@ -305,4 +383,6 @@ def option_help() -> str:
 
 
 __all__ = ["OPTIONS", "SlurmOptions", "resolve_options", "render_script", "load_template",
-           "check_sbatch_value", "check_directive", "check_shell_line", "option_help"]
+           "render_cluster_script", "CLUSTER_DEFAULTS", "MIN_CLUSTER_TASKS",
+           "check_sbatch_value", "check_directive", "check_shell_line", "option_help",
+           "time_seconds"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hpcjobs.errors import HpcjobsError, Interrupted, OutputExistsError, UserError
 from hpcjobs.slurm.client import SlurmClient
-from hpcjobs.slurm.runs import Run, new_run, runs_root
+from hpcjobs.slurm.runs import Run, new_run, runs_root, write_script
 from hpcjobs.slurm.script import render_script, resolve_options
 from hpcjobs.slurm.sweep import Sweep, expand_sweep, task_group
 
@@ -41,12 +41,14 @@ def prepare(job_file: str | os.PathLike, *, overrides: dict | None = None,
             slurm: dict | None = None, mode: str = "new"):
     """Validate everything a submission needs; return ``(job, options, sweep, run_overrides)``."""
     from hpcjobs.jobspec import load_job
+    from hpcjobs.siteconfig import profile_label, profile_table
 
     if mode not in MODES:
         raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     overrides = dict(overrides or {})
     job = load_job(job_file, overrides=overrides)
-    opts = resolve_options(job.slurm, slurm, where=f"{job_file}: [slurm]")
+    opts = resolve_options(job.slurm, slurm, where=f"{job_file}: [slurm]",
+                           site=profile_table("slurm"), site_where=profile_label("slurm"))
     sweep = expand_sweep(job.sweep, where=f"{job_file}: [sweep]")
     # the job runs from a copy in its run folder: pin its paths to absolute ones
     run_overrides = {**overrides, "input.path": str(job.input_path.absolute()),
@@ -111,9 +113,7 @@ def submit(job_file: str | os.PathLike, *, overrides: dict | None = None,
         "launcher": {"dashboard": opts.dashboard, "interface": opts.interface,
                      "startup_timeout": opts.startup_timeout},
     })
-    fd = os.open(run.script, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(script)
+    write_script(run.script, script)
     run.update_state(run_id=run.run_id, job_name=job.name, source=str(Path(job_file).absolute()),
                      output=str(job.output_path.absolute()), mode=mode,
                      array_tasks=len(sweep.points) if sweep else None,
@@ -121,13 +121,19 @@ def submit(job_file: str | os.PathLike, *, overrides: dict | None = None,
                      created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), job_id=None)
     if sweep is not None:
         _prepare_sweep_output(job.output_path, sweep, mode, run)
+    job_id = hand_to_sbatch(run, client)
+    return Submission(script=script, run=run, job_id=job_id, sweep=sweep)
+
+
+def hand_to_sbatch(run: Run, client: SlurmClient) -> str:
+    """Submit the run's script; record the job id, or Slurm's refusal, in its state."""
     try:
         job_id = client.sbatch(run.script)
     except HpcjobsError as exc:
         run.update_state(submit_error=str(exc))
         raise
     run.update_state(job_id=job_id, submitted=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    return Submission(script=script, run=run, job_id=job_id, sweep=sweep)
+    return job_id
 
 
 def _prepare_sweep_output(path: Path, sweep: Sweep, mode: str, run: Run) -> None:
