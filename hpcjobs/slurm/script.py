@@ -289,7 +289,10 @@ def render_script(opts: SlurmOptions, *, job_name: str, run_dir: str | Path, pyt
         "setup": "\n".join(
             f"{line}\n_rc=$?; if [ $_rc -ne 0 ]; then setup_failed $_rc {shlex.quote(line)}; fi"
             for line in opts.setup) if opts.setup else "# (none)",
-        "srun": " ".join(["srun", f"--mpi={shlex.quote(opts.mpi)}", "--kill-on-bad-exit=1"]),
+        # a worker rank that dies must not take the others down: Dask redoes its work
+        # (docs/slurm.md); the job's exit code is the driver's, from the run folder
+        "srun": " ".join(["srun", f"--mpi={shlex.quote(opts.mpi)}", "--kill-on-bad-exit=0",
+                          "--wait=0"]),
         "launch": " ".join(shlex.quote(part) for part in launch),
     }
 

@@ -1,1 +1,0 @@
-../../hpcjobs/templates/slurm-batch.sh
