@@ -104,6 +104,17 @@ def _recv_with_deadline(comm, source: int, tag: int, timeout: float, what: str):
     return comm.recv(source=source, tag=tag)
 
 
+class _HandledLoss(logging.Filter):
+    """Drops Dask's own reports of a lost worker's consequences that are handled, and said
+    in one line by the scheduler's rank: the tasks it will recompute, and the failure of a
+    collective's rank (the kernel starts its loop again, see kernels/_collective.py)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not (("will be recomputed elsewhere" in text and "Removing worker" in text)
+                    or ("Compute Failed" in text and "RankFailed(" in text))
+
+
 def _quiet_dask_logs() -> None:
     """Keep Dask's per-connection INFO chatter and shutdown noise out of the job log."""
     import distributed  # noqa: F401  (it sets its loggers' levels on import: adjust after)
@@ -111,6 +122,8 @@ def _quiet_dask_logs() -> None:
         name for name in logging.root.manager.loggerDict if name.startswith("distributed.")}
     for name in sorted(names):
         logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ("distributed.scheduler", "distributed.worker"):
+        logging.getLogger(name).addFilter(_HandledLoss())
 
 
 def _mute_shutdown_noise() -> None:
@@ -157,14 +170,23 @@ def _lost_workers_plugin():
 
         def __init__(self):
             self.names: dict[str, str] = {}
+            self.status: dict[str, str] = {}  # the last status each worker reported
 
         def add_worker(self, scheduler, worker: str) -> None:
             self.names[worker] = str(scheduler.workers[worker].name)
 
+        def log_event(self, topic, msg) -> None:
+            if isinstance(msg, dict) and msg.get("action") == "worker-status-change":
+                self.status[topic] = msg.get("status")
+
         def remove_worker(self, scheduler, worker: str, *, stimulus_id: str = "",
                           **kwargs) -> None:
             name = self.names.pop(worker, worker)
-            if stimulus_id.startswith("handle-worker-cleanup"):
+            # (a worker that retires or closes says so first: "closing_gracefully", ...;
+            # the last one is still running when the scheduler closes at the end)
+            if (self.status.pop(worker, "running") in ("running", "paused")
+                    and stimulus_id.startswith("handle-worker-cleanup")
+                    and scheduler.status.name == "running"):
                 log(f"lost worker {name} ({worker}): its rank died? Dask redoes its tasks on "
                     f"the {len(scheduler.workers)} worker(s) that remain", rank=SCHEDULER_RANK)
 
