@@ -1,0 +1,1 @@
+../../hpcjobs/templates/slurm-batch.sh
