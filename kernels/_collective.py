@@ -65,6 +65,8 @@ class CollectivePlugin(WorkerPlugin):
         self.pipes: dict[str, LocalPipes] = {}  # groups whose rank waits on pipes, too
         #: the last (step, state) each group's rank on this worker saved (``Group.save``)
         self.saved: dict[str, tuple] = {}
+        #: what ranks left here for tasks after their collective, by (group, key)
+        self.kept: dict[tuple, object] = {}
         worker.handlers[_HANDLER] = self.receive
 
     def receive(self, group: str, round: int, rank: int, payload: bytes) -> None:
@@ -97,6 +99,17 @@ class Group:
         that the loop can start again from there. Costs nothing (kept, not copied)."""
         self.saved = (step, state)
         self._plugin.saved[self.name] = self.saved
+
+    def keep(self, key, value) -> None:
+        """Leave ``value`` on this worker for a task that runs after the collective (it
+        takes it with :func:`take_kept`), rather than in this rank's result: a result is lost
+        with its worker, and Dask cannot run a collective's rank again on its own, while a
+        task that finds nothing here can compute its value itself. What an earlier
+        collective left here and nobody took is dropped."""
+        kept = self._plugin.kept
+        for old in [k for k in kept if k[0] != self.name]:
+            del kept[old]
+        kept[(self.name, key)] = value
 
     def connect_pipes(self) -> None:
         """Open pipes to the peers on this machine (see ``_local_pipes``). Three rounds
@@ -278,6 +291,18 @@ def _rank_task(func, name, addresses, rank, blocks, offsets, *args):
         raise
     group.close()
     return result
+
+
+def take_kept(name: str, key):
+    """What a rank of collective ``name`` left on this worker under ``key``
+    (:meth:`Group.keep`), or None: the task runs on another worker (the rank's died), or it
+    was taken already."""
+    try:
+        worker = get_worker()
+    except ValueError:  # not in a worker
+        return None
+    plugin = worker.plugins.get(PLUGIN_NAME)
+    return None if plugin is None else plugin.kept.pop((name, key), None)
 
 
 def last_saved(futures, timeout: float = 30.0) -> tuple | None:

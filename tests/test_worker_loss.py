@@ -121,6 +121,19 @@ def test_kmeans_on_kept_blocks_survives_a_killed_worker(cluster, monkeypatch):
     assert r.inertia == pytest.approx(ref.inertia, rel=1e-12)
 
 
+def test_kmeans_labels_survive_a_worker_killed_after_the_loop(cluster):
+    """The labels of a finished k-means are left on the ranks' workers: a worker killed
+    before they are written costs their recomputation, not the result."""
+    from hpcjobs.kernels import kmeans_predict
+
+    data = np.random.default_rng(1).random((200_000, 4))
+    r = kmeans(da.from_array(data, chunks=(25_000, 4)), 8, init="random", max_iter=5,
+               tol=0.0, seed=1)
+    victim = sorted(cluster.scheduler_info(n_workers=-1)["workers"])[0]
+    os.kill(cluster.run(os.getpid, workers=[victim])[victim], signal.SIGKILL)
+    np.testing.assert_array_equal(r.labels.compute(), kmeans_predict(data, r.centroids))
+
+
 def test_kmeans_resumes_from_a_saved_iteration_exactly():
     """A loop resumed from iteration i's state ends as the uninterrupted loop does (NumPy)."""
     from hpcjobs.kernels.clustering._common import Blocks

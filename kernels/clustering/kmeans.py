@@ -971,7 +971,6 @@ def _kmeans_on_workers(blocks: Blocks, k: int, init, tol: float, rng, init_round
     ``resume``: a state the ranks of an earlier call saved, ``(n_iter, (C, tol_abs, rng
     state, done))``: start after that iteration. When a worker dies the ranks fail with a
     ``RankFailed`` whose ``saved`` is the last such state they agreed on (or None)."""
-    import dask.array as da
 
     from hpcjobs.kernels._collective import RankFailed, last_saved
 
@@ -980,20 +979,17 @@ def _kmeans_on_workers(blocks: Blocks, k: int, init, tol: float, rng, init_round
     ranks = blocks.run_ranks(_kmeans_rank, k, init, tol, pickle.dumps(rng), init_rounds,
                              oversampling, max_iter, resume)
     client = blocks._client
-    picks = {}
-    for rank, block_ids in enumerate(blocks.placement.values()):
-        for j, i in enumerate(block_ids):
-            picks[i] = client.submit(_pick_labels, ranks[rank], j, pure=False)
     try:
-        C, n_iter, inertia, rng_state = client.submit(operator.getitem, ranks[0], 0).result()
+        C, n_iter, inertia, rng_state, name = client.gather(ranks)[0]
     except RankFailed as exc:
         exc.saved = last_saved(ranks)
         _after_loss(client, blocks.placement)
         raise
     rng.bit_generator.state = rng_state
-    labels = da.concatenate([
-        da.from_delayed(picks[i], shape=(int(size),), dtype=np.int32) if i in picks
-        else da.zeros(0, dtype=np.int32) for i, size in enumerate(blocks.sizes)])
+    # the ranks left each block's labels on its worker: a task per kept block takes them
+    # there, or assigns the block's rows again where its worker has died since
+    labels = blocks.X.map_blocks(_kept_labels, _pad(C.T, blocks.dtype), name, dtype=np.int32,
+                                 drop_axis=1, meta=np.empty(0, np.int32))
     return C, n_iter, labels, inertia
 
 
@@ -1037,12 +1033,19 @@ def _kmeans_rank(blocks, k, init, tol, rng_pickle, init_rounds, oversampling, ma
                                    start=start, save=save)
     CT = _pad(C.T, blocks.dtype)
     labels, inertia = zip(*(_labels_inertia_chunk(b, CT) for b in blocks.parts), strict=True)
+    for offset, block_labels in zip(blocks.offsets, labels, strict=True):
+        group.keep(int(offset), block_labels)
     inertia = math.fsum(group.allgather(math.fsum(inertia)))
-    return (C, n_iter, inertia, rng_state), list(labels)
+    return C, n_iter, inertia, rng_state, group.name
 
 
-def _pick_labels(rank_result, j):
-    return rank_result[1][j]
+def _kept_labels(block, CT, name, block_info=None):
+    """The labels of a kept block: those its rank of collective ``name`` left on this
+    worker, else (its worker died since) assigned again, alike."""
+    from hpcjobs.kernels._collective import take_kept
+
+    labels = take_kept(name, int(block_info[0]["array-location"][0][0]))
+    return labels if labels is not None else _predict_block(block, CT)
 
 
 def _seeded(blocks, k: int, init, tol: float, rng, rounds: int, oversampling: float):
