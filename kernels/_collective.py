@@ -13,6 +13,11 @@ Ranks on one machine swap small parts through pipes between their threads instea
 
 A rank that fails sends its exception to its peers, which raise it too; a peer that goes
 silent for much longer than a pass takes makes the others raise rather than hang.
+
+A loop whose ranks record each finished step's agreed state (``Group.save``) can be resumed
+after a worker dies: every rank's :class:`RankFailed` carries the last state it saved, and
+:func:`last_saved` picks the most advanced one from the failed ranks' futures, for the
+caller to start the ranks again from there (on the workers that remain or come back).
 """
 
 from __future__ import annotations
@@ -41,7 +46,10 @@ _REGISTERED: set[tuple[str, str]] = set()
 
 
 class RankFailed(RuntimeError):
-    """A peer rank stopped answering."""
+    """A peer rank stopped answering. ``saved``: the last ``(step, state)`` that this rank
+    saved (``Group.save``) before it gave up, or None."""
+
+    saved: tuple | None = None
 
 
 class CollectivePlugin(WorkerPlugin):
@@ -55,6 +63,10 @@ class CollectivePlugin(WorkerPlugin):
         self.inbox: dict[tuple[str, int, int], bytes] = {}
         self.arrived = threading.Condition()
         self.pipes: dict[str, LocalPipes] = {}  # groups whose rank waits on pipes, too
+        #: the last (step, state) each group's rank on this worker saved (``Group.save``)
+        self.saved: dict[str, tuple] = {}
+        #: what ranks left here for tasks after their collective, by (group, key)
+        self.kept: dict[tuple, object] = {}
         worker.handlers[_HANDLER] = self.receive
 
     def receive(self, group: str, round: int, rank: int, payload: bytes) -> None:
@@ -79,6 +91,25 @@ class Group:
         self._sends: list = []
         self._pipes: LocalPipes | None = None
         self.sent = {"pipe": 0, "comms": 0}  # parts sent each way
+        self.saved: tuple | None = None  # the last (step, state) saved
+
+    def save(self, step: int, state) -> None:
+        """Record ``state``, which every rank agreed on after ``step`` (e.g. the centroids
+        after an allgather): a rank that fails carries it in its :class:`RankFailed`, so
+        that the loop can start again from there. Costs nothing (kept, not copied)."""
+        self.saved = (step, state)
+        self._plugin.saved[self.name] = self.saved
+
+    def keep(self, key, value) -> None:
+        """Leave ``value`` on this worker for a task that runs after the collective (it
+        takes it with :func:`take_kept`), rather than in this rank's result: a result is lost
+        with its worker, and Dask cannot run a collective's rank again on its own, while a
+        task that finds nothing here can compute its value itself. What an earlier
+        collective left here and nobody took is dropped."""
+        kept = self._plugin.kept
+        for old in [k for k in kept if k[0] != self.name]:
+            del kept[old]
+        kept[(self.name, key)] = value
 
     def connect_pipes(self) -> None:
         """Open pipes to the peers on this machine (see ``_local_pipes``). Three rounds
@@ -146,15 +177,40 @@ class Group:
 
     def _sent(self) -> None:
         """Wait for this rank's sends to be written out (a failed send raises here: a peer
-        that cannot be reached raises :class:`RankFailed`)."""
+        that cannot be reached raises :class:`RankFailed`). A peer's failure that arrives
+        meanwhile is raised at once: a send to a dead worker only fails once connecting to
+        it has timed out (30 s), while the replacement of its rank says so at once."""
+        from concurrent.futures import wait
+
         from distributed.comm import CommClosedError
 
+        patience = max(_MIN_WAIT, _PATIENCE * self._slowest)
+        deadline = time.monotonic() + patience
         while self._sends:
+            if not wait([self._sends[-1]], timeout=0.2).done:
+                self._raise_if_aborted()
+                if time.monotonic() > deadline:
+                    raise RankFailed(f"a peer of collective {self.name} took no message for "
+                                     f"{patience:.0f} s")
+                continue
             try:
-                self._sends.pop().result(timeout=max(_MIN_WAIT, _PATIENCE * self._slowest))
+                self._sends.pop().result()
             except (CommClosedError, OSError) as exc:
                 raise RankFailed(f"a peer of collective {self.name} cannot be reached "
                                  f"({type(exc).__name__}: {exc})") from exc
+
+    def _raise_if_aborted(self) -> None:
+        """Raise the error of any peer that failed (its abort message has come)."""
+        with self._plugin.arrived:
+            box = self._plugin.inbox
+            key = next((k for k in box if k[0] == self.name and k[1] == _ABORT), None)
+            if key is not None:
+                raise pickle.loads(box.pop(key))
+        if self._pipes is not None:
+            got = self._pipes.got
+            key = next((k for k in list(got) if k[0] == _ABORT), None)
+            if key is not None:
+                raise pickle.loads(got.pop(key))
 
     def _receive(self, round_: int, rank: int):
         box, arrived, pipes = self._plugin.inbox, self._plugin.arrived, self._pipes
@@ -198,17 +254,16 @@ class Group:
 
     def close(self, quiet: bool = False) -> None:
         """Drop what peers left for this group, once every send has gone out (a failed
-        send raises, unless ``quiet``: when this rank is failing anyway)."""
-        for s in self._sends:
-            try:
+        send raises). With ``quiet`` (this rank is failing anyway) the sends are left to
+        finish on their own: one to a dead worker fails only after a 30 s connect timeout."""
+        if not quiet:
+            for s in self._sends:
                 s.result(timeout=_MIN_WAIT)
-            except Exception:
-                if not quiet:
-                    raise
         if self._pipes is not None:
             self._plugin.pipes.pop(self.name, None)
             self._pipes.close()
             self._pipes = None
+        self._plugin.saved.pop(self.name, None)
         box = self._plugin.inbox
         with self._plugin.arrived:
             for key in [k for k in box if k[0] == self.name]:
@@ -228,11 +283,48 @@ def _rank_task(func, name, addresses, rank, blocks, offsets, *args):
         group.connect_pipes()
         result = func(group, blocks, offsets, *args)
     except BaseException as exc:
+        if isinstance(exc, RankFailed) and group.saved is not None:
+            # (a peer's error, re-raised here: this rank's own saved state wins)
+            exc.saved = group.saved
         group.abort(exc)
         group.close(quiet=True)
         raise
     group.close()
     return result
+
+
+def take_kept(name: str, key):
+    """What a rank of collective ``name`` left on this worker under ``key``
+    (:meth:`Group.keep`), or None: the task runs on another worker (the rank's died), or it
+    was taken already."""
+    try:
+        worker = get_worker()
+    except ValueError:  # not in a worker
+        return None
+    plugin = worker.plugins.get(PLUGIN_NAME)
+    return None if plugin is None else plugin.kept.pop((name, key), None)
+
+
+def last_saved(futures, timeout: float = 30.0) -> tuple | None:
+    """The most advanced ``(step, state)`` that any failed rank of ``futures`` saved (they
+    all agreed on it), or None; waits up to ``timeout`` seconds for the ranks to end."""
+    from distributed import wait
+
+    try:
+        wait(futures, timeout=timeout)
+    except Exception:  # noqa: BLE001, S110 - a rank still running has nothing to give
+        pass
+    best = None
+    for future in futures:
+        if future.status != "error":
+            continue
+        try:
+            saved = getattr(future.exception(timeout=1), "saved", None)
+        except Exception:  # noqa: BLE001 - its error was lost with its worker
+            continue
+        if saved is not None and (best is None or saved[0] > best[0]):
+            best = saved
+    return best
 
 
 def run_ranks(client, placement: dict[str, list[int]], futures: list, offsets, func, *args):

@@ -75,7 +75,7 @@ def test_directives():
     assert "#SBATCH --nodes=4" in lines and "#SBATCH --ntasks-per-node=8" in lines
     assert "#SBATCH --gres=gpu:a100:2" in lines and "#SBATCH --exclusive" in lines
     assert "MAX_REQUEUES=5" in text and "MODE=resume" in text
-    assert "srun --mpi=pmix --kill-on-bad-exit=1 /opt/venvs/hpc/bin/python -m hpcjobs mpi-run" \
+    assert "srun --mpi=pmix --kill-on-bad-exit=0 --wait=0 /opt/venvs/hpc/bin/python -m hpcjobs mpi-run" \
         in text
     over = render_case("overrides")
     assert "#SBATCH --partition=debug" in over and "#SBATCH --time=00:10:00" in over

@@ -14,7 +14,11 @@ What dask-mpi does less well and this module cares about:
 - shutdown is ordered (workers retire, then the scheduler closes) and Dask's connection chatter
   is kept out of the log, so a successful job ends with a clean log;
 - the process exit code is the driver's on rank 1 and 0 on the others (``srun`` returns the
-  largest, so the job's exit code is the driver's).
+  largest, so the job's exit code is the driver's);
+- a worker rank that dies mid-job costs time, not the job: no MPI call follows the start-up,
+  a batch job's ranks do not finalize MPI (:func:`batch_world`, whose docstring says why) and
+  Dask redoes the lost rank's tasks on the workers that remain (the scheduler's log says so).
+  The scheduler's and the driver's ranks are not replaceable: their death ends the job.
 
 Example (``prog.py``, run with ``srun --mpi=pmi2 python prog.py`` or ``mpiexec -n 4``)::
 
@@ -55,7 +59,8 @@ MIN_WORLD = 3
 _TAG_HELLO = 17
 _DRIVER_KEY = "hpcjobs-driver-client"
 
-__all__ = ["MPIWorldTooSmall", "launch", "load_security", "cluster_file", "log"]
+__all__ = ["MPIWorldTooSmall", "launch", "batch_world", "load_security", "cluster_file",
+           "log"]
 
 
 class MPIWorldTooSmall(UserError):
@@ -99,6 +104,17 @@ def _recv_with_deadline(comm, source: int, tag: int, timeout: float, what: str):
     return comm.recv(source=source, tag=tag)
 
 
+class _HandledLoss(logging.Filter):
+    """Drops Dask's own reports of a lost worker's consequences that are handled, and said
+    in one line by the scheduler's rank: the tasks it will recompute, and the failure of a
+    collective's rank (the kernel starts its loop again, see kernels/_collective.py)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not (("will be recomputed elsewhere" in text and "Removing worker" in text)
+                    or ("Compute Failed" in text and "RankFailed(" in text))
+
+
 def _quiet_dask_logs() -> None:
     """Keep Dask's per-connection INFO chatter and shutdown noise out of the job log."""
     import distributed  # noqa: F401  (it sets its loggers' levels on import: adjust after)
@@ -106,6 +122,8 @@ def _quiet_dask_logs() -> None:
         name for name in logging.root.manager.loggerDict if name.startswith("distributed.")}
     for name in sorted(names):
         logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ("distributed.scheduler", "distributed.worker"):
+        logging.getLogger(name).addFilter(_HandledLoss())
 
 
 def _mute_shutdown_noise() -> None:
@@ -114,6 +132,65 @@ def _mute_shutdown_noise() -> None:
         name for name in logging.root.manager.loggerDict if name.startswith("distributed.")}
     for name in sorted(names):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def batch_world():
+    """``MPI.COMM_WORLD`` for the ranks of a batch job (under ``srun``): MPI is not finalized
+    at exit, so that the death of a worker rank does not hang the others as they leave.
+
+    Measured on the local Slurm (``srun --mpi=pmi2 --kill-on-bad-exit=0``, mpich 5 from
+    PyPI): after one rank was SIGKILLed the others carried on, but hung at exit in
+    ``MPI_Finalize`` (it waits for every rank) until the walltime; without finalization
+    they left at once. Under mpich's own ``mpiexec`` a rank that leaves unfinalized makes it
+    end the others, so programs run there keep mpi4py's default (and :func:`launch` then
+    lets the ranks leave together). Must come before the first import of ``mpi4py.MPI``.
+    """
+    import mpi4py
+
+    if "mpi4py.MPI" not in sys.modules:
+        mpi4py.rc.finalize = False
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+def _finalizes_mpi() -> bool:
+    """Whether this process finalizes MPI at exit (see :func:`batch_world`)."""
+    rc = getattr(sys.modules.get("mpi4py"), "rc", None)
+    return getattr(rc, "finalize", None) is not False
+
+
+def _lost_workers_plugin():
+    """A scheduler plugin that says in the job's log when a worker dies (its connection
+    dropped; a worker that retires or closes says goodbye first)."""
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    class LostWorkers(SchedulerPlugin):
+        name = "hpcjobs-lost-workers"
+
+        def __init__(self):
+            self.names: dict[str, str] = {}
+            self.status: dict[str, str] = {}  # the last status each worker reported
+
+        def add_worker(self, scheduler, worker: str) -> None:
+            self.names[worker] = str(scheduler.workers[worker].name)
+
+        def log_event(self, topic, msg) -> None:
+            if isinstance(msg, dict) and msg.get("action") == "worker-status-change":
+                self.status[topic] = msg.get("status")
+
+        def remove_worker(self, scheduler, worker: str, *, stimulus_id: str = "",
+                          **kwargs) -> None:
+            name = self.names.pop(worker, worker)
+            # (a worker that retires or closes says so first: "closing_gracefully", ...;
+            # the last one is still running when the scheduler closes at the end)
+            if (self.status.pop(worker, "running") in ("running", "paused")
+                    and stimulus_id.startswith("handle-worker-cleanup")
+                    and scheduler.status.name == "running"):
+                log(f"lost worker {name} ({worker}): its rank died? Dask redoes its tasks on "
+                    f"the {len(scheduler.workers)} worker(s) that remain", rank=SCHEDULER_RANK)
+
+    return LostWorkers()
 
 
 # -- the three roles ---------------------------------------------------------------------------
@@ -129,6 +206,7 @@ async def _run_scheduler(comm, *, world: int, security, interface: str | None,
                          dashboard=dashboard,
                          dashboard_address=dashboard_address if dashboard else None,
                          ) as scheduler:
+        scheduler.add_plugin(_lost_workers_plugin())
         link = None
         if dashboard and "dashboard" in scheduler.services:
             port = scheduler.services["dashboard"].port
@@ -187,6 +265,8 @@ async def _run_worker(address: str, *, rank: int, security, nthreads: int,
 
     async with Worker(address, security=security, nthreads=nthreads, name=name or f"rank-{rank}",
                       interface=interface, dashboard=False, death_timeout=startup_timeout,
+                      # its HTTP server (health, metrics) on loopback, not on every interface
+                      dashboard_address="127.0.0.1:0",
                       local_directory=local_directory, memory_limit=memory) as worker:
         await worker.finished()
     return 0
@@ -253,7 +333,8 @@ def launch(driver: Callable[[Any], int], *, comm=None, nthreads: int | None = No
     on_error : callable, optional
         Turns an exception on rank 1 into an exit code (default: message, exit 1).
     finish_timeout : float
-        Seconds the ranks wait for each other at the end, so that they leave together.
+        Seconds the ranks wait for each other at the end, so that they leave together
+        (not where MPI is not finalized, see :func:`batch_world`).
 
     Examples
     --------
@@ -277,8 +358,10 @@ def launch(driver: Callable[[Any], int], *, comm=None, nthreads: int | None = No
                      ranks_on_node=ranks_on_node,
                      dashboard_address=dashboard_address, startup_timeout=startup_timeout,
                      cluster_path=cluster_path, job_id=job_id, on_error=on_error)
-    # Leave together: a rank that exits early makes srun tear the step down under the others.
-    if not _final_barrier(comm, timeout=finish_timeout):
+    # Leave together where MPI is finalized at exit (mpiexec ends the others when one rank
+    # leaves early); a batch job's ranks (batch_world) leave without an MPI call, which a
+    # dead worker rank would never join.
+    if _finalizes_mpi() and not _final_barrier(comm, timeout=finish_timeout):
         log("warning: not every rank reached the end (one died?); leaving anyway", rank=rank)
     return code
 

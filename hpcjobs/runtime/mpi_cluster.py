@@ -34,6 +34,7 @@ from hpcjobs.runtime.mpi import (
     _TAG_HELLO,
     SCHEDULER_RANK,
     _final_barrier,
+    _finalizes_mpi,
     _mute_shutdown_noise,
     _quiet_dask_logs,
     _ranks_on_node,
@@ -173,7 +174,9 @@ def _run_rank(comm, rank: int, role, finish_timeout: float) -> int:
     except RunFailed as exc:
         log(f"error: {exc}", rank=rank)
         code = 1
-    if not _final_barrier(comm, timeout=finish_timeout):
+    # ranks that finalize MPI leave together; those of a job under srun (batch_world) leave
+    # without an MPI call, which a dead worker rank could hang
+    if _finalizes_mpi() and not _final_barrier(comm, timeout=finish_timeout):
         log("warning: not every rank reached the end (one died?); leaving anyway", rank=rank)
     return code
 

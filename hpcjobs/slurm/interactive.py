@@ -343,7 +343,7 @@ def allocation_end(job_id: str, client: SlurmClient | None = None) -> float | No
 
 def mpi_cluster(run_dir: str | os.PathLike, *, join: str | None = None, comm=None) -> int:
     """What every rank of a cluster job (or, with ``join``, of a worker job) runs."""
-    from hpcjobs.runtime.mpi import cluster_file, log
+    from hpcjobs.runtime.mpi import batch_world, cluster_file, log
     from hpcjobs.runtime.mpi_cluster import join_cluster, launch_cluster
 
     run = Run(Path(run_dir).absolute())
@@ -356,10 +356,8 @@ def mpi_cluster(run_dir: str | os.PathLike, *, join: str | None = None, comm=Non
     job_id = os.environ.get("SLURM_JOB_ID", "local")
     common = {"interface": launcher.get("interface"),
               "startup_timeout": float(launcher.get("startup_timeout", 120))}
-    if comm is None:
-        from mpi4py import MPI
-
-        comm = MPI.COMM_WORLD
+    if comm is None:  # MPI not finalized: a dead worker rank must not hang the others
+        comm = batch_world()
     if join is not None:
         return join_cluster(cluster_file(run.path, join), job_id=job_id, comm=comm, **common)
     end_time = allocation_end(job_id) if comm.Get_rank() == 0 else None

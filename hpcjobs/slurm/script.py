@@ -305,7 +305,10 @@ def render_script(opts: SlurmOptions, *, job_name: str, run_dir: str | Path, pyt
                        hpcjobs_version=hpcjobs_version, array=array),
         "mode": mode,
         "max_requeues": str(opts.max_requeues),
-        "srun": " ".join(["srun", f"--mpi={shlex.quote(opts.mpi)}", "--kill-on-bad-exit=1"]),
+        # a worker rank that dies must not take the others down: Dask redoes its work
+        # (docs/slurm.md); the job's exit code is the driver's, from the run folder
+        "srun": " ".join(["srun", f"--mpi={shlex.quote(opts.mpi)}", "--kill-on-bad-exit=0",
+                          "--wait=0"]),
         "launch": " ".join(shlex.quote(part) for part in launch),
     }
     return _fill(template if template is not None else load_template(), subs)
@@ -371,7 +374,9 @@ def render_cluster_script(opts: SlurmOptions, *, job_name: str, run_dir: str | P
         **_common_subs(opts, job_name=job_name, run_dir=run_dir, python=python,
                        hpcjobs_version=hpcjobs_version),
         "role": role,
-        "srun": " ".join(["srun", f"--mpi={shlex.quote(opts.mpi)}"]),
+        # as a batch job's: a worker rank that dies does not end the cluster
+        "srun": " ".join(["srun", f"--mpi={shlex.quote(opts.mpi)}", "--kill-on-bad-exit=0",
+                          "--wait=0"]),
         "launch": " ".join(shlex.quote(part) for part in launch),
     }
     return _fill(template if template is not None else load_template(CLUSTER_TEMPLATE), subs)

@@ -161,7 +161,7 @@ def mpi_run(run_dir: str | os.PathLike, mode: str = "new", *, comm=None,
     ``recorded_exit`` the process then exits 0, so that srun does not tear the step down
     under the other ranks (the batch script exits with the recorded code).
     """
-    from hpcjobs.runtime.mpi import StopWatcher, cluster_file, launch, log
+    from hpcjobs.runtime.mpi import StopWatcher, batch_world, cluster_file, launch, log
 
     run = Run(Path(run_dir).absolute())
     try:
@@ -212,9 +212,7 @@ def mpi_run(run_dir: str | os.PathLike, mode: str = "new", *, comm=None,
         return getattr(exc, "exit_code", 1) if isinstance(exc, HpcjobsError) else 1
 
     if comm is None:
-        from mpi4py import MPI
-
-        comm = MPI.COMM_WORLD
+        comm = batch_world()  # MPI is not finalized: a dead worker rank must not hang us
     code = launch(driver, comm=comm, dashboard_address=launcher.get("dashboard"),
                   interface=launcher.get("interface"),
                   startup_timeout=float(launcher.get("startup_timeout", 120)),

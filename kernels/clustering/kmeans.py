@@ -46,7 +46,6 @@ All the random choices derive from ``seed``: the same seed gives the same result
 
 from __future__ import annotations
 
-import contextlib
 import math
 import operator
 import pickle
@@ -900,11 +899,13 @@ def _relocate_empty(blocks, CT, sums, counts, empty):
         counts[cluster] = 1
 
 
-def _lloyd_loop(blocks: Blocks, C: np.ndarray, max_iter: int, tol_abs: float):
-    """Lloyd iterations: (centroids, n_iter, inertia of the last pass if the centroids did not
-    move in it, else None)."""
-    n_iter = 0
-    for n_iter in range(1, max_iter + 1):  # noqa: B007
+def _lloyd_loop(blocks: Blocks, C: np.ndarray, max_iter: int, tol_abs: float,
+                start: int = 0, save=None):
+    """Lloyd iterations after the ``start`` already done: (centroids, n_iter, inertia of the
+    last pass if the centroids did not move in it, else None). ``save(n_iter, C, done)`` is
+    called after each iteration (a collective records the state it can resume from)."""
+    n_iter = start
+    for n_iter in range(start + 1, max_iter + 1):  # noqa: B007
         CT = _pad(C.T, blocks.dtype)
         sums, counts, inertia = blocks.map_reduce(_lloyd_chunk, _sum_combine, CT, len(C))
         empty = np.flatnonzero(counts == 0)
@@ -916,12 +917,13 @@ def _lloyd_loop(blocks: Blocks, C: np.ndarray, max_iter: int, tol_abs: float):
         # exactly rounded, so that ranks on different CPUs still agree on when to stop
         shift = math.fsum(((new - C) ** 2).ravel())
         C = new
+        if save is not None:
+            save(n_iter, C, shift <= tol_abs)
         if shift == 0.0:  # converged exactly: the pass's inertia is the final one
             return C, n_iter, float(inertia)
         if shift <= tol_abs:
             break
     return C, n_iter, None
-
 
 
 def _labels_inertia(blocks: Blocks, C: np.ndarray, inertia: float | None = None,
@@ -959,44 +961,41 @@ def _fsum(values) -> float:
 
 
 def _kmeans_on_workers(blocks: Blocks, k: int, init, tol: float, rng, init_rounds: int,
-                       oversampling: float, max_iter: int):
+                       oversampling: float, max_iter: int, resume: tuple | None = None):
     """All of k-means over blocks kept in a distributed cluster's memory, on the workers
     that hold them: tolerance, seeding, Lloyd's loop and the labels, the ranks swapping each
     pass's small results directly (no scheduler round trip per pass, see
     ``Blocks.run_ranks``; k-means++ makes a pass per centroid). Returns (centroids, n_iter,
-    labels as a Dask array that stays on the workers, inertia)."""
-    import dask.array as da
+    labels as a Dask array that stays on the workers, inertia).
 
-    from hpcjobs.kernels._collective import RankFailed
+    ``resume``: a state the ranks of an earlier call saved, ``(n_iter, (C, tol_abs, rng
+    state, done))``: start after that iteration. When a worker dies the ranks fail with a
+    ``RankFailed`` whose ``saved`` is the last such state they agreed on (or None)."""
+
+    from hpcjobs.kernels._collective import RankFailed, last_saved
 
     # each rank draws from its own copy of the generator (in-process workers would
     # otherwise share one object); the caller's generator then moves on as if in memory
     ranks = blocks.run_ranks(_kmeans_rank, k, init, tol, pickle.dumps(rng), init_rounds,
-                             oversampling, max_iter)
+                             oversampling, max_iter, resume)
     client = blocks._client
-    picks = {}
-    for rank, block_ids in enumerate(blocks.placement.values()):
-        for j, i in enumerate(block_ids):
-            picks[i] = client.submit(_pick_labels, ranks[rank], j, pure=False)
     try:
-        C, n_iter, inertia, rng_state = client.submit(operator.getitem, ranks[0], 0).result()
-    except RankFailed:
-        _after_loss(client, ranks, blocks.placement)
+        C, n_iter, inertia, rng_state, name = client.gather(ranks)[0]
+    except RankFailed as exc:
+        exc.saved = last_saved(ranks)
+        _after_loss(client, blocks.placement)
         raise
     rng.bit_generator.state = rng_state
-    labels = da.concatenate([
-        da.from_delayed(picks[i], shape=(int(size),), dtype=np.int32) if i in picks
-        else da.zeros(0, dtype=np.int32) for i, size in enumerate(blocks.sizes)])
+    # the ranks left each block's labels on its worker: a task per kept block takes them
+    # there, or assigns the block's rows again where its worker has died since
+    labels = blocks.X.map_blocks(_kept_labels, _pad(C.T, blocks.dtype), name, dtype=np.int32,
+                                 drop_axis=1, meta=np.empty(0, np.int32))
     return C, n_iter, labels, inertia
 
 
-def _after_loss(client, ranks, placement, patience: float = 30.0) -> None:
-    """Once a collective failed: wait for all its ranks to stop and for the scheduler to
-    drop the worker that was lost (so the next placement does not name it)."""
-    from distributed import wait
-
-    with contextlib.suppress(Exception):
-        wait(ranks, timeout=patience)
+def _after_loss(client, placement, patience: float = 30.0) -> None:
+    """Once a collective failed (its ranks have ended): wait for the scheduler to drop the
+    worker that was lost (so the next placement does not name it)."""
     deadline = time.monotonic() + patience
     while time.monotonic() < deadline:
         alive = set(client.scheduler_info(n_workers=-1)["workers"])
@@ -1005,26 +1004,48 @@ def _after_loss(client, ranks, placement, patience: float = 30.0) -> None:
         time.sleep(0.1)
 
 
-def _kmeans_rank(blocks, k, init, tol, rng_pickle, init_rounds, oversampling, max_iter):
+def _kmeans_rank(blocks, k, init, tol, rng_pickle, init_rounds, oversampling, max_iter,
+                 resume):
     """One worker's share of :func:`_kmeans_on_workers` (``blocks``: a ``RankBlocks``).
 
     Every rank draws from its own copy of the generator and combines the same parts in the
     same order, so all seed alike; the seeding ends in local arithmetic (the weighted
     re-clustering) that ranks on different CPUs could round differently, so all take rank
-    0's centroids and tolerance."""
+    0's centroids and tolerance. After each Lloyd iteration the ranks save the centroids they
+    all agreed on: a later call resumes from there (``resume``) after a worker died."""
     rng = pickle.loads(rng_pickle)  # noqa: S301 - the client's own generator
-    tol_abs, C = _seeded(blocks, k, init, tol, rng, init_rounds, oversampling)
     group = blocks.group
-    tol_abs, C = group.allgather((tol_abs, C) if group.rank == 0 else None)[0]
-    C, n_iter, _ = _lloyd_loop(blocks, np.asarray(C, dtype=np.float64), max_iter, tol_abs)
+    if resume is None:
+        tol_abs, C = _seeded(blocks, k, init, tol, rng, init_rounds, oversampling)
+        tol_abs, C = group.allgather((tol_abs, C) if group.rank == 0 else None)[0]
+        start, done = 0, False
+    else:  # the data was checked for NaN/inf by the first pass of the earlier call
+        start, (C, tol_abs, rng_state, done) = resume
+        rng.bit_generator.state = rng_state
+    rng_state = rng.bit_generator.state
+
+    def save(n_iter, C, done):
+        group.save(n_iter, (C, tol_abs, rng_state, done))
+
+    n_iter = start
+    if not done:
+        C, n_iter, _ = _lloyd_loop(blocks, np.asarray(C, dtype=np.float64), max_iter, tol_abs,
+                                   start=start, save=save)
     CT = _pad(C.T, blocks.dtype)
     labels, inertia = zip(*(_labels_inertia_chunk(b, CT) for b in blocks.parts), strict=True)
+    for offset, block_labels in zip(blocks.offsets, labels, strict=True):
+        group.keep(int(offset), block_labels)
     inertia = math.fsum(group.allgather(math.fsum(inertia)))
-    return (C, n_iter, inertia, rng.bit_generator.state), list(labels)
+    return C, n_iter, inertia, rng_state, group.name
 
 
-def _pick_labels(rank_result, j):
-    return rank_result[1][j]
+def _kept_labels(block, CT, name, block_info=None):
+    """The labels of a kept block: those its rank of collective ``name`` left on this
+    worker, else (its worker died since) assigned again, alike."""
+    from hpcjobs.kernels._collective import take_kept
+
+    labels = take_kept(name, int(block_info[0]["array-location"][0][0]))
+    return labels if labels is not None else _predict_block(block, CT)
 
 
 def _seeded(blocks, k: int, init, tol: float, rng, rounds: int, oversampling: float):
@@ -1105,6 +1126,7 @@ def fit_kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300,
     init = _check_init(init, k, X.shape[1], X.dtype, func)
     rng = _check_seed(seed, func)
     blocks = Blocks(X)
+    resume = None
     for attempt in range(_RANK_RETRIES + 1):
         if not blocks.keep_in_memory():  # (again after a loss: where the blocks are now)
             break
@@ -1112,13 +1134,15 @@ def fit_kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300,
 
         try:  # Lloyd reads the data max_iter times: from the workers' memory
             C, n_iter, labels, inertia = _kmeans_on_workers(
-                blocks, k, init, tol, rng, init_rounds, oversampling, max_iter)
-        except RankFailed:
+                blocks, k, init, tol, rng, init_rounds, oversampling, max_iter, resume)
+        except RankFailed as exc:
             # a worker died: Dask brings its blocks back from the source onto the workers
-            # that remain (or its replacement), and the ranks start again from the same
-            # generator state (it moves on only after a success): the same result
+            # that remain (or its replacement), and the ranks start again from the last
+            # iteration they all finished (else from the same generator state, which moves
+            # on only after a success): the same result
             if attempt == _RANK_RETRIES:
                 raise
+            resume = exc.saved or resume
             continue
         return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)
     tol_abs, C = _seeded(blocks, k, init, tol, rng, init_rounds, oversampling)

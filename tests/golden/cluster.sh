@@ -52,7 +52,7 @@ export PYTHONUNBUFFERED=1
 event "start host=$(hostname) role=cluster"
 echo "hpcjobs: cluster job $JOB_TAG start $(date -u +%Y-%m-%dT%H:%M:%SZ) on $SLURM_JOB_NODELIST ($SLURM_NTASKS ranks)" >&2
 
-srun --mpi=pmi2 /opt/venvs/hpc/bin/python -m hpcjobs mpi-cluster /home/alice/.hpcjobs/runs/notebook-20261207-120000-abcd &
+srun --mpi=pmi2 --kill-on-bad-exit=0 --wait=0 /opt/venvs/hpc/bin/python -m hpcjobs mpi-cluster /home/alice/.hpcjobs/runs/notebook-20261207-120000-abcd &
 SRUN_PID=$!
 # `wait` returns early when the trap runs: wait again until srun has really finished
 while :; do

@@ -56,7 +56,7 @@ if [ "$RESTART" -gt 0 ]; then MODE=resume; fi
 event "start host=$(hostname) restart=$RESTART mode=$MODE"
 echo "hpcjobs: job $JOB_TAG start $(date -u +%Y-%m-%dT%H:%M:%SZ) on $SLURM_JOB_NODELIST ($SLURM_NTASKS ranks), restart $RESTART, mode $MODE" >&2
 
-srun --mpi=pmi2 --kill-on-bad-exit=1 /opt/venvs/hpc/bin/python -m hpcjobs mpi-run /home/alice/.hpcjobs/runs/sensor-clusters-20261125-120000-abcd --mode "$MODE" &
+srun --mpi=pmi2 --kill-on-bad-exit=0 --wait=0 /opt/venvs/hpc/bin/python -m hpcjobs mpi-run /home/alice/.hpcjobs/runs/sensor-clusters-20261125-120000-abcd --mode "$MODE" &
 SRUN_PID=$!
 # `wait` returns early when the trap runs: wait again until srun has really finished
 while :; do
