@@ -19,12 +19,12 @@ source_peers = peer_fixtures.source_peers
 N_ITEMS = 200
 
 
-def _zipf_baskets(n: int, seed: int = 0) -> dict:
+def _zipf_baskets(n: int, seed: int = 0, n_items: int = N_ITEMS) -> dict:
     """The frequent-itemsets benchmark's baskets: ~Poisson(10) distinct Zipf-weighted items."""
     rng = np.random.default_rng(seed)
-    p = 1.0 / np.arange(1, N_ITEMS + 1)
+    p = 1.0 / np.arange(1, n_items + 1)
     p /= p.sum()
-    draws = rng.choice(N_ITEMS, size=(n, 40), p=p)
+    draws = rng.choice(n_items, size=(n, 40), p=p)
     lengths = np.maximum(1, rng.poisson(10, n))
     rows = [np.array(list(dict.fromkeys(draws[i].tolist()))[:lengths[i]], np.int32)
             for i in range(n)]
@@ -166,8 +166,11 @@ def test_float32_kmeans_matches_faiss_up_to_near_ties():
 # --------------------------------------------------------------------------- pyfim, SCAMP
 
 
-@pytest.mark.parametrize("min_support, max_len", [(0.01, None), (0.05, None), (0.01, 2)])
-def test_frequent_itemsets_identical_to_pyfim(source_peers, min_support, max_len):
+@pytest.mark.parametrize("n_items, min_support, max_len", [
+    (N_ITEMS, 0.01, None), (N_ITEMS, 0.05, None), (N_ITEMS, 0.01, 2),
+    (8_000, 0.001, None),  # a large catalogue: many rare frequent items (pair counts first)
+])
+def test_frequent_itemsets_identical_to_pyfim(source_peers, n_items, min_support, max_len):
     """The same itemsets with the same counts as Borgelt's fpgrowth and eclat, given the
     same minimum count (pyfim: supp < 0 is an absolute count, > 0 a percentage)."""
     import fim
@@ -175,7 +178,7 @@ def test_frequent_itemsets_identical_to_pyfim(source_peers, min_support, max_len
     from hpcjobs.kernels import frequent_itemsets
     from hpcjobs.kernels.mining.itemsets import _min_count
 
-    csr = _zipf_baskets(6_000)
+    csr = _zipf_baskets(6_000, n_items=n_items)
     ours = frequent_itemsets(csr, min_support, max_len=max_len)
     ip, items = csr["indptr"].tolist(), csr["items"].tolist()
     tracts = [items[ip[i]:ip[i + 1]] for i in range(len(ip) - 1)]
