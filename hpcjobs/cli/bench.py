@@ -12,29 +12,17 @@ from hpcjobs.cli._errors import wrap_errors
 from hpcjobs.errors import RunFailed, UserError
 
 
-def _indices(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        out = [int(p) for p in text.split(",") if p.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected size indices like 0,2; got {text!r}",
-                                 param_hint="--sizes") from None
-    if not out:
-        raise click.BadParameter("expected at least one size index", param_hint="--sizes")
-    return out
-
-
-def _workers(text: str | None) -> list[int] | None:
+def _int_list(text: str | None, hint: str, expected: str, low: int = 0) -> list[int] | None:
+    """``"0,2"`` -> ``[0, 2]``; anything else (no number, one below ``low``) is a bad
+    parameter saying what was ``expected``."""
     if text is None:
         return None
     try:
         out = [int(p) for p in text.split(",") if p.strip()]
     except ValueError:
         out = []
-    if not out or min(out) < 1:
-        raise click.BadParameter(f"expected worker counts of at least 1 like 1,2,4; got {text!r}",
-                                 param_hint="--workers")
+    if not out or min(out) < low:
+        raise click.BadParameter(f"expected {expected}; got {text!r}", param_hint=hint)
     return out
 
 
@@ -164,8 +152,9 @@ def bench(kernels: tuple[str, ...], quick: bool, repeats: int | None, sizes_text
         for f, e in problems.items():
             click.echo(f"not loaded: {f}: {e}")
         return
-    sizes = _indices(sizes_text)
-    workers = _workers(workers_text)
+    sizes = _int_list(sizes_text, "--sizes", "size indices like 0,2")
+    workers = _int_list(workers_text, "--workers", "worker counts of at least 1 like 1,2,4",
+                        low=1)
     if weak and workers is None:
         raise click.BadParameter("--weak needs --workers (e.g. --workers 1,2,4)",
                                  param_hint="--weak")
