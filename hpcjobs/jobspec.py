@@ -19,17 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from hpcjobs.errors import JobFileError
+from hpcjobs.kernels._validation import InvalidInput
 
 TOP_LEVEL_KEYS = ("name", "description", "input", "step", "output", "cluster", "slurm", "sweep")
 STEP_KEYS = ("name", "kernel", "input", "params")
-CLUSTER_KEYS = {
-    "workers": "number of Dask worker processes",
-    "threads_per_worker": "threads per worker",
-    "numba_threads": "Numba threads per Dask thread",
-    "memory_limit": "memory per worker, e.g. '4GiB'",
-    "processes": "true: worker processes; false: threads in this process",
-    "dashboard_address": "where the dashboard listens, e.g. '127.0.0.1:8787'",
-}
+#: the keys of a job's [cluster] table (the README says what each means)
+CLUSTER_KEYS = ("workers", "threads_per_worker", "numba_threads", "memory_limit", "processes",
+                "dashboard_address")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _REF_RE = re.compile(r"^(?P<path>[A-Za-z0-9_.\-/]+?)(?:\[(?P<index>[^\[\]]*)\])?$")
 
@@ -285,7 +281,7 @@ class _Validator:
             params = self.expect(table.get("params", {}), dict, f"{key}.params", "a table")
             try:
                 params = spec.validate_params(params)
-            except (ValueError, TypeError) as exc:
+            except InvalidInput as exc:
                 self.fail(f"{key}.params", str(exc))
             inputs = self._inputs(table.get("input"), spec, key, group, produced)
             produced[name] = {p.name: (p.ndim, p.dtype) for p in spec.outputs}
@@ -402,7 +398,7 @@ class _Validator:
     # -- cluster --------------------------------------------------------------------------
 
     def _cluster(self, table: dict) -> dict:
-        self._only(table, tuple(CLUSTER_KEYS), "cluster")
+        self._only(table, CLUSTER_KEYS, "cluster")
         for k in ("workers", "threads_per_worker", "numba_threads"):
             if k in table:
                 v = self.expect(table[k], int, f"cluster.{k}", "a positive integer")

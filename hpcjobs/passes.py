@@ -29,10 +29,11 @@ from hpcjobs.kernels.stats.extremes import column_extremes, merge_extremes
 @dataclass
 class Plan:
     """A step as reductions: ``outputs(results)`` turns their results (in order) into the
-    step's outputs (port name -> value, and ``"__attrs__"`` for the step's attributes)."""
+    step's ``(outputs, attrs)``, as an adapter returns them: port name -> value, and the
+    step's attributes."""
 
     reductions: list[Reduction]
-    outputs: Callable[[list], dict]
+    outputs: Callable[[list], tuple[dict, dict]]
 
 
 @dataclass(frozen=True)

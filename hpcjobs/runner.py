@@ -32,6 +32,7 @@ from hpcjobs import chunkstats, registry
 from hpcjobs._version import __version__
 from hpcjobs.errors import HpcjobsError, Interrupted, RunFailed, UserError
 from hpcjobs.jobspec import JobSpec, StepSpec
+from hpcjobs.kernels._validation import InvalidInput
 from hpcjobs.zarrio import (
     STATUS_COMPLETE,
     OutputGroup,
@@ -135,7 +136,7 @@ def run_job(job: JobSpec, *, client=None, mode: str = "new", progress: bool = Fa
     except Interrupted:
         out.update_attrs(status="interrupted", runs=_close_run(out, "interrupted"))
         raise
-    except (ValueError, TypeError) as exc:  # a kernel refused the data: bad input
+    except InvalidInput as exc:  # a kernel refused the data: bad input
         _fail(out, created, "failed")
         raise UserError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
     except HpcjobsError:
@@ -232,6 +233,8 @@ def _port_for(spec, key: str):
     for port in spec.outputs:
         if port.name.endswith("*") and key.startswith(port.name[:-1]):
             suffix = key[len(port.name) - 1:]
+            if port.keep_dims:
+                return port, port.dims
             return port, tuple(f"{d}_{suffix}" for d in port.dims)
     raise RuntimeError(f"kernel {spec.name} returned {key!r}, which it does not declare")
 
@@ -321,7 +324,7 @@ def _run_shared_pass(job: JobSpec, steps: list[StepSpec], out: OutputGroup, clie
             mine = results[pos:pos + len(plan.reductions)]
             pos += len(plan.reductions)
             report = StepReport(s.name, s.kernel, seconds=seconds)
-            _write_outputs(out, s, specs[s.name], plan.outputs(mine), report, client,
+            _write_outputs(out, s, specs[s.name], *plan.outputs(mine), report, client,
                            progress, stop, log, t0)
             reports.append(report)
         log(f"step{'s' if len(planned) > 1 else ''} {names}: done in {seconds:.2f} s "
@@ -364,17 +367,17 @@ def _run_step(job: JobSpec, step: StepSpec, out: OutputGroup, client, progress, 
     t0 = time.perf_counter()
     log(f"step {step.name}: {step.kernel} ...")
     _open_step(out, step)
-    results = spec.adapter()(_resolve_inputs(job, step, spec), dict(step.params))
-    _write_outputs(out, step, spec, results, report, client, progress, stop, log, t0)
+    outputs, attrs = spec.adapter()(_resolve_inputs(job, step, spec), dict(step.params))
+    _write_outputs(out, step, spec, outputs, attrs, report, client, progress, stop, log, t0)
     reused = f", {report.chunks_reused} chunks reused" if report.chunks_reused else ""
     log(f"step {step.name}: done in {report.seconds:.2f} s{reused}")
     return report
 
 
-def _write_outputs(out: OutputGroup, step: StepSpec, spec, results: dict, report: StepReport,
-                   client, progress, stop, log, t0: float) -> None:
-    """Write a step's outputs (Dask ones chunk by chunk, resumable) and mark it complete."""
-    extra_attrs = results.pop("__attrs__", None) or {}
+def _write_outputs(out: OutputGroup, step: StepSpec, spec, results: dict, extra_attrs: dict,
+                   report: StepReport, client, progress, stop, log, t0: float) -> None:
+    """Write a step's outputs (Dask ones chunk by chunk, resumable) and its ``extra_attrs``,
+    and mark it complete."""
     pending, whole, chunked = [], [], []
     for key, value in results.items():
         port, dims = _port_for(spec, key)

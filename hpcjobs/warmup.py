@@ -358,8 +358,7 @@ def warm_step(step: WarmStep, deps: dict[str, dict], stamp: bool) -> dict:
     try:
         with dask.config.set(scheduler="sync"):
             inputs = {k: _materialise(v, deps, step.chunk_rows) for k, v in step.inputs.items()}
-            outputs = registry.get(step.kernel).adapter()(inputs, dict(step.params))
-            outputs.pop("__attrs__", None)
+            outputs, _ = registry.get(step.kernel).adapter()(inputs, dict(step.params))
             keys = list(outputs)
             values = dask.compute(*outputs.values())
     except Exception as exc:  # noqa: BLE001 - reported, never raised: the run decides

@@ -180,8 +180,9 @@ def _planned_threads() -> int:
     A Nanny puts the environment it was given into its worker only once the spawned process
     has imported the user's main module; a script that imports these kernels at its top has
     thus started Numba with every core in each worker, and its kernels would oversubscribe
-    them (measured: k-means over 2 workers 2.4x slower per pass; one 2-thread kernel per
-    worker at once 40x slower, OpenMP threads spinning against each other).
+    them: OpenMP threads spinning against each other make every pass several times slower,
+    and kernels that run at once in each worker far slower still (hpcjobs bench
+    kmeans-lloyd; tests/test_threads.py checks the plan is followed).
     """
     import os
 

@@ -20,11 +20,20 @@ import numpy as np
 MAX_CELLS = 2**26
 
 
+class InvalidInput(ValueError):
+    """An argument or input a kernel refuses: the one type validation raises, so that a
+    caller (``hpcjobs run``) can tell bad input from a failure and catch exactly it."""
+
+
+class InvalidType(InvalidInput, TypeError):
+    """:class:`InvalidInput` of the wrong type (also a ``TypeError``, as Python's own)."""
+
+
 def check_cells(cells: int, name: str, func: str, what: str, got: object) -> None:
     """Refuse a result of more than :data:`MAX_CELLS` cells (``what`` says how they count)
     before anything is allocated."""
     if cells > MAX_CELLS:
-        raise ValueError(message(name, func, f"at most {MAX_CELLS:,} cells in all ({what}, "
+        raise InvalidInput(message(name, func, f"at most {MAX_CELLS:,} cells in all ({what}, "
                                              "e.g. 8192 x 8192)", got))
 
 
@@ -66,7 +75,7 @@ def check_int(value, name: str, func: str, *, low=None, high=None, low_open=Fals
     ok_type = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if not ok_type or not _in_bounds(value, low, high, low_open, high_open):
         expected = f"an int in the range {_interval(low, high, low_open, high_open)}"
-        exc = TypeError if not ok_type else ValueError
+        exc = InvalidType if not ok_type else InvalidInput
         raise exc(message(name, func, expected, value))
     return int(value)
 
@@ -79,14 +88,14 @@ def check_float(value, name: str, func: str, *, low=None, high=None, low_open=Fa
         value, low, high, low_open, high_open
     ):
         expected = f"a finite float in the range {_interval(low, high, low_open, high_open)}"
-        exc = TypeError if not ok_type else ValueError
+        exc = InvalidType if not ok_type else InvalidInput
         raise exc(message(name, func, expected, value))
     return float(value)
 
 
 def check_bool(value, name: str, func: str) -> bool:
     if not isinstance(value, bool | np.bool_):
-        raise TypeError(message(name, func, "a bool (true or false)", value))
+        raise InvalidType(message(name, func, "a bool (true or false)", value))
     return bool(value)
 
 
@@ -94,7 +103,7 @@ def check_choice(value, name: str, func: str, choices: Iterable[str]) -> str:
     choices = list(choices)
     if value not in choices:
         shown = ", ".join(repr(c) for c in choices)
-        raise ValueError(message(name, func, f"one of {shown}", value))
+        raise InvalidInput(message(name, func, f"one of {shown}", value))
     return value
 
 
@@ -105,14 +114,14 @@ def check_ints(value, name: str, func: str, *, length: int | None = None, low=No
     if low is not None or high is not None:
         what += f" each in the range {_interval(low, high, False, False)}"
     if not isinstance(value, Sequence | np.ndarray) or isinstance(value, str):
-        raise TypeError(message(name, func, what, value))
+        raise InvalidType(message(name, func, what, value))
     items = list(value)
     if length is not None and len(items) != length:
-        raise ValueError(message(name, func, what, value))
+        raise InvalidInput(message(name, func, what, value))
     for item in items:
         ok = isinstance(item, numbers.Integral) and not isinstance(item, bool)
         if not ok or not _in_bounds(item, low, high, False, False):
-            raise ValueError(message(name, func, what, value))
+            raise InvalidInput(message(name, func, what, value))
     return tuple(int(i) for i in items)
 
 
@@ -126,12 +135,12 @@ def check_array(X, name: str, func: str, *, ndim: int | tuple[int, ...] | None =
     without computing them: kernels check each chunk as they read it.
     """
     if X is None:
-        raise TypeError(message(name, func, "an array", X))
+        raise InvalidType(message(name, func, "an array", X))
     if not is_dask(X):
         try:
             X = np.asarray(X)
         except (TypeError, ValueError) as exc:
-            raise TypeError(message(name, func, "an array of numbers", X)) from exc
+            raise InvalidType(message(name, func, "an array of numbers", X)) from exc
     ndims = (ndim,) if isinstance(ndim, int) else ndim
     if ndims is not None and X.ndim not in ndims:
         want = " or ".join(f"{n}-D" for n in ndims)
@@ -139,25 +148,25 @@ def check_array(X, name: str, func: str, *, ndim: int | tuple[int, ...] | None =
             "Reshape your data with X.reshape(-1, 1) for a single feature."
             if 2 in ndims and X.ndim == 1 else ""
         )
-        raise ValueError(message(name, func, f"a {want} array", X, hint))
+        raise InvalidInput(message(name, func, f"a {want} array", X, hint))
     if X.dtype.kind not in kinds:
-        raise TypeError(message(name, func, f"a numeric array (dtype kinds {kinds!r})", X))
+        raise InvalidType(message(name, func, f"a numeric array (dtype kinds {kinds!r})", X))
     if X.ndim and X.shape[0] < min_len:
-        raise ValueError(message(name, func, f"an array with at least {min_len} row(s)", X))
+        raise InvalidInput(message(name, func, f"an array with at least {min_len} row(s)", X))
     if float_out and X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
     if not is_dask(X):
         X = np.ascontiguousarray(X)
         if not allow_nan and X.dtype.kind == "f" and X.size and not np.isfinite(X).all():
-            raise ValueError(message(
+            raise InvalidInput(message(
                 name, func, "finite (no NaN or inf)", X,
                 "Drop or impute the missing values first."))
     return X
 
 
-def nonfinite_error(name: str, func: str) -> ValueError:
+def nonfinite_error(name: str, func: str) -> InvalidInput:
     """The error a kernel raises when a chunk turns out to hold NaN or inf."""
-    return ValueError(
+    return InvalidInput(
         f"The {name!r} parameter of {func} must be finite (no NaN or inf). Got an array holding "
         "NaN or inf instead. Drop or impute the missing values first."
     )

@@ -7,79 +7,81 @@ Commands live in their own modules and only parse arguments and call library fun
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 
 import click
 
 from hpcjobs._version import __version__
 
-# command name -> "module:attribute"; a command's module is imported only when it runs
-# (or when its help is shown)
-COMMANDS: dict[str, str] = {
-    "run": "hpcjobs.cli.jobs:run",
-    "validate": "hpcjobs.cli.jobs:validate",
-    "show": "hpcjobs.cli.jobs:show",
-    "cluster": "hpcjobs.cli.jobs:cluster",
-    "kernels": "hpcjobs.cli.kernels:kernels",
-    "ingest": "hpcjobs.cli.ingest:ingest",
-    "bench": "hpcjobs.cli.bench:bench",
-    "preview": "hpcjobs.cli.preview:preview",
-    "quickstart": "hpcjobs.cli.jobs:quickstart",
-    "warmup": "hpcjobs.cli.warmup:warmup",
-    "verify": "hpcjobs.cli.jobs:verify",
-    "submit": "hpcjobs.cli.slurm:submit",
-    "status": "hpcjobs.cli.slurm:status",
-    "logs": "hpcjobs.cli.slurm:logs",
-    "cancel": "hpcjobs.cli.slurm:cancel",
-    "list": "hpcjobs.cli.slurm:list_",
-    "doctor": "hpcjobs.cli.slurm:doctor",
-    "mpi-run": "hpcjobs.cli.slurm:mpi_run",
+
+@dataclass(frozen=True)
+class Command:
+    """One command: where it lives (``"module:attribute"``, imported only when the command
+    runs or shows its help), its line in ``hpcjobs --help``, and whether people see it there
+    (``hidden``: commands that batch scripts run, callable but not listed)."""
+
+    target: str
+    short_help: str
+    hidden: bool = False
+
+
+# the commands: one entry each (a new command is one line here and its own module)
+COMMANDS: dict[str, Command] = {
+    "run": Command("hpcjobs.cli.jobs:run",
+                   "Run a job file on a local Dask cluster (or a running scheduler)."),
+    "validate": Command("hpcjobs.cli.jobs:validate",
+                        "Check a job file against the kernel registry; run nothing."),
+    "show": Command("hpcjobs.cli.jobs:show", "Show a result's steps, arrays and provenance."),
+    "cluster": Command("hpcjobs.cli.jobs:cluster",
+                       "Start a local Dask cluster that stays up; write a scheduler file."),
+    "kernels": Command("hpcjobs.cli.kernels:kernels",
+                       "List the kernels, or show one kernel's parameters."),
+    "ingest": Command("hpcjobs.cli.ingest:ingest",
+                      "Turn CSV, .npy, Parquet or basket files into a Zarr group."),
+    "bench": Command("hpcjobs.cli.bench:bench",
+                     "Benchmark kernels against NumPy and peer libraries."),
+    "preview": Command("hpcjobs.cli.preview:preview", "Draw one step of a result into a PNG "
+                       "(rasters, pyramids, series, embeddings)."),
+    "view": Command("hpcjobs.cli.view:view", "Serve a result in the browser: pan and zoom maps, "
+                    "series, embeddings, tables."),
+    "quickstart": Command("hpcjobs.cli.jobs:quickstart",
+                          "Make example data and run the example job end to end."),
+    "warmup": Command("hpcjobs.cli.warmup:warmup",
+                      "Compile kernels for this machine now (first runs then compile nothing)."),
+    "verify": Command("hpcjobs.cli.jobs:verify",
+                      "Read every chunk of a result or input; name the corrupt ones."),
+    "submit": Command("hpcjobs.cli.slurm:submit",
+                      "Submit a job file to Slurm (Dask over MPI); --dry-run prints the script."),
+    "status": Command("hpcjobs.cli.slurm:status",
+                      "Show a submitted run's state: pending reason, exit code, array tasks."),
+    "logs": Command("hpcjobs.cli.slurm:logs", "Print (or follow with -f) a submitted run's log."),
+    "cancel": Command("hpcjobs.cli.slurm:cancel", "Cancel a submitted run."),
+    "list": Command("hpcjobs.cli.slurm:list_", "List your submitted runs and their states."),
+    "doctor": Command("hpcjobs.cli.slurm:doctor",
+                      "Check that jobs can run on Slurm here; say what is wrong."),
+    "mpi-run": Command("hpcjobs.cli.slurm:mpi_run",
+                       "Internal: what every MPI rank of a submitted job runs.", hidden=True),
 }
-
-# one-line help for `hpcjobs --help` without importing the command modules
-SHORT_HELP: dict[str, str] = {
-    "run": "Run a job file on a local Dask cluster (or a running scheduler).",
-    "validate": "Check a job file against the kernel registry; run nothing.",
-    "show": "Show a result's steps, arrays and provenance.",
-    "cluster": "Start a local Dask cluster that stays up; write a scheduler file.",
-    "kernels": "List the kernels, or show one kernel's parameters.",
-    "ingest": "Turn CSV, .npy, Parquet or basket files into a Zarr group.",
-    "bench": "Benchmark kernels against NumPy and peer libraries.",
-    "preview": "Draw one step of a result into a PNG (rasters, pyramids, series, embeddings).",
-    "quickstart": "Make example data and run the example job end to end.",
-    "warmup": "Compile kernels for this machine now (first runs then compile nothing).",
-    "verify": "Read every chunk of a result or input; name the corrupt ones.",
-    "submit": "Submit a job file to Slurm (Dask over MPI); --dry-run prints the script.",
-    "status": "Show a submitted run's state: pending reason, exit code, array tasks.",
-    "logs": "Print (or follow with -f) a submitted run's log.",
-    "cancel": "Cancel a submitted run.",
-    "list": "List your submitted runs and their states.",
-    "doctor": "Check that jobs can run on Slurm here; say what is wrong.",
-    "mpi-run": "Internal: what every MPI rank of a submitted job runs.",
-}
-
-
-# commands that batch scripts run, not people: callable, but not listed
-HIDDEN = {"mpi-run"}
 
 
 class LazyGroup(click.Group):
     """A group that imports a command's module only when that command is used."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(name for name in COMMANDS if name not in HIDDEN)
+        return sorted(name for name, command in COMMANDS.items() if not command.hidden)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        target = COMMANDS.get(name)
-        if target is None:
+        command = COMMANDS.get(name)
+        if command is None:
             return None
         if ctx.resilient_parsing:  # shell completion: the name is enough
-            return click.Command(name, short_help=SHORT_HELP.get(name, ""))
-        module, _, attr = target.partition(":")
+            return click.Command(name, short_help=command.short_help)
+        module, _, attr = command.target.partition(":")
         return getattr(importlib.import_module(module), attr)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """The root help's command list, from SHORT_HELP: no command module is imported."""
-        rows = [(name, SHORT_HELP.get(name, "")) for name in self.list_commands(ctx)]
+        """The root help's command list, from COMMANDS: no command module is imported."""
+        rows = [(name, COMMANDS[name].short_help) for name in self.list_commands(ctx)]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)

@@ -6,10 +6,16 @@ Describing a kernel imports nothing heavy: the adapter named by ``KernelSpec.run
 ``"module:function"`` string) is imported only when a job runs it.
 
 An adapter has the signature ``run(inputs: dict[str, dask.array.Array], params: dict) ->
-dict[str, numpy.ndarray | dask.array.Array | scalar]``: it receives the step's inputs as Dask
-arrays (already checked for rank and dtype kind against the ports) and validated parameters
-(defaults filled in), and returns one entry per output port. Dask outputs are written to Zarr
-chunk by chunk (resumable); NumPy outputs and scalars are written whole.
+(outputs, attrs)``: it receives the step's inputs as Dask arrays (already checked for rank and
+dtype kind against the ports) and validated parameters (defaults filled in), and returns
+``outputs`` (port name -> ``numpy.ndarray | dask.array.Array | scalar``, one per output port)
+and ``attrs`` (JSON-able, merged into the step's group attributes; ``{}`` for none). Dask
+outputs are written to Zarr chunk by chunk (resumable); NumPy outputs and scalars are written
+whole.
+
+A kernel's parameters are not declared here but next to the kernel, in
+``hpcjobs.kernels.<family>.params`` (:class:`~hpcjobs.kernels._params.Params`): a spec lists
+those declarations (``params=KMEANS.params``), which the kernel also checks its calls with.
 """
 
 from __future__ import annotations
@@ -20,118 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpcjobs.kernels import _validation as v
+from hpcjobs.kernels._params import REQUIRED, Param, Params
+from hpcjobs.kernels._validation import InvalidInput
 
-
-class _Required:
-    def __repr__(self) -> str:
-        return "REQUIRED"
-
-
-REQUIRED: Any = _Required()
-
-_KINDS = ("int", "float", "bool", "str", "ints", "floats", "any")
-
-
-@dataclass(frozen=True)
-class Param:
-    """One kernel parameter: its type, default, bounds and help.
-
-    ``kind`` is one of ``int``, ``float``, ``bool``, ``str``, ``ints`` (list of ints),
-    ``floats`` (list of floats) or ``any``. ``check`` is an optional extra validator
-    ``check(value, func) -> value`` raising ``ValueError``/``TypeError`` with a message from
-    :func:`hpcjobs.kernels._validation.message`.
-    """
-
-    name: str
-    kind: str
-    default: Any = REQUIRED
-    help: str = ""
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    choices: tuple[str, ...] | None = None
-    length: int | None = None
-    nullable: bool = False
-    check: Callable[[Any, str], Any] | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in _KINDS:
-            raise ValueError(f"Param {self.name!r}: kind must be one of {_KINDS}, got {self.kind!r}")
-
-    @property
-    def required(self) -> bool:
-        return self.default is REQUIRED
-
-    def validate(self, value: Any, func: str) -> Any:
-        """Return the normalised value, or raise ``ValueError``/``TypeError`` naming the problem."""
-        if value is None:
-            if self.nullable:
-                return None
-            raise TypeError(v.message(self.name, func, f"{self.describe_type()}", value))
-        bounds = dict(low=self.low, high=self.high, low_open=self.low_open,
-                      high_open=self.high_open)
-        if self.kind == "int":
-            value = v.check_int(value, self.name, func, **bounds)
-        elif self.kind == "float":
-            if isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            value = v.check_float(value, self.name, func, **bounds)
-        elif self.kind == "bool":
-            value = v.check_bool(value, self.name, func)
-        elif self.kind == "str":
-            if not isinstance(value, str):
-                raise TypeError(v.message(self.name, func, "a string", value))
-        elif self.kind == "ints":
-            value = v.check_ints(value, self.name, func, length=self.length, low=self.low,
-                                 high=self.high)
-        elif self.kind == "floats":
-            value = _check_floats(value, self.name, func, self.length)
-        if self.choices is not None and self.kind == "str":
-            value = v.check_choice(value, self.name, func, self.choices)
-        if self.check is not None:
-            value = self.check(value, func)
-        return value
-
-    def describe_type(self) -> str:
-        text = {"int": "int", "float": "float", "bool": "bool", "str": "string",
-                "ints": "list of ints", "floats": "list of floats", "any": "any"}[self.kind]
-        if self.length:
-            text = f"{text} (length {self.length})"
-        if self.choices:
-            text = "one of " + ", ".join(repr(c) for c in self.choices)
-        elif self.low is not None or self.high is not None:
-            text += " in " + v._interval(self.low, self.high, self.low_open, self.high_open)
-        if self.nullable:
-            text += " or null"
-        return text
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "type": self.describe_type(), "kind": self.kind,
-                "required": self.required,
-                "default": None if self.required else _jsonable(self.default),
-                "help": self.help}
-
-
-def _check_floats(value, name, func, length):
-    what = f"a list of {length} numbers" if length else "a list of numbers"
-    if isinstance(value, str) or not hasattr(value, "__len__"):
-        raise TypeError(v.message(name, func, what, value))
-    out = []
-    for item in value:
-        if isinstance(item, bool) or not isinstance(item, int | float):
-            raise TypeError(v.message(name, func, what, value))
-        out.append(float(item))
-    if length is not None and len(out) != length:
-        raise ValueError(v.message(name, func, what, value))
-    return tuple(out)
-
-
-def _jsonable(x):
-    if isinstance(x, tuple):
-        return [_jsonable(i) for i in x]
-    return x
+__all__ = ["REQUIRED", "KernelSpec", "Param", "Params", "Port", "all_kernels", "get"]
 
 
 @dataclass(frozen=True)
@@ -145,6 +43,9 @@ class Port:
     (a group with ``indptr``, ``items`` and ``labels``, as ``hpcjobs ingest`` writes baskets).
     ``shape_of`` names the input port whose shape (and chunks) an output always has: a step
     that reads it can warm up on a stand-in at once, without waiting for this step's warm-up.
+    ``keep_dims``: an output named with ``*`` whose matches all keep ``dims`` as they are
+    (pyramid levels: OME-NGFF 0.5 wants each level's ``dimension_names`` to be the axes'
+    names) instead of taking the key's suffix.
     """
 
     name: str
@@ -155,6 +56,7 @@ class Port:
     optional: bool = False
     kind: str = "array"
     shape_of: str | None = None
+    keep_dims: bool = False
 
     @property
     def ndim(self) -> int:
@@ -203,28 +105,26 @@ class KernelSpec:
     #: size from its shape and layers), after each parameter passed its own checks
     check: Callable[[dict, str], dict] | None = None
 
-    def param(self, name: str) -> Param | None:
-        return next((p for p in self.params if p.name == name), None)
-
     def input(self, name: str) -> Port | None:
         return next((p for p in self.inputs if p.name == name), None)
 
     def validate_params(self, given: dict) -> dict:
         """Check ``given`` against the declared parameters and fill in defaults.
 
-        Raises ``KeyError``-free ``ValueError``/``TypeError`` for unknown, missing or bad values.
+        Raises :class:`~hpcjobs.kernels._validation.InvalidInput` for unknown, missing or bad
+        values.
         """
         unknown = sorted(set(given) - {p.name for p in self.params})
         if unknown:
             valid = ", ".join(p.name for p in self.params) or "none"
-            raise ValueError(f"unknown parameter {unknown[0]!r} for kernel {self.name}; "
+            raise InvalidInput(f"unknown parameter {unknown[0]!r} for kernel {self.name}; "
                              f"valid parameters: {valid}")
         out = {}
         for p in self.params:
             if p.name in given:
                 out[p.name] = p.validate(given[p.name], self.name)
             elif p.required:
-                raise ValueError(f"missing required parameter {p.name!r} of kernel {self.name} "
+                raise InvalidInput(f"missing required parameter {p.name!r} of kernel {self.name} "
                                  f"({p.describe_type()})")
             else:
                 out[p.name] = p.default

@@ -9,7 +9,16 @@ chunk by chunk.
 
 from __future__ import annotations
 
-from hpcjobs.registry import KernelSpec, Param, Port
+from hpcjobs.kernels.mining.params import (
+    ASSOCIATION_RULES,
+    DISCORDS,
+    FREQUENT_ITEMSETS,
+    KNN_OUTLIERS,
+    LOF,
+    MATRIX_PROFILE,
+    PROFILE_WINDOW,
+)
+from hpcjobs.registry import KernelSpec, Port
 
 
 def _numpy(x):
@@ -18,7 +27,7 @@ def _numpy(x):
     return np.asarray(x.compute() if hasattr(x, "__dask_graph__") else x)
 
 
-def run_frequent_itemsets(inputs: dict, params: dict) -> dict:
+def run_frequent_itemsets(inputs: dict, params: dict) -> tuple[dict, dict]:
     import numpy as np
 
     from hpcjobs.kernels import frequent_itemsets
@@ -31,10 +40,10 @@ def run_frequent_itemsets(inputs: dict, params: dict) -> dict:
         top = int(r.items.max()) + 1 if r.items.size else 0
         labels = np.arange(top).astype(str)
     return {"indptr": r.indptr, "items": r.items, "support": r.support, "counts": r.counts,
-            "labels": labels, "n_transactions": int(r.n_transactions)}
+            "labels": labels, "n_transactions": int(r.n_transactions)}, {}
 
 
-def run_association_rules(inputs: dict, params: dict) -> dict:
+def run_association_rules(inputs: dict, params: dict) -> tuple[dict, dict]:
     import numpy as np
 
     from hpcjobs.kernels import association_rules
@@ -51,15 +60,14 @@ def run_association_rules(inputs: dict, params: dict) -> dict:
             "antecedent_support": r.antecedent_support,
             "consequent_support": r.consequent_support, "support": r.support,
             "confidence": r.confidence, "lift": r.lift, "leverage": r.leverage,
-            "conviction": r.conviction}
+            "conviction": r.conviction}, {}
 
 
-def run_matrix_profile(inputs: dict, params: dict) -> dict:
+def run_matrix_profile(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels import matrix_profile
 
     r = matrix_profile(inputs["T"], params["m"], tile=params["tile"])
-    return {"profile": r.profile, "index": r.index,
-            "__attrs__": {"m": r.m, "exclusion_zone": r.exclusion_zone}}
+    return {"profile": r.profile, "index": r.index}, {"m": r.m, "exclusion_zone": r.exclusion_zone}
 
 
 def _profile(inputs: dict, params: dict):
@@ -75,37 +83,36 @@ def _profile(inputs: dict, params: dict):
     return MatrixProfile(_numpy(inputs["profile"]), index, params["m"], excl)
 
 
-def run_discords(inputs: dict, params: dict) -> dict:
+def run_discords(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels import discords
 
     r = discords(_profile(inputs, params), params["k"])
-    return {"index": r.index, "distance": r.distance}
+    return {"index": r.index, "distance": r.distance}, {}
 
 
-def run_motifs(inputs: dict, params: dict) -> dict:
+def run_motifs(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels import motifs
 
     r = motifs(_profile(inputs, params), params["k"])
-    return {"index": r.index, "distance": r.distance}
+    return {"index": r.index, "distance": r.distance}, {}
 
 
-def run_knn_outliers(inputs: dict, params: dict) -> dict:
+def run_knn_outliers(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels import knn_outliers
 
-    return {"score": knn_outliers(inputs["X"], params["k"])}
+    return {"score": knn_outliers(inputs["X"], params["k"])}, {}
 
 
-def run_lof(inputs: dict, params: dict) -> dict:
+def run_lof(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels import lof
 
-    return {"lof": lof(inputs["X"], params["k"])}
+    return {"lof": lof(inputs["X"], params["k"])}, {}
 
 
 _X = Port("X", ("row", "column"), "2-D numeric array; each row is a point")
-_M = Param("m", "int", help="window length the profile was computed with", low=3)
-_EXCL = Param("exclusion_zone", "int", None, "windows excluded either side of a pick "
-              "(null: ceil(m / 4), as matrix_profile)", low=0, nullable=True)
-_K_PICKS = Param("k", "int", 3, "how many to report", low=1)
+# discords and motifs of a profile array: k, the window length the profile has, the exclusion
+# zone (motifs declares the same k and exclusion_zone as discords)
+_PICK_PARAMS = (DISCORDS["k"], PROFILE_WINDOW, DISCORDS["exclusion_zone"])
 
 KERNELS = [
     KernelSpec(
@@ -126,12 +133,7 @@ KERNELS = [
             Port("labels", ("item",), "name of each item id", dtype="str"),
             Port("n_transactions", (), "number of transactions", dtype="int64"),
         ),
-        params=(
-            Param("min_support", "float", help="minimum fraction of transactions", low=0.0,
-                  high=1.0, low_open=True),
-            Param("max_len", "int", None, "longest itemset (null: no limit)", low=1,
-                  nullable=True),
-        ),
+        params=FREQUENT_ITEMSETS.params,
     ),
     KernelSpec(
         name="association_rules",
@@ -162,10 +164,7 @@ KERNELS = [
             Port("leverage", ("rule",), "support(A+C) - support(A) support(C)"),
             Port("conviction", ("rule",), "(1 - support(C)) / (1 - confidence); inf at 1"),
         ),
-        params=(
-            Param("min_confidence", "float", 0.8, "minimum confidence of a rule", low=0.0,
-                  high=1.0),
-        ),
+        params=ASSOCIATION_RULES.params,
     ),
     KernelSpec(
         name="matrix_profile",
@@ -178,11 +177,7 @@ KERNELS = [
             Port("profile", ("window",), "distance of each window to its nearest match"),
             Port("index", ("window",), "start of the nearest match (-1: none)", dtype="int64"),
         ),
-        params=(
-            Param("m", "int", help="window length, 3 <= m <= len(T) / 2", low=3),
-            Param("tile", "int", None, "windows per tile side (null: T's chunk length, at "
-                  "least 1/64 of the series)", low=1, nullable=True),
-        ),
+        params=MATRIX_PROFILE.params,
     ),
     KernelSpec(
         name="discords",
@@ -195,7 +190,7 @@ KERNELS = [
             Port("index", ("discord",), "window start of each discord", dtype="int64"),
             Port("distance", ("discord",), "its profile value"),
         ),
-        params=(_K_PICKS, _M, _EXCL),
+        params=_PICK_PARAMS,
     ),
     KernelSpec(
         name="motifs",
@@ -209,7 +204,7 @@ KERNELS = [
             Port("index", ("motif", "pair"), "window starts of each pair", dtype="int64"),
             Port("distance", ("motif",), "their distance"),
         ),
-        params=(_K_PICKS, _M, _EXCL),
+        params=_PICK_PARAMS,
     ),
     KernelSpec(
         name="knn_outliers",
@@ -219,7 +214,7 @@ KERNELS = [
         run="hpcjobs.registry.mining:run_knn_outliers",
         inputs=(_X,),
         outputs=(Port("score", ("row",), "distance to the k-th nearest other point"),),
-        params=(Param("k", "int", 5, "which neighbour (1: the nearest)", low=1),),
+        params=KNN_OUTLIERS.params,
     ),
     KernelSpec(
         name="lof",
@@ -229,6 +224,6 @@ KERNELS = [
         run="hpcjobs.registry.mining:run_lof",
         inputs=(_X,),
         outputs=(Port("lof", ("row",), "local outlier factor"),),
-        params=(Param("k", "int", 20, "number of neighbours (n_neighbors)", low=1),),
+        params=LOF.params,
     ),
 ]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from hpcjobs.registry import KernelSpec, Param, Port
+from hpcjobs.kernels.stats.params import DESCRIBE
+from hpcjobs.registry import KernelSpec, Port
 
 
-def run_describe(inputs: dict, params: dict) -> dict:
+def run_describe(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels import describe
 
-    return _describe_outputs(describe(inputs["X"], bins=params["bins"], range=params["range"]))
+    return _describe_outputs(describe(inputs["X"], bins=params["bins"], range=params["range"])), {}
 
 
 def plan_describe(inputs: dict, params: dict, extents: dict):
@@ -23,7 +24,7 @@ def plan_describe(inputs: dict, params: dict, extents: dict):
     extremes = None if params["range"] is not None else (known[MIN], known[MAX])
     r = describe_reduction(inputs["X"], bins=params["bins"], range=params["range"],
                            extremes=extremes)
-    return Plan([r], lambda results: _describe_outputs(results[0]))
+    return Plan([r], lambda results: (_describe_outputs(results[0]), {}))
 
 
 def _describe_outputs(r) -> dict:
@@ -49,20 +50,15 @@ KERNELS = [
             Port("hist", ("column", "bin"), "histogram counts per column", dtype="int64"),
             Port("bin_edges", ("column", "edge"), "histogram bin edges per column"),
         ),
-        params=(
-            Param("bins", "int", 64, "histogram bins per column (bins x columns at most "
-                  "67,108,864)", low=1, high=1_000_000),
-            Param("range", "floats", None, "fixed histogram range [lo, hi] for every column "
-                  "(one pass over the data instead of two)", length=2, nullable=True),
-        ),
+        params=DESCRIBE.params,
     ),
 ]
 
 
-def run_standardize(inputs: dict, params: dict) -> dict:
+def run_standardize(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels.stats.standardize import standardize
 
-    return {"Z": standardize(inputs["X"])}
+    return {"Z": standardize(inputs["X"])}, {}
 
 
 KERNELS.append(

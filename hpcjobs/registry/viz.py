@@ -4,36 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpcjobs.kernels import _validation as v
-from hpcjobs.registry import KernelSpec, Param, Port
-
-_AGGS = ("count", "sum", "mean", "min", "max", "std", "count_cat")
-
-
-def _check_range(value, func):
-    if value is None:
-        return None
-    expected = "[[xmin, xmax], [ymin, ymax]] (or [xmin, xmax, ymin, ymax]) with min < max"
-    try:
-        r = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(v.message("range", func, expected, value)) from None
-    if r.shape == (4,):
-        r = r.reshape(2, 2)
-    if r.shape != (2, 2) or not np.isfinite(r).all() or (r[:, 0] >= r[:, 1]).any():
-        raise ValueError(v.message("range", func, expected, value))
-    return [[float(r[0, 0]), float(r[0, 1])], [float(r[1, 0]), float(r[1, 1])]]
+from hpcjobs.kernels.viz.params import (
+    AGGREGATE2D,
+    LTTB,
+    M4,
+    MINMAX,
+    MINMAX_LTTB,
+    PCA,
+    PYRAMID,
+    SHADE,
+    check_raster_size,
+)
+from hpcjobs.registry import KernelSpec, Params, Port
 
 
 def _check_raster_size(params: dict, func: str) -> dict:
-    """The raster, all its layers, within ``MAX_CELLS`` (the kernel checks it again once the
-    layers of count_cat are known from the data)."""
-    ny, nx = params["shape"]
-    if params["agg"] == "count_cat" and params["n_categories"] is not None:
-        v.check_cells(params["n_categories"] * ny * nx, "n_categories", func,
-                      "n_categories x ny x nx", f"{params['n_categories']} layers of {ny} x {nx}")
-    else:
-        v.check_cells(ny * nx, "shape", func, "ny x nx", list(params["shape"]))
+    check_raster_size(params["shape"], params["agg"], params["n_categories"], func)
     return params
 
 
@@ -41,7 +27,7 @@ def _check_raster_size(params: dict, func: str) -> dict:
 # adapters
 
 
-def run_aggregate2d(inputs: dict, params: dict) -> dict:
+def run_aggregate2d(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels import aggregate2d
     from hpcjobs.kernels.viz.aggregate import binning
 
@@ -80,18 +66,16 @@ def plan_aggregate2d(inputs: dict, params: dict, extents: dict):
     return Plan([r], lambda results: _raster_outputs(results[0], agg, rng))
 
 
-def _raster_outputs(out, agg: str, rng: list) -> dict:
+def _raster_outputs(out, agg: str, rng: list) -> tuple[dict, dict]:
     attrs = {"hpcjobs_kind": "raster", "agg": agg, "range": rng}
-    if agg == "count_cat":
-        return {"layers": out, "__attrs__": attrs}
-    return {"raster": out, "__attrs__": attrs}
+    return {"layers" if agg == "count_cat" else "raster": out}, attrs
 
 
-def run_shade(inputs: dict, params: dict) -> dict:
+def run_shade(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels import shade
 
     img = shade(inputs["raster"], how=params["how"], cmap=params["cmap"])
-    return {"rgba": img, "__attrs__": {"hpcjobs_kind": "image", "how": params["how"]}}
+    return {"rgba": img}, {"hpcjobs_kind": "image", "how": params["how"]}
 
 
 def multiscales_attrs(name: str, n_levels: int, method: str) -> dict:
@@ -114,7 +98,7 @@ def multiscales_attrs(name: str, n_levels: int, method: str) -> dict:
             "multiscales": [{**ms, "version": "0.4"}], "hpcjobs_kind": "pyramid"}
 
 
-def run_pyramid(inputs: dict, params: dict) -> dict:
+def run_pyramid(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels import pyramid
 
     raster = inputs["raster"]
@@ -123,11 +107,10 @@ def run_pyramid(inputs: dict, params: dict) -> dict:
     levels = min(params["levels"], most)
     out = pyramid(raster, levels, method=params["method"])
     result = {f"level{k}": lvl for k, lvl in enumerate(out)}
-    result["__attrs__"] = multiscales_attrs("pyramid", levels, params["method"])
-    return result
+    return result, multiscales_attrs("pyramid", levels, params["method"])
 
 
-def _run_downsample(name: str, inputs: dict, params: dict) -> dict:
+def _run_downsample(name: str, inputs: dict, params: dict) -> tuple[dict, dict]:
     import dask
 
     from hpcjobs import kernels
@@ -145,33 +128,33 @@ def _run_downsample(name: str, inputs: dict, params: dict) -> dict:
         idx = kernels.minmax_lttb(x, y, n_out, minmax_ratio=params["minmax_ratio"])
     ys, xs = dask.compute(y[idx], None if x is None else x[idx])
     return {"index": idx, "x": idx.astype(np.float64) if xs is None else np.asarray(xs),
-            "y": np.asarray(ys), "__attrs__": {"hpcjobs_kind": "series", "method": name}}
+            "y": np.asarray(ys)}, {"hpcjobs_kind": "series", "method": name}
 
 
-def run_lttb(inputs: dict, params: dict) -> dict:
+def run_lttb(inputs: dict, params: dict) -> tuple[dict, dict]:
     return _run_downsample("lttb", inputs, params)
 
 
-def run_minmax(inputs: dict, params: dict) -> dict:
+def run_minmax(inputs: dict, params: dict) -> tuple[dict, dict]:
     return _run_downsample("minmax", inputs, params)
 
 
-def run_m4(inputs: dict, params: dict) -> dict:
+def run_m4(inputs: dict, params: dict) -> tuple[dict, dict]:
     return _run_downsample("m4", inputs, params)
 
 
-def run_minmax_lttb(inputs: dict, params: dict) -> dict:
+def run_minmax_lttb(inputs: dict, params: dict) -> tuple[dict, dict]:
     return _run_downsample("minmax_lttb", inputs, params)
 
 
-def run_pca(inputs: dict, params: dict) -> dict:
+def run_pca(inputs: dict, params: dict) -> tuple[dict, dict]:
     from hpcjobs.kernels import pca
 
     r = pca(inputs["X"], params["n_components"], method=params["method"], seed=params["seed"])
     return {"embedding": r.embedding, "components": r.components,
             "explained_variance": r.explained_variance,
-            "explained_variance_ratio": r.explained_variance_ratio, "mean": r.mean,
-            "__attrs__": {"hpcjobs_kind": "embedding", "method": r.method}}
+            "explained_variance_ratio": r.explained_variance_ratio,
+            "mean": r.mean}, {"hpcjobs_kind": "embedding", "method": r.method}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,17 +172,10 @@ _SERIES_OUTPUTS = (
 )
 
 
-def _series_spec(name: str, summary: str, multiple: int, low: int, extra=()) -> KernelSpec:
-    def check(value, func, multiple=multiple):
-        if value % multiple:
-            raise ValueError(v.message("n_out", func, f"a multiple of {multiple}", value))
-        return value
-
+def _series_spec(name: str, summary: str, params: Params) -> KernelSpec:
     return KernelSpec(
         name=name, family="viz", summary=summary, run=f"hpcjobs.registry.viz:run_{name}",
-        inputs=_SERIES_INPUTS, outputs=_SERIES_OUTPUTS,
-        params=(Param("n_out", "int", 1000, "number of points kept (at most the series "
-                      "length)", low=low, check=check if multiple > 1 else None), *extra),
+        inputs=_SERIES_INPUTS, outputs=_SERIES_OUTPUTS, params=params.params,
     )
 
 
@@ -224,16 +200,7 @@ KERNELS = [
             Port("layers", ("category", "y", "x"), "count_cat: counts per category",
                  dtype="int64"),
         ),
-        params=(
-            Param("shape", "ints", help="raster size [ny, nx]; ny x nx (x n_categories) at "
-                  f"most {v.MAX_CELLS:,} cells", length=2, low=1,
-                  high=1_000_000),
-            Param("range", "any", None, "extent [[xmin, xmax], [ymin, ymax]] (default: the "
-                  "data's finite min and max)", nullable=True, check=_check_range),
-            Param("agg", "str", "count", "the reduction", choices=_AGGS),
-            Param("n_categories", "int", None, "layers for count_cat (default: largest "
-                  "label + 1)", low=1, high=v.MAX_CELLS, nullable=True),
-        ),
+        params=AGGREGATE2D.params,
         check=_check_raster_size,
     ),
     KernelSpec(
@@ -244,12 +211,7 @@ KERNELS = [
         run="hpcjobs.registry.viz:run_shade",
         inputs=(Port("raster", ("y", "x"), "a 2-D aggregate (0 or NaN = empty)"),),
         outputs=(Port("rgba", ("y", "x", "channel"), "RGBA image", dtype="uint8"),),
-        params=(
-            Param("how", "str", "eq_hist", "normalisation", choices=("eq_hist", "linear",
-                                                                        "log")),
-            Param("cmap", "str", "viridis", "colour map",
-                  choices=("viridis", "inferno", "fire", "blues", "gray")),
-        ),
+        params=SHADE.params,
     ),
     KernelSpec(
         name="pyramid",
@@ -258,20 +220,16 @@ KERNELS = [
         summary="Multiscale levels by 2x reduction, with OME-NGFF multiscales metadata.",
         run="hpcjobs.registry.viz:run_pyramid",
         inputs=(Port("raster", ("y", "x"), "the base raster (level 0)"),),
-        outputs=(Port("level*", ("y", "x"), "level k, ceil(shape / 2**k)"),),
-        params=(
-            Param("levels", "int", 5, "levels including the base (capped at one pixel)",
-                  low=1, high=64),
-            Param("method", "str", "mean", "reduction", choices=("mean", "min", "max",
-                                                                   "mode")),
-        ),
+        outputs=(Port("level*", ("y", "x"), "level k, ceil(shape / 2**k)",
+                     keep_dims=True),),
+        params=PYRAMID.params,
     ),
-    _series_spec("lttb", "Largest-Triangle-Three-Buckets downsampling of a series.", 1, 3),
-    _series_spec("minmax", "Min and max per bin of a series (n_out even).", 2, 2),
+    _series_spec("lttb", "Largest-Triangle-Three-Buckets downsampling of a series.", LTTB),
+    _series_spec("minmax", "Min and max per bin of a series (n_out even).", MINMAX),
     _series_spec("m4", "First, min, max and last per bin of a series (n_out multiple of 4).",
-                 4, 4),
+                 M4),
     _series_spec("minmax_lttb", "MinMax preselection then LTTB (fast LTTB for long series).",
-                 1, 3, (Param("minmax_ratio", "int", 4, "preselection factor", low=2),)),
+                 MINMAX_LTTB),
     KernelSpec(
         name="pca",
         family="viz",
@@ -286,12 +244,6 @@ KERNELS = [
             Port("explained_variance_ratio", ("component",), "fraction of the total variance"),
             Port("mean", ("feature",), "column means"),
         ),
-        params=(
-            Param("n_components", "int", 2, "number of components", low=1),
-            Param("method", "str", "auto", "covariance (exact), randomized, or auto "
-                  "(covariance up to 2000 columns)",
-                  choices=("auto", "covariance", "randomized")),
-            Param("seed", "int", 0, "seed of the randomized sketch", low=0),
-        ),
+        params=PCA.select("n_components", "method", "seed"),
     ),
 ]

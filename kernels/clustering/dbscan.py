@@ -37,9 +37,8 @@ import numpy as np
 
 from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
 from hpcjobs.kernels._validation import (
+    InvalidInput,
     check_array,
-    check_float,
-    check_int,
     message,
     nonfinite_error,
 )
@@ -49,6 +48,7 @@ from hpcjobs.kernels.clustering._common import (
     known_rows,
     uniforms,
 )
+from hpcjobs.kernels.clustering.params import DBSCAN
 
 _FUNC = "dbscan"
 _SHRINK = 1.0 - 1e-9  # cell side = eps / sqrt(d) * _SHRINK
@@ -105,7 +105,7 @@ def _check_scale(eps: float, d: int, mag: float) -> None:
     """Refuse an ``eps`` too small for the data's magnitude, before any grid is built."""
     least = mag * math.sqrt(d) / _MAX_CELLS_PER_AXIS
     if eps < least:
-        raise ValueError(message("eps", _FUNC, f"at least {least:.3g} for coordinates of "
+        raise InvalidInput(message("eps", _FUNC, f"at least {least:.3g} for coordinates of "
                                                f"magnitude {mag:.3g} (at most 2**50 eps-cells "
                                                "along an axis)", eps))
 
@@ -612,6 +612,7 @@ def _dbscan_dask(blocks: Blocks, eps: float, min_samples: int) -> DBSCANResult:
     return DBSCANResult(da.concatenate(label_parts), da.concatenate(core_parts), n_clusters)
 
 
+@DBSCAN
 def dbscan(X, eps: float, min_samples: int = 5) -> DBSCANResult:
     """Exact DBSCAN (Euclidean) of the rows of ``X``.
 
@@ -640,11 +641,9 @@ def dbscan(X, eps: float, min_samples: int = 5) -> DBSCANResult:
     """
     X = known_rows(check_array(X, "X", _FUNC, ndim=2))
     if X.shape[0] < 1:
-        raise ValueError(message("X", _FUNC, "an array with at least 1 row(s)", X))
-    eps = check_float(eps, "eps", _FUNC, low=0.0, low_open=True)
-    min_samples = check_int(min_samples, "min_samples", _FUNC, low=1)
+        raise InvalidInput(message("X", _FUNC, "an array with at least 1 row(s)", X))
     if X.shape[1] == 0:
-        raise ValueError(message("X", _FUNC, "an array with at least 1 column", X))
+        raise InvalidInput(message("X", _FUNC, "an array with at least 1 column", X))
     blocks = Blocks(X)
     if blocks.is_dask:
         return _dbscan_dask(blocks, eps, min_samples)

@@ -59,9 +59,10 @@ import numpy as np
 
 from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
 from hpcjobs.kernels._validation import (
+    InvalidInput,
+    InvalidType,
     check_array,
     check_choice,
-    check_float,
     check_int,
     is_dask,
     message,
@@ -75,8 +76,8 @@ from hpcjobs.kernels.clustering._common import (
     uniform,
     uniforms,
 )
-
-_INITS = ("k-means||", "k-means++", "random")
+from hpcjobs.kernels.clustering.params import INITS as _INITS
+from hpcjobs.kernels.clustering.params import KMEANS, MINIBATCH_INITS, MINIBATCH_KMEANS
 
 
 @dataclass(frozen=True)
@@ -854,7 +855,7 @@ def _check_X(X, func: str):
                     "Reshape your data with X.reshape(-1, 1) for a single feature.")
     X = known_rows(X)
     if X.shape[0] < 1:
-        raise ValueError(message("X", func, "an array with at least 1 row(s)", X))
+        raise InvalidInput(message("X", func, "an array with at least 1 row(s)", X))
     return X
 
 
@@ -866,13 +867,13 @@ def _check_init(init, k: int, d: int, dtype, func: str, choices=_INITS):
     try:
         C = np.asarray(init, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(message("init", func, f"one of {', '.join(map(repr, choices))} or an "
+        raise InvalidType(message("init", func, f"one of {', '.join(map(repr, choices))} or an "
                                 "array of shape (n_clusters, n_features)", init)) from None
     if C.shape != (k, d):
-        raise ValueError(message("init", func, f"an array of shape ({k}, {d}) "
+        raise InvalidInput(message("init", func, f"an array of shape ({k}, {d}) "
                                  "(n_clusters, n_features)", C))
     if not np.isfinite(C).all():
-        raise ValueError(message("init", func, "finite (no NaN or inf)", C))
+        raise InvalidInput(message("init", func, "finite (no NaN or inf)", C))
     return C
 
 
@@ -1044,6 +1045,7 @@ def _initial(blocks: Blocks, k: int, init, rng, rounds: int, oversampling: float
     return _kmeans_parallel(blocks, k, rng, rounds, oversampling)
 
 
+@KMEANS
 def kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300, tol: float = 1e-4,
            seed: int | np.random.Generator | None = None, init_rounds: int = 5,
            oversampling: float = 2.0) -> KMeansResult:
@@ -1087,6 +1089,7 @@ def kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300, tol: fl
 _RANK_RETRIES = 3
 
 
+@KMEANS
 def fit_kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300,
                tol: float = 1e-4, seed: int | np.random.Generator | None = None,
                init_rounds: int = 5, oversampling: float = 2.0) -> KMeansResult:
@@ -1095,16 +1098,12 @@ def fit_kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300,
     one pass (``hpcjobs run`` does)."""
     func = "kmeans"
     X = _check_X(X, func)
-    k = check_int(n_clusters, "n_clusters", func, low=1)
+    k = n_clusters  # (declared checks: clustering/params.py)
     if k > X.shape[0]:
-        raise ValueError(message("n_clusters", func, f"an int in the range [1, {X.shape[0]}] "
+        raise InvalidInput(message("n_clusters", func, f"an int in the range [1, {X.shape[0]}] "
                                  "(at most the number of rows of X)", k))
     init = _check_init(init, k, X.shape[1], X.dtype, func)
-    max_iter = check_int(max_iter, "max_iter", func, low=1)
-    tol = check_float(tol, "tol", func, low=0.0)
     rng = _check_seed(seed, func)
-    init_rounds = check_int(init_rounds, "init_rounds", func, low=1)
-    oversampling = check_float(oversampling, "oversampling", func, low=0.0, low_open=True)
     blocks = Blocks(X)
     for attempt in range(_RANK_RETRIES + 1):
         if not blocks.keep_in_memory():  # (again after a loss: where the blocks are now)
@@ -1143,7 +1142,7 @@ def kmeans_predict(X, centroids):
     if is_dask(C):
         C = C.compute()
     if C.shape[1] != X.shape[1]:
-        raise ValueError(message("centroids", func, f"an array with {X.shape[1]} columns "
+        raise InvalidInput(message("centroids", func, f"an array with {X.shape[1]} columns "
                                  "(as many as X)", C))
     CT = _pad(C.T, X.dtype)
     if is_dask(X):
@@ -1168,6 +1167,7 @@ def _visit_order(m: int, rng: np.random.Generator) -> np.ndarray:
     return order[order < m] if m % _RUN else order
 
 
+@MINIBATCH_KMEANS
 def minibatch_kmeans(X, n_clusters: int, *, batch_size: int = 1024, init="k-means++",
                      max_iter: int = 100, tol: float = 0.0, max_no_improvement: int | None = 10,
                      seed: int | np.random.Generator | None = None) -> KMeansResult:
@@ -1195,16 +1195,11 @@ def minibatch_kmeans(X, n_clusters: int, *, batch_size: int = 1024, init="k-mean
     """
     func = "minibatch_kmeans"
     X = _check_X(X, func)
-    k = check_int(n_clusters, "n_clusters", func, low=1)
+    k, batch = n_clusters, batch_size  # (declared checks: clustering/params.py)
     if k > X.shape[0]:
-        raise ValueError(message("n_clusters", func, f"an int in the range [1, {X.shape[0]}] "
+        raise InvalidInput(message("n_clusters", func, f"an int in the range [1, {X.shape[0]}] "
                                  "(at most the number of rows of X)", k))
-    batch = check_int(batch_size, "batch_size", func, low=1)
-    init = _check_init(init, k, X.shape[1], X.dtype, func, choices=("k-means++", "random"))
-    max_iter = check_int(max_iter, "max_iter", func, low=1)
-    tol = check_float(tol, "tol", func, low=0.0)
-    if max_no_improvement is not None:
-        max_no_improvement = check_int(max_no_improvement, "max_no_improvement", func, low=1)
+    init = _check_init(init, k, X.shape[1], X.dtype, func, choices=MINIBATCH_INITS)
     rng = _check_seed(seed, func)
     blocks = Blocks(X)
 
@@ -1240,7 +1235,7 @@ def minibatch_kmeans(X, n_clusters: int, *, batch_size: int = 1024, init="k-mean
                     m = min(len(chunk), max(3 * batch, 3 * k))
                     sample = chunk[np.sort(rng.choice(len(chunk), size=m, replace=False))]
                     if k > len(sample):
-                        raise ValueError(message(
+                        raise InvalidInput(message(
                             "n_clusters", func, "at most the rows of the first chunk visited",
                             k, "Use larger chunks."))
                     if isinstance(init, str):

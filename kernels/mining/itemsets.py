@@ -30,7 +30,13 @@ from itertools import combinations
 import numpy as np
 
 from hpcjobs.kernels._jit import njit, task_threads
-from hpcjobs.kernels._validation import check_float, check_int, is_dask, message
+from hpcjobs.kernels._validation import (
+    InvalidInput,
+    InvalidType,
+    is_dask,
+    message,
+)
+from hpcjobs.kernels.mining.params import ASSOCIATION_RULES, FREQUENT_ITEMSETS
 
 _FUNC = "frequent_itemsets"
 #: the pair counts are kept (``_pair_counts``) up to this many frequent items: 64 MiB of int32
@@ -434,7 +440,7 @@ def _raise_bad_items(items: np.ndarray, n_items: int) -> None:
     if bad >= 0:
         expected = (f"item ids in [0, {n_items}) (one per label)" if n_items >= 0
                     else "non-negative item ids")
-        raise ValueError(message("transactions", _FUNC, expected, int(items[bad])))
+        raise InvalidInput(message("transactions", _FUNC, expected, int(items[bad])))
 
 
 def _canonical(indptr: np.ndarray, items: np.ndarray, counts: np.ndarray | None = None):
@@ -535,7 +541,7 @@ def _from_lists(transactions) -> tuple[np.ndarray, np.ndarray, np.ndarray | None
     baskets = []
     for t in transactions:
         if isinstance(t, str | bytes) or not hasattr(t, "__iter__"):
-            raise TypeError(message("transactions", _FUNC, "a list of item lists (or CSR "
+            raise InvalidType(message("transactions", _FUNC, "a list of item lists (or CSR "
                                     "arrays 'indptr' and 'items')", transactions))
         baskets.append(list(t))
     flat = [x for b in baskets for x in b]
@@ -546,10 +552,10 @@ def _from_lists(transactions) -> tuple[np.ndarray, np.ndarray, np.ndarray | None
     if ints:
         items = np.asarray(flat, dtype=np.int64)
         if items.size and items.min() < 0:
-            raise ValueError(message("transactions", _FUNC, "non-negative item ids",
+            raise InvalidInput(message("transactions", _FUNC, "non-negative item ids",
                                      int(items.min())))
         if items.size and items.max() > np.iinfo(np.int32).max:
-            raise ValueError(message("transactions", _FUNC, "item ids below 2**31",
+            raise InvalidInput(message("transactions", _FUNC, "item ids below 2**31",
                                      int(items.max())))
         return indptr, items.astype(np.int32), None
     try:
@@ -571,7 +577,7 @@ def _as_csr(transactions):
             return getattr(transactions, key, default)
     elif isinstance(transactions, np.ndarray) and transactions.ndim == 2:
         if transactions.dtype != np.bool_:
-            raise TypeError(message("transactions", _FUNC, "a boolean one-hot matrix "
+            raise InvalidType(message("transactions", _FUNC, "a boolean one-hot matrix "
                                     "(transactions x items) when given as a 2-D array",
                                     transactions, "Use X.astype(bool) for 0/1 data."))
         rows, cols = np.nonzero(transactions)
@@ -581,12 +587,12 @@ def _as_csr(transactions):
     elif isinstance(transactions, Sequence | np.ndarray) and not isinstance(transactions, str):
         return _from_lists(transactions)
     else:
-        raise TypeError(message("transactions", _FUNC, "CSR arrays {'indptr', 'items', "
+        raise InvalidType(message("transactions", _FUNC, "CSR arrays {'indptr', 'items', "
                                 "'labels'} or a list of item lists", transactions))
     indptr, items, labels = get("indptr"), get("items"), get("labels", None)
     for name, arr in (("indptr", indptr), ("items", items)):
         if arr is None:
-            raise TypeError(message("transactions", _FUNC, "CSR arrays with keys 'indptr' and "
+            raise InvalidType(message("transactions", _FUNC, "CSR arrays with keys 'indptr' and "
                                     f"'items' ('{name}' is missing)", transactions))
     if not is_dask(indptr):
         indptr = np.asarray(indptr)
@@ -594,14 +600,15 @@ def _as_csr(transactions):
         items = np.asarray(items)
     for name, arr in (("indptr", indptr), ("items", items)):
         if arr.ndim != 1 or arr.dtype.kind not in "iu":
-            raise TypeError(message("transactions", _FUNC, f"a 1-D integer '{name}' array", arr))
+            raise InvalidType(message("transactions", _FUNC, f"a 1-D integer '{name}' array", arr))
     if labels is not None:
         labels = np.asarray(labels)
         if labels.ndim != 1:
-            raise ValueError(message("transactions", _FUNC, "1-D 'labels'", labels))
+            raise InvalidInput(message("transactions", _FUNC, "1-D 'labels'", labels))
     return indptr, items, labels
 
 
+@FREQUENT_ITEMSETS
 def frequent_itemsets(transactions, min_support: float, *,
                       max_len: int | None = None) -> FrequentItemsets:
     """Itemsets held by at least ``min_support`` of the transactions (Eclat; SON over Dask).
@@ -630,10 +637,6 @@ def frequent_itemsets(transactions, min_support: float, *,
     >>> sorted((sorted(s), p) for s, p in zip(r.itemsets, r.support.tolist()))
     [(['bread'], 0.6666666666666666), (['milk'], 0.6666666666666666)]
     """
-    min_support = check_float(min_support, "min_support", _FUNC, low=0.0, high=1.0,
-                              low_open=True)
-    if max_len is not None:
-        max_len = check_int(max_len, "max_len", _FUNC, low=1)
     indptr, items, labels = _as_csr(transactions)
     n_items = -1 if labels is None else int(labels.shape[0])
     transaction_bounds = None
@@ -643,12 +646,12 @@ def frequent_itemsets(transactions, min_support: float, *,
         transaction_bounds = np.cumsum(np.concatenate(([0], sizes)))
     n = int(indptr.shape[0]) - 1
     if n < 1:
-        raise ValueError(message("transactions", _FUNC, "at least one transaction",
+        raise InvalidInput(message("transactions", _FUNC, "at least one transaction",
                                  transactions if not isinstance(transactions, Mapping)
                                  else "no transactions"))
     n_items_total = int(items.shape[0])
     if indptr[0] != 0 or indptr[-1] != n_items_total or np.any(np.diff(indptr) < 0):
-        raise ValueError(message("transactions", _FUNC, "a CSR 'indptr' rising from 0 to "
+        raise InvalidInput(message("transactions", _FUNC, "a CSR 'indptr' rising from 0 to "
                                  f"len(items) = {n_items_total}", indptr))
     min_count = _min_count(min_support, n)
     length_cap = np.iinfo(np.int32).max if max_len is None else max_len
@@ -711,7 +714,8 @@ def _son(indptr, items, bounds, min_count, max_len, n_items, n_threads):
 # association rules
 
 
-def association_rules(itemsets: FrequentItemsets, min_confidence: float) -> AssociationRules:
+@ASSOCIATION_RULES
+def association_rules(itemsets: FrequentItemsets, min_confidence: float = 0.8) -> AssociationRules:
     """Rules ``A -> C`` from frequent itemsets with confidence at least ``min_confidence``.
 
     For every frequent itemset ``S`` of two items or more and every non-empty proper subset
@@ -723,7 +727,7 @@ def association_rules(itemsets: FrequentItemsets, min_confidence: float) -> Asso
     ----------
     itemsets : FrequentItemsets
         The result of :func:`frequent_itemsets`.
-    min_confidence : float in [0, 1]
+    min_confidence : float in [0, 1] (default 0.8)
 
     Returns
     -------
@@ -738,8 +742,7 @@ def association_rules(itemsets: FrequentItemsets, min_confidence: float) -> Asso
     """
     func = "association_rules"
     if not isinstance(itemsets, FrequentItemsets):
-        raise TypeError(message("itemsets", func, "the result of frequent_itemsets", itemsets))
-    min_confidence = check_float(min_confidence, "min_confidence", func, low=0.0, high=1.0)
+        raise InvalidType(message("itemsets", func, "the result of frequent_itemsets", itemsets))
     n = float(itemsets.n_transactions)
     indptr, items, support = itemsets.indptr, itemsets.items, itemsets.support
     bounds = indptr.tolist()

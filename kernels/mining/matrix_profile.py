@@ -27,7 +27,15 @@ import numba
 import numpy as np
 
 from hpcjobs.kernels._jit import njit, task_threads
-from hpcjobs.kernels._validation import check_array, check_int, is_dask, message
+from hpcjobs.kernels._validation import (
+    InvalidInput,
+    InvalidType,
+    check_array,
+    check_int,
+    is_dask,
+    message,
+)
+from hpcjobs.kernels.mining.params import DISCORDS, MATRIX_PROFILE, MOTIFS
 
 _FUNC = "matrix_profile"
 _P_NORM_THRESHOLD = 1e-14  # stumpy.config.STUMPY_P_NORM_THRESHOLD
@@ -295,6 +303,7 @@ def _finish(best, m):
     return _to_distance(rho, m), idx
 
 
+@MATRIX_PROFILE
 def matrix_profile(T, m: int, *, tile: int | None = None) -> MatrixProfile:
     """z-normalised matrix profile of a time series (self-join), as ``stumpy.stump``.
 
@@ -330,7 +339,7 @@ def matrix_profile(T, m: int, *, tile: int | None = None) -> MatrixProfile:
     n = int(T.shape[0])
     m = check_int(m, "m", _FUNC, low=3, high=max(n // 2, 3))
     if m > n // 2:
-        raise ValueError(message("m", _FUNC, f"an int in the range [3, {n // 2}] (len(T) / 2)",
+        raise InvalidInput(message("m", _FUNC, f"an int in the range [3, {n // 2}] (len(T) / 2)",
                                  m))
     T = T.astype(np.float64)
     excl = int(math.ceil(m / 4))
@@ -339,11 +348,10 @@ def matrix_profile(T, m: int, *, tile: int | None = None) -> MatrixProfile:
         rho_r, idx_r, rho_c, idx_c = _tile(T, T, m, 0, 0, excl, task_threads())
         _merge_best(rho_r, idx_r, rho_c, idx_c)
         if not np.isfinite(rho_r).any():
-            raise ValueError(message("T", _FUNC, "a series with at least two finite windows "
+            raise InvalidInput(message("T", _FUNC, "a series with at least two finite windows "
                                      "of length m", T, "Drop or impute the missing values."))
         return MatrixProfile(_to_distance(rho_r, m), idx_r, m, excl)
     if tile is not None:
-        tile = check_int(tile, "tile", _FUNC, low=1)
         cuts = np.arange(0, n_w, tile)
     elif len(T.chunks[0]) > _MAX_BLOCKS:  # (blocks^2 / 2 tiles: keep the graph small)
         cuts = np.arange(0, n_w, -(-n_w // _MAX_BLOCKS))
@@ -404,13 +412,14 @@ def _profile_arrays(profile, func: str):
 def _exclusion(excl, default, func):
     if excl is None:
         if default is None:
-            raise TypeError(message("exclusion_zone", func, "an int when the profile is a plain "
+            raise InvalidType(message("exclusion_zone", func, "an int when the profile is a plain "
                                     "array (e.g. ceil(m / 4))", excl))
         return default
     return check_int(excl, "exclusion_zone", func, low=0)
 
 
-def discords(profile, k: int = 1, *, exclusion_zone: int | None = None) -> Discords:
+@DISCORDS
+def discords(profile, k: int = 3, *, exclusion_zone: int | None = None) -> Discords:
     """The ``k`` windows farthest from their nearest match (top anomalies).
 
     Greedy: take the largest finite profile value, exclude ``exclusion_zone`` windows either
@@ -419,7 +428,7 @@ def discords(profile, k: int = 1, *, exclusion_zone: int | None = None) -> Disco
     Parameters
     ----------
     profile : MatrixProfile or 1-D array
-    k : int, number of discords.
+    k : int, number of discords (default 3).
     exclusion_zone : int, optional
         Default: the profile's own (``ceil(m / 4)``); required for a plain array.
 
@@ -446,7 +455,8 @@ def discords(profile, k: int = 1, *, exclusion_zone: int | None = None) -> Disco
     return Discords(np.asarray(picked, dtype=np.int64), np.asarray(dist, dtype=np.float64))
 
 
-def motifs(profile, k: int = 1, *, exclusion_zone: int | None = None) -> Motifs:
+@MOTIFS
+def motifs(profile, k: int = 3, *, exclusion_zone: int | None = None) -> Motifs:
     """The ``k`` closest pairs of windows (top motifs), without overlaps.
 
     Greedy: take the smallest profile value ``P[i]`` with its match ``j = index[i]``, exclude
@@ -456,7 +466,7 @@ def motifs(profile, k: int = 1, *, exclusion_zone: int | None = None) -> Motifs:
     ----------
     profile : MatrixProfile
         The result of :func:`matrix_profile` (the match indices are needed).
-    k : int, number of motif pairs.
+    k : int, number of motif pairs (default 3).
     exclusion_zone : int, optional
         Default: the profile's own, ``ceil(m / 4)``.
 
@@ -469,7 +479,7 @@ def motifs(profile, k: int = 1, *, exclusion_zone: int | None = None) -> Motifs:
     """
     func = "motifs"
     if not isinstance(profile, MatrixProfile):
-        raise TypeError(message("profile", func, "the result of matrix_profile (with .index)",
+        raise InvalidType(message("profile", func, "the result of matrix_profile (with .index)",
                                 profile))
     P, index, default = _profile_arrays(profile, func)
     k = check_int(k, "k", func, low=1, high=P.shape[0])

@@ -24,7 +24,8 @@ import numba
 import numpy as np
 
 from hpcjobs.kernels._jit import njit, task_threads
-from hpcjobs.kernels._validation import check_array, check_int, is_dask, message
+from hpcjobs.kernels._validation import InvalidInput, check_array, check_int, is_dask, message
+from hpcjobs.kernels.mining.params import KNN_OUTLIERS, LOF
 
 _LEAF = 32
 
@@ -281,7 +282,7 @@ def _block_neighbours(tree: _Tree, block: np.ndarray, offset: int, k: int,
 
 def _check_finite(X: np.ndarray, func: str) -> None:
     if not np.isfinite(X).all():
-        raise ValueError(message("X", func, "finite (no NaN or inf)", X,
+        raise InvalidInput(message("X", func, "finite (no NaN or inf)", X,
                                  "Drop or impute the missing values first."))
 
 
@@ -318,13 +319,14 @@ def _dask_neighbours(X, k: int, func: str = "knn_outliers"):
     return parts, sizes
 
 
-def knn_outliers(X, k: int):
+@KNN_OUTLIERS
+def knn_outliers(X, k: int = 5):
     """Distance of each point to its k-th nearest other point (exact, Euclidean).
 
     Parameters
     ----------
     X : 2-D array (n, d), NumPy or Dask (row blocks are queried against the whole set)
-    k : int in [1, n - 1]
+    k : int in [1, n - 1] (default 5)
 
     Returns
     -------
@@ -367,13 +369,14 @@ def _block_lof(ids, lrd_rows, lrd_all):
     return _lof(ids, lrd_rows, lrd_all)
 
 
-def lof(X, k: int):
+@LOF
+def lof(X, k: int = 20):
     """Local outlier factor of each point (about 1 for inliers, larger for outliers), exact.
 
     Parameters
     ----------
     X : 2-D array (n, d), NumPy or Dask
-    k : int in [1, n - 1]
+    k : int in [1, n - 1] (default 20)
         Number of neighbours (``n_neighbors``).
 
     Returns

@@ -12,7 +12,7 @@ import numba
 import numpy as np
 
 from hpcjobs.kernels._jit import njit, task_threads
-from hpcjobs.kernels._validation import check_array, is_dask, message
+from hpcjobs.kernels._validation import InvalidInput, check_array, is_dask, message
 
 
 @njit(parallel=True)
@@ -59,7 +59,7 @@ def standardize(X, *, mean=None, std=None):
         except ValueError as exc:  # describe's words about inf, with this function's name
             if "free of inf" not in str(exc):
                 raise
-            raise ValueError(message("X", "standardize", "free of inf (NaN stays NaN)",
+            raise InvalidInput(message("X", "standardize", "free of inf (NaN stays NaN)",
                                      "an array holding inf",
                                      "Replace or drop the infinite values first.")) from None
         mean = stats.mean if mean is None else mean

@@ -21,6 +21,7 @@ raster much larger than the point set is filled by one thread instead of being c
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
 
@@ -34,24 +35,15 @@ from numba.extending import intrinsic, overload
 from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
 from hpcjobs.kernels._reduction import Reduction, to_delayed
 from hpcjobs.kernels._validation import (
+    InvalidInput,
+    InvalidType,
     check_array,
-    check_cells,
-    check_choice,
-    check_int,
-    check_ints,
     is_dask,
     message,
 )
+from hpcjobs.kernels.viz.params import AGGREGATE2D, AGGS, check_raster_size
 
-AGGS = ("count", "sum", "mean", "min", "max", "std", "count_cat")
-_CODE = {name: i for i, name in enumerate(AGGS)}
 _FUNC = "aggregate2d"
-# which bases each reduction keeps: (count, acc1, acc2)
-_BASES = {
-    "count": (True, False, False), "sum": (False, True, False), "mean": (True, True, False),
-    "min": (False, True, False), "max": (False, True, False), "std": (True, True, True),
-    "count_cat": (True, False, False),
-}
 # Threads only for chunks long enough: on busy cores each hand-off to a thread can wait a
 # scheduler tick (milliseconds), and private rasters cost a copy and a merge each.
 _MIN_POINTS_PER_THREAD = 2**21
@@ -64,7 +56,8 @@ _MIN_CELLS_PARALLEL_MERGE = 2**19
 
 
 # points binned per pass into an index buffer (256 KB: in L2) before their updates; blocks
-# of 2048 (in L1) made count 1.4x slower here: more switches between the two loops
+# that fit in L1 were slower, with more switches between the two loops
+# (hpcjobs bench aggregate2d-count)
 _BLOCK = 32768
 
 
@@ -116,13 +109,15 @@ def _cells(xb, yb, xe, ye, kbuf):
         ok = (v >= xlo) & (v <= xhi) & (w >= ylo) & (w <= yhi)  # NaN compares false
         f = (v - xlo) * xs if ok else 0.0
         g = (w - ylo) * ys if ok else 0.0
-        c = min(int(f), nx - 1)
-        r = min(int(g), ny - 1)
+        # int32, not int64: CPUs without AVX-512 convert packed doubles to int32 only, so
+        # an int64 conversion keeps the loop scalar (cells are fewer than 2**26)
+        c = min(np.int32(f), np.int32(nx - 1))
+        r = min(np.int32(g), np.int32(ny - 1))
         fc = f - c
         fr = g - r
         near = (fc < margin) | (fc > 1.0 - margin) | (fr < margin) | (fr > 1.0 - margin)
         near_any |= near & ok
-        kbuf[t] = r * nx + c if ok else -1
+        kbuf[t] = r * np.int32(nx) + c if ok else np.int32(-1)
     if not near_any:
         return
     for t in range(xb.shape[0]):
@@ -158,8 +153,8 @@ def _points(x, y, b0, b1, xbuf, ybuf):
     """Points ``[b0, b1)`` of ``x`` and ``y`` as contiguous arrays (compiled code only): views
     where both are contiguous already, else copied into the buffers in one loop, so that two
     columns of one row-major chunk (``X[:, 0]``, ``X[:, 1]``) are read from memory once, a
-    block at a time, instead of copied whole (a fresh column each) before binning: 14 ms
-    against 3 for 1e6 points here."""
+    block at a time, instead of copied whole (a fresh column each) before binning, which
+    took several times as long (hpcjobs bench job-scale: aggregate2d's step)."""
     raise NotImplementedError("compiled code only")
 
 
@@ -194,7 +189,7 @@ _AHEAD = 48
 # allocator (calloc), so its untouched pages cost nothing; its one extra last element counts
 # the carries, so that a merge reads ``hi`` only where there were some. Count = 256 * hi + lo.
 # The carry is written out in each of the three loops: as a helper (a plain call, or Numba's
-# inline="always") the scatter loops ran 3x slower.
+# inline="always") the scatter loops ran several times slower (hpcjobs bench aggregate2d-count).
 
 
 @njit
@@ -328,7 +323,7 @@ def _accumulate(x, y, v, start, stop, xe, ye, code, ncat, cnt, acc1, acc2, hi):
     """Add points ``[start, stop)`` to one set of bases (flat rasters, caller-owned).
 
     ``code`` picks the reduction (index into ``AGGS``); ``cnt``, ``acc1``, ``acc2`` are the
-    bases it needs (see ``_BASES``), flattened as ``row * nx + col`` (and
+    bases it needs (see ``_AGGS``), flattened as ``row * nx + col`` (and
     ``cat * ny * nx + cell`` for count_cat); for count, count_cat and mean ``cnt`` holds the
     low byte of the counts and ``hi`` the carries.
     """
@@ -494,11 +489,12 @@ def _merge_std(cnt, mean, m2, cnt_b, mean_b, m2_b):
 class _Scratch:
     """The threads' base rasters, kept between calls for the next call of the same shape.
 
-    A fresh raster's first touch page-faults: about 1 ms per 8 MB here, as much as binning
-    a million points, so private 1000 x 1000 float64 rasters for two threads cost more to
-    map than to merge. Buffers are lent out whole (so concurrent calls never share one) and
-    only up to ``limit`` bytes are kept. Buffers known to be all zeros (the carry rasters no
-    carry touched) are kept apart and lent out as zeroed ones.
+    A fresh raster's first touch page-faults, which costs as much as binning as many points
+    as the raster has cells (hpcjobs bench aggregate2d-mean), so private 1000 x 1000 float64
+    rasters for two threads cost more to map than to merge. Buffers are lent out whole (so
+    concurrent calls never share one) and only up to ``limit`` bytes are kept. Buffers known
+    to be all zeros (the carry rasters no carry touched) are kept apart and lent out as
+    zeroed ones.
     """
 
     def __init__(self, limit: int = 128 * 2**20):
@@ -531,16 +527,16 @@ _SCRATCH = _Scratch()
 def _new_bases(agg: str, t: int, cells: int, n: int, scratch: _Scratch | None = None) -> tuple:
     """Per-thread bases (count, acc1, acc2, hi), uninitialised but ``hi`` (the threads
     initialise their own rows); from ``scratch`` when given."""
-    has_cnt, has_a1, has_a2 = _BASES[agg]
-    bytewise = agg in ("count", "count_cat", "mean")
+    has_cnt, has_a1, has_a2 = _AGGS[agg].bases
+    bytewise = _AGGS[agg].bytewise
     new = np.empty if scratch is None else scratch.take
     cnt = new((t, cells if has_cnt else 0), np.uint8 if bytewise else np.float64)
     acc1 = new((t, cells if has_a1 else 0), np.float64)
     acc2 = new((t, cells if has_a2 else 0), np.float64)
     # zeroed: by the allocator (pages no carry touches are never mapped), or a carry raster
     # of an earlier call that had no carries. A fresh one each call took the memory that the
-    # allocator had recycled, so the result was faulted in instead: count of 1e7 points into
-    # 1000 x 1000 took 425 page faults a call, and none with the carry raster lent again.
+    # allocator had recycled, so the result was faulted in instead: page faults on every
+    # call, and none with the carry raster lent again (hpcjobs bench aggregate2d-count).
     hi_shape = (t, cells + 1 if bytewise else 0)
     hi_dtype = np.uint32 if n < 2**32 else np.int64
     hi = np.zeros(hi_shape, hi_dtype) if scratch is None else scratch.take(hi_shape, hi_dtype,
@@ -548,25 +544,31 @@ def _new_bases(agg: str, t: int, cells: int, n: int, scratch: _Scratch | None = 
     return cnt, acc1, acc2, hi
 
 
-def _merge(agg: str, a: tuple, b: tuple) -> tuple:
-    """Merge two flat base tuples (count, acc1, acc2); returns the merged tuple (may reuse ``a``)."""
-    cnt, acc1, acc2 = a
-    if agg == "std":
-        _merge_std(cnt, acc1, acc2, b[0], b[1], b[2])
-        return cnt, acc1, acc2
-    if agg == "min":
-        return cnt, np.fmin(acc1, b[1], out=acc1), acc2
-    if agg == "max":
-        return cnt, np.fmax(acc1, b[1], out=acc1), acc2
-    _add_into(cnt, b[0])
-    _add_into(acc1, b[1])
-    return cnt, acc1, acc2
+def _merge_sums(a: tuple, b: tuple) -> tuple:
+    """Two flat base tuples (count, acc1, acc2) of additive bases merged into ``a``."""
+    _add_into(a[0], b[0])
+    _add_into(a[1], b[1])
+    return a
+
+
+def _merge_min(a: tuple, b: tuple) -> tuple:
+    return a[0], np.fmin(a[1], b[1], out=a[1]), a[2]
+
+
+def _merge_max(a: tuple, b: tuple) -> tuple:
+    return a[0], np.fmax(a[1], b[1], out=a[1]), a[2]
+
+
+def _merge_moments(a: tuple, b: tuple) -> tuple:
+    """Counts, means and M2 merged with Chan et al.'s update, into ``a``."""
+    _merge_std(a[0], a[1], a[2], b[0], b[1], b[2])
+    return a
 
 
 @njit
 def _add_into(total, part):
     """``total += part`` (e.g. int64 += uint8): NumPy's mixed-type add runs through cast
-    buffers, 2-10x slower, and a chunk merge adds a raster per chunk."""
+    buffers, several times slower, and a chunk merge adds a raster per chunk."""
     for j in range(total.shape[0]):
         total[j] += part[j]
 
@@ -583,14 +585,12 @@ def _chunk_bases(x, y, v, xe, ye, agg: str, ncat: int, threads: int | None = Non
 
 
 def _chunk_raster(x, y, v, xe, ye, agg: str, ncat: int, shape: tuple) -> np.ndarray:
-    """The finished raster of in-memory points. The threads' means are merged and divided in
-    one pass: no count raster to write and read back, no second pass over the sums."""
+    """The finished raster of in-memory points (straight from the threads' bases where the
+    reduction can: ``_Agg.of_threads``)."""
     filled = _fill(x, y, v, xe, ye, agg, ncat)
-    if agg == "mean" and filled.threads > 1:
-        out = np.empty(filled.cnt.shape[1])
-        _mean_of_threads(filled.cnt, filled.acc1, filled.hi, out, filled.merge_ranges())
-        filled.release()
-        return out.reshape(shape)
+    of_threads = _AGGS[agg].of_threads
+    if of_threads is not None and filled.threads > 1:
+        return of_threads(filled).reshape(shape)
     return _finalize(_merged(filled), agg, shape, ncat, inplace=True)
 
 
@@ -623,12 +623,13 @@ def _fill(x, y, v, xe, ye, agg: str, ncat: int, threads: int | None = None) -> _
     over disjoint point ranges)."""
     x, y = _one_dimensional(x), _one_dimensional(y)  # strided columns are read as they are
     n = x.shape[0]
-    cells = (xe.shape[0] - 1) * (ye.shape[0] - 1) * (ncat if agg == "count_cat" else 1)
+    rec = _AGGS[agg]
+    cells = (xe.shape[0] - 1) * (ye.shape[0] - 1) * (ncat if rec.layers else 1)
     if v is None:
         v = x  # not read by count
     else:
         v = np.ascontiguousarray(v)
-        if v.dtype.kind in "biu" and agg != "count_cat":
+        if v.dtype.kind in "biu" and not rec.layers:
             v = v.astype(np.float64)
     # a private raster per thread only when each thread has points enough to pay for it
     threads = task_threads() if threads is None else threads
@@ -636,14 +637,12 @@ def _fill(x, y, v, xe, ye, agg: str, ncat: int, threads: int | None = None) -> _
     # one thread's bases are the result; several threads' are merged into a new one, and
     # can serve the next call
     cnt, acc1, acc2, hi = _new_bases(agg, t, cells, n, _SCRATCH if t > 1 else None)
-    code = _CODE[agg]
-    fill = np.nan if agg in ("min", "max") else 0.0
     if t == 1:
-        _accumulate_one(x, y, v, 0, n, xe, ye, code, ncat, cnt[0], acc1[0], acc2[0], hi[0],
-                        fill)
+        _accumulate_one(x, y, v, 0, n, xe, ye, rec.code, ncat, cnt[0], acc1[0], acc2[0],
+                        hi[0], rec.fill)
     else:
-        _accumulate_threads(x, y, v, thread_ranges(n, t), xe, ye, code, ncat, cnt, acc1,
-                            acc2, hi, fill)
+        _accumulate_threads(x, y, v, thread_ranges(n, t), xe, ye, rec.code, ncat, cnt, acc1,
+                            acc2, hi, rec.fill)
     return _Filled(agg, t, cnt, acc1, acc2, hi)
 
 
@@ -657,12 +656,13 @@ def _one_dimensional(a: np.ndarray) -> np.ndarray:
 def _merged(filled: _Filled) -> tuple:
     """The threads' bases folded into one flat set (count, acc1, acc2)."""
     agg, t, cnt, acc1, acc2, hi = filled
-    if agg == "std":
+    rec = _AGGS[agg]
+    if rec.pairwise:
         out = (cnt[0], acc1[0], acc2[0])
         if t > 1:
             out = tuple(a.copy() for a in out)
         for i in range(1, t):
-            out = _merge(agg, out, (cnt[i], acc1[i], acc2[i]))
+            out = rec.merge(out, (cnt[i], acc1[i], acc2[i]))
         if t > 1:
             filled.release()
         return out
@@ -672,17 +672,18 @@ def _merged(filled: _Filled) -> tuple:
         return cnt[0], acc1[0], acc2[0]  # no carry: the low bytes are the counts
     total = np.empty(cnt.shape[1], dtype=np.int64)
     acc = np.empty(acc1.shape[1])
-    _merge_threads(_CODE[agg], cnt, acc1, hi, total, acc, filled.merge_ranges())
+    _merge_threads(rec.code, cnt, acc1, hi, total, acc, filled.merge_ranges())
     filled.release()
     return total, acc, np.empty(0)
 
 
 def _combine(parts: list, agg: str) -> tuple:
     """Merge the bases of several chunks (a node of the Dask merge tree)."""
+    merge = _AGGS[agg].merge
     cnt, acc1, acc2 = parts[0]
     out = (cnt.astype(np.int64 if cnt.dtype.kind == "u" else cnt.dtype), acc1.copy(), acc2.copy())
     for p in parts[1:]:
-        out = _merge(agg, out, p)
+        out = merge(out, p)
     return out
 
 
@@ -690,20 +691,93 @@ def _finalize(bases: tuple, agg: str, shape: tuple, ncat: int,
               inplace: bool = False) -> np.ndarray:
     """The raster from merged bases; ``inplace``: the bases are this call's own, so a mean
     may overwrite the sums (one fresh raster less to page in)."""
-    cnt, acc1, acc2 = bases
-    ny, nx = shape
-    if agg == "count":
-        return cnt.reshape(ny, nx).astype(np.int64, copy=False)
-    if agg == "count_cat":
-        return cnt.reshape(ncat, ny, nx).astype(np.int64, copy=False)
-    if agg in ("sum", "min", "max"):
-        return acc1.reshape(ny, nx)
+    return _AGGS[agg].finalise(bases, _out_shape(agg, shape, ncat), inplace)
+
+
+def _out_shape(agg: str, shape: tuple, ncat: int) -> tuple:
+    """The raster's shape: ``(ny, nx)``, or one layer per category."""
+    return (ncat, *shape) if _AGGS[agg].layers else tuple(shape)
+
+
+def _counts(bases: tuple, shape: tuple, inplace: bool) -> np.ndarray:
+    return bases[0].reshape(shape).astype(np.int64, copy=False)
+
+
+def _first_acc(bases: tuple, shape: tuple, inplace: bool) -> np.ndarray:
+    return bases[1].reshape(shape)
+
+
+def _mean(bases: tuple, shape: tuple, inplace: bool) -> np.ndarray:
+    cnt, acc1, _ = bases
     with np.errstate(invalid="ignore", divide="ignore"):
-        if agg == "mean":
-            out = np.divide(acc1, cnt, out=acc1 if inplace else None)
-        else:  # std, ddof=0 like numpy.std
-            out = np.where(cnt > 0, np.sqrt(acc2 / np.where(cnt > 0, cnt, 1)), np.nan)
-    return out.reshape(ny, nx)
+        return np.divide(acc1, cnt, out=acc1 if inplace else None).reshape(shape)
+
+
+def _std(bases: tuple, shape: tuple, inplace: bool) -> np.ndarray:
+    """ddof=0, like numpy.std."""
+    cnt, _, m2 = bases
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cnt > 0, np.sqrt(m2 / np.where(cnt > 0, cnt, 1)), np.nan).reshape(shape)
+
+
+class _Agg(NamedTuple):
+    """One reduction: everything about it outside the compiled loops, in one record.
+
+    ``code`` picks its loop in the compiled code (``_accumulate``, ``_update``,
+    ``_merge_range``); ``bases`` says which flat rasters it keeps (count, acc1, acc2);
+    ``bytewise``: counts kept a byte a cell with carries in ``hi`` (they stay in cache);
+    ``fill``: acc1's empty value; ``merge(a, b)`` merges two chunks' bases (and the threads'
+    when ``pairwise``; else one compiled pass sums or compares them); ``finalise(bases,
+    shape, inplace)`` makes the raster; ``layers``: one raster per category (count_cat);
+    ``values``: what it needs of the points' values (None, "numbers" or "labels");
+    ``of_threads(filled)``: the raster straight from several threads' bases, where that
+    saves a pass (mean).
+    """
+
+    code: int
+    bases: tuple[bool, bool, bool]
+    bytewise: bool
+    fill: float
+    merge: Callable[[tuple, tuple], tuple]
+    finalise: Callable[[tuple, tuple, bool], np.ndarray]
+    dtype: type = np.float64
+    pairwise: bool = False
+    layers: bool = False
+    values: str | None = "numbers"
+    of_threads: Callable | None = None
+
+
+def _mean_of_filled(filled) -> np.ndarray:
+    """The means straight from the threads' bases: merged and divided in one pass (no count
+    raster to write and read back, no second pass over the sums)."""
+    out = np.empty(filled.cnt.shape[1])
+    _mean_of_threads(filled.cnt, filled.acc1, filled.hi, out, filled.merge_ranges())
+    filled.release()
+    return out
+
+
+_COUNT, _SUM, _COUNT_SUM, _MOMENTS = (True, False, False), (False, True, False), \
+    (True, True, False), (True, True, True)
+
+#: the reductions, by name (a new one: a record here, its name in params.AGGS, and, for a
+#: new kind of update, a loop in ``_update`` under its code)
+_AGGS: dict[str, _Agg] = {
+    "count": _Agg(code=0, bases=_COUNT, bytewise=True, fill=0.0, merge=_merge_sums,
+                  finalise=_counts, dtype=np.int64, values=None),
+    "sum": _Agg(code=1, bases=_SUM, bytewise=False, fill=0.0, merge=_merge_sums,
+                finalise=_first_acc),
+    "mean": _Agg(code=2, bases=_COUNT_SUM, bytewise=True, fill=0.0, merge=_merge_sums,
+                 finalise=_mean, of_threads=_mean_of_filled),
+    "min": _Agg(code=3, bases=_SUM, bytewise=False, fill=np.nan, merge=_merge_min,
+                finalise=_first_acc),
+    "max": _Agg(code=4, bases=_SUM, bytewise=False, fill=np.nan, merge=_merge_max,
+                finalise=_first_acc),
+    "std": _Agg(code=5, bases=_MOMENTS, bytewise=False, fill=0.0, merge=_merge_moments,
+                finalise=_std, pairwise=True),
+    "count_cat": _Agg(code=6, bases=_COUNT, bytewise=True, fill=0.0, merge=_merge_sums,
+                      finalise=_counts, dtype=np.int64, layers=True, values="labels"),
+}
+assert tuple(_AGGS) == AGGS  # the declared choices are the reductions here
 
 
 # ---------------------------------------------------------------------------------------------
@@ -719,18 +793,18 @@ def _check_range(range_):
     try:
         r = np.asarray(range_, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(message("range", _FUNC, expected, range_)) from None
+        raise InvalidType(message("range", _FUNC, expected, range_)) from None
     if r.shape == (4,):
         r = r.reshape(2, 2)
     if r.shape != (2, 2) or not np.isfinite(r).all() or (r[:, 0] >= r[:, 1]).any():
-        raise ValueError(message("range", _FUNC, expected, range_))
+        raise InvalidInput(message("range", _FUNC, expected, range_))
     return r
 
 
 def _auto_range(lo: float, hi: float, name: str) -> tuple[float, float]:
     """The range numpy.histogram picks from data: [min, max], widened by 0.5 if they are equal."""
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise ValueError(message(
+        raise InvalidInput(message(
             name, _FUNC, "finite somewhere (to find the range from the data)",
             "an array with no finite value or holding inf", "Pass range=((xmin, xmax), "
             "(ymin, ymax)) explicitly."))
@@ -750,6 +824,7 @@ def _finite_minmax(a):
     return a.min(), a.max()
 
 
+@AGGREGATE2D
 def aggregate2d(x, y, *, shape, range=None, agg: str = "count", values=None,
                 n_categories: int | None = None):
     """Aggregate points onto a 2-D raster, binned exactly like ``numpy.histogram2d``.
@@ -797,41 +872,32 @@ def aggregate2d(x, y, *, shape, range=None, agg: str = "count", values=None,
 
 def _checked(x, y, values, shape, agg, n_categories):
     """aggregate2d's arguments, validated (values dropped for count)."""
-    agg = check_choice(agg, "agg", _FUNC, AGGS)
-    shape = check_ints(shape, "shape", _FUNC, length=2, low=1)
+    agg = AGGREGATE2D["agg"].validate(agg, _FUNC)  # (again: aggregate2d_reduction's own)
+    shape = AGGREGATE2D["shape"].validate(shape, _FUNC)
     x = check_array(x, "x", _FUNC, ndim=1, allow_nan=True, float_out=False)
     y = check_array(y, "y", _FUNC, ndim=1, allow_nan=True, float_out=False)
     if x.shape[0] != y.shape[0]:
-        raise ValueError(message("y", _FUNC, f"the same length as x ({x.shape[0]})", y))
-    if agg == "count":
+        raise InvalidInput(message("y", _FUNC, f"the same length as x ({x.shape[0]})", y))
+    needs = _AGGS[agg].values
+    if needs is None:
         values = None
     elif values is None:
-        raise TypeError(message("values", _FUNC, f"an array of length {x.shape[0]} for "
+        raise InvalidType(message("values", _FUNC, f"an array of length {x.shape[0]} for "
                                 f"agg={agg!r}", values, "Only agg='count' needs no values."))
     else:
         vdtype = values.dtype if hasattr(values, "dtype") else np.asarray(values).dtype
-        if agg == "count_cat" and vdtype.kind not in "iu":
-            raise TypeError(message("values", _FUNC, "integer category labels for "
+        if needs == "labels" and vdtype.kind not in "iu":
+            raise InvalidType(message("values", _FUNC, "integer category labels for "
                                     "agg='count_cat'", values,
                                     "Pass labels as ints (e.g. values.astype(int))."))
         values = check_array(values, "values", _FUNC, ndim=1, allow_nan=True,
                              float_out=False, kinds="fiub")
         if values.shape[0] != x.shape[0]:
-            raise ValueError(message("values", _FUNC, f"the same length as x ({x.shape[0]})",
+            raise InvalidInput(message("values", _FUNC, f"the same length as x ({x.shape[0]})",
                                      values))
-    if n_categories is not None:
-        n_categories = check_int(n_categories, "n_categories", _FUNC, low=1)
-    _check_size(shape, agg, n_categories)
+    n_categories = AGGREGATE2D["n_categories"].validate(n_categories, _FUNC)
+    check_raster_size(shape, agg, n_categories, _FUNC)
     return x, y, values, shape, agg, n_categories
-
-
-def _check_size(shape, agg, n_categories) -> None:
-    """The raster (all its layers) within ``MAX_CELLS``, before any is allocated."""
-    if agg == "count_cat" and n_categories is not None:
-        check_cells(n_categories * shape[0] * shape[1], "n_categories", _FUNC,
-                    "n_categories x ny x nx", f"{n_categories} layers of {shape[0]} x {shape[1]}")
-    else:
-        check_cells(shape[0] * shape[1], "shape", _FUNC, "ny x nx", list(shape))
 
 
 def binning(x, y, values=None, *, range=None, agg: str = "count",
@@ -844,7 +910,7 @@ def binning(x, y, values=None, *, range=None, agg: str = "count",
     What has to be found from the data is found in one pass (one Dask computation). Job
     steps record the extent, so that a raster's pixels map back to coordinates.
     """
-    scan = agg == "count_cat" and n_categories is None and values is not None
+    scan = agg in _AGGS and _AGGS[agg].layers and n_categories is None and values is not None
     if is_dask(x) or is_dask(y) or is_dask(values):
         import dask
         import dask.array as da
@@ -874,14 +940,14 @@ def binning(x, y, values=None, *, range=None, agg: str = "count",
 
 def _aggregate_numpy(x, y, values, shape, rng, agg, ncat):
     (xr, yr), ncat = binning(x, y, values, range=rng, agg=agg, n_categories=ncat)
-    _check_size(shape, agg, ncat)  # the layers may come from the data's labels
+    check_raster_size(shape, agg, ncat, _FUNC)  # the layers may come from the data's labels
     xe, ye = _edges(*xr, shape[1]), _edges(*yr, shape[0])
     return _chunk_raster(x, y, values, xe, ye, agg, ncat, tuple(shape))
 
 
 def _max_label(labels: np.ndarray) -> int:
     """The largest label, on the task's threads, for the layer count: NumPy's max runs on one
-    (1e7 int64 labels: 2.2 ms of a 20 ms count_cat; here 1.5 ms on 2 threads)."""
+    thread, a tenth of a count_cat's time (hpcjobs bench aggregate2d-count_cat)."""
     if labels.dtype.kind == "u" and labels.dtype.itemsize == 8:
         return int(labels.max())  # beyond int64: let NumPy compare
     threads = task_threads() if labels.shape[0] >= _MIN_POINTS_PER_THREAD else 1
@@ -906,9 +972,8 @@ def _aggregate_dask(x, y, values, shape, rng, agg, ncat, split_every: int | None
     (xr, yr), ncat = binning(x, y, values, range=rng, agg=agg, n_categories=ncat)
     r = aggregate2d_reduction(x, y, shape=shape, range=(xr, yr), agg=agg, values=values,
                               n_categories=ncat, split_every=split_every)
-    out_shape = (ncat, *shape) if agg == "count_cat" else tuple(shape)
-    dtype = np.int64 if agg in ("count", "count_cat") else np.float64
-    return da.from_delayed(to_delayed([r])[0], out_shape, dtype=dtype)
+    return da.from_delayed(to_delayed([r])[0], _out_shape(agg, shape, ncat),
+                           dtype=_AGGS[agg].dtype)
 
 
 def aggregate2d_reduction(x, y, *, shape, range, agg: str = "count", values=None,
@@ -922,9 +987,8 @@ def aggregate2d_reduction(x, y, *, shape, range, agg: str = "count", values=None
     xr, yr = _check_range(range)
     xe, ye = _edges(*xr, shape[1]), _edges(*yr, shape[0])
     ncat = n_categories
-    out_shape = (ncat, *shape) if agg == "count_cat" else tuple(shape)
     if split_every is None:
-        split_every = _fan_in(agg, int(np.prod(out_shape)))
+        split_every = _fan_in(agg, int(np.prod(_out_shape(agg, shape, ncat))))
     return Reduction("aggregate2d", (x, y, values),
                      partial(_task_bases, xe=xe, ye=ye, agg=agg, ncat=ncat),
                      partial(_combine, agg=agg),
@@ -937,10 +1001,10 @@ _MERGE_BYTES = 256 * 2**20
 
 
 def _fan_in(agg: str, cells: int) -> int:
-    """Chunks merged per task: fewer tree levels (at 1e8 points in 10 chunks one merge of
-    10 beat 8 + 2 by 3-10 ms: a merge in the middle holds a thread a chunk could use),
-    as long as the parts held together stay within ``_MERGE_BYTES``."""
-    per_cell = 8 * sum(_BASES[agg])
+    """Chunks merged per task: fewer tree levels (a merge in the middle of the tree holds a
+    thread that a chunk could use; hpcjobs bench aggregate2d-count over Dask), as long as the
+    parts held together stay within ``_MERGE_BYTES``."""
+    per_cell = 8 * sum(_AGGS[agg].bases)
     return int(max(2, min(16, _MERGE_BYTES // max(1, per_cell * cells))))
 
 

@@ -25,7 +25,8 @@ from numba import types
 from numba.extending import intrinsic
 
 from hpcjobs.kernels._jit import njit, task_threads
-from hpcjobs.kernels._validation import check_array, check_int, is_dask, message
+from hpcjobs.kernels._validation import InvalidInput, check_array, is_dask, message
+from hpcjobs.kernels.viz.params import LTTB, M4, MINMAX, MINMAX_LTTB
 
 # ---------------------------------------------------------------------------------------------
 # chunk level
@@ -161,9 +162,9 @@ def _minmax_span(y, starts, stops, b0, b1, out):
             out[b, 0], out[b, 1] = j, i
 
 
-# points per thread before splitting the bins over threads pays: at 1e7 points two threads
-# took 1.6 ms against one thread's 2.7 (2**24 kept 1e7 on one thread, 1.5-1.8x
-# tsdownsample's parallel time); at 1e6 one thread is as fast as tsdownsample's two
+# points per thread before splitting the bins over threads pays: below it, one thread is as
+# fast as tsdownsample's two; above it, two threads beat one clearly (hpcjobs bench minmax,
+# against tsdownsample)
 _PAR_POINTS = 2**21
 
 
@@ -387,12 +388,10 @@ def _lttb_select(x, y, has_x, offset, b0, b1, starts, stops, avg_y, avg_x, a, ax
 # validation
 
 
-def _check_n_out(n_out, n, func, *, low=1, multiple=1):
-    n_out = check_int(n_out, "n_out", func, low=low)
-    if n_out % multiple:
-        raise ValueError(message("n_out", func, f"a multiple of {multiple}", n_out))
+def _check_n_out(n_out, n, func):
+    """``n_out`` (its declared checks passed) is at most the series' length ``n``."""
     if n_out > n:
-        raise ValueError(message("n_out", func, f"at most the series length ({n})", n_out,
+        raise InvalidInput(message("n_out", func, f"at most the series length ({n})", n_out,
                                  "Downsampling cannot add points."))
     return n_out
 
@@ -407,19 +406,19 @@ def _check_series(y, x, func, *, allow_nan):
         if x.dtype.kind == "M":
             x = x.view(np.int64)
         if x.shape[0] != y.shape[0]:
-            raise ValueError(message("x", func, f"the same length as y ({y.shape[0]})", x))
+            raise InvalidInput(message("x", func, f"the same length as y ({y.shape[0]})", x))
         if not is_dask(x) and x.shape[0] > 1 and not (x[1:] >= x[:-1]).all():
-            raise ValueError(_not_sorted(func))
+            raise _not_sorted(func)
     return y, x
 
 
 def _nan_error(func):
-    return ValueError(message("y", func, "finite (no NaN or inf)", "a series holding NaN or inf",
+    return InvalidInput(message("y", func, "finite (no NaN or inf)", "a series holding NaN or inf",
                               "Drop or interpolate the missing values first."))
 
 
 def _not_sorted(func):
-    return ValueError(message("x", func, "sorted (non-decreasing, no NaN)", "unsorted x",
+    return InvalidInput(message("x", func, "sorted (non-decreasing, no NaN)", "unsorted x",
                               "Sort the series by x first."))
 
 
@@ -626,7 +625,8 @@ def _minmax_m4(y, x, n_out, per_bin):
     return np.concatenate(pieces).astype(np.int64)
 
 
-def minmax(y, n_out: int, *, x=None) -> np.ndarray:
+@MINMAX
+def minmax(y, n_out: int = 1000, *, x=None) -> np.ndarray:
     """Indices of the min and max of ``n_out // 2`` bins (tsdownsample's MinMaxDownsampler).
 
     Parameters
@@ -651,12 +651,13 @@ def minmax(y, n_out: int, *, x=None) -> np.ndarray:
     array([0, 1, 4, 6])
     """
     y, x = _check_series(y, x, "minmax", allow_nan=True)
-    n_out = _check_n_out(n_out, y.shape[0], "minmax", low=2, multiple=2)
+    n_out = _check_n_out(n_out, y.shape[0], "minmax")
     return _minmax_m4(_ascontig(y) if not is_dask(y) else y,
                       _ascontig(x) if x is not None and not is_dask(x) else x, n_out, 2)
 
 
-def m4(x, y, n_out: int) -> np.ndarray:
+@M4
+def m4(x, y, n_out: int = 1000) -> np.ndarray:
     """Indices of the first, min, max and last point of ``n_out // 4`` bins (M4).
 
     Identical to tsdownsample's ``M4Downsampler``.
@@ -682,7 +683,7 @@ def m4(x, y, n_out: int) -> np.ndarray:
     array([0, 0, 4, 8])
     """
     y, x = _check_series(y, x, "m4", allow_nan=True)
-    n_out = _check_n_out(n_out, y.shape[0], "m4", low=4, multiple=4)
+    n_out = _check_n_out(n_out, y.shape[0], "m4")
     return _minmax_m4(_ascontig(y) if not is_dask(y) else y,
                       _ascontig(x) if x is not None and not is_dask(x) else x, n_out, 4)
 
@@ -809,7 +810,8 @@ def _lttb_block_select(block, xblock, lo, b0, b1, state, tables, n_out):
     return (a, ax, ay), out[b0 + 1:b1 + 1]
 
 
-def lttb(x, y, n_out: int) -> np.ndarray:
+@LTTB
+def lttb(x, y, n_out: int = 1000) -> np.ndarray:
     """Indices of the points Largest-Triangle-Three-Buckets keeps (tsdownsample's LTTB).
 
     Parameters
@@ -832,7 +834,7 @@ def lttb(x, y, n_out: int) -> np.ndarray:
     array([0, 1, 5, 9])
     """
     y, x = _check_series(y, x, "lttb", allow_nan=True)  # NaN is caught with the means
-    n_out = _check_n_out(n_out, y.shape[0], "lttb", low=3)
+    n_out = _check_n_out(n_out, y.shape[0], "lttb")
     if n_out == y.shape[0]:
         return np.arange(n_out, dtype=np.int64)
     if is_dask(y) or is_dask(x):
@@ -842,7 +844,8 @@ def lttb(x, y, n_out: int) -> np.ndarray:
     return _lttb_numpy(_ascontig(x), _ascontig(y), n_out)
 
 
-def minmax_lttb(x, y, n_out: int, *, minmax_ratio: int = 4) -> np.ndarray:
+@MINMAX_LTTB
+def minmax_lttb(x, y, n_out: int = 1000, *, minmax_ratio: int = 4) -> np.ndarray:
     """MinMax preselection of ``n_out * minmax_ratio`` points, then LTTB (MinMaxLTTB).
 
     Identical to tsdownsample's ``MinMaxLTTBDownsampler``: when ``n // n_out > minmax_ratio``
@@ -870,8 +873,7 @@ def minmax_lttb(x, y, n_out: int, *, minmax_ratio: int = 4) -> np.ndarray:
     (10,)
     """
     y, x = _check_series(y, x, "minmax_lttb", allow_nan=True)  # NaN: checked below
-    n_out = _check_n_out(n_out, y.shape[0], "minmax_lttb", low=3)
-    minmax_ratio = check_int(minmax_ratio, "minmax_ratio", "minmax_lttb", low=2)
+    n_out = _check_n_out(n_out, y.shape[0], "minmax_lttb")
     n = y.shape[0]
     if n_out == n:
         return np.arange(n, dtype=np.int64)

@@ -23,7 +23,13 @@ from functools import partial
 import numpy as np
 
 from hpcjobs.kernels._reduction import Reduction
-from hpcjobs.kernels._validation import check_array, check_choice, check_int, is_dask, message
+from hpcjobs.kernels._validation import (
+    InvalidInput,
+    check_array,
+    is_dask,
+    message,
+)
+from hpcjobs.kernels.viz.params import PCA
 
 _FUNC = "pca"
 _EXACT_MAX_D = 2000
@@ -134,6 +140,7 @@ def _sum(parts):
     return np.sum(parts, axis=0)
 
 
+@PCA
 def pca(X, n_components: int = 2, *, method: str = "auto", n_iter: int = 4,
         oversample: int = 10, seed: int | None = 0) -> PCAResult:
     """Project the rows of ``X`` on their first principal components.
@@ -168,13 +175,9 @@ def pca(X, n_components: int = 2, *, method: str = "auto", n_iter: int = 4,
     """
     X = check_array(X, "X", _FUNC, ndim=2, min_len=2)
     n, d = X.shape
-    n_components = check_int(n_components, "n_components", _FUNC, low=1)
     if n_components > min(n, d):
-        raise ValueError(message("n_components", _FUNC, f"at most min(n_rows, n_columns) = "
+        raise InvalidInput(message("n_components", _FUNC, f"at most min(n_rows, n_columns) = "
                                  f"{min(n, d)}", n_components))
-    method = check_choice(method, "method", _FUNC, ("auto", "covariance", "randomized"))
-    n_iter = check_int(n_iter, "n_iter", _FUNC, low=0)
-    oversample = check_int(oversample, "oversample", _FUNC, low=0)
     if method == "auto":
         method = "covariance" if d <= _EXACT_MAX_D else "randomized"
     lazy = is_dask(X)

@@ -23,9 +23,9 @@ import numba
 import numpy as np
 
 from hpcjobs.kernels._jit import njit, task_threads
-from hpcjobs.kernels._validation import check_array, check_choice, check_int, is_dask
+from hpcjobs.kernels._validation import InvalidInput, check_array, is_dask
+from hpcjobs.kernels.viz.params import PYRAMID
 
-METHODS = ("mean", "min", "max", "mode")
 _FUNC = "pyramid"
 
 # ---------------------------------------------------------------------------------------------
@@ -191,7 +191,8 @@ def _block_levels(block, levels, method):
 # array level
 
 
-def pyramid(raster, levels: int, *, method: str = "mean") -> list:
+@PYRAMID
+def pyramid(raster, levels: int = 5, *, method: str = "mean") -> list:
     """Multiscale levels of a raster, each half the size of the one before (2x reduction).
 
     Parameters
@@ -218,14 +219,12 @@ def pyramid(raster, levels: int, *, method: str = "mean") -> list:
     >>> [lvl.shape for lvl in pyramid(np.ones((8, 6)), 3)]
     [(8, 6), (4, 3), (2, 2)]
     """
-    method = check_choice(method, "method", _FUNC, METHODS)
-    levels = check_int(levels, "levels", _FUNC, low=1)
     raster = check_array(raster, "raster", _FUNC, ndim=2, allow_nan=True, float_out=False,
                          kinds="fiub")
     if 0 in raster.shape:
         from hpcjobs.kernels._validation import message
 
-        raise ValueError(message("raster", _FUNC, "a non-empty 2-D array", raster))
+        raise InvalidInput(message("raster", _FUNC, "a non-empty 2-D array", raster))
     if raster.dtype.kind == "b":
         raster = raster.astype(np.uint8)
     if not is_dask(raster):

@@ -18,10 +18,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpcjobs.kernels._validation import check_array, check_choice, is_dask, message
+from hpcjobs.kernels._validation import (
+    InvalidInput,
+    InvalidType,
+    check_array,
+    is_dask,
+    message,
+)
+from hpcjobs.kernels.viz.params import SHADE
 
 _FUNC = "shade"
-HOWS = ("linear", "log", "eq_hist")
 
 # a few colour maps as control points (interpolated linearly in RGB)
 COLORMAPS: dict[str, list[str]] = {
@@ -48,7 +54,7 @@ def _lut(cmap, n: int = 256) -> np.ndarray:
     """An (n, 3) uint8 lookup table from a name, a list of colours or an (m, 3|4) array."""
     if isinstance(cmap, str):
         if cmap not in COLORMAPS:
-            raise ValueError(message("cmap", _FUNC, "one of " + ", ".join(map(repr, COLORMAPS))
+            raise InvalidInput(message("cmap", _FUNC, "one of " + ", ".join(map(repr, COLORMAPS))
                                      + " or a list of colours", cmap))
         pts = np.array([_hex_to_rgb(c) for c in COLORMAPS[cmap]])
     else:
@@ -56,10 +62,10 @@ def _lut(cmap, n: int = 256) -> np.ndarray:
             pts = np.array([_hex_to_rgb(c) if isinstance(c, str) else tuple(c)[:3]
                             for c in cmap], dtype=np.float64)
         except (TypeError, ValueError):
-            raise TypeError(message("cmap", _FUNC, "a colour map name, a list of '#rrggbb' "
+            raise InvalidType(message("cmap", _FUNC, "a colour map name, a list of '#rrggbb' "
                                     "strings or an (m, 3) array", cmap)) from None
         if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) < 1:
-            raise ValueError(message("cmap", _FUNC, "at least one RGB colour", cmap))
+            raise InvalidInput(message("cmap", _FUNC, "at least one RGB colour", cmap))
         if pts.max() > 1.0:
             pts = pts / 255.0
     if len(pts) == 1:
@@ -108,12 +114,13 @@ def _check_span(span):
     try:
         lo, hi = (float(s) for s in span)
     except (TypeError, ValueError):
-        raise TypeError(message("span", _FUNC, "a (low, high) pair of numbers", span)) from None
+        raise InvalidType(message("span", _FUNC, "a (low, high) pair of numbers", span)) from None
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-        raise ValueError(message("span", _FUNC, "finite (low, high) with low < high", span))
+        raise InvalidInput(message("span", _FUNC, "finite (low, high) with low < high", span))
     return lo, hi
 
 
+@SHADE
 def shade(agg, *, how: str = "eq_hist", cmap="viridis", span=None, color_key=None,
           min_alpha: int = 40) -> np.ndarray:
     """Shade an aggregate raster into an image.
@@ -147,7 +154,6 @@ def shade(agg, *, how: str = "eq_hist", cmap="viridis", span=None, color_key=Non
     array([[  0,   1],
            [ 86, 255]], dtype=uint8)
     """
-    how = check_choice(how, "how", _FUNC, HOWS)
     span = _check_span(span)
     a = check_array(agg, "agg", _FUNC, ndim=(2, 3), allow_nan=True, float_out=False,
                     min_len=0)
@@ -175,7 +181,7 @@ def _shade_categories(a, how, span, color_key, min_alpha):
     if color_key is None:
         color_key = [CATEGORY_COLORS[i % len(CATEGORY_COLORS)] for i in range(ncat)]
     if len(color_key) < ncat:
-        raise ValueError(message("color_key", _FUNC, f"at least {ncat} colours (one per "
+        raise InvalidInput(message("color_key", _FUNC, f"at least {ncat} colours (one per "
                                  "category)", color_key))
     colors = np.array([_hex_to_rgb(c) if isinstance(c, str) else tuple(c)[:3]
                        for c in color_key[:ncat]], dtype=np.float64)
