@@ -9,12 +9,17 @@
   threads), ``sklearn`` (``k_means(..., algorithm="lloyd")``, its OpenMP threads),
   ``hpcjobs-dask`` (8 chunks already held by a LocalCluster of 2 workers x 1 thread) and
   ``dask-ml`` (``dask_ml.cluster.KMeans`` on the same cluster and chunks, the peer of
-  ``hpcjobs-dask``).
+  ``hpcjobs-dask``); peers in this process: ``sklearnex`` (oneDAL's ``KMeans``, TBB threads
+  over all cores) and ``faiss`` (``faiss.Kmeans`` in float32 with every point used
+  (``max_points_per_centroid`` = n), its ``niter`` iterations from the same centroids, then the
+  labels from its index: ours then runs on the same float32 data, as ``hpcjobs-float32``).
+  The ``d=784`` size is image-like data, where the distance step is a matrix product.
 - ``minibatch-kmeans``: one epoch (batch 1024) from the same starting centroids, labels and
   inertia of all rows included, against ``sklearn.cluster.MiniBatchKMeans``.
 - ``dbscan``: 2-D blobs plus 10 % uniform noise, ``eps=0.1``, ``min_samples=10``, against
   ``sklearn.cluster.dbscan`` (at 3e5 points only: it needs minutes at 1e6), and over Dask
-  (8 chunks on the same LocalCluster).
+  (8 chunks on the same LocalCluster), and oneDAL's ``sklearnex.cluster.DBSCAN`` (brute
+  force: at 3e5 points it takes about a minute a call).
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ def _scatter(X):
 
 
 def _cluster():
-    return dask_client(workers=2, threads_per_worker=1)
+    return dask_client(threads_per_worker=1)  # 2 workers, or as many as --workers says
 
 
 # --------------------------------------------------------------------------- k-means
@@ -83,6 +88,30 @@ def _sklearn_lloyd(data):
 
     X, C0, iters = data
     return k_means(X, len(C0), init=C0, n_init=1, max_iter=iters, tol=0.0, algorithm="lloyd")
+
+
+def _sklearnex_lloyd(data):
+    from sklearnex.cluster import KMeans
+
+    X, C0, iters = data
+    return KMeans(len(C0), init=C0, n_init=1, max_iter=iters, tol=0.0,
+                  algorithm="lloyd").fit(X)
+
+
+def _float32_prepare(data, size):
+    X, C0, iters = data
+    return np.ascontiguousarray(X, dtype=np.float32), C0.astype(np.float32), iters
+
+
+def _faiss_lloyd(data):
+    import faiss
+
+    X, C0, iters = data
+    km = faiss.Kmeans(X.shape[1], len(C0), niter=iters, max_points_per_centroid=len(X),
+                      min_points_per_centroid=1, verbose=False)
+    km.train(X, init_centroids=C0)
+    _, labels = km.index.search(X, 1)
+    return km.centroids, labels[:, 0]
 
 
 def _dask_prepare(data, size):
@@ -136,6 +165,12 @@ def _sklearn_dbscan(X):
     return dbscan(X, eps=EPS, min_samples=MIN_SAMPLES)
 
 
+def _sklearnex_dbscan(X):
+    from sklearnex.cluster import DBSCAN
+
+    return DBSCAN(eps=EPS, min_samples=MIN_SAMPLES, algorithm="brute").fit(X)
+
+
 BENCHMARKS = [
     Benchmark(
         name="kmeans-lloyd",
@@ -143,20 +178,31 @@ BENCHMARKS = [
         description="`iters` Lloyd iterations from the same centroids, tol=0 "
                     "(per iteration: median / iters)",
         sizes=[{"n": 10**5, "d": 8, "k": 16}, {"n": 10**6, "d": 8, "k": 16},
-               {"n": 10**6, "d": 8, "k": 16, "iters": 50}],
+               {"n": 10**6, "d": 8, "k": 16, "iters": 50},
+               {"n": 10**6, "d": 8, "k": 16, "iters": 20},
+               {"n": 20_000, "d": 784, "k": 10}],
         quick_sizes=[{"n": 20_000, "d": 4, "k": 4}],
         make_data=_kmeans_data,
         items=lambda size: size["n"] * size.get("iters", ITERS),
         unit="row-iterations",
+        # X read once per iteration and once for the labels, which are written (int32)
+        bytes=lambda s: 8 * s["n"] * s["d"] * (s.get("iters", ITERS) + 1) + 4 * s["n"],
         repeats=5,
         impls=[
             Impl("hpcjobs", _ours_lloyd, note="NumPy input, all Numba threads"),
             Impl("sklearn", _sklearn_lloyd, peer=True, requires=("sklearn",),
                  note="sklearn.cluster.k_means(algorithm='lloyd')"),
-            Impl("hpcjobs-dask", _ours_lloyd, prepare=_dask_prepare, context=_cluster,
+            Impl("sklearnex", _sklearnex_lloyd, peer=True, requires=("sklearnex",),
+                 note="oneDAL KMeans(algorithm='lloyd'), TBB threads"),
+            Impl("hpcjobs-float32", _ours_lloyd, prepare=_float32_prepare,
+                 note="the same on float32 data, for faiss"),
+            Impl("faiss", _faiss_lloyd, peer=True, prepare=_float32_prepare,
+                 baseline="hpcjobs-float32", requires=("faiss",),
+                 note="faiss.Kmeans, float32, every point used, then labels"),
+            Impl("hpcjobs-dask", _ours_lloyd, prepare=_dask_prepare, context=_cluster, cluster=True,
                  requires=("distributed",), note=f"{N_CHUNKS} chunks on LocalCluster 2x1"),
             Impl("dask-ml", _daskml_lloyd, peer=True, baseline="hpcjobs-dask",
-                 prepare=_dask_prepare, context=_cluster, requires=("dask_ml", "distributed"),
+                 prepare=_dask_prepare, context=_cluster, cluster=True, requires=("dask_ml", "distributed"),
                  sizes=(0, 1), note="dask_ml.cluster.KMeans, same cluster and chunks"),
         ],
     ),
@@ -169,6 +215,7 @@ BENCHMARKS = [
         make_data=_kmeans_data,
         items=lambda size: size["n"],
         unit="rows",
+        bytes=lambda s: 2 * 8 * s["n"] * s["d"] + 4 * s["n"],  # the epoch, then the labels
         repeats=5,
         impls=[
             Impl("hpcjobs", _ours_minibatch, note="NumPy input"),
@@ -185,13 +232,16 @@ BENCHMARKS = [
         make_data=_dbscan_data,
         items=lambda size: size["n"],
         unit="points",
+        bytes=lambda s: 16 * s["n"] + 9 * s["n"],  # the points read; labels and core written
         repeats=3,
         impls=[
             Impl("hpcjobs", _ours_dbscan, note="NumPy input, all Numba threads"),
             Impl("sklearn", _sklearn_dbscan, peer=True, requires=("sklearn",), sizes=(0,),
                  note="sklearn.cluster.dbscan (3e5 only)"),
+            Impl("sklearnex", _sklearnex_dbscan, peer=True, requires=("sklearnex",), sizes=(0,),
+                 note="oneDAL DBSCAN, brute force (3e5 only)"),
             Impl("hpcjobs-dask", _ours_dbscan, prepare=lambda X, size: _scatter(X),
-                 context=_cluster, requires=("distributed",),
+                 context=_cluster, cluster=True, requires=("distributed",),
                  note=f"{N_CHUNKS} chunks on LocalCluster 2x1"),
         ],
     ),

@@ -9,7 +9,12 @@ Four implementations on the same data, side by side:
 - ``hpcjobs-dask``: ``describe`` on a Dask array already held by a LocalCluster of
   2 workers x 1 thread (chunks of about 64 MiB);
 - ``dask.array`` (peer of ``hpcjobs-dask``): ``mean``, ``std``, ``min``, ``max`` then
-  ``da.histogram`` per column, on the same cluster layout and chunks.
+  ``da.histogram`` per column, on the same cluster layout and chunks;
+- ``sklearnex`` (peer of ``hpcjobs``): Intel's oneDAL ``BasicStatistics`` with
+  ``result_options=["min", "max", "mean", "variance"]``, threaded with TBB over all cores in
+  this process (it holds the GIL: never inside Dask threads). It makes no histogram, which
+  ours makes as well; its variance is ddof=1 where ours is ddof=0 (``tests/test_peers.py``
+  checks they agree).
 
 Sizes go up to 1e8 values (1e7 rows x 10 columns, 800 MB of float64).
 """
@@ -55,6 +60,12 @@ def _numpy(X):
     return mean, std, lo, hi, hist
 
 
+def _basic_statistics(X):
+    from sklearnex.basic_statistics import BasicStatistics
+
+    return BasicStatistics(result_options=["min", "max", "mean", "variance"]).fit(X)
+
+
 def _scatter(X, size):
     """A Dask array whose ~64 MiB chunks already live on the workers (as if read from Zarr)."""
     import dask.array as da
@@ -82,7 +93,7 @@ def _dask_array(Xd):
 
 
 def _cluster():
-    return dask_client(workers=2, threads_per_worker=1)
+    return dask_client(threads_per_worker=1)  # 2 workers, or as many as --workers says
 
 
 BENCHMARKS = [
@@ -95,16 +106,19 @@ BENCHMARKS = [
         make_data=_make,
         items=lambda size: size["n"] * size["d"],
         unit="values",
+        bytes=lambda size: 8 * size["n"] * size["d"],  # one read of X
         repeats=5,
         impls=[
             Impl("hpcjobs", _ours, note="Numba, all Numba threads"),
             Impl("hpcjobs-1thread", _ours, context=_one_numba_thread,
                  note="Numba limited to 1 thread"),
             Impl("numpy", _numpy, peer=True, note="mean/std/min/max + np.histogram per column"),
-            Impl("hpcjobs-dask", _ours, prepare=_scatter, context=_cluster,
+            Impl("sklearnex", _basic_statistics, peer=True, requires=("sklearnex",),
+                 note="oneDAL BasicStatistics(min, max, mean, variance); no histogram"),
+            Impl("hpcjobs-dask", _ours, prepare=_scatter, context=_cluster, cluster=True,
                  requires=("distributed",), note="LocalCluster 2 workers x 1 thread"),
             Impl("dask.array", _dask_array, peer=True, baseline="hpcjobs-dask",
-                 prepare=_scatter, context=_cluster, requires=("distributed",),
+                 prepare=_scatter, context=_cluster, cluster=True, requires=("distributed",),
                  note="dask.array reductions + da.histogram, same cluster"),
         ],
     ),

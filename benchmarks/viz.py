@@ -10,7 +10,9 @@
   M4 with ``parallel=True``);
 - ``pyramid``: 8192^2 float32, 5 levels (base + 4) vs xarray ``coarsen(...).mean()`` from the
   base for each level;
-- ``pca``: 1e6 x 20 -> 2 components vs scikit-learn ``PCA`` (full SVD solver).
+- ``pca``: 1e6 x 20 -> 2 components (fit and embedding) vs scikit-learn ``PCA`` (full SVD
+  solver) and Intel's oneDAL ``sklearnex.decomposition.PCA(svd_solver="covariance_eigh")``
+  (TBB threads over all cores, in this process).
 """
 
 from __future__ import annotations
@@ -165,10 +167,17 @@ def _pca_sk(X):
     return PCA(2, svd_solver="full").fit_transform(X)
 
 
+def _pca_sklearnex(X):
+    from sklearnex.decomposition import PCA
+
+    return PCA(2, svd_solver="covariance_eigh").fit_transform(X)
+
+
 BENCHMARKS = [
     Benchmark(
         name="aggregate2d-count", kernel="aggregate2d", sizes=POINT_SIZES, quick_sizes=QUICK,
         make_data=_points, items=lambda s: s["n"], unit="points",
+        bytes=lambda s: 16 * s["n"],  # x and y read once
         impls=[
             Impl("hpcjobs", _agg("count")),
             Impl("hpcjobs-dask", _agg_dask, prepare=_dask_points,
@@ -183,6 +192,7 @@ BENCHMARKS = [
     Benchmark(
         name="aggregate2d-mean", kernel="aggregate2d", sizes=POINT_SIZES[:2], quick_sizes=QUICK,
         make_data=_points, items=lambda s: s["n"], unit="points",
+        bytes=lambda s: 24 * s["n"],  # x, y and the values read once
         impls=[
             Impl("hpcjobs", _agg("mean")),
             Impl("hpcjobs-count", _agg("count"), note="for the mean/count time ratio"),
@@ -197,6 +207,7 @@ BENCHMARKS = [
     Benchmark(
         name="aggregate2d-count_cat", kernel="aggregate2d", sizes=POINT_SIZES[:2],
         quick_sizes=QUICK, make_data=_points, items=lambda s: s["n"], unit="points",
+        bytes=lambda s: 24 * s["n"],  # x, y and the int64 labels read once
         impls=[
             Impl("hpcjobs", _agg("count_cat", n_categories=8),
                  note="n_categories=8: the categories known, as datashader's Categorical"),
@@ -211,6 +222,7 @@ BENCHMARKS = [
             name=name, kernel=name if name != "minmax" else "minmax",
             sizes=[{"n": 10**6}, {"n": 10**7}], quick_sizes=[{"n": 50_000}],
             make_data=_series, items=lambda s: s["n"], unit="points",
+            bytes=lambda s: 8 * s["n"],  # the series read once
             impls=[
                 Impl("hpcjobs", _ours_ts(name)),
                 Impl(f"tsdownsample{'-parallel' if name != 'lttb' else ''}",
@@ -223,7 +235,7 @@ BENCHMARKS = [
     Benchmark(
         name="pyramid", kernel="pyramid", sizes=[{"n": 2048}, {"n": 8192}],
         quick_sizes=[{"n": 256}], make_data=_raster, items=lambda s: s["n"] ** 2,
-        unit="pixels",
+        unit="pixels", bytes=lambda s: 4 * s["n"] ** 2 * (1 + 1 / 3),  # base read, levels written
         impls=[
             Impl("hpcjobs", _pyr_ours),
             Impl("xarray-coarsen", _pyr_xarray, peer=True, prepare=_to_xarray,
@@ -235,9 +247,13 @@ BENCHMARKS = [
         name="pca", kernel="pca", sizes=[{"n": 10**5, "d": 20}, {"n": 10**6, "d": 20}],
         quick_sizes=[{"n": 2000, "d": 10}], make_data=_pca_data,
         items=lambda s: s["n"] * s["d"], unit="values",
+        # X read twice (covariance, then the projection), the embedding written
+        bytes=lambda s: 8 * s["n"] * (2 * s["d"] + 2),
         impls=[
             Impl("hpcjobs", _pca_ours),
             Impl("sklearn", _pca_sk, peer=True, requires=("sklearn",)),
+            Impl("sklearnex", _pca_sklearnex, peer=True, requires=("sklearnex",),
+                 note="oneDAL PCA(svd_solver='covariance_eigh').fit_transform"),
         ],
     ),
 ]

@@ -305,8 +305,16 @@ def test_cli_bench_describe_quick(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     recs = harness.read_jsonl(out)
     by = {x["impl"]: x for x in recs}
-    assert set(by) == {"hpcjobs", "hpcjobs-1thread", "numpy", "hpcjobs-dask", "dask.array"}
+    assert set(by) == {"hpcjobs", "hpcjobs-1thread", "numpy", "sklearnex", "hpcjobs-dask",
+                       "dask.array"}
     assert all(x["status"] == "ok" for x in recs), [x["reason"] for x in recs]
+    assert by["sklearnex"]["ratio"] > 0  # oneDAL, a peer the test extra installs
+    bw = by["hpcjobs"]["machine"]["bandwidth"]
+    assert bw["read_Bps"] > 0 and bw["triad_Bps"] > 0
+    assert by["hpcjobs"]["bytes"] == 8 * 20_000 * 4
+    assert by["hpcjobs"]["roofline_fraction"] == pytest.approx(
+        by["hpcjobs"]["bytes"] / bw["read_Bps"] / by["hpcjobs"]["median_s"])
+    assert "roofline" in r.output
     assert by["numpy"]["against"] == "hpcjobs" and by["numpy"]["ratio"] > 0
     assert by["dask.array"]["against"] == "hpcjobs-dask" and by["dask.array"]["ratio"] > 0
     assert by["hpcjobs"]["items"] == 20_000 * 4

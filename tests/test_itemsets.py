@@ -290,3 +290,30 @@ def test_job_end_to_end(tmp_path, dask_client):
     assert out["rules/confidence"].shape == (len(rules),)
     np.testing.assert_allclose(np.sort(out["rules/lift"][:]), np.sort(rules["lift"].to_numpy()),
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("pairs", [False, True])
+def test_pair_counts_and_gathered_words_give_the_same_sets(monkeypatch, pairs):
+    """A large catalogue at a low support (many frequent items, most of them rare): the
+    2-itemset counts first, or not, and the rare items' branches on their own words only,
+    give exactly the sets of the brute force, with duplicates in baskets counted once."""
+    from hpcjobs.kernels.mining import itemsets
+
+    baskets = _baskets(3_000, 400, 6, 11)
+    monkeypatch.setattr(itemsets, "_pairs_pay", lambda *args: pairs)
+    indptr, items = _csr(baskets)
+    r = frequent_itemsets({"indptr": indptr, "items": items}, 0.004)
+    assert (r.lengths == 1).sum() > 100 and r.lengths.max() >= 3
+    naive = _naive(baskets, 0.004, max_len=3)
+    got = {s: p for s, p in zip(r.itemsets, r.support.tolist(), strict=True) if len(s) <= 3}
+    assert got == pytest.approx(naive)
+
+
+def test_pair_counts_pay_only_with_many_frequent_items():
+    from hpcjobs.kernels.mining.itemsets import _pairs_pay
+
+    indptr = np.arange(0, 10 * 50_001, 10)  # 50,000 baskets of 10 items
+    dense = np.full(150, 5_000)  # 150 items in 10 % of the baskets each
+    rare = np.full(2_000, 40)  # 2,000 items in 40 baskets each
+    assert not _pairs_pay(indptr, dense, 782)
+    assert _pairs_pay(indptr, rare, 782)

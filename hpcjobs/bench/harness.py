@@ -16,6 +16,13 @@ even on a busy machine:
    time ratio ``ours / peer`` from the medians (< 1: ours is faster) against the
    implementation named by ``Impl.baseline`` or else ``Benchmark.baseline``.
 
+Where a definition says how many bytes a call must move (``Benchmark.bytes``), each record
+also gets its roofline time and fraction against the bandwidth probe that :func:`run` takes
+first (:mod:`hpcjobs.bench.roofline`). ``run(workers=[1, 2, 4])`` times the implementations
+that run on a local cluster (``Impl.cluster``) once per worker count, at the same sizes
+(strong scaling) or at sizes grown with the workers (``weak=True``), and adds each one's
+speed-up and efficiency against the fewest workers.
+
 A benchmark of whole jobs (``Benchmark.setup``, ``warmup=False``, ``finish``, ``report``;
 ``spec.Sample``) shares one context between its implementations, times each call once per
 sample, keeps what the calls measured themselves (``measured``) and prints its own table.
@@ -175,12 +182,17 @@ def module_version(module: str) -> str | None:
     return getattr(mod, "__version__", None) if mod else None
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity), else all of them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def machine_info(extra_modules: Iterable[str] = ()) -> dict[str, Any]:
     """CPU, cores, memory, OS, Python and library versions of this machine."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        usable = os.cpu_count()
+    usable = usable_cores()
     libs = {}
     for name in [*CORE_LIBRARIES, *extra_modules]:
         if name not in libs:
@@ -313,14 +325,22 @@ def run_benchmark(bench: Benchmark, *, quick: bool = False, repeats: int | None 
                   sizes: list[int] | None = None, seed: int = 0,
                   machine: dict | None = None,
                   log: Callable[[str], None] | None = None,
-                  on_size: Callable[[list[dict]], None] | None = None) -> list[dict[str, Any]]:
+                  on_size: Callable[[list[dict]], None] | None = None,
+                  bandwidth: dict | None = None, workers: int | None = None,
+                  grow: float = 1.0, scaling: str | None = None) -> list[dict[str, Any]]:
     """Run one benchmark over its sizes; return one record per (size, implementation).
 
     Records of skipped implementations have ``status="skipped"`` and a ``reason``; an
     implementation that raises gets ``status="error"`` and the error, and the run goes on.
     ``on_size(records)`` is called as each size finishes (to save results as they come).
+    ``bandwidth`` (:func:`hpcjobs.bench.roofline.probe_bandwidth`) adds roofline fields.
+    ``workers``: one point of a scaling run: only ``Impl.cluster`` implementations run, on
+    clusters of that many workers, at sizes whose ``n`` is multiplied by ``grow`` (weak
+    scaling); records carry ``workers`` and ``scaling`` ("strong" or "weak").
     """
     import numpy as np
+
+    from hpcjobs.bench.roofline import roofline_fields
 
     log = log or (lambda msg: None)
     repeats = int(repeats or (min(bench.repeats, 3) if quick else bench.repeats))
@@ -335,13 +355,19 @@ def run_benchmark(bench: Benchmark, *, quick: bool = False, repeats: int | None 
     if machine is None:
         machine = {}
     records: list[dict[str, Any]] = []
+    impls = bench.impls if workers is None else [i for i in bench.impls if i.cluster]
     for index, size in _selected_sizes(bench, quick, sizes):
+        if grow != 1.0 and "n" in size:
+            size = {**size, "n": int(round(size["n"] * grow))}
         rng = np.random.default_rng(seed)
         items = float(bench.items(size))
         size_recs: dict[str, dict] = {}
         runnable = []
-        for impl in bench.impls:
+        for impl in impls:
             rec = _base_record(bench, impl, size, index, items, quick, machine)
+            if workers is not None:
+                rec.update(workers=workers, scaling=scaling or "strong",
+                           oversubscribed=workers > usable_cores())
             missing = _missing(impl.requires)
             if missing:
                 rec.update(status="skipped", reason=f"missing module {', '.join(missing)}")
@@ -355,8 +381,15 @@ def run_benchmark(bench: Benchmark, *, quick: bool = False, repeats: int | None 
             data = bench.make_data(size, rng)
             log(f"{bench.name} {format_size(size)}: data made in "
                 f"{time.perf_counter() - t0:.2f} s")
-            _time_all(bench, runnable, data, size, repeats, quick, items, log)
+            with _cluster_workers(workers):
+                _time_all(bench, runnable, data, size, repeats, quick, items, log)
             del data
+        bytes_moved = float(bench.bytes(size)) if bench.bytes is not None else None
+        for rec in size_recs.values():
+            if rec["status"] == "ok":
+                rec.update(roofline_fields(bytes_moved, rec["median_s"], bandwidth))
+            else:
+                rec["bytes"] = bytes_moved
         records.extend(size_recs.values())
         _add_ratios(bench, size_recs)
         if bench.finish is not None:
@@ -364,6 +397,7 @@ def run_benchmark(bench: Benchmark, *, quick: bool = False, repeats: int | None 
         gc.collect()
         if fill_machine and not machine:
             machine.update(machine_info([m for i in bench.impls for m in i.requires]))
+            machine["bandwidth"] = bandwidth
         if on_size is not None:
             on_size(list(size_recs.values()))
     return records
@@ -417,6 +451,9 @@ def _base_record(bench: Benchmark, impl: Impl, size: dict, index: int, items: fl
         "warmup_s": None, "warmup_calls": 0, "compile_s": None, "throughput": None,
         "ratio": None, "speedup": None,
         "ratios": {},
+        "bytes": None, "roofline_s": None, "roofline_fraction": None,
+        "workers": None, "scaling": None, "oversubscribed": False,
+        "scaling_speedup": None, "scaling_efficiency": None,
         "measured": {},
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine,
@@ -441,18 +478,83 @@ def run(kernels: Iterable[str] = (), *, quick: bool = False, repeats: int | None
         sizes: list[int] | None = None, directory: str | os.PathLike | None = None,
         log: Callable[[str], None] | None = None,
         on_size: Callable[[list[dict]], None] | None = None,
+        probe: bool = True, workers: list[int] | None = None, weak: bool = False,
         ) -> tuple[list[dict], dict[str, str]]:
-    """Discover and run benchmarks; return ``(records, load_problems)``."""
+    """Discover and run benchmarks; return ``(records, load_problems)``.
+
+    ``probe``: measure the memory bandwidth first (the roofline of every record; smaller
+    arrays with ``quick``). ``workers``: a scaling run over these cluster sizes (see
+    :func:`run_benchmark`); ``weak``: each size's ``n`` grows with the workers.
+    """
+    from hpcjobs.bench import roofline
+
+    log = log or (lambda msg: None)
     benches, problems = discover(kernels, directory)
     if not benches:
         raise UserError("no benchmarks found" + (
             ": " + "; ".join(f"{Path(f).name}: {e}" for f, e in problems.items())
             if problems else ""))
+    if workers is not None:
+        workers = _check_workers(workers)
+        benches = [b for b in benches if any(i.cluster for i in b.impls)]
+        if not benches:
+            raise UserError("--workers: none of these benchmarks has an implementation that "
+                            "runs on a local cluster (Impl.cluster)")
+    bandwidth = None
+    if probe:
+        bandwidth = roofline.probe_bandwidth(
+            roofline.QUICK_ARRAY_BYTES if quick else roofline.ARRAY_BYTES)
+        log(f"bandwidth probe: read {bandwidth['read_Bps'] / 1e9:.2f} GB/s, triad "
+            f"{bandwidth['triad_Bps'] / 1e9:.2f} GB/s ({bandwidth['threads']} threads)")
     records: list[dict] = []
     for bench in benches:
-        records.extend(run_benchmark(bench, quick=quick, repeats=repeats, sizes=sizes, log=log,
-                                     on_size=on_size))
+        if workers is None:
+            records.extend(run_benchmark(bench, quick=quick, repeats=repeats, sizes=sizes,
+                                         log=log, on_size=on_size, bandwidth=bandwidth))
+            continue
+        bench_recs: list[dict] = []
+        for w in workers:
+            log(f"{bench.name}: {w} worker(s)")
+            bench_recs.extend(run_benchmark(
+                bench, quick=quick, repeats=repeats, sizes=sizes, log=log,
+                bandwidth=bandwidth, workers=w, grow=w / workers[0] if weak else 1.0,
+                scaling="weak" if weak else "strong"))
+        add_scaling(bench_recs)
+        if on_size is not None:
+            on_size(bench_recs)
+        records.extend(bench_recs)
     return records, problems
+
+
+def _check_workers(workers: list[int]) -> list[int]:
+    if not workers or any(int(w) < 1 for w in workers):
+        raise UserError(f"--workers: expected worker counts of at least 1 like 1,2,4; got "
+                        f"{','.join(str(w) for w in workers) or 'none'}")
+    return sorted({int(w) for w in workers})
+
+
+def add_scaling(records: list[dict]) -> None:
+    """``scaling_speedup`` and ``scaling_efficiency`` of a scaling run's records, per
+    (benchmark, size index, implementation), against its fewest workers: strong scaling
+    ``t1 / tw`` and ``t1 * w1 / (tw * w)``; weak scaling (work grown with the workers)
+    ``w * t1 / (w1 * tw)`` and ``t1 / tw``."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        if r.get("workers") and r["status"] == "ok":
+            groups.setdefault((r["benchmark"], r["size_index"], r["impl"]), []).append(r)
+    for recs in groups.values():
+        first = min(recs, key=lambda r: r["workers"])
+        t1, w1 = first["median_s"], first["workers"]
+        for r in recs:
+            tw, w = r["median_s"], r["workers"]
+            if not tw:
+                continue
+            if r["scaling"] == "weak":
+                r["scaling_speedup"] = w * t1 / (w1 * tw)
+                r["scaling_efficiency"] = t1 / tw
+            else:
+                r["scaling_speedup"] = t1 / tw
+                r["scaling_efficiency"] = t1 * w1 / (tw * w)
 
 
 # --------------------------------------------------------------------------- output
@@ -525,24 +627,33 @@ def format_size(size: dict) -> str:
     return " ".join(parts)
 
 
+def _fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None else spec.format(x)
+
+
 def format_table(records: list[dict]) -> str:
     """The results as a fixed-width text table, one row per record."""
+    scaling = any(r.get("workers") for r in records)
     header = ["benchmark", "size", "impl", "median", "min", "max", "compile", "throughput",
-              "ours/peer"]
+              "roofline", "ours/peer"] + (["workers", "speedup", "efficiency"] if scaling else [])
     rows = [header]
     for r in records:
+        impl = r["impl"] + (" (peer)" if r["peer"] else "")
+        extra = []
+        if scaling:
+            extra = [f"{r.get('workers') or '-'}{'!' if r.get('oversubscribed') else ''}",
+                     _fmt(r.get("scaling_speedup"), "{:.2f}"),
+                     _fmt(r.get("scaling_efficiency"), "{:.0%}")]
         if r["status"] == "ok":
-            ratio = "-"
-            if r["ratio"] is not None:
-                ratio = f"{r['ratio']:.2f}"
-            rows.append([r["benchmark"], format_size(r["size"]),
-                         r["impl"] + (" (peer)" if r["peer"] else ""),
+            rows.append([r["benchmark"], format_size(r["size"]), impl,
                          format_seconds(r["median_s"]), format_seconds(r["min_s"]),
                          format_seconds(r["max_s"]), format_seconds(r["compile_s"]),
-                         format_rate(r["throughput"], r["unit"]), ratio])
+                         format_rate(r["throughput"], r["unit"]),
+                         _fmt(r.get("roofline_fraction"), "{:.1%}"),
+                         _fmt(r["ratio"], "{:.2f}"), *extra])
         else:
             rows.append([r["benchmark"], format_size(r["size"]), r["impl"],
-                         r["status"], "", "", "", "", (r["reason"] or "")[:60]])
+                         r["status"], "", "", "", "", "", (r["reason"] or "")[:60], *extra])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for k, row in enumerate(rows):
@@ -570,6 +681,14 @@ def format_summary(records: list[dict], problems: dict[str, str] | None = None) 
         out.append(f"versions: {libs}")
         out.append("ours/peer: median time of ours divided by the peer's, same run "
                    "(< 1: ours faster); compile: first call minus median")
+        bw = m.get("bandwidth")
+        if bw:
+            out.append(f"roofline: bytes a call must move / {bw['read_Bps'] / 1e9:.2f} GB/s "
+                       f"(read probe at the start; triad {bw['triad_Bps'] / 1e9:.2f} GB/s, "
+                       f"{bw['threads']} threads) as a fraction of the median time")
+        if any(r.get("workers") for r in records):
+            out.append("workers: cluster size of a scaling run (!: more workers than cores); "
+                       "speedup and efficiency against the fewest workers")
     skipped = sorted({(r["benchmark"], r["impl"], r["reason"]) for r in records
                       if r["status"] == "skipped" and r["reason"] != "not run at this size"})
     for bench, impl, reason in skipped:
@@ -627,21 +746,44 @@ def format_list(benches: list[Benchmark]) -> str:
 # --------------------------------------------------------------------------- helpers for definitions
 
 
+#: the worker count of the scaling run under way (``run(workers=...)``), else None
+_scaling_workers: int | None = None
+#: clusters of benchmarks that do not say how many workers
+DEFAULT_WORKERS = 2
+
+
 @contextlib.contextmanager
-def dask_client(workers: int = 2, threads_per_worker: int = 1, processes: bool = True,
+def _cluster_workers(workers: int | None):
+    global _scaling_workers
+    before, _scaling_workers = _scaling_workers, workers
+    try:
+        yield
+    finally:
+        _scaling_workers = before
+
+
+@contextlib.contextmanager
+def dask_client(workers: int | None = None, threads_per_worker: int = 1, processes: bool = True,
                 memory_limit: str | int | None = None):
     """A ``LocalCluster`` + ``Client`` for ``Impl.context``, sized like ``hpcjobs run`` sizes one.
 
-    Each Dask thread gets one Numba thread (and one OMP/MKL/OpenBLAS thread): no
-    oversubscription; a request beyond the cores is refused.
+    ``workers``: default the worker count of the scaling run under way (``--workers``), else
+    ``DEFAULT_WORKERS``. Each Dask thread gets one Numba thread (and one OMP/MKL/OpenBLAS
+    thread): no oversubscription, a request beyond the cores is refused, except in a scaling
+    run, which may ask for more workers than cores (its records say ``oversubscribed``).
     """
     from distributed import Client
 
     from hpcjobs.runtime.local import plan_cluster, start_local_cluster
 
+    cores = None
+    if workers is None:
+        workers = _scaling_workers or DEFAULT_WORKERS
+        if _scaling_workers:
+            cores = max(usable_cores(), workers * threads_per_worker)
     plan = plan_cluster({"workers": workers, "threads_per_worker": threads_per_worker,
                          "numba_threads": 1, "processes": processes,
-                         "memory_limit": memory_limit})
+                         "memory_limit": memory_limit}, cores=cores)
     with start_local_cluster(plan) as cluster, Client(cluster) as client:
         yield client
 

@@ -44,6 +44,10 @@ class Impl:
     samples instead of its wall time (e.g. a fresh child process that times its own first
     call, without the interpreter's start-up). ``fn`` may also return a :class:`Sample`:
     its ``seconds`` (when self-timed) and the ``fields`` it measured, which the record keeps.
+    ``cluster=True``: ``context`` starts a local Dask cluster through
+    :func:`hpcjobs.bench.harness.dask_client` without a fixed worker count, so that
+    ``hpcjobs bench --workers 1,2,4`` can size it; only such implementations run in a
+    scaling run.
     """
 
     name: str
@@ -56,6 +60,7 @@ class Impl:
     note: str = ""
     baseline: str | None = None
     self_timed: bool = False
+    cluster: bool = False
 
 
 @dataclass
@@ -78,6 +83,9 @@ class Benchmark:
     ``quick_sizes`` are small sizes for the smoke run (``hpcjobs bench --quick``, used by the
     tests); by default the first of ``sizes``.
     ``baseline`` names the implementation the ratios are taken for (ours).
+    ``bytes(size)`` (optional): the bytes one call must move at least (its input read once
+    per pass it cannot avoid, plus its outputs); with the bandwidth probe at the start of a
+    run it gives each record's roofline time and fraction (:mod:`hpcjobs.bench.roofline`).
 
     For runs of whole jobs (``benchmarks/job_scale.py``):
     ``setup(data, size)`` (optional) is a context manager entered once per size around all
@@ -98,6 +106,7 @@ class Benchmark:
     impls: list[Impl]
     items: Callable[[dict], float] = lambda size: float(size.get("n", 1))
     unit: str = "items"
+    bytes: Callable[[dict], float] | None = None
     repeats: int = 5
     baseline: str = "hpcjobs"
     description: str = ""
