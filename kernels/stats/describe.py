@@ -317,7 +317,7 @@ def _moments_hist(block: np.ndarray, lo, hi, scale, edges) -> tuple[np.ndarray, 
     out, bad, hist = _moments(block, lo, hi, scale, edges, _threads_for(block))
     if bad:
         raise InvalidInput(message("X", "describe", "free of inf (NaN is skipped)", "an array "
-                                 "holding inf", "Replace or drop the infinite values first."))
+                                   "holding inf", "Replace or drop the infinite values first."))
     return out, hist
 
 
@@ -378,7 +378,7 @@ def _check_range(range_, d):
         r = np.tile(r, (d, 1))
     if r.shape != (d, 2) or not np.isfinite(r).all() or (r[:, 0] >= r[:, 1]).any():
         raise InvalidInput(message("range", "describe", f"a (lo, hi) pair or {d} such pairs with "
-                                 "lo < hi", range_))
+                                   "lo < hi", range_))
     return r
 
 
@@ -416,8 +416,8 @@ def describe(X, *, bins: int = 64, range=None, extremes=None) -> DescribeResult:
     X = check_array(X, "X", "describe", ndim=2, allow_nan=True, min_len=0)
     if not is_dask(X) and X.size and np.isinf(X).any():
         raise InvalidInput(message("X", "describe", "free of inf (NaN is skipped)",
-                                 "an array holding inf",
-                                 "Replace or drop the infinite values first."))
+                                   "an array holding inf",
+                                   "Replace or drop the infinite values first."))
     d = X.shape[1]
     check_cells(bins * d, "bins", "describe", "bins x columns", bins)
     fixed = _check_range(range, d)
@@ -448,7 +448,7 @@ def describe_reduction(X, *, bins: int = 64, range=None, extremes=None) -> Reduc
         known = _check_extremes(extremes, d)
         if known is None:
             raise InvalidInput(message("extremes", "describe_reduction", "range or the columns' "
-                                     "(mins, maxs)", None))
+                                       "(mins, maxs)", None))
         lo, hi, edges = _edges(known[0], known[1], bins)
     if X.shape[0] == 0:
         X = np.zeros((0, d))
@@ -483,7 +483,7 @@ def _check_extremes(extremes, d: int):
     if mins.shape != (d,) or maxs.shape != (d,) or np.isnan(mins).any() or \
             np.isnan(maxs).any():
         raise InvalidInput(message("extremes", "describe", f"(mins, maxs), {d} values each",
-                                 extremes))
+                                   extremes))
     if (np.isfinite(mins) & np.isfinite(maxs) & (mins > maxs)).any():
         raise InvalidInput(message("extremes", "describe", "min <= max per column", extremes))
     return mins, maxs
