@@ -11,13 +11,13 @@ from distributed import WorkerPlugin
 
 class _BadInputFilter(logging.Filter):
     """Drop distributed's "Compute Failed" record (with its traceback) of a task that raised
-    ``ValueError`` or ``TypeError``: a kernel refusing its data, which the run reports itself
-    in one line (exit 2). Other failures stay logged."""
+    ``InvalidInput`` (or ``InvalidType``): a kernel refusing its data, which the run reports
+    itself in one line (exit 2). Other failures stay logged."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args if isinstance(record.args, tuple) else ()
         return not (str(record.msg).startswith("Compute Failed") and len(args) > 3
-                    and str(args[3]).startswith(("ValueError(", "TypeError(")))
+                    and str(args[3]).startswith(("InvalidInput(", "InvalidType(")))
 
 
 def quiet_bad_input() -> None:
