@@ -233,6 +233,8 @@ def _port_for(spec, key: str):
     for port in spec.outputs:
         if port.name.endswith("*") and key.startswith(port.name[:-1]):
             suffix = key[len(port.name) - 1:]
+            if port.keep_dims:
+                return port, port.dims
             return port, tuple(f"{d}_{suffix}" for d in port.dims)
     raise RuntimeError(f"kernel {spec.name} returned {key!r}, which it does not declare")
 

@@ -184,3 +184,33 @@ def test_codecs_benchmark_quick(monkeypatch):
     assert ratios["labels"] > 4 and 1 < ratios["random"] < 1.5  # shuffle finds the exponents
     zarr_recs = [r for r in recs if r["impl"] == "zarr"]
     assert all(r["against"] == "codec" and r["ratio"] for r in zarr_recs)
+
+
+def test_chunk_buffers_are_reused_only_when_nothing_refers_to_them():
+    pool = zarrio.ChunkBuffers(keep=2)
+    a, b = pool.take((4, 2), "f8"), pool.take((4, 2), "f8")
+    assert a is not b and a.flags.c_contiguous
+    column = a[:, 0]  # a view keeps its array busy
+    del a
+    c = pool.take((4, 2), "f8")
+    assert c is not column.base and c is not b
+    base = id(column.base)  # no reference of the test's own
+    del column
+    assert id(pool.take((4, 2), "f8")) == base  # released: taken again
+    assert pool.take((4, 2), "f4").dtype == np.float32  # another dtype: never a reused array
+    del c, b
+    other = pool.take((3,), "i8")  # the pool full of free arrays of another shape: one goes
+    assert other.shape == (3,) and any(x is other for x in pool._arrays)
+
+
+def test_reads_through_reused_buffers_give_every_chunk_its_own_data(group):
+    X = np.random.default_rng(1).random((4000, 3))
+    path = _write(group, "x", X, (100, 3), (800, 3))
+    x = zarrio.open_input_array(path.parent, "x")
+    kept = [b.compute(scheduler="threads") for b in x.blocks]  # all held at once
+    np.testing.assert_array_equal(np.concatenate(kept), X)
+    assert len({id(k.base if k.base is not None else k) for k in kept}) == 40
+    with dask.config.set(scheduler="threads", num_workers=2):
+        np.testing.assert_allclose(x.sum(axis=0).compute(), X.sum(axis=0), rtol=1e-12)
+        np.testing.assert_allclose((x[:, 0] * x[:, 1]).sum().compute(), (X[:, 0] * X[:, 1]).sum(),
+                                   rtol=1e-12)

@@ -42,6 +42,8 @@ COMMANDS: dict[str, Command] = {
                      "Benchmark kernels against NumPy and peer libraries."),
     "preview": Command("hpcjobs.cli.preview:preview", "Draw one step of a result into a PNG "
                        "(rasters, pyramids, series, embeddings)."),
+    "view": Command("hpcjobs.cli.view:view", "Serve a result in the browser: pan and zoom maps, "
+                    "series, embeddings, tables."),
     "quickstart": Command("hpcjobs.cli.jobs:quickstart",
                           "Make example data and run the example job end to end."),
     "warmup": Command("hpcjobs.cli.warmup:warmup",

@@ -43,6 +43,9 @@ class Port:
     (a group with ``indptr``, ``items`` and ``labels``, as ``hpcjobs ingest`` writes baskets).
     ``shape_of`` names the input port whose shape (and chunks) an output always has: a step
     that reads it can warm up on a stand-in at once, without waiting for this step's warm-up.
+    ``keep_dims``: an output named with ``*`` whose matches all keep ``dims`` as they are
+    (pyramid levels: OME-NGFF 0.5 wants each level's ``dimension_names`` to be the axes'
+    names) instead of taking the key's suffix.
     """
 
     name: str
@@ -53,6 +56,7 @@ class Port:
     optional: bool = False
     kind: str = "array"
     shape_of: str | None = None
+    keep_dims: bool = False
 
     @property
     def ndim(self) -> int:

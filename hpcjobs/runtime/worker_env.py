@@ -11,8 +11,8 @@ from distributed import WorkerPlugin
 
 class _BadInputFilter(logging.Filter):
     """Drop distributed's "Compute Failed" record (with its traceback) of a task that raised
-    ``InvalidInput`` (or ``InvalidType``): a kernel refusing its data, which the run reports
-    itself in one line (exit 2). Other failures stay logged."""
+    ``InvalidInput`` (or its ``InvalidType``): a kernel refusing its data, which the run
+    reports itself in one line (exit 2). Other failures, bugs included, stay logged."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args if isinstance(record.args, tuple) else ()

@@ -48,14 +48,14 @@ class DescribeResult:
 # ---------------------------------------------------------------------------------------------
 # chunk level
 #
-# A chunk is swept in blocks of _BLOCK_ROWS rows. Each column of a block is copied into a
-# contiguous buffer (padded with NaN, which every statistic skips, so the sweeps always run
-# exactly _BLOCK_ROWS values: Numba vectorises loops of constant length), and then swept
-# twice while it is in L1: count, sum, min and max; then M2 about the block's mean together
-# with each value's histogram bin. The bins are scattered into the counts last. Min and max
-# are reduced over the doubles' bits as ordered integers (``_key``): LLVM vectorises integer
-# min/max reductions, not floating-point ones. About 1.5 ns a value on one core, most of it the
-# copy out of memory; the scalar loop this replaced took 6.
+# A chunk is swept in blocks of _BLOCK_ROWS rows. The block's columns are copied into
+# contiguous buffers in one sweep over its rows (padded with NaN, which every statistic skips,
+# so the sweeps always run exactly _BLOCK_ROWS values: Numba vectorises loops of constant
+# length), and each column is then swept twice while it is in cache: count, sum, min and
+# max; then M2 about the block's mean together with each value's histogram bin (as an int32:
+# see _sweep_m2_bins). The bins are scattered into the counts last. Min and max are reduced
+# over the doubles' bits as ordered integers (``_key``): LLVM vectorises integer min/max
+# reductions, not floating-point ones (``hpcjobs bench describe`` times the whole chunk).
 
 
 _BLOCK_ROWS = 2048
@@ -140,10 +140,12 @@ def _sweep_m2_bins(col, mean, lo, hi, scale, bins, kbuf):
         m2 += dev * dev if x == x else 0.0
         keep = (x >= lo) & (x <= hi)  # NaN compares false
         f = (x - lo) * scale if keep else 0.0
-        k = min(np.int64(f), bins - 1)
+        # int32, not int64: CPUs without AVX-512 convert packed doubles to int32 only, so
+        # an int64 conversion keeps the loop scalar (a bin index is below 2**26 anyway)
+        k = min(np.int32(f), np.int32(bins - 1))
         frac = f - k
         near |= keep & ((frac < _MARGIN) | (frac > 1.0 - _MARGIN))
-        kbuf[t] = k if keep else bins
+        kbuf[t] = k if keep else np.int32(bins)
     return m2, near
 
 
@@ -164,13 +166,18 @@ def _exact_bins(col, lo, scale, edges_j, bins, kbuf):
 
 
 @njit
-def _column(X, r0, r1, j, col):
-    """Rows ``[r0, r1)`` of column ``j`` into ``col`` as float64, the rest of it NaN."""
+def _columns(X, r0, r1, cols):
+    """Rows ``[r0, r1)`` of ``X`` into the rows of ``cols`` (d, _BLOCK_ROWS) as float64
+    columns, the rest of each NaN: one sweep over the block's rows (a strided copy a column
+    at a time reads every cache line of the block once per column)."""
     n = r1 - r0
+    d = X.shape[1]
     for t in range(n):
-        col[t] = np.float64(X[r0 + t, j])
-    for t in range(n, _BLOCK_ROWS):
-        col[t] = np.nan
+        for j in range(d):
+            cols[j, t] = np.float64(X[r0 + t, j])
+    for j in range(d):
+        for t in range(n, _BLOCK_ROWS):
+            cols[j, t] = np.nan
 
 
 @njit
@@ -194,17 +201,17 @@ def _moments_range(X, start, stop, out, block, lo, hi, scale, edges, counts):
     """
     d = X.shape[1]
     bins = counts.shape[1] - 1
-    col = np.empty(_BLOCK_ROWS)
-    bits = col.view(np.int64)
-    kbuf = np.empty(_BLOCK_ROWS, dtype=np.int64)
+    cols = np.empty((d, _BLOCK_ROWS))
+    kbuf = np.empty(_BLOCK_ROWS, dtype=np.int32)
     ext = np.empty(2, dtype=np.int64)
     ext_values = ext.view(np.float64)
     out[0, :] = 0.0
     for r0 in range(start, stop, _BLOCK_ROWS):
         r1 = min(r0 + _BLOCK_ROWS, stop)
+        _columns(X, r0, r1, cols)
         for j in range(d):
-            _column(X, r0, r1, j, col)
-            cnt, total, kmin, kmax = _sweep_sums(col, bits)
+            col = cols[j]
+            cnt, total, kmin, kmax = _sweep_sums(col, col.view(np.int64))
             mean = total / cnt if cnt > 0 else 0.0
             if bins > 0:
                 m2 = _bins_into(col, mean, lo[j], hi[j], scale[j], edges[j], bins, kbuf,
@@ -270,13 +277,13 @@ def _hist_range(X, start, stop, lo, hi, scale, edges, counts):
     """Histogram rows ``[start, stop)`` into ``counts`` (d, bins + 1), binned like
     ``numpy.histogram`` (``scale = bins / (hi - lo)``, numpy's ``norm``)."""
     d, bins = X.shape[1], counts.shape[1] - 1
-    col = np.empty(_BLOCK_ROWS)
-    kbuf = np.empty(_BLOCK_ROWS, dtype=np.int64)
+    cols = np.empty((d, _BLOCK_ROWS))
+    kbuf = np.empty(_BLOCK_ROWS, dtype=np.int32)
     for r0 in range(start, stop, _BLOCK_ROWS):
         r1 = min(r0 + _BLOCK_ROWS, stop)
+        _columns(X, r0, r1, cols)
         for j in range(d):
-            _column(X, r0, r1, j, col)
-            _bins_into(col, 0.0, lo[j], hi[j], scale[j], edges[j], bins, kbuf, counts[j])
+            _bins_into(cols[j], 0.0, lo[j], hi[j], scale[j], edges[j], bins, kbuf, counts[j])
 
 
 @njit(parallel=True)
@@ -413,11 +420,8 @@ def describe(X, *, bins: int = 64, range=None, extremes=None) -> DescribeResult:
     >>> r.mean, r.hist[0]
     (array([2., 4.]), array([1, 1]))
     """
+    # inf is refused by the sweeps themselves (their min/max see it): no pass of its own
     X = check_array(X, "X", "describe", ndim=2, allow_nan=True, min_len=0)
-    if not is_dask(X) and X.size and np.isinf(X).any():
-        raise InvalidInput(message("X", "describe", "free of inf (NaN is skipped)",
-                                   "an array holding inf",
-                                   "Replace or drop the infinite values first."))
     d = X.shape[1]
     check_cells(bins * d, "bins", "describe", "bins x columns", bins)
     fixed = _check_range(range, d)

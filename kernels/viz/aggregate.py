@@ -109,13 +109,15 @@ def _cells(xb, yb, xe, ye, kbuf):
         ok = (v >= xlo) & (v <= xhi) & (w >= ylo) & (w <= yhi)  # NaN compares false
         f = (v - xlo) * xs if ok else 0.0
         g = (w - ylo) * ys if ok else 0.0
-        c = min(int(f), nx - 1)
-        r = min(int(g), ny - 1)
+        # int32, not int64: CPUs without AVX-512 convert packed doubles to int32 only, so
+        # an int64 conversion keeps the loop scalar (cells are fewer than 2**26)
+        c = min(np.int32(f), np.int32(nx - 1))
+        r = min(np.int32(g), np.int32(ny - 1))
         fc = f - c
         fr = g - r
         near = (fc < margin) | (fc > 1.0 - margin) | (fr < margin) | (fr > 1.0 - margin)
         near_any |= near & ok
-        kbuf[t] = r * nx + c if ok else -1
+        kbuf[t] = r * np.int32(nx) + c if ok else np.int32(-1)
     if not near_any:
         return
     for t in range(xb.shape[0]):
