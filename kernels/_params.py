@@ -164,20 +164,25 @@ class Params:
     def __call__(self, fn: Callable) -> Callable:
         signature = inspect.signature(fn)
         self._agree(fn, signature)
-        checked = tuple(p for p in self.params if not p.kernel_checks)
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        where = {name: i for i, (name, arg) in enumerate(signature.parameters.items())
+                 if arg.kind in positional}
+        # (parameter, its position or None): checked where given; a default is the declared
+        # one, so it needs no check. No Signature.bind: it would cost more than the checks.
+        plan = tuple((p, where.get(p.name)) for p in self.params if not p.kernel_checks)
         func = self.func
 
         @functools.wraps(fn)
         def checking(*args, **kwargs):
-            try:
-                bound = signature.bind(*args, **kwargs)
-            except TypeError:  # a call Python refuses: Python's own words
-                return fn(*args, **kwargs)
-            given = bound.arguments
-            for p in checked:
-                if p.name in given:
-                    given[p.name] = p.validate(given[p.name], func)
-            return fn(*bound.args, **bound.kwargs)
+            checked = None
+            for p, pos in plan:
+                if p.name in kwargs:
+                    kwargs[p.name] = p.validate(kwargs[p.name], func)
+                elif pos is not None and pos < len(args):
+                    if checked is None:
+                        checked = list(args)
+                    checked[pos] = p.validate(args[pos], func)
+            return fn(*(args if checked is None else checked), **kwargs)
 
         checking.params = self
         return checking

@@ -34,7 +34,7 @@ def check_cells(cells: int, name: str, func: str, what: str, got: object) -> Non
     before anything is allocated."""
     if cells > MAX_CELLS:
         raise InvalidInput(message(name, func, f"at most {MAX_CELLS:,} cells in all ({what}, "
-                                             "e.g. 8192 x 8192)", got))
+                                               "e.g. 8192 x 8192)", got))
 
 
 def message(name: str, func: str, expected: str, got: object, fix: str = "") -> str:

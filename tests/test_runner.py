@@ -100,7 +100,7 @@ def _slow_scale(block):
 
 
 def run_slow(inputs, params):
-    return {"Y": inputs["X"].map_blocks(_slow_scale, dtype=np.float64)}
+    return {"Y": inputs["X"].map_blocks(_slow_scale, dtype=np.float64)}, {}
 
 
 @pytest.fixture

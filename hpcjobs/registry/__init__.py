@@ -118,14 +118,14 @@ class KernelSpec:
         if unknown:
             valid = ", ".join(p.name for p in self.params) or "none"
             raise InvalidInput(f"unknown parameter {unknown[0]!r} for kernel {self.name}; "
-                             f"valid parameters: {valid}")
+                               f"valid parameters: {valid}")
         out = {}
         for p in self.params:
             if p.name in given:
                 out[p.name] = p.validate(given[p.name], self.name)
             elif p.required:
                 raise InvalidInput(f"missing required parameter {p.name!r} of kernel {self.name} "
-                                 f"({p.describe_type()})")
+                                   f"({p.describe_type()})")
             else:
                 out[p.name] = p.default
         if self.check is not None:

@@ -106,8 +106,8 @@ def _check_scale(eps: float, d: int, mag: float) -> None:
     least = mag * math.sqrt(d) / _MAX_CELLS_PER_AXIS
     if eps < least:
         raise InvalidInput(message("eps", _FUNC, f"at least {least:.3g} for coordinates of "
-                                               f"magnitude {mag:.3g} (at most 2**50 eps-cells "
-                                               "along an axis)", eps))
+                                                 f"magnitude {mag:.3g} (at most 2**50 eps-cells "
+                                                 "along an axis)", eps))
 
 
 def _magnitude(lo: np.ndarray, hi: np.ndarray) -> float:

@@ -867,10 +867,10 @@ def _check_init(init, k: int, d: int, dtype, func: str, choices=_INITS):
         C = np.asarray(init, dtype=np.float64)
     except (TypeError, ValueError):
         raise InvalidType(message("init", func, f"one of {', '.join(map(repr, choices))} or an "
-                                "array of shape (n_clusters, n_features)", init)) from None
+                                  "array of shape (n_clusters, n_features)", init)) from None
     if C.shape != (k, d):
         raise InvalidInput(message("init", func, f"an array of shape ({k}, {d}) "
-                                 "(n_clusters, n_features)", C))
+                                   "(n_clusters, n_features)", C))
     if not np.isfinite(C).all():
         raise InvalidInput(message("init", func, "finite (no NaN or inf)", C))
     return C
@@ -1122,7 +1122,7 @@ def fit_kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300,
     k = n_clusters  # (declared checks: clustering/params.py)
     if k > X.shape[0]:
         raise InvalidInput(message("n_clusters", func, f"an int in the range [1, {X.shape[0]}] "
-                                 "(at most the number of rows of X)", k))
+                                   "(at most the number of rows of X)", k))
     init = _check_init(init, k, X.shape[1], X.dtype, func)
     rng = _check_seed(seed, func)
     blocks = Blocks(X)
@@ -1167,7 +1167,7 @@ def kmeans_predict(X, centroids):
         C = C.compute()
     if C.shape[1] != X.shape[1]:
         raise InvalidInput(message("centroids", func, f"an array with {X.shape[1]} columns "
-                                 "(as many as X)", C))
+                                   "(as many as X)", C))
     CT = _pad(C.T, X.dtype)
     if is_dask(X):
         if len(X.chunks[1]) > 1:
@@ -1222,7 +1222,7 @@ def minibatch_kmeans(X, n_clusters: int, *, batch_size: int = 1024, init="k-mean
     k, batch = n_clusters, batch_size  # (declared checks: clustering/params.py)
     if k > X.shape[0]:
         raise InvalidInput(message("n_clusters", func, f"an int in the range [1, {X.shape[0]}] "
-                                 "(at most the number of rows of X)", k))
+                                   "(at most the number of rows of X)", k))
     init = _check_init(init, k, X.shape[1], X.dtype, func, choices=MINIBATCH_INITS)
     rng = _check_seed(seed, func)
     blocks = Blocks(X)

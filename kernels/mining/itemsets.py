@@ -542,7 +542,7 @@ def _from_lists(transactions) -> tuple[np.ndarray, np.ndarray, np.ndarray | None
     for t in transactions:
         if isinstance(t, str | bytes) or not hasattr(t, "__iter__"):
             raise InvalidType(message("transactions", _FUNC, "a list of item lists (or CSR "
-                                    "arrays 'indptr' and 'items')", transactions))
+                                      "arrays 'indptr' and 'items')", transactions))
         baskets.append(list(t))
     flat = [x for b in baskets for x in b]
     lengths = np.fromiter((len(b) for b in baskets), dtype=np.int64, count=len(baskets))
@@ -553,10 +553,10 @@ def _from_lists(transactions) -> tuple[np.ndarray, np.ndarray, np.ndarray | None
         items = np.asarray(flat, dtype=np.int64)
         if items.size and items.min() < 0:
             raise InvalidInput(message("transactions", _FUNC, "non-negative item ids",
-                                     int(items.min())))
+                                       int(items.min())))
         if items.size and items.max() > np.iinfo(np.int32).max:
             raise InvalidInput(message("transactions", _FUNC, "item ids below 2**31",
-                                     int(items.max())))
+                                       int(items.max())))
         return indptr, items.astype(np.int32), None
     try:
         labels = sorted(set(flat))
@@ -578,8 +578,8 @@ def _as_csr(transactions):
     elif isinstance(transactions, np.ndarray) and transactions.ndim == 2:
         if transactions.dtype != np.bool_:
             raise InvalidType(message("transactions", _FUNC, "a boolean one-hot matrix "
-                                    "(transactions x items) when given as a 2-D array",
-                                    transactions, "Use X.astype(bool) for 0/1 data."))
+                                      "(transactions x items) when given as a 2-D array",
+                                      transactions, "Use X.astype(bool) for 0/1 data."))
         rows, cols = np.nonzero(transactions)
         indptr = np.zeros(transactions.shape[0] + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=transactions.shape[0]), out=indptr[1:])
@@ -588,12 +588,12 @@ def _as_csr(transactions):
         return _from_lists(transactions)
     else:
         raise InvalidType(message("transactions", _FUNC, "CSR arrays {'indptr', 'items', "
-                                "'labels'} or a list of item lists", transactions))
+                                  "'labels'} or a list of item lists", transactions))
     indptr, items, labels = get("indptr"), get("items"), get("labels", None)
     for name, arr in (("indptr", indptr), ("items", items)):
         if arr is None:
             raise InvalidType(message("transactions", _FUNC, "CSR arrays with keys 'indptr' and "
-                                    f"'items' ('{name}' is missing)", transactions))
+                                      f"'items' ('{name}' is missing)", transactions))
     if not is_dask(indptr):
         indptr = np.asarray(indptr)
     if not is_dask(items):
@@ -647,12 +647,12 @@ def frequent_itemsets(transactions, min_support: float, *,
     n = int(indptr.shape[0]) - 1
     if n < 1:
         raise InvalidInput(message("transactions", _FUNC, "at least one transaction",
-                                 transactions if not isinstance(transactions, Mapping)
-                                 else "no transactions"))
+                                   transactions if not isinstance(transactions, Mapping)
+                                   else "no transactions"))
     n_items_total = int(items.shape[0])
     if indptr[0] != 0 or indptr[-1] != n_items_total or np.any(np.diff(indptr) < 0):
         raise InvalidInput(message("transactions", _FUNC, "a CSR 'indptr' rising from 0 to "
-                                 f"len(items) = {n_items_total}", indptr))
+                                   f"len(items) = {n_items_total}", indptr))
     min_count = _min_count(min_support, n)
     length_cap = np.iinfo(np.int32).max if max_len is None else max_len
     n_threads = task_threads()

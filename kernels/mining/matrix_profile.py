@@ -340,7 +340,7 @@ def matrix_profile(T, m: int, *, tile: int | None = None) -> MatrixProfile:
     m = check_int(m, "m", _FUNC, low=3, high=max(n // 2, 3))
     if m > n // 2:
         raise InvalidInput(message("m", _FUNC, f"an int in the range [3, {n // 2}] (len(T) / 2)",
-                                 m))
+                                   m))
     T = T.astype(np.float64)
     excl = int(math.ceil(m / 4))
     n_w = n - m + 1
@@ -349,7 +349,7 @@ def matrix_profile(T, m: int, *, tile: int | None = None) -> MatrixProfile:
         _merge_best(rho_r, idx_r, rho_c, idx_c)
         if not np.isfinite(rho_r).any():
             raise InvalidInput(message("T", _FUNC, "a series with at least two finite windows "
-                                     "of length m", T, "Drop or impute the missing values."))
+                                       "of length m", T, "Drop or impute the missing values."))
         return MatrixProfile(_to_distance(rho_r, m), idx_r, m, excl)
     if tile is not None:
         cuts = np.arange(0, n_w, tile)
@@ -413,7 +413,7 @@ def _exclusion(excl, default, func):
     if excl is None:
         if default is None:
             raise InvalidType(message("exclusion_zone", func, "an int when the profile is a plain "
-                                    "array (e.g. ceil(m / 4))", excl))
+                                      "array (e.g. ceil(m / 4))", excl))
         return default
     return check_int(excl, "exclusion_zone", func, low=0)
 
@@ -480,7 +480,7 @@ def motifs(profile, k: int = 3, *, exclusion_zone: int | None = None) -> Motifs:
     func = "motifs"
     if not isinstance(profile, MatrixProfile):
         raise InvalidType(message("profile", func, "the result of matrix_profile (with .index)",
-                                profile))
+                                  profile))
     P, index, default = _profile_arrays(profile, func)
     k = check_int(k, "k", func, low=1, high=P.shape[0])
     excl = _exclusion(exclusion_zone, default, func)

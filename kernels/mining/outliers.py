@@ -283,7 +283,7 @@ def _block_neighbours(tree: _Tree, block: np.ndarray, offset: int, k: int,
 def _check_finite(X: np.ndarray, func: str) -> None:
     if not np.isfinite(X).all():
         raise InvalidInput(message("X", func, "finite (no NaN or inf)", X,
-                                 "Drop or impute the missing values first."))
+                                   "Drop or impute the missing values first."))
 
 
 def _validate(X, k: int, func: str):

@@ -324,7 +324,7 @@ def _moments_hist(block: np.ndarray, lo, hi, scale, edges) -> tuple[np.ndarray, 
     out, bad, hist = _moments(block, lo, hi, scale, edges, _threads_for(block))
     if bad:
         raise InvalidInput(message("X", "describe", "free of inf (NaN is skipped)", "an array "
-                                 "holding inf", "Replace or drop the infinite values first."))
+                                   "holding inf", "Replace or drop the infinite values first."))
     return out, hist
 
 
@@ -385,7 +385,7 @@ def _check_range(range_, d):
         r = np.tile(r, (d, 1))
     if r.shape != (d, 2) or not np.isfinite(r).all() or (r[:, 0] >= r[:, 1]).any():
         raise InvalidInput(message("range", "describe", f"a (lo, hi) pair or {d} such pairs with "
-                                 "lo < hi", range_))
+                                   "lo < hi", range_))
     return r
 
 
@@ -452,7 +452,7 @@ def describe_reduction(X, *, bins: int = 64, range=None, extremes=None) -> Reduc
         known = _check_extremes(extremes, d)
         if known is None:
             raise InvalidInput(message("extremes", "describe_reduction", "range or the columns' "
-                                     "(mins, maxs)", None))
+                                       "(mins, maxs)", None))
         lo, hi, edges = _edges(known[0], known[1], bins)
     if X.shape[0] == 0:
         X = np.zeros((0, d))
@@ -487,7 +487,7 @@ def _check_extremes(extremes, d: int):
     if mins.shape != (d,) or maxs.shape != (d,) or np.isnan(mins).any() or \
             np.isnan(maxs).any():
         raise InvalidInput(message("extremes", "describe", f"(mins, maxs), {d} values each",
-                                 extremes))
+                                   extremes))
     if (np.isfinite(mins) & np.isfinite(maxs) & (mins > maxs)).any():
         raise InvalidInput(message("extremes", "describe", "min <= max per column", extremes))
     return mins, maxs

@@ -60,8 +60,8 @@ def standardize(X, *, mean=None, std=None):
             if "free of inf" not in str(exc):
                 raise
             raise InvalidInput(message("X", "standardize", "free of inf (NaN stays NaN)",
-                                     "an array holding inf",
-                                     "Replace or drop the infinite values first.")) from None
+                                       "an array holding inf",
+                                       "Replace or drop the infinite values first.")) from None
         mean = stats.mean if mean is None else mean
         std = stats.std if std is None else std
     mean = np.asarray(mean, dtype=np.float64)

@@ -883,18 +883,18 @@ def _checked(x, y, values, shape, agg, n_categories):
         values = None
     elif values is None:
         raise InvalidType(message("values", _FUNC, f"an array of length {x.shape[0]} for "
-                                f"agg={agg!r}", values, "Only agg='count' needs no values."))
+                                  f"agg={agg!r}", values, "Only agg='count' needs no values."))
     else:
         vdtype = values.dtype if hasattr(values, "dtype") else np.asarray(values).dtype
         if needs == "labels" and vdtype.kind not in "iu":
             raise InvalidType(message("values", _FUNC, "integer category labels for "
-                                    "agg='count_cat'", values,
-                                    "Pass labels as ints (e.g. values.astype(int))."))
+                                      "agg='count_cat'", values,
+                                      "Pass labels as ints (e.g. values.astype(int))."))
         values = check_array(values, "values", _FUNC, ndim=1, allow_nan=True,
                              float_out=False, kinds="fiub")
         if values.shape[0] != x.shape[0]:
             raise InvalidInput(message("values", _FUNC, f"the same length as x ({x.shape[0]})",
-                                     values))
+                                       values))
     n_categories = AGGREGATE2D["n_categories"].validate(n_categories, _FUNC)
     check_raster_size(shape, agg, n_categories, _FUNC)
     return x, y, values, shape, agg, n_categories

@@ -392,7 +392,7 @@ def _check_n_out(n_out, n, func):
     """``n_out`` (its declared checks passed) is at most the series' length ``n``."""
     if n_out > n:
         raise InvalidInput(message("n_out", func, f"at most the series length ({n})", n_out,
-                                 "Downsampling cannot add points."))
+                                   "Downsampling cannot add points."))
     return n_out
 
 
@@ -414,12 +414,12 @@ def _check_series(y, x, func, *, allow_nan):
 
 def _nan_error(func):
     return InvalidInput(message("y", func, "finite (no NaN or inf)", "a series holding NaN or inf",
-                              "Drop or interpolate the missing values first."))
+                                "Drop or interpolate the missing values first."))
 
 
 def _not_sorted(func):
     return InvalidInput(message("x", func, "sorted (non-decreasing, no NaN)", "unsorted x",
-                              "Sort the series by x first."))
+                                "Sort the series by x first."))
 
 
 def _check_sorted_dask(x, func):

@@ -177,7 +177,7 @@ def pca(X, n_components: int = 2, *, method: str = "auto", n_iter: int = 4,
     n, d = X.shape
     if n_components > min(n, d):
         raise InvalidInput(message("n_components", _FUNC, f"at most min(n_rows, n_columns) = "
-                                 f"{min(n, d)}", n_components))
+                                   f"{min(n, d)}", n_components))
     if method == "auto":
         method = "covariance" if d <= _EXACT_MAX_D else "randomized"
     lazy = is_dask(X)

@@ -55,7 +55,7 @@ def _lut(cmap, n: int = 256) -> np.ndarray:
     if isinstance(cmap, str):
         if cmap not in COLORMAPS:
             raise InvalidInput(message("cmap", _FUNC, "one of " + ", ".join(map(repr, COLORMAPS))
-                                     + " or a list of colours", cmap))
+                                       + " or a list of colours", cmap))
         pts = np.array([_hex_to_rgb(c) for c in COLORMAPS[cmap]])
     else:
         try:
@@ -63,7 +63,7 @@ def _lut(cmap, n: int = 256) -> np.ndarray:
                             for c in cmap], dtype=np.float64)
         except (TypeError, ValueError):
             raise InvalidType(message("cmap", _FUNC, "a colour map name, a list of '#rrggbb' "
-                                    "strings or an (m, 3) array", cmap)) from None
+                                      "strings or an (m, 3) array", cmap)) from None
         if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) < 1:
             raise InvalidInput(message("cmap", _FUNC, "at least one RGB colour", cmap))
         if pts.max() > 1.0:
@@ -182,7 +182,7 @@ def _shade_categories(a, how, span, color_key, min_alpha):
         color_key = [CATEGORY_COLORS[i % len(CATEGORY_COLORS)] for i in range(ncat)]
     if len(color_key) < ncat:
         raise InvalidInput(message("color_key", _FUNC, f"at least {ncat} colours (one per "
-                                 "category)", color_key))
+                                   "category)", color_key))
     colors = np.array([_hex_to_rgb(c) if isinstance(c, str) else tuple(c)[:3]
                        for c in color_key[:ncat]], dtype=np.float64)
     if colors.max() > 1.0:
