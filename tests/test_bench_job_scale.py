@@ -250,10 +250,15 @@ def test_quick_run_end_to_end(tmp_path, monkeypatch):
         assert [s["kernel"] for s in alone] == [kernel] and alone[0]["passes"] == 1.0
         target = next(t for t in job["targets"] if t["target"] == f"{kernel} x decode")
         assert target["value"] == alone[0]["x_decode"]
+        zarr = next(t for t in job["targets_zarr"] if t["target"] == f"{kernel} x decode")
+        assert zarr["value"] == alone[0]["x_decode_zarr"]  # the dask.array decode pass's
+        decode, decode_zarr = recs["decode"]["median_s"], recs["decode-zarr"]["median_s"]
+        assert zarr["value"] == pytest.approx(target["value"] * decode / decode_zarr)
         assert f"| hpcjobs {kernel} alone" in r.output
     # the printed table
     assert "| step " in r.output and "| hpcjobs kmeans" in r.output
     assert "| decode pass (hpcjobs read)" in r.output and "target kmeans x decode" in r.output
+    assert "(decode pass: hpcjobs read)" in r.output and "(decode pass: da.from_zarr)" in r.output
     r = CliRunner().invoke(cli, ["bench", "--from", str(out)])
     assert r.exit_code == 0 and "| hpcjobs describe" in r.output
 
