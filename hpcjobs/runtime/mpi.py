@@ -47,7 +47,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hpcjobs.errors import RunFailed, UserError
+from hpcjobs.errors import RunFailed
 
 # a client joins a running job's cluster with what rank 0 wrote: ``(address, Security)``
 from hpcjobs.runtime.security import load_connection as load_security  # noqa: F401
@@ -55,16 +55,13 @@ from hpcjobs.runtime.security import write_connection_file
 
 SCHEDULER_RANK = 0
 DRIVER_RANK = 1
-MIN_WORLD = 3
+MIN_WORLD = 3  # a scheduler, a driver and one worker (also submit's fewest tasks)
+#: an interactive cluster (mpi_cluster.py): a scheduler and one worker, no driver
+MIN_CLUSTER_WORLD = 2
 _TAG_HELLO = 17
 _DRIVER_KEY = "hpcjobs-driver-client"
 
-__all__ = ["MPIWorldTooSmall", "launch", "batch_world", "load_security", "cluster_file",
-           "log"]
-
-
-class MPIWorldTooSmall(UserError):
-    """Fewer MPI ranks than a scheduler, a driver and one worker need."""
+__all__ = ["launch", "batch_world", "load_security", "cluster_file", "log"]
 
 
 def log(message: str, *, rank: int | None = None) -> None:

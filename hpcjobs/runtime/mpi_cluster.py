@@ -32,6 +32,7 @@ from pathlib import Path
 from hpcjobs.errors import RunFailed
 from hpcjobs.runtime.mpi import (
     _TAG_HELLO,
+    MIN_CLUSTER_WORLD,
     SCHEDULER_RANK,
     _final_barrier,
     _finalizes_mpi,
@@ -49,7 +50,6 @@ from hpcjobs.runtime.security import load_connection, temporary_security, write_
 WALLTIME_TOPIC = "hpcjobs-walltime"
 #: the scheduler metadata key holding ``{"end_time", "warn_seconds", "warned"}``
 CLUSTER_KEY = "hpcjobs-cluster"
-MIN_CLUSTER_WORLD = 2
 
 __all__ = ["launch_cluster", "join_cluster", "worker_name", "WALLTIME_TOPIC", "CLUSTER_KEY"]
 

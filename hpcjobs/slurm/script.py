@@ -22,6 +22,8 @@ from importlib import resources
 from pathlib import Path
 
 from hpcjobs.errors import UserError
+from hpcjobs.runtime.mpi import MIN_CLUSTER_WORLD as MIN_CLUSTER_TASKS
+from hpcjobs.runtime.mpi import MIN_WORLD as MIN_TASKS
 
 TEMPLATE = "slurm-batch.sh"
 CLUSTER_TEMPLATE = "slurm-cluster.sh"
@@ -54,10 +56,8 @@ OPTIONS: dict[str, tuple[str, str | None, str]] = {
 }
 DEFAULTS = {"nodes": 1, "ntasks_per_node": 3, "signal_seconds": 120, "max_requeues": 3,
             "mpi": "pmi2", "dashboard": "127.0.0.1:0", "startup_timeout": 120}
-MIN_TASKS = 3
 #: an interactive cluster: a scheduler and one worker at least, warned 5 minutes before the end
 CLUSTER_DEFAULTS = {**DEFAULTS, "ntasks_per_node": 2, "signal_seconds": 300, "max_requeues": 0}
-MIN_CLUSTER_TASKS = 2
 
 # options hpcjobs sets itself: an `extra` directive may not change them
 MANAGED = {"output": "logs go to the run folder", "error": "logs go to the run folder",
@@ -382,12 +382,7 @@ def render_cluster_script(opts: SlurmOptions, *, job_name: str, run_dir: str | P
     return _fill(template if template is not None else load_template(CLUSTER_TEMPLATE), subs)
 
 
-def option_help() -> str:
-    """The valid ``[slurm]`` keys with their meaning (for --help and errors)."""
-    return "\n".join(f"  {key:<16} {help_}" for key, (_, _, help_) in OPTIONS.items())
-
-
 __all__ = ["OPTIONS", "SlurmOptions", "resolve_options", "render_script", "load_template",
            "render_cluster_script", "CLUSTER_DEFAULTS", "MIN_CLUSTER_TASKS",
-           "check_sbatch_value", "check_directive", "check_shell_line", "option_help",
+           "check_sbatch_value", "check_directive", "check_shell_line",
            "time_seconds"]

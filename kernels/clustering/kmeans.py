@@ -620,16 +620,6 @@ def _moments_combine(parts):
     return n, mean, m2
 
 
-def _check_chunk(block, offset):
-    if not all_finite(_c(block)):
-        raise nonfinite_error("X", "kmeans")
-    return 0
-
-
-def _nothing(parts):
-    return 0
-
-
 def _lloyd_chunk(block, offset, CT, k):
     return _lloyd_fast(_c(block), CT, k, task_threads())
 
