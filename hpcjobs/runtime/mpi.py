@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcjobs.errors import RunFailed
+from hpcjobs.runtime import MIN_CLUSTER_WORLD, MIN_WORLD, STARTUP_TIMEOUT  # noqa: F401
 
 # a client joins a running job's cluster with what rank 0 wrote: ``(address, Security)``
 from hpcjobs.runtime.security import load_connection as load_security  # noqa: F401
@@ -55,9 +56,6 @@ from hpcjobs.runtime.security import write_connection_file
 
 SCHEDULER_RANK = 0
 DRIVER_RANK = 1
-MIN_WORLD = 3  # a scheduler, a driver and one worker (also submit's fewest tasks)
-#: an interactive cluster (mpi_cluster.py): a scheduler and one worker, no driver
-MIN_CLUSTER_WORLD = 2
 _TAG_HELLO = 17
 _DRIVER_KEY = "hpcjobs-driver-client"
 
@@ -305,7 +303,7 @@ def _run_driver(address: str, *, security, workers: int, startup_timeout: float,
 
 def launch(driver: Callable[[Any], int], *, comm=None, nthreads: int | None = None,
            interface: str | None = None, dashboard_address: str | None = "127.0.0.1:0",
-           startup_timeout: float = 120.0, cluster_path: str | os.PathLike | None = None,
+           startup_timeout: float = STARTUP_TIMEOUT, cluster_path: str | os.PathLike | None = None,
            job_id: str = "", on_error: Callable[[BaseException], int] | None = None,
            finish_timeout: float = 30.0) -> int:
     """Start Dask over MPI and run ``driver(client)`` on rank 1; return this rank's exit code.

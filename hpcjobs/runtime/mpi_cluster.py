@@ -34,6 +34,7 @@ from hpcjobs.runtime.mpi import (
     _TAG_HELLO,
     MIN_CLUSTER_WORLD,
     SCHEDULER_RANK,
+    STARTUP_TIMEOUT,
     _final_barrier,
     _finalizes_mpi,
     _mute_shutdown_noise,
@@ -185,7 +186,7 @@ def launch_cluster(*, cluster_path: str | os.PathLike, stop_path: str | os.PathL
                    walltime_path: str | os.PathLike, job_id: str, end_time: float | None,
                    warn_seconds: float, comm=None, nthreads: int | None = None,
                    interface: str | None = None, dashboard_address: str | None = "127.0.0.1:0",
-                   startup_timeout: float = 120.0, finish_timeout: float = 30.0) -> int:
+                   startup_timeout: float = STARTUP_TIMEOUT, finish_timeout: float = 30.0) -> int:
     """Run an interactive cluster on every rank of the allocation; return this rank's code.
 
     Rank 0: the scheduler (it makes the job's certificate and writes ``cluster_path``);
@@ -253,7 +254,7 @@ def _worker(address: str, security, *, name: str, rank: int, nthreads: int,
 
 def join_cluster(cluster_path: str | os.PathLike, *, job_id: str, comm=None,
                  nthreads: int | None = None, interface: str | None = None,
-                 startup_timeout: float = 120.0, finish_timeout: float = 30.0) -> int:
+                 startup_timeout: float = STARTUP_TIMEOUT, finish_timeout: float = 30.0) -> int:
     """Every rank: a worker that joins the running cluster described by ``cluster_path``.
 
     The workers leave when the scheduler closes, or when a client retires them

@@ -343,7 +343,7 @@ def allocation_end(job_id: str, client: SlurmClient | None = None) -> float | No
 
 def mpi_cluster(run_dir: str | os.PathLike, *, join: str | None = None, comm=None) -> int:
     """What every rank of a cluster job (or, with ``join``, of a worker job) runs."""
-    from hpcjobs.runtime.mpi import batch_world, cluster_file, log
+    from hpcjobs.runtime.mpi import STARTUP_TIMEOUT, batch_world, cluster_file, log
     from hpcjobs.runtime.mpi_cluster import join_cluster, launch_cluster
 
     run = Run(Path(run_dir).absolute())
@@ -355,7 +355,7 @@ def mpi_cluster(run_dir: str | os.PathLike, *, join: str | None = None, comm=Non
         return 2
     job_id = os.environ.get("SLURM_JOB_ID", "local")
     common = {"interface": launcher.get("interface"),
-              "startup_timeout": float(launcher.get("startup_timeout", 120))}
+              "startup_timeout": float(launcher.get("startup_timeout", STARTUP_TIMEOUT))}
     if comm is None:  # MPI not finalized: a dead worker rank must not hang the others
         comm = batch_world()
     if join is not None:

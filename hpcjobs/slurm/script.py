@@ -22,8 +22,9 @@ from importlib import resources
 from pathlib import Path
 
 from hpcjobs.errors import UserError
-from hpcjobs.runtime.mpi import MIN_CLUSTER_WORLD as MIN_CLUSTER_TASKS
-from hpcjobs.runtime.mpi import MIN_WORLD as MIN_TASKS
+from hpcjobs.runtime import MIN_CLUSTER_WORLD as MIN_CLUSTER_TASKS
+from hpcjobs.runtime import MIN_WORLD as MIN_TASKS
+from hpcjobs.runtime import STARTUP_TIMEOUT
 
 TEMPLATE = "slurm-batch.sh"
 CLUSTER_TEMPLATE = "slurm-cluster.sh"
@@ -52,12 +53,9 @@ OPTIONS: dict[str, tuple[str, str | None, str]] = {
     "dashboard": ("str", None, "where the dashboard listens (default '127.0.0.1:0', "
                   "loopback; 'none' for no dashboard)"),
     "interface": ("str", None, "network interface for the Dask cluster, e.g. 'ib0'"),
-    "startup_timeout": ("int", None, "seconds a rank waits for the others at start (default 120)"),
+    "startup_timeout": ("int", None, "seconds a rank waits for the others at start (default "
+                        f"{STARTUP_TIMEOUT})"),
 }
-DEFAULTS = {"nodes": 1, "ntasks_per_node": 3, "signal_seconds": 120, "max_requeues": 3,
-            "mpi": "pmi2", "dashboard": "127.0.0.1:0", "startup_timeout": 120}
-#: an interactive cluster: a scheduler and one worker at least, warned 5 minutes before the end
-CLUSTER_DEFAULTS = {**DEFAULTS, "ntasks_per_node": 2, "signal_seconds": 300, "max_requeues": 0}
 
 # options hpcjobs sets itself: an `extra` directive may not change them
 MANAGED = {"output": "logs go to the run folder", "error": "logs go to the run folder",
@@ -100,12 +98,20 @@ class SlurmOptions:
     mpi: str = "pmi2"
     dashboard: str = "127.0.0.1:0"
     interface: str | None = None
-    startup_timeout: int = 120
+    startup_timeout: int = STARTUP_TIMEOUT
     _keys: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def ntasks(self) -> int:
         return self.nodes * self.ntasks_per_node
+
+
+#: the defaults of the options a job file may leave out: ``SlurmOptions``' own
+DEFAULTS = {key: getattr(SlurmOptions(), key) for key in (
+    "nodes", "ntasks_per_node", "signal_seconds", "max_requeues", "mpi", "dashboard",
+    "startup_timeout")}
+#: an interactive cluster: a scheduler and one worker at least, warned 5 minutes before the end
+CLUSTER_DEFAULTS = {**DEFAULTS, "ntasks_per_node": 2, "signal_seconds": 300, "max_requeues": 0}
 
 
 def _problem(key: str, message: str, where: str) -> UserError:

@@ -161,7 +161,7 @@ def mpi_run(run_dir: str | os.PathLike, mode: str = "new", *, comm=None,
     ``recorded_exit`` the process then exits 0, so that srun does not tear the step down
     under the other ranks (the batch script exits with the recorded code).
     """
-    from hpcjobs.runtime.mpi import StopWatcher, batch_world, cluster_file, launch, log
+    from hpcjobs.runtime.mpi import STARTUP_TIMEOUT, StopWatcher, batch_world, cluster_file, launch, log
 
     run = Run(Path(run_dir).absolute())
     try:
@@ -215,7 +215,7 @@ def mpi_run(run_dir: str | os.PathLike, mode: str = "new", *, comm=None,
         comm = batch_world()  # MPI is not finalized: a dead worker rank must not hang us
     code = launch(driver, comm=comm, dashboard_address=launcher.get("dashboard"),
                   interface=launcher.get("interface"),
-                  startup_timeout=float(launcher.get("startup_timeout", 120)),
+                  startup_timeout=float(launcher.get("startup_timeout", STARTUP_TIMEOUT)),
                   cluster_path=cluster_file(run.path, job_id), job_id=job_id,
                   on_error=on_error)
     if comm.Get_rank() == 1 or (comm.Get_size() < 3 and comm.Get_rank() == 0):
