@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcjobs.errors import RunFailed
-from hpcjobs.runtime import MIN_CLUSTER_WORLD, MIN_WORLD, STARTUP_TIMEOUT  # noqa: F401
+from hpcjobs.runtime import MIN_WORLD, STARTUP_TIMEOUT
 
 # a client joins a running job's cluster with what rank 0 wrote: ``(address, Security)``
 from hpcjobs.runtime.security import load_connection as load_security  # noqa: F401

@@ -30,11 +30,10 @@ import time
 from pathlib import Path
 
 from hpcjobs.errors import RunFailed
+from hpcjobs.runtime import MIN_CLUSTER_WORLD, STARTUP_TIMEOUT
 from hpcjobs.runtime.mpi import (
     _TAG_HELLO,
-    MIN_CLUSTER_WORLD,
     SCHEDULER_RANK,
-    STARTUP_TIMEOUT,
     _final_barrier,
     _finalizes_mpi,
     _mute_shutdown_noise,
