@@ -18,6 +18,7 @@ import pytest
 
 from tests import slurm_fixtures
 from tests.test_slurm_real import (
+    DESCRIBE,
     assert_same_groups,
     local_result,
     log_text,
@@ -111,3 +112,46 @@ def test_batch_job_survives_a_worker_rank_killed_mid_step(slurm_cluster, runs_di
     local = local_result(job, tmp_path / "local.zarr")
     assert_same_groups(tmp_path / "out.zarr", local,
                        {"km": ["centroids", "labels", "inertia", "n_iter"]})
+
+
+@pytest.mark.timeout(600)
+def test_batch_job_whose_every_worker_died_ends_and_resumes(slurm_cluster, runs_dir, tmp_path):
+    """With no worker left, the job fails soon (its walltime is 5 minutes) instead of waiting
+    for workers that MPI never brings back; the steps it finished are kept, and a resumed
+    submit finishes the rest."""
+    from hpcjobs.runtime import NO_WORKERS_TIMEOUT
+
+    make_input(tmp_path / "data.zarr", rows=200_000, chunk=25_000)
+    # 3 ranks: the scheduler, the driver and the one worker, which is killed
+    job = write_job(tmp_path, "allgone", steps=DESCRIBE + KMEANS_LONG,
+                    slurm='nodes = 1\nntasks_per_node = 3\ntime = "00:05:00"')
+    job_id, run_id = submit(job)
+    cluster = wait_for(lambda: next((runs_dir / run_id / "cluster").glob("*.json"), None), 90,
+                       "the scheduler address in the run folder")
+    killed = kill_a_rank_mid_loop(cluster, iterations=2)
+    assert killed["rank"] == "2", killed
+    t_killed = time.monotonic()
+
+    wait_for(lambda: status_json(run_id)["state"] in ("COMPLETED", "FAILED"),
+             NO_WORKERS_TIMEOUT + 90, "the job to end without its workers")
+    waited = time.monotonic() - t_killed
+    st = status_json(run_id)
+    log = log_text(runs_dir, run_id)
+    print(f"\nkilled {killed}; the job ended {waited:.0f} s later\nlog tail:\n"
+          + "\n".join(log.splitlines()[-6:]))
+    assert st["state"] == "FAILED", log
+    assert "the last one: no worker is left" in log and "--resume" in log
+    assert re.search(r"steps? [^:\n]*summary[^:\n]*: done", log)  # finished before: kept
+    others = [ln for ln in log.splitlines() if not ln.startswith(("hpcjobs", "srun: "))]
+    assert not others, others  # the scheduler's line and the driver's error say it all
+
+    _, resumed = submit(job, "--resume")
+    wait_for(lambda: status_json(resumed)["state"] in ("COMPLETED", "FAILED"), 240,
+             "the resumed job to end")
+    log = log_text(runs_dir, resumed)
+    assert status_json(resumed)["state"] == "COMPLETED", log
+    assert "step summary: complete from an earlier run, skipped" in log, log
+    local = local_result(job, tmp_path / "local.zarr")
+    assert_same_groups(tmp_path / "out.zarr", local,
+                       {"summary": ["mean", "count"],
+                        "km": ["centroids", "labels", "inertia", "n_iter"]})

@@ -10,3 +10,7 @@ MIN_WORLD = 3
 MIN_CLUSTER_WORLD = 2
 #: seconds a rank waits for the others at start (the ``[slurm]`` option's default too)
 STARTUP_TIMEOUT = 120
+#: seconds a batch job's tasks wait once every worker rank is gone before they fail (the ranks
+#: of an MPI job never come back, so the job ends and ``--resume`` finishes it, instead of
+#: waiting out the walltime)
+NO_WORKERS_TIMEOUT = 60

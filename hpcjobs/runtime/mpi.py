@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcjobs.errors import RunFailed
-from hpcjobs.runtime import MIN_WORLD, STARTUP_TIMEOUT
+from hpcjobs.runtime import MIN_WORLD, NO_WORKERS_TIMEOUT, STARTUP_TIMEOUT
 
 # a client joins a running job's cluster with what rank 0 wrote: ``(address, Security)``
 from hpcjobs.runtime.security import load_connection as load_security  # noqa: F401
@@ -101,13 +101,15 @@ def _recv_with_deadline(comm, source: int, tag: int, timeout: float, what: str):
 
 class _HandledLoss(logging.Filter):
     """Drops Dask's own reports of a lost worker's consequences that are handled, and said
-    in one line by the scheduler's rank: the tasks it will recompute, and the failure of a
-    collective's rank (the kernel starts its loop again, see kernels/_collective.py)."""
+    in one line by the scheduler's rank: the tasks it will recompute, the failure of a
+    collective's rank (the kernel starts its loop again, see kernels/_collective.py), and
+    each task failed once no worker is left (the driver's error says it once)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
         return not (("will be recomputed elsewhere" in text and "Removing worker" in text)
-                    or ("Compute Failed" in text and "RankFailed(" in text))
+                    or ("Compute Failed" in text and "RankFailed(" in text)
+                    or "timed out waiting without any running workers" in text)
 
 
 def _quiet_dask_logs() -> None:
@@ -182,8 +184,15 @@ def _lost_workers_plugin():
             if (self.status.pop(worker, "running") in ("running", "paused")
                     and stimulus_id.startswith("handle-worker-cleanup")
                     and scheduler.status.name == "running"):
-                log(f"lost worker {name} ({worker}): its rank died? Dask redoes its tasks on "
-                    f"the {len(scheduler.workers)} worker(s) that remain", rank=SCHEDULER_RANK)
+                if scheduler.workers:
+                    log(f"lost worker {name} ({worker}): its rank died? Dask redoes its tasks "
+                        f"on the {len(scheduler.workers)} worker(s) that remain",
+                        rank=SCHEDULER_RANK)
+                else:
+                    log(f"lost worker {name} ({worker}), the last one: no worker is left, so "
+                        f"the job's tasks fail in {NO_WORKERS_TIMEOUT} s (finished steps are "
+                        "kept; `hpcjobs submit --resume` finishes the rest)",
+                        rank=SCHEDULER_RANK)
 
     return LostWorkers()
 
@@ -194,9 +203,13 @@ def _lost_workers_plugin():
 async def _run_scheduler(comm, *, world: int, security, interface: str | None,
                          dashboard_address: str | None, startup_timeout: float,
                          on_address: Callable[[str, str | None], None]) -> int:
+    import dask
     from distributed import Scheduler
 
     dashboard = dashboard_address not in (None, "", "none")
+    # MPI ranks never come back: once every worker is gone, fail the tasks rather than wait
+    # out the walltime (Dask's default waits forever)
+    dask.config.set({"distributed.scheduler.no-workers-timeout": f"{NO_WORKERS_TIMEOUT}s"})
     async with Scheduler(protocol="tls", security=security, interface=interface, port=0,
                          dashboard=dashboard,
                          dashboard_address=dashboard_address if dashboard else None,
