@@ -315,7 +315,8 @@ def render_script(opts: SlurmOptions, *, job_name: str, run_dir: str | Path, pyt
         # (docs/slurm.md); the job's exit code is the driver's, from the run folder
         "srun": " ".join(["srun", f"--mpi={shlex.quote(opts.mpi)}", "--kill-on-bad-exit=0",
                           "--wait=0"]),
-        "launch": " ".join(shlex.quote(part) for part in launch),
+        # (a requeued start resumes: the script decides the mode at run time)
+        "launch": " ".join(shlex.quote(part) for part in launch) + ' --mode "$MODE"',
     }
     return _fill(template if template is not None else load_template(), subs)
 
@@ -345,6 +346,10 @@ def _common_subs(opts: SlurmOptions, *, job_name: str, run_dir: str, python: str
 
 
 def _fill(text: str, subs: dict[str, str]) -> str:
+    """The template with its fragments included (a line ``{{> _name.sh}}``: the lines every
+    batch script shares, in ``hpcjobs/templates``) and its ``{{key}}`` placeholders filled."""
+    text = re.sub(r"^\{\{> ([\w.-]+)\}\}\n", lambda m: load_template(m.group(1)), text,
+                  flags=re.MULTILINE)
     return re.sub(r"\{\{(\w+)\}\}", lambda m: subs[m.group(1)], text)
 
 

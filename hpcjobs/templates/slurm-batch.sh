@@ -13,8 +13,7 @@ if [ -n "${SLURM_ARRAY_TASK_ID:-}" ]; then JOB_TAG="${SLURM_ARRAY_JOB_ID}_${SLUR
 STOP_FILE="$RUN_DIR/stop/$SLURM_JOB_ID"
 EXIT_FILE="$RUN_DIR/exit/$SLURM_JOB_ID"
 
-# One line per event in the run folder: status works even after Slurm forgot the job.
-event() { printf '%s %s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$JOB_TAG" "$*" >> "$RUN_DIR/events.log"; }
+{{> _event.sh}}
 
 # Walltime or preemption: Slurm signals this shell early (--signal=B:USR1@N). The job stops
 # taking new work, keeps its finished chunks, and requeues itself below.
@@ -28,33 +27,14 @@ trap on_stop_signal USR1
 mkdir -p "$RUN_DIR/stop" "$RUN_DIR/exit"
 rm -f "$STOP_FILE" "$EXIT_FILE"
 
-# --- setup lines from the job file: each must succeed, or the job ends here ---
-setup_failed() {
-    echo "hpcjobs: setup line failed with exit code $1: $2" >&2
-    event "setup-failed rc=$1"; event "end rc=$1"; exit "$1"
-}
-set +u +o pipefail   # module and activate scripts are not written for strict mode
-{{setup}}
-set -u -o pipefail
-# ---
-
-# each worker rank runs one Dask thread per core Slurm gave it (cpus_per_task), each with one
-# Numba/BLAS thread: never more threads than cores
-export NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
-export PYTHONUNBUFFERED=1
+{{> _setup.sh}}
 
 MODE={{mode}}
 if [ "$RESTART" -gt 0 ]; then MODE=resume; fi
 event "start host=$(hostname) restart=$RESTART mode=$MODE"
 echo "hpcjobs: job $JOB_TAG start $(date -u +%Y-%m-%dT%H:%M:%SZ) on $SLURM_JOB_NODELIST ($SLURM_NTASKS ranks), restart $RESTART, mode $MODE" >&2
 
-{{srun}} {{launch}} --mode "$MODE" &
-SRUN_PID=$!
-# `wait` returns early when the trap runs: wait again until srun has really finished
-while :; do
-    wait "$SRUN_PID"; rc=$?
-    kill -0 "$SRUN_PID" 2>/dev/null || break
-done
+{{> _srun.sh}}
 # the driver's exit code is the job's (srun reports the largest over all ranks)
 if [ -s "$EXIT_FILE" ]; then rc="$(cat "$EXIT_FILE")"; fi
 

@@ -36,7 +36,7 @@ trap on_stop_signal USR1
 mkdir -p "$RUN_DIR/stop" "$RUN_DIR/exit"
 rm -f "$STOP_FILE" "$EXIT_FILE"
 
-# --- setup lines from the job file: each must succeed, or the job ends here ---
+# --- setup lines ([slurm] setup): each must succeed, or the job ends here ---
 setup_failed() {
     echo "hpcjobs: setup line failed with exit code $1: $2" >&2
     event "setup-failed rc=$1"; event "end rc=$1"; exit "$1"

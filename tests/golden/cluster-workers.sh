@@ -32,7 +32,7 @@ trap on_walltime_signal USR1
 mkdir -p "$RUN_DIR/walltime" "$RUN_DIR/stop"
 rm -f "$WALLTIME_FILE"
 
-# --- setup lines: each must succeed, or the job ends here ---
+# --- setup lines ([slurm] setup): each must succeed, or the job ends here ---
 setup_failed() {
     echo "hpcjobs: setup line failed with exit code $1: $2" >&2
     event "setup-failed rc=$1"; event "end rc=$1"; exit "$1"

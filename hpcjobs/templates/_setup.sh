@@ -1,0 +1,14 @@
+# --- setup lines ([slurm] setup): each must succeed, or the job ends here ---
+setup_failed() {
+    echo "hpcjobs: setup line failed with exit code $1: $2" >&2
+    event "setup-failed rc=$1"; event "end rc=$1"; exit "$1"
+}
+set +u +o pipefail   # module and activate scripts are not written for strict mode
+{{setup}}
+set -u -o pipefail
+# ---
+
+# each worker rank runs one Dask thread per core Slurm gave it (cpus_per_task), each with one
+# Numba/BLAS thread: never more threads than cores
+export NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+export PYTHONUNBUFFERED=1
