@@ -183,8 +183,10 @@ _SLURM_FLAGS = (
 
 def _submit_options(func):
     for flags, key, help_text in reversed(_SLURM_FLAGS):
-        kind = int if key in ("nodes", "cpus_per_task") else str
-        func = click.option(*flags, f"slurm_{key}", type=kind, default=None, help=help_text)(func)
+        kind, metavar = {"nodes": (int, "N"), "cpus_per_task": (int, "CORES"),
+                         "time": (str, "TIME")}.get(key, (str, "TEXT"))
+        func = click.option(*flags, f"slurm_{key}", type=kind, default=None, metavar=metavar,
+                            help=help_text)(func)
     return func
 
 
@@ -197,7 +199,8 @@ def _submit_options(func):
               help="Run only these size indices (see --list), e.g. 0,1 (default: all, or "
                    "those --list marks *).")
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-              help="JSON lines output (default: bench-<time>.jsonl in the current folder).")
+              help="JSON lines output (default: bench-<time>.jsonl in the current folder); "
+                   "with --submit the merged file of all nodes.")
 @click.option("--append", is_flag=True, help="Append to --json-out instead of replacing it.")
 @click.option("--no-json", is_flag=True, help="Write no JSON lines file.")
 @click.option("--list", "list_only", is_flag=True,
