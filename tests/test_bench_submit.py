@@ -187,3 +187,28 @@ def test_bad_input_is_one_line_with_exit_2_and_submits_nothing(slurm, tmp_path, 
     assert message in err, err
     assert len(err.strip().splitlines()) == 1, err
     assert slurm.calls == [] and not (tmp_path / "runs").exists()
+
+
+def test_a_failing_node_run_exits_1_and_keeps_its_records(slurm, tmp_path):
+    (tmp_path / "defs" / "gamma.py").write_text(
+        "from hpcjobs.bench.spec import Benchmark, Impl\n\n"
+        "def bad(x):\n    raise ValueError('kaputt')\n\n"
+        "BENCHMARKS = [Benchmark(name='gamma', kernel='kg', sizes=[{'n': 10}],\n"
+        "    make_data=lambda size, rng: rng.standard_normal(size['n']),\n"
+        "    impls=[Impl('hpcjobs', lambda x: x.sum()), Impl('bad', bad, peer=True)],\n"
+        "    repeats=1)]\n")
+    hpcjobs("bench", "kg", "--no-probe", "--submit", "--nodes", "2")
+    run = find_run("100")
+    lines: list[str] = []
+    assert node_run(run.path, env=node_env("node1", 0), echo=lines.append,
+                    log=lines.append) == 1
+    merged = hpcjobs("bench", "merge", "100")
+    assert f"merged 2 record(s) from 1 node(s) (node1) into {run.config['merged']}; 1 " \
+        f"node(s) wrote nothing (hpcjobs logs {run.run_id})" in merged
+    records = harness.read_jsonl(run.config["merged"])
+    assert [(r["impl"], r["status"], r["node"]) for r in records] == [
+        ("hpcjobs", "ok", "node1"), ("bad", "error", "node1")]
+    # a node that cannot read the run folder says so, with exit code 2
+    assert node_run(tmp_path / "nowhere", env=node_env("node2", 1), echo=lines.append,
+                    log=lines.append) == 2
+    assert "cannot read" in lines[-1] and "visible from this node" in lines[-1]

@@ -156,10 +156,14 @@ def merge(run: str, json_out: str | None) -> None:
     from hpcjobs.bench.nodes import nodes_of
     from hpcjobs.slurm.bench import bench_run, merge_run
 
-    path, records = merge_run(bench_run(run), json_out)
+    found = bench_run(run)
+    path, records = merge_run(found, json_out)
     nodes = nodes_of(records)
+    missing = int(found.config.get("nodes") or 0) - len(nodes)
     click.echo(f"merged {len(records)} record(s) from {len(nodes)} node(s) "
-               f"({', '.join(nodes)}) into {path}")
+               f"({', '.join(nodes)}) into {path}"
+               + (f"; {missing} node(s) wrote nothing (hpcjobs logs {found.run_id})"
+                  if missing > 0 else ""))
 
 
 _SUBCOMMANDS = {"compare": compare, "merge": merge}
