@@ -19,27 +19,55 @@ from hpcjobs.errors import UserError
 THRESHOLD = 1.10
 
 
-def _key(r: dict) -> tuple:
+def _key(r: dict, by_node: bool) -> tuple:
     return (r["benchmark"], json.dumps(r.get("size", {}), sort_keys=True), r["impl"],
-            r.get("workers"))
+            r.get("workers"), r.get("node") if by_node else None)
 
 
-def compare_records(a: list[dict], b: list[dict], threshold: float = THRESHOLD) -> list[dict]:
+def _one_node(records: list[dict], node: str | None, label: str) -> list[dict]:
+    """``records`` of ``node`` only; all of them when ``node`` is None or they are a run on
+    one machine (no nodes)."""
+    from hpcjobs.bench.nodes import nodes_of
+
+    nodes = nodes_of(records)
+    if node is None or not nodes:
+        return records
+    if node not in nodes:
+        raise UserError(f"--node {node}: {label} has no records of that node; its nodes: "
+                        f"{', '.join(nodes)}")
+    return [r for r in records if r.get("node") == node]
+
+
+def compare_records(a: list[dict], b: list[dict], threshold: float = THRESHOLD,
+                    node: str | None = None) -> list[dict]:
     """One row per (benchmark, size, impl, workers) that ran in both: times, ratio, flag.
 
     Rows of records that ran in only one of the runs (or failed in one) are kept with
-    ``ratio=None`` and ``flag`` saying which.
+    ``ratio=None`` and ``flag`` saying which. Two runs over several nodes (``hpcjobs bench
+    --submit``) are matched node by node too; ``node`` keeps one node's records of each (to
+    compare such a run with a run on one machine).
     """
+    from hpcjobs.bench.nodes import nodes_of
+
     if threshold <= 1.0:
         raise UserError(f"--threshold: expected a ratio above 1 like 1.1, got {threshold}")
-    ok_a = {_key(r): r for r in a if r.get("status") == "ok"}
-    ok_b = {_key(r): r for r in b if r.get("status") == "ok"}
+    a, b = _one_node(a, node, "A"), _one_node(b, node, "B")
+    nodes_a, nodes_b = nodes_of(a), nodes_of(b)
+    by_node = bool(nodes_a and nodes_b)
+    for label, nodes in (("A", nodes_a), ("B", nodes_b)):
+        if not by_node and len(nodes) > 1:
+            raise UserError(f"{label} holds records of {len(nodes)} nodes "
+                            f"({', '.join(nodes)}) and the other run those of one machine: "
+                            "pick one with --node NAME")
+    ok_a = {_key(r, by_node): r for r in a if r.get("status") == "ok"}
+    ok_b = {_key(r, by_node): r for r in b if r.get("status") == "ok"}
     rows = []
     for key in list(dict.fromkeys([*ok_a, *ok_b])):
         ra, rb = ok_a.get(key), ok_b.get(key)
         ref = ra or rb
         row = {"benchmark": ref["benchmark"], "size": ref.get("size", {}), "impl": ref["impl"],
                "peer": ref.get("peer", False), "workers": ref.get("workers"),
+               "node": key[-1],
                "a_s": ra["median_s"] if ra else None, "b_s": rb["median_s"] if rb else None,
                "peer_ratio_a": ra.get("ratio") if ra else None,
                "peer_ratio_b": rb.get("ratio") if rb else None,
@@ -67,7 +95,8 @@ def format_compare(rows: list[dict], threshold: float = THRESHOLD) -> str:
         if r["peer_ratio_a"] is not None or r["peer_ratio_b"] is not None:
             peer = " -> ".join("-" if x is None else f"{x:.2f}"
                                for x in (r["peer_ratio_a"], r["peer_ratio_b"]))
-        size = format_size(r["size"]) + (f" w={r['workers']}" if r["workers"] else "")
+        size = format_size(r["size"]) + (f" w={r['workers']}" if r["workers"] else "") + (
+            f" @{r['node']}" if r.get("node") else "")
         table.append([r["benchmark"], size, r["impl"] + (" (peer)" if r["peer"] else ""),
                       format_seconds(r["a_s"]), format_seconds(r["b_s"]),
                       "-" if r["ratio"] is None else f"{r['ratio']:.2f}", peer, r["flag"]])
@@ -99,7 +128,8 @@ def plot_compare(rows: list[dict], path: str | os.PathLike,
     if not rows:
         raise UserError("nothing to plot: no benchmark ran in both files")
     labels = [f"{r['benchmark']} {format_size(r['size'])} {r['impl']}"
-              + (f" w={r['workers']}" if r["workers"] else "") for r in rows]
+              + (f" w={r['workers']}" if r["workers"] else "")
+              + (f" @{r['node']}" if r.get("node") else "") for r in rows]
     ratios = [r["ratio"] for r in rows]
     colors = ["tab:red" if r["flag"] == "SLOWER" else "tab:green" if r["flag"] == "faster"
               else "tab:gray" for r in rows]

@@ -489,17 +489,10 @@ def run(kernels: Iterable[str] = (), *, quick: bool = False, repeats: int | None
     from hpcjobs.bench import roofline
 
     log = log or (lambda msg: None)
-    benches, problems = discover(kernels, directory)
-    if not benches:
-        raise UserError("no benchmarks found" + (
-            ": " + "; ".join(f"{Path(f).name}: {e}" for f, e in problems.items())
-            if problems else ""))
+    benches, problems = check_selection(kernels, quick=quick, sizes=sizes, workers=workers,
+                                        directory=directory)
     if workers is not None:
         workers = _check_workers(workers)
-        benches = [b for b in benches if any(i.cluster for i in b.impls)]
-        if not benches:
-            raise UserError("--workers: none of these benchmarks has an implementation that "
-                            "runs on a local cluster (Impl.cluster)")
     bandwidth = None
     if probe:
         bandwidth = roofline.probe_bandwidth(
@@ -524,6 +517,29 @@ def run(kernels: Iterable[str] = (), *, quick: bool = False, repeats: int | None
             on_size(bench_recs)
         records.extend(bench_recs)
     return records, problems
+
+
+def check_selection(kernels: Iterable[str] = (), *, quick: bool = False,
+                    sizes: list[int] | None = None, workers: list[int] | None = None,
+                    directory: str | os.PathLike | None = None,
+                    ) -> tuple[list[Benchmark], dict[str, str]]:
+    """``(benchmarks, load_problems)`` of a run with these arguments; a ``UserError`` for
+    what :func:`run` would refuse (unknown kernels, size indices out of range, worker counts)
+    before anything runs: a run submitted to other nodes fails here instead of there."""
+    benches, problems = discover(kernels, directory)
+    if not benches:
+        raise UserError("no benchmarks found" + (
+            ": " + "; ".join(f"{Path(f).name}: {e}" for f, e in problems.items())
+            if problems else ""))
+    if workers is not None:
+        _check_workers(workers)
+        benches = [b for b in benches if any(i.cluster for i in b.impls)]
+        if not benches:
+            raise UserError("--workers: none of these benchmarks has an implementation that "
+                            "runs on a local cluster (Impl.cluster)")
+    for bench in benches:
+        _selected_sizes(bench, quick, sizes)
+    return benches, problems
 
 
 def _check_workers(workers: list[int]) -> list[int]:
@@ -566,6 +582,17 @@ def write_jsonl(records: Iterable[dict], path: str | os.PathLike, append: bool =
     with open(path, "a" if append else "w") as fh:
         for rec in records:
             fh.write(json.dumps(rec, default=_json_default, allow_nan=False) + "\n")
+    return path
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Refuse a results file that cannot be written, before an hour of benchmarks (and
+    create nothing)."""
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK) or (
+            path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"{path}: cannot write results there")
     return path
 
 
@@ -633,9 +660,13 @@ def _fmt(x: float | None, spec: str) -> str:
 
 def format_table(records: list[dict]) -> str:
     """The results as a fixed-width text table, one row per record."""
+    from hpcjobs.bench.nodes import nodes_of
+
     scaling = any(r.get("workers") for r in records)
+    by_node = len(nodes_of(records)) > 1  # a job over several nodes: whose row is whose
     header = ["benchmark", "size", "impl", "median", "min", "max", "compile", "throughput",
-              "roofline", "ours/peer"] + (["workers", "speedup", "efficiency"] if scaling else [])
+              "roofline", "ours/peer"] + (["workers", "speedup", "efficiency"] if scaling else []
+                                          ) + (["node"] if by_node else [])
     rows = [header]
     for r in records:
         impl = r["impl"] + (" (peer)" if r["peer"] else "")
@@ -644,6 +675,8 @@ def format_table(records: list[dict]) -> str:
             extra = [f"{r.get('workers') or '-'}{'!' if r.get('oversubscribed') else ''}",
                      _fmt(r.get("scaling_speedup"), "{:.2f}"),
                      _fmt(r.get("scaling_efficiency"), "{:.0%}")]
+        if by_node:
+            extra.append(r.get("node") or "-")
         if r["status"] == "ok":
             rows.append([r["benchmark"], format_size(r["size"]), impl,
                          format_seconds(r["median_s"]), format_seconds(r["min_s"]),
@@ -657,7 +690,7 @@ def format_table(records: list[dict]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for k, row in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w)
+        lines.append("  ".join(c.ljust(w) if i < 3 or header[i] == "node" else c.rjust(w)
                                for i, (c, w) in enumerate(zip(row, widths, strict=True)))
                      .rstrip())
         if k == 0:
@@ -667,25 +700,35 @@ def format_table(records: list[dict]) -> str:
 
 def format_summary(records: list[dict], problems: dict[str, str] | None = None) -> str:
     """Machine line, ratio legend, skipped implementations and load problems."""
+    from hpcjobs.bench.nodes import nodes_of
+
     out = []
     if records:
-        m = records[0]["machine"]
-        mem = f"{m['memory_bytes'] / 2**30:.0f} GiB" if m.get("memory_bytes") else "? GiB"
+        nodes = nodes_of(records)
+        firsts = [next(r for r in records if r.get("node") == n) for n in nodes] or records[:1]
         merged: dict[str, str] = {}
         for r in records:  # each benchmark records its own peers' versions
             merged.update({k: v for k, v in r["machine"].get("libraries", {}).items() if v})
         libs = ", ".join(f"{k} {v}" for k, v in merged.items())
-        out.append(f"machine: {m['cpu']}, {m['cores_usable']}/{m['cores']} cores usable, {mem},"
-                   f" {m['os']}, Python {m['python']}, numba threads {m['numba_threads']}"
-                   f" ({m.get('numba_threading_layer') or 'layer not started'})")
+        for first in firsts:  # one line per node of a job over several
+            m = first["machine"]
+            mem = f"{m['memory_bytes'] / 2**30:.0f} GiB" if m.get("memory_bytes") else "? GiB"
+            where = (f" {first['node']} ({m.get('host')}, job "
+                     f"{(first.get('slurm') or {}).get('job_id')})" if len(nodes) > 1 else "")
+            layer = m.get("numba_threading_layer") or "layer not started"
+            out.append(f"machine{where}: {m['cpu']}, {m['cores_usable']}/{m['cores']} cores "
+                       f"usable, {mem}, {m['os']}, Python {m['python']}, numba threads "
+                       f"{m['numba_threads']} ({layer})")
         out.append(f"versions: {libs}")
         out.append("ours/peer: median time of ours divided by the peer's, same run "
                    "(< 1: ours faster); compile: first call minus median")
-        bw = m.get("bandwidth")
-        if bw:
-            out.append(f"roofline: bytes a call must move / {bw['read_Bps'] / 1e9:.2f} GB/s "
-                       f"(read probe at the start; triad {bw['triad_Bps'] / 1e9:.2f} GB/s, "
-                       f"{bw['threads']} threads) as a fraction of the median time")
+        for first in firsts:
+            bw = first["machine"].get("bandwidth")
+            if bw:
+                on = f" on {first['node']}" if len(nodes) > 1 else ""
+                out.append(f"roofline{on}: bytes a call must move / {bw['read_Bps'] / 1e9:.2f} "
+                           f"GB/s (read probe at the start; triad {bw['triad_Bps'] / 1e9:.2f} "
+                           f"GB/s, {bw['threads']} threads) as a fraction of the median time")
         if any(r.get("workers") for r in records):
             out.append("workers: cluster size of a scaling run (!: more workers than cores); "
                        "speedup and efficiency against the fewest workers")

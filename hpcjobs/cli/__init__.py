@@ -63,6 +63,8 @@ COMMANDS: dict[str, Command] = {
                       "Check that jobs can run on Slurm here; say what is wrong."),
     "mpi-run": Command("hpcjobs.cli.slurm:mpi_run",
                        "Internal: what every MPI rank of a submitted job runs.", hidden=True),
+    "bench-node": Command("hpcjobs.cli.bench:bench_node",
+                          "Internal: what each node of a benchmark job runs.", hidden=True),
     "mpi-cluster": Command("hpcjobs.cli.slurm:mpi_cluster",
                            "Internal: what every MPI rank of an interactive cluster runs.",
                            hidden=True),

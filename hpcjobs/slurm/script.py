@@ -28,6 +28,7 @@ from hpcjobs.runtime import STARTUP_TIMEOUT
 
 TEMPLATE = "slurm-batch.sh"
 CLUSTER_TEMPLATE = "slurm-cluster.sh"
+BENCH_TEMPLATE = "slurm-bench.sh"
 
 # key -> (kind, sbatch flag or None, help). Kinds: "str" (an #SBATCH value), "int", "lines",
 # "directives", "text" (a value used only quoted in the shell part).
@@ -112,6 +113,9 @@ DEFAULTS = {key: getattr(SlurmOptions(), key) for key in (
     "startup_timeout")}
 #: an interactive cluster: a scheduler and one worker at least, warned 5 minutes before the end
 CLUSTER_DEFAULTS = {**DEFAULTS, "ntasks_per_node": 2, "signal_seconds": 300, "max_requeues": 0}
+#: a benchmark job: one task per node, no walltime signal, never requeued (a rerun would time
+#: a different moment of the machine; what finished is merged anyway)
+BENCH_FIXED = {"ntasks_per_node": 1, "signal_seconds": 0, "max_requeues": 0}
 
 
 def _problem(key: str, message: str, where: str) -> UserError:
@@ -393,7 +397,38 @@ def render_cluster_script(opts: SlurmOptions, *, job_name: str, run_dir: str | P
     return _fill(template if template is not None else load_template(CLUSTER_TEMPLATE), subs)
 
 
+def render_bench_script(opts: SlurmOptions, *, job_name: str, run_dir: str | Path,
+                        python: str, hpcjobs_version: str = "",
+                        template: str | None = None) -> str:
+    """The batch script of a benchmark job (pure: same inputs, same text).
+
+    One task per node (``srun --whole``: each with all the cores the job holds there) runs
+    ``python -m hpcjobs bench-node RUN``, which writes ``nodes/<node>.jsonl`` into the run
+    folder; then the batch shell runs ``python -m hpcjobs bench merge RUN``. ``opts`` comes
+    with :data:`BENCH_FIXED` applied (:func:`hpcjobs.slurm.bench.bench_options`).
+
+    Examples
+    --------
+    >>> opts = resolve_options({"nodes": 2}, min_tasks=1)
+    >>> opts = replace(opts, **BENCH_FIXED)
+    >>> text = render_bench_script(opts, job_name="b", run_dir="/runs/b1", python="python3")
+    >>> "#SBATCH --ntasks-per-node=1" in text and "bench-node /runs/b1" in text
+    True
+    """
+    run_dir = str(run_dir)
+    python = _checked_python(opts, python, run_dir, job_name)
+    quoted = shlex.quote(python)
+    subs = {
+        **_common_subs(opts, job_name=job_name, run_dir=run_dir, python=python,
+                       hpcjobs_version=hpcjobs_version),
+        "srun": "srun --ntasks-per-node=1 --whole --kill-on-bad-exit=0 --label",
+        "launch": f"{quoted} -m hpcjobs bench-node {shlex.quote(run_dir)}",
+        "merge": f"{quoted} -m hpcjobs bench merge {shlex.quote(run_dir)}",
+    }
+    return _fill(template if template is not None else load_template(BENCH_TEMPLATE), subs)
+
+
 __all__ = ["OPTIONS", "SlurmOptions", "resolve_options", "render_script", "load_template",
-           "render_cluster_script", "CLUSTER_DEFAULTS", "MIN_CLUSTER_TASKS",
-           "check_sbatch_value", "check_directive", "check_shell_line",
+           "render_cluster_script", "render_bench_script", "BENCH_FIXED", "CLUSTER_DEFAULTS",
+           "MIN_CLUSTER_TASKS", "check_sbatch_value", "check_directive", "check_shell_line",
            "time_seconds"]
