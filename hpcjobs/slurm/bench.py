@@ -150,11 +150,8 @@ def node_run(run_dir: str | os.PathLike, *, env: dict | None = None,
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     run = Run(Path(run_dir).absolute())
-    try:
-        config = run.config
-    except (OSError, ValueError) as exc:
-        log(f"error: cannot read {run.path / 'run.json'}: {exc} (is the run folder visible "
-            "from this node?)")
+    config = run.config_on_node(log)
+    if config is None:
         return 2
     tag = slurm_tag(env, run.run_id)
     path = node_file(run.path / "nodes", tag["node"])

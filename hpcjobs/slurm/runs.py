@@ -103,6 +103,16 @@ class Run:
         """``run.json``: what the job needs on the nodes."""
         return json.loads((self.path / "run.json").read_text())
 
+    def config_on_node(self, log) -> dict | None:
+        """``run.json`` as a job's task reads it on its node, or ``None`` after saying in one
+        line why it cannot (the run folder must be on a file system the nodes share)."""
+        try:
+            return self.config
+        except (OSError, ValueError) as exc:
+            log(f"error: cannot read {self.path / 'run.json'}: {exc} (is the run folder "
+                "visible from this node?)")
+            return None
+
     def write_config(self, config: dict) -> None:
         _write_json(self.path / "run.json", config)
 

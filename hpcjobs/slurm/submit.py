@@ -164,11 +164,8 @@ def mpi_run(run_dir: str | os.PathLike, mode: str = "new", *, comm=None,
     from hpcjobs.runtime.mpi import STARTUP_TIMEOUT, StopWatcher, batch_world, cluster_file, launch, log
 
     run = Run(Path(run_dir).absolute())
-    try:
-        config = run.config
-    except (OSError, ValueError) as exc:
-        log(f"error: cannot read {run.path / 'run.json'}: {exc} (is the run folder visible "
-            "from this node?)")
+    config = run.config_on_node(log)
+    if config is None:
         return 2
     job_id = os.environ.get("SLURM_JOB_ID", "local")
     task = os.environ.get("SLURM_ARRAY_TASK_ID")

@@ -29,6 +29,8 @@ rm -f "$STOP_FILE" "$EXIT_FILE"
 
 {{> _setup.sh}}
 
+{{> _threads.sh}}
+
 MODE={{mode}}
 if [ "$RESTART" -gt 0 ]; then MODE=resume; fi
 event "start host=$(hostname) restart=$RESTART mode=$MODE"

@@ -9,20 +9,11 @@ RUN_DIR={{run_dir}}
 PYTHON={{python}}
 JOB_TAG="${SLURM_JOB_ID}"
 
-# One line per event in the run folder: status works even after Slurm forgot the job.
-event() { printf '%s %s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$JOB_TAG" "$*" >> "$RUN_DIR/events.log"; }
+{{> _event.sh}}
 
 mkdir -p "$RUN_DIR/nodes"
 
-# --- setup lines: each must succeed, or the job ends here ---
-setup_failed() {
-    echo "hpcjobs: setup line failed with exit code $1: $2" >&2
-    event "setup-failed rc=$1"; event "end rc=$1"; exit "$1"
-}
-set +u +o pipefail   # module and activate scripts are not written for strict mode
-{{setup}}
-set -u -o pipefail
-# ---
+{{> _setup.sh}}
 
 # each node's run sizes its threads to the cores it may use, as `hpcjobs bench` there would
 export PYTHONUNBUFFERED=1

@@ -25,6 +25,8 @@ rm -f "$WALLTIME_FILE"
 
 {{> _setup.sh}}
 
+{{> _threads.sh}}
+
 event "start host=$(hostname) role={{role}}"
 echo "hpcjobs: {{role}} job $JOB_TAG start $(date -u +%Y-%m-%dT%H:%M:%SZ) on $SLURM_JOB_NODELIST ($SLURM_NTASKS ranks)" >&2
 

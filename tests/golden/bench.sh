@@ -24,7 +24,7 @@ event() { printf '%s %s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$JOB_TAG" "$*" >
 
 mkdir -p "$RUN_DIR/nodes"
 
-# --- setup lines: each must succeed, or the job ends here ---
+# --- setup lines ([slurm] setup): each must succeed, or the job ends here ---
 setup_failed() {
     echo "hpcjobs: setup line failed with exit code $1: $2" >&2
     event "setup-failed rc=$1"; event "end rc=$1"; exit "$1"
