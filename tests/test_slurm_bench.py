@@ -53,3 +53,32 @@ def test_describe_quick_on_two_nodes_merges_both_nodes_records(slurm_cluster, ru
     log = hpcjobs("logs", job_id)
     assert f"merged {len(records)} record(s) from 2 node(s)" in log
     assert "exit code 0" in log
+
+
+def test_scaling_on_one_cluster_over_two_nodes(slurm_cluster, runs_dir, tmp_path, monkeypatch):
+    """--workers with --submit: one Dask-over-MPI cluster over 2 nodes (4 ranks, cyclic),
+    retired from 2 workers to 1; the records say where the workers sat."""
+    monkeypatch.chdir(tmp_path)
+    merged = tmp_path / "scaling.jsonl"
+    out = hpcjobs("bench", "describe", "--quick", "--submit", "--nodes", "2", "--workers", "1,2",
+                  "--shared", "--time", "00:05:00", "--json-out", str(merged), "--wait")
+    job_id = re.search(r"submitted benchmark job (\d+) over 2 node\(s\)", out).group(1)
+    records = harness.read_jsonl(merged)
+    assert {r["workers"] for r in records} == {1, 2}
+    assert {r["impl"] for r in records} == {"hpcjobs-dask", "dask.array"}  # cluster impls
+    for r in records:
+        assert r["status"] == "ok", (r["impl"], r["reason"])
+        assert r["slurm"]["job_id"] == job_id and r["slurm"]["nodes"] == 2
+        assert r["node"] == records[0]["node"]  # one writer: the driver
+        # round robin over the nodes: 2 workers on 2 nodes, 1 on 1
+        assert r["worker_nodes"] == r["workers"]
+        assert sum(r["worker_placement"].values()) == r["workers"]
+        assert set(r["worker_placement"]) <= {"node1", "node2", "node3"}
+        assert r["machine"]["numba_threads"] == 1 and r["machine"]["bandwidth"]["read_Bps"] > 0
+        assert r["scaling"] == "strong" and r["scaling_speedup"] > 0
+    two = {n for r in records if r["workers"] == 2 for n in r["worker_placement"]}
+    assert len(two) == 2
+    assert "speedup" in hpcjobs("bench", "--from", str(merged))
+    log = hpcjobs("logs", job_id)
+    assert "4 ranks" in log and f"merged {len(records)} record(s) from 1 node(s)" in log
+    assert "exit code 0" in log and "lost worker" not in log

@@ -50,7 +50,7 @@ import traceback
 import types
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from hpcjobs._version import __version__
 from hpcjobs.bench.spec import Benchmark, Impl, Sample
@@ -479,12 +479,15 @@ def run(kernels: Iterable[str] = (), *, quick: bool = False, repeats: int | None
         log: Callable[[str], None] | None = None,
         on_size: Callable[[list[dict]], None] | None = None,
         probe: bool = True, workers: list[int] | None = None, weak: bool = False,
-        ) -> tuple[list[dict], dict[str, str]]:
+        cluster: GivenCluster | None = None) -> tuple[list[dict], dict[str, str]]:
     """Discover and run benchmarks; return ``(records, load_problems)``.
 
     ``probe``: measure the memory bandwidth first (the roofline of every record; smaller
     arrays with ``quick``). ``workers``: a scaling run over these cluster sizes (see
     :func:`run_benchmark`); ``weak``: each size's ``n`` grows with the workers.
+    ``cluster``: with ``workers``, run on this running cluster instead of a ``LocalCluster``
+    per worker count: the counts go largest first, :meth:`GivenCluster.resize` brings it
+    down to each, and its fields (where the workers are) go into that count's records.
     """
     from hpcjobs.bench import roofline
 
@@ -493,6 +496,9 @@ def run(kernels: Iterable[str] = (), *, quick: bool = False, repeats: int | None
                                         directory=directory)
     if workers is not None:
         workers = _check_workers(workers)
+        if cluster is not None and workers[-1] > cluster.size:
+            raise UserError(f"--workers {workers[-1]}: the cluster has {cluster.size} "
+                            "worker(s)")
     bandwidth = None
     if probe:
         bandwidth = roofline.probe_bandwidth(
@@ -506,12 +512,19 @@ def run(kernels: Iterable[str] = (), *, quick: bool = False, repeats: int | None
                                          log=log, on_size=on_size, bandwidth=bandwidth))
             continue
         bench_recs: list[dict] = []
-        for w in workers:
+        # a given cluster only shrinks (retired workers do not come back): largest first
+        for w in workers if cluster is None else workers[::-1]:
+            placement = cluster.resize(w) if cluster is not None else {}
             log(f"{bench.name}: {w} worker(s)")
-            bench_recs.extend(run_benchmark(
-                bench, quick=quick, repeats=repeats, sizes=sizes, log=log,
-                bandwidth=bandwidth, workers=w, grow=w / workers[0] if weak else 1.0,
-                scaling="weak" if weak else "strong"))
+            with _given_client(cluster):
+                recs = run_benchmark(
+                    bench, quick=quick, repeats=repeats, sizes=sizes, log=log,
+                    bandwidth=bandwidth, workers=w, grow=w / workers[0] if weak else 1.0,
+                    scaling="weak" if weak else "strong")
+            for rec in recs:
+                rec.update(placement)
+            bench_recs.extend(recs)
+        bench_recs.sort(key=lambda r: r["workers"])  # stable: sizes and impls keep their order
         add_scaling(bench_recs)
         if on_size is not None:
             on_size(bench_recs)
@@ -789,8 +802,25 @@ def format_list(benches: list[Benchmark]) -> str:
 # --------------------------------------------------------------------------- helpers for definitions
 
 
+class GivenCluster(Protocol):
+    """A running cluster that a scaling run sizes down instead of starting ``LocalCluster``s
+    (:func:`run`'s ``cluster``; :class:`hpcjobs.bench.cluster.RetiringCluster`)."""
+
+    #: the connected client that :func:`dask_client` hands to the implementations
+    client: Any
+    #: how many workers it has now
+    size: int
+
+    def resize(self, workers: int) -> dict[str, Any]:
+        """Bring the cluster down to ``workers`` workers; return the fields that the records
+        of this worker count get (where the workers sit)."""
+        ...
+
+
 #: the worker count of the scaling run under way (``run(workers=...)``), else None
 _scaling_workers: int | None = None
+#: the cluster of the scaling run under way when it was given (``run(cluster=...)``)
+_cluster_given: GivenCluster | None = None
 #: clusters of benchmarks that do not say how many workers
 DEFAULT_WORKERS = 2
 
@@ -806,6 +836,16 @@ def _cluster_workers(workers: int | None):
 
 
 @contextlib.contextmanager
+def _given_client(cluster: GivenCluster | None):
+    global _cluster_given
+    before, _cluster_given = _cluster_given, cluster
+    try:
+        yield
+    finally:
+        _cluster_given = before
+
+
+@contextlib.contextmanager
 def dask_client(workers: int | None = None, threads_per_worker: int = 1, processes: bool = True,
                 memory_limit: str | int | None = None):
     """A ``LocalCluster`` + ``Client`` for ``Impl.context``, sized like ``hpcjobs run`` sizes one.
@@ -814,8 +854,15 @@ def dask_client(workers: int | None = None, threads_per_worker: int = 1, process
     ``DEFAULT_WORKERS``. Each Dask thread gets one Numba thread (and one OMP/MKL/OpenBLAS
     thread): no oversubscription, a request beyond the cores is refused, except in a scaling
     run, which may ask for more workers than cores (its records say ``oversubscribed``).
+    A scaling run on a given cluster (``run(cluster=...)``, ``hpcjobs bench --submit
+    --workers``) yields that cluster's client, already sized to the count under way; a
+    benchmark that asks for a fixed ``workers`` still gets its own ``LocalCluster``.
     """
     from distributed import Client
+
+    if _cluster_given is not None and workers is None:
+        yield _cluster_given.client
+        return
 
     from hpcjobs.runtime.local import plan_cluster, start_local_cluster
 

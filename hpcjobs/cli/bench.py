@@ -159,7 +159,7 @@ def merge(run: str, json_out: str | None) -> None:
     found = bench_run(run)
     path, records = merge_run(found, json_out)
     nodes = nodes_of(records)
-    missing = int(found.config.get("nodes") or 0) - len(nodes)
+    missing = int(found.config.get("writers") or found.config.get("nodes") or 0) - len(nodes)
     click.echo(f"merged {len(records)} record(s) from {len(nodes)} node(s) "
                f"({', '.join(nodes)}) into {path}"
                + (f"; {missing} node(s) wrote nothing (hpcjobs logs {found.run_id})"
@@ -171,8 +171,8 @@ _SUBCOMMANDS = {"compare": compare, "merge": merge}
 #: ``--submit``'s Slurm options: (flags, [slurm] key, help); values are checked by the
 #: [slurm] machinery (hpcjobs.slurm.script), so a bad one is a one-line error like submit's
 _SLURM_FLAGS = (
-    (("--nodes", "-N"), "nodes", "With --submit: nodes to run on, one run per node "
-                                 "(default 1)."),
+    (("--nodes", "-N"), "nodes", "With --submit: nodes to run on, one run per node, or "
+                                 "with --workers one cluster over them (default 1)."),
     (("--partition", "-p"), "partition", "With --submit: partition (queue)."),
     (("--account", "-A"), "account", "With --submit: account to charge."),
     (("--qos",), "qos", "With --submit: quality of service."),
@@ -213,7 +213,8 @@ def _submit_options(func):
               help="Also plot time vs size per implementation (needs matplotlib).")
 @click.option("--workers", "workers_text", default=None, metavar="1,2,4",
               help="Scaling run: the implementations that run on a local cluster, once per "
-                   "worker count (strong scaling: the same sizes).")
+                   "worker count (strong scaling: the same sizes). With --submit: on one Dask "
+                   "cluster over the --nodes nodes, largest count first.")
 @click.option("--weak", is_flag=True,
               help="With --workers: weak scaling (each size's n grows with the workers).")
 @click.option("--no-probe", is_flag=True,
@@ -249,7 +250,10 @@ def bench(kernels: tuple[str, ...], quick: bool, repeats: int | None, sizes_text
     nodes unless --shared; partition, account, time... as for `hpcjobs submit`, under the
     site profile's [slurm] values), each record tagged with its node and the job id, merged
     into one file when the job ends (`hpcjobs bench merge RUN` merges by hand).
-    `hpcjobs status|logs|cancel` work on the job.
+    With --submit --workers the job is one Dask cluster over the --nodes nodes instead (Dask
+    over MPI, one-thread workers round robin over the nodes) that retires workers down to
+    each count, largest first: scaling over nodes. `hpcjobs status|logs|cancel` work on the
+    job.
 
     \b
     Examples:
@@ -260,6 +264,7 @@ def bench(kernels: tuple[str, ...], quick: bool, repeats: int | None, sizes_text
       hpcjobs bench describe --workers 1,2,4 --plot scaling.png
       hpcjobs bench compare before.jsonl after.jsonl
       hpcjobs bench describe --quick --submit --nodes 2 --time 00:10:00 --wait
+      hpcjobs bench describe --submit --nodes 4 --workers 1,2,4,8 --time 01:00:00
     """
     from hpcjobs.bench import harness
 
@@ -295,8 +300,7 @@ def bench(kernels: tuple[str, ...], quick: bool, repeats: int | None, sizes_text
     workers = _int_list(workers_text, "--workers", "worker counts of at least 1 like 1,2,4",
                         low=1)
     if weak and workers is None:
-        raise click.BadParameter("--weak needs --workers (e.g. --workers 1,2,4)",
-                                 param_hint="--weak")
+        raise UserError("--weak needs --workers (e.g. --workers 1,2,4)")
     if submit:
         from hpcjobs.slurm.bench import BenchRequest
 
@@ -345,6 +349,20 @@ def bench_node(run_dir: str) -> None:
     from hpcjobs.slurm.bench import node_run
 
     code = node_run(run_dir, echo=click.echo)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+@click.command("bench-cluster", hidden=True,
+               context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("run_dir", type=click.Path(file_okay=False))
+def bench_cluster(run_dir: str) -> None:
+    """Run RUN_DIR's scaling run on one Dask cluster over the job's nodes (what every MPI rank
+    of a `bench --submit --workers` job runs)."""
+    from hpcjobs.slurm.bench import cluster_run
+
+    code = cluster_run(run_dir, echo=click.echo)
     sys.stdout.flush()
     sys.stderr.flush()
     sys.exit(code)

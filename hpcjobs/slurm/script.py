@@ -29,6 +29,7 @@ from hpcjobs.runtime import STARTUP_TIMEOUT
 TEMPLATE = "slurm-batch.sh"
 CLUSTER_TEMPLATE = "slurm-cluster.sh"
 BENCH_TEMPLATE = "slurm-bench.sh"
+BENCH_CLUSTER_TEMPLATE = "slurm-bench-cluster.sh"
 
 # key -> (kind, sbatch flag or None, help). Kinds: "str" (an #SBATCH value), "int", "lines",
 # "directives", "text" (a value used only quoted in the shell part).
@@ -398,7 +399,7 @@ def render_cluster_script(opts: SlurmOptions, *, job_name: str, run_dir: str | P
 
 
 def render_bench_script(opts: SlurmOptions, *, job_name: str, run_dir: str | Path,
-                        python: str, hpcjobs_version: str = "",
+                        python: str, hpcjobs_version: str = "", ranks: int | None = None,
                         template: str | None = None) -> str:
     """The batch script of a benchmark job (pure: same inputs, same text).
 
@@ -406,6 +407,10 @@ def render_bench_script(opts: SlurmOptions, *, job_name: str, run_dir: str | Pat
     ``python -m hpcjobs bench-node RUN``, which writes ``nodes/<node>.jsonl`` into the run
     folder; then the batch shell runs ``python -m hpcjobs bench merge RUN``. ``opts`` comes
     with :data:`BENCH_FIXED` applied (:func:`hpcjobs.slurm.bench.bench_options`).
+    ``ranks`` (a scaling run on one cluster over the nodes): that many MPI ranks instead,
+    round robin over the nodes (``--distribution=cyclic``), run ``python -m hpcjobs
+    bench-cluster RUN`` (Dask over MPI, one thread per worker), whose driver writes the
+    records; the merge is the same.
 
     Examples
     --------
@@ -425,7 +430,15 @@ def render_bench_script(opts: SlurmOptions, *, job_name: str, run_dir: str | Pat
         "launch": f"{quoted} -m hpcjobs bench-node {shlex.quote(run_dir)}",
         "merge": f"{quoted} -m hpcjobs bench merge {shlex.quote(run_dir)}",
     }
-    return _fill(template if template is not None else load_template(BENCH_TEMPLATE), subs)
+    name = BENCH_TEMPLATE
+    if ranks is not None:
+        name = BENCH_CLUSTER_TEMPLATE
+        subs.update(
+            ranks=str(int(ranks)),
+            srun=" ".join(["srun", f"--mpi={shlex.quote(opts.mpi)}", f"--ntasks={int(ranks)}",
+                           "--distribution=cyclic", "--kill-on-bad-exit=0", "--wait=0"]),
+            launch=f"{quoted} -m hpcjobs bench-cluster {shlex.quote(run_dir)}")
+    return _fill(template if template is not None else load_template(name), subs)
 
 
 __all__ = ["OPTIONS", "SlurmOptions", "resolve_options", "render_script", "load_template",
