@@ -75,7 +75,11 @@ def _scatter(X, size):
     n, d = X.shape
     rows = max(1, CHUNK_BYTES // (8 * d))
     pieces = [X[i:i + rows] for i in range(0, n, rows)]
-    futures = client.scatter(pieces)
+    # hash=False: keys of their own. Content-hashed keys would be the same for the next
+    # implementation's (or worker count's) scatter of the same data while the workers are
+    # still forgetting the last one, and a worker can then drop the new copy (its task waits
+    # forever on a "missing" piece: seen with hpcjobs bench describe --submit --workers)
+    futures = client.scatter(pieces, hash=False)
     wait(futures)
     arrays = [da.from_delayed(f, shape=p.shape, dtype=X.dtype)
               for f, p in zip(futures, pieces, strict=True)]
