@@ -24,7 +24,10 @@ from hpcjobs.errors import RunFailed, UserError
 from hpcjobs.slurm.bench import bench_options, check_room
 from hpcjobs.slurm.client import SlurmClient
 from hpcjobs.slurm.script import render_bench_script
-from tests.test_bench_submit import hpcjobs, slurm  # noqa: F401  (fixture)
+from tests import test_bench_submit
+from tests.test_bench_submit import hpcjobs
+
+slurm = test_bench_submit.slurm  # the fake Slurm fixture
 
 GOLDEN = Path(__file__).parent / "golden" / "bench-cluster.sh"
 
@@ -199,7 +202,7 @@ def test_room_for_the_ranks_is_checked_against_the_partition():
     (["--weak"], "Error: --weak needs --workers (e.g. --workers 1,2,4)"),
     (["--workers", "0,2"], "worker counts of at least 1"),
 ])
-def test_bad_input_is_one_line_with_exit_2(slurm, tmp_path, monkeypatch,  # noqa: F811
+def test_bad_input_is_one_line_with_exit_2(slurm, tmp_path, monkeypatch,
                                            args, message):
     _write_cluster_defs(tmp_path / "cdefs")
     monkeypatch.setenv("HPCJOBS_BENCHMARKS", str(tmp_path / "cdefs"))
@@ -209,7 +212,7 @@ def test_bad_input_is_one_line_with_exit_2(slurm, tmp_path, monkeypatch,  # noqa
     assert not any(call[0] == "sbatch" for call in slurm.calls)
 
 
-def test_workers_beyond_the_nodes_cores_are_refused_before_sbatch(  # noqa: F811
+def test_workers_beyond_the_nodes_cores_are_refused_before_sbatch(
         slurm, tmp_path, monkeypatch):
     _write_cluster_defs(tmp_path / "cdefs")
     monkeypatch.setenv("HPCJOBS_BENCHMARKS", str(tmp_path / "cdefs"))
@@ -220,7 +223,7 @@ def test_workers_beyond_the_nodes_cores_are_refused_before_sbatch(  # noqa: F811
     assert not (tmp_path / "runs").exists()
 
 
-def test_submit_driver_merge_and_read_back(slurm, tmp_path, monkeypatch,  # noqa: F811
+def test_submit_driver_merge_and_read_back(slurm, tmp_path, monkeypatch,
                                            local_cluster):
     """The job as the fake Slurm takes it; its driver's part on a LocalCluster (the ranks'
     Dask over MPI is the real-Slurm test's); merge, --from, compare and the scaling plot."""
@@ -252,7 +255,7 @@ def test_submit_driver_merge_and_read_back(slurm, tmp_path, monkeypatch,  # noqa
         (1, "node1", "100"), (2, "node1", "100")]
     assert all(r["worker_nodes"] == 1 and r["scaling_speedup"] for r in records)
     shown = hpcjobs("bench", "--from", str(merged))
-    assert "workers" in shown and "speedup" in shown
+    assert "workers" in shown and "speedup" in shown and "on nodes" in shown
     assert "dask" in hpcjobs("bench", "compare", str(merged), str(merged))
     pytest.importorskip("matplotlib")
     png = tmp_path / "scaling.png"

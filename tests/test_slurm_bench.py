@@ -1,5 +1,6 @@
 """``hpcjobs bench --submit`` against the real local Slurm cluster of ``slurm/`` (3 simulated
-nodes on this host): a 2-node benchmark job whose results merge into one file."""
+nodes on this host): a 2-node benchmark job whose results merge into one file, and a scaling
+run (``--workers``) on one Dask cluster over 2 nodes."""
 
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ def test_scaling_on_one_cluster_over_two_nodes(slurm_cluster, runs_dir, tmp_path
         assert r["scaling"] == "strong" and r["scaling_speedup"] > 0
     two = {n for r in records if r["workers"] == 2 for n in r["worker_placement"]}
     assert len(two) == 2
-    assert "speedup" in hpcjobs("bench", "--from", str(merged))
+    assert "on nodes" in hpcjobs("bench", "--from", str(merged))
     log = hpcjobs("logs", job_id)
     assert "4 ranks" in log and f"merged {len(records)} record(s) from 1 node(s)" in log
     assert "exit code 0" in log and "lost worker" not in log

@@ -676,10 +676,12 @@ def format_table(records: list[dict]) -> str:
     from hpcjobs.bench.nodes import nodes_of
 
     scaling = any(r.get("workers") for r in records)
+    over_nodes = any(r.get("worker_nodes") for r in records)  # one cluster over the nodes
     by_node = len(nodes_of(records)) > 1  # a job over several nodes: whose row is whose
     header = ["benchmark", "size", "impl", "median", "min", "max", "compile", "throughput",
               "roofline", "ours/peer"] + (["workers", "speedup", "efficiency"] if scaling else []
-                                          ) + (["node"] if by_node else [])
+                                          ) + (["on nodes"] if over_nodes else []
+                                               ) + (["node"] if by_node else [])
     rows = [header]
     for r in records:
         impl = r["impl"] + (" (peer)" if r["peer"] else "")
@@ -688,6 +690,8 @@ def format_table(records: list[dict]) -> str:
             extra = [f"{r.get('workers') or '-'}{'!' if r.get('oversubscribed') else ''}",
                      _fmt(r.get("scaling_speedup"), "{:.2f}"),
                      _fmt(r.get("scaling_efficiency"), "{:.0%}")]
+        if over_nodes:
+            extra.append(str(r.get("worker_nodes") or "-"))
         if by_node:
             extra.append(r.get("node") or "-")
         if r["status"] == "ok":
@@ -745,6 +749,9 @@ def format_summary(records: list[dict], problems: dict[str, str] | None = None) 
         if any(r.get("workers") for r in records):
             out.append("workers: cluster size of a scaling run (!: more workers than cores); "
                        "speedup and efficiency against the fewest workers")
+        if any(r.get("worker_nodes") for r in records):
+            out.append("on nodes: how many nodes the workers of one cluster over the job's "
+                       "nodes sat on (spread round robin)")
     skipped = sorted({(r["benchmark"], r["impl"], r["reason"]) for r in records
                       if r["status"] == "skipped" and r["reason"] != "not run at this size"})
     for bench, impl, reason in skipped:

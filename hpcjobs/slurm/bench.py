@@ -99,8 +99,15 @@ def cluster_ranks(workers: list[int]) -> int:
 
 def check_room(opts: SlurmOptions, workers: list[int], client: SlurmClient) -> None:
     """Refuse, before submitting, a cluster whose ranks (one core each) do not fit on
-    ``opts.nodes`` nodes of the partition (the smallest node's CPUs, from ``sinfo``)."""
-    rows = [line.split("|") for line in client.sinfo().splitlines() if line.count("|") >= 4]
+    ``opts.nodes`` nodes of the partition (the smallest node's CPUs, from ``sinfo``). Where
+    ``sinfo`` does not answer, sbatch judges alone."""
+    from hpcjobs.errors import HpcjobsError
+
+    try:
+        text = client.sinfo()
+    except HpcjobsError:
+        return
+    rows = [line.split("|") for line in text.splitlines() if line.count("|") >= 4]
     cpus = [int(r[4].rstrip("+")) for r in rows if r[4].rstrip("+").isdigit() and (
         r[0].rstrip("*") == opts.partition if opts.partition else r[0].endswith("*"))]
     if cpus and opts.ntasks_per_node > min(cpus):
