@@ -76,6 +76,7 @@ def test_scaling_on_one_cluster_over_two_nodes(slurm_cluster, runs_dir, tmp_path
         assert sum(r["worker_placement"].values()) == r["workers"]
         assert set(r["worker_placement"]) <= {"node1", "node2", "node3"}
         assert r["machine"]["numba_threads"] == 1 and r["machine"]["bandwidth"]["read_Bps"] > 0
+        assert r["worker_numba_threads"] == 1  # 1 Dask thread x 1 Numba thread per worker
         assert r["scaling"] == "strong" and r["scaling_speedup"] > 0
     two = {n for r in records if r["workers"] == 2 for n in r["worker_placement"]}
     assert len(two) == 2

@@ -9,8 +9,9 @@ workers that remain are spread over as many nodes as they can be (as evenly as t
 and every smaller count keeps a subset of a larger one's workers.
 
 Each record of a count says where its workers sat: ``worker_nodes`` (how many nodes),
-``worker_placement`` (``{node: workers}``) and ``oversubscribed`` (a node ran more worker
-threads than it has cores).
+``worker_placement`` (``{node: workers}``), ``worker_numba_threads`` (the most Numba threads
+a worker had: 1 in a benchmark job, which exports ``NUMBA_NUM_THREADS=1``) and
+``oversubscribed`` (a node ran more worker threads than it has cores).
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ def _where() -> dict[str, Any]:
     cpus = os.environ.get("SLURM_CPUS_ON_NODE", "")
     cores = int(cpus) if cpus.isdigit() else (os.cpu_count() or 1)
     host = socket.gethostname()
-    return {"node": os.environ.get("SLURMD_NODENAME") or host, "host": host, "cores": cores}
+    import numba
+
+    return {"node": os.environ.get("SLURMD_NODENAME") or host, "host": host, "cores": cores,
+            "numba_threads": numba.get_num_threads()}
 
 
 def _rank_key(name: str) -> tuple:
@@ -97,6 +101,7 @@ class RetiringCluster:
             placement[node] = placement.get(node, 0) + 1
         cores = {self.where[name]["node"]: self.where[name]["cores"] for name in keep}
         return {"worker_nodes": len(placement), "worker_placement": placement,
+                "worker_numba_threads": max(self.where[name]["numba_threads"] for name in keep),
                 "oversubscribed": any(placement[n] > cores[n] for n in placement)}
 
     def _wait_for(self, names: set[str]) -> None:
