@@ -381,7 +381,7 @@ def run_benchmark(bench: Benchmark, *, quick: bool = False, repeats: int | None 
             data = bench.make_data(size, rng)
             log(f"{bench.name} {format_size(size)}: data made in "
                 f"{time.perf_counter() - t0:.2f} s")
-            with _cluster_workers(workers):
+            with _scoped("_scaling_workers", workers):
                 _time_all(bench, runnable, data, size, repeats, quick, items, log)
             del data
         bytes_moved = float(bench.bytes(size)) if bench.bytes is not None else None
@@ -516,7 +516,7 @@ def run(kernels: Iterable[str] = (), *, quick: bool = False, repeats: int | None
         for w in workers if cluster is None else workers[::-1]:
             placement = cluster.resize(w) if cluster is not None else {}
             log(f"{bench.name}: {w} worker(s)")
-            with _given_client(cluster):
+            with _scoped("_cluster_given", cluster):
                 recs = run_benchmark(
                     bench, quick=quick, repeats=repeats, sizes=sizes, log=log,
                     bandwidth=bandwidth, workers=w, grow=w / workers[0] if weak else 1.0,
@@ -833,23 +833,14 @@ DEFAULT_WORKERS = 2
 
 
 @contextlib.contextmanager
-def _cluster_workers(workers: int | None):
-    global _scaling_workers
-    before, _scaling_workers = _scaling_workers, workers
+def _scoped(name: str, value):
+    """The module's setting ``name`` (the scaling run under way's) is ``value`` in the block."""
+    before = globals()[name]
+    globals()[name] = value
     try:
         yield
     finally:
-        _scaling_workers = before
-
-
-@contextlib.contextmanager
-def _given_client(cluster: GivenCluster | None):
-    global _cluster_given
-    before, _cluster_given = _cluster_given, cluster
-    try:
-        yield
-    finally:
-        _cluster_given = before
+        globals()[name] = before
 
 
 @contextlib.contextmanager
