@@ -52,14 +52,15 @@ class PCAResult:
 # ---------------------------------------------------------------------------------------------
 # the fused sweeps (d <= _FUSED_MAX_D)
 #
-# X is read once per sweep, in blocks of _block_rows(d) rows copied as float64 columns into a
-# (d, rows) buffer that stays in L1 (one pass over the block's rows; the block's cache lines
-# are read once). The scatter sweep centres each block on its own mean (exact two-pass, in
-# cache) and merges the blocks with Chan et al.'s update, so a large offset (mean 1e6, small
-# spread) loses nothing to cancellation, and no centred copy of X is ever made; the projection
-# sweep centres and projects each block in cache. Both vectorise along the buffer's rows.
-# Threads take disjoint row ranges; one thread runs outside a parallel region (entering one
-# costs milliseconds per chunk). ``hpcjobs bench pca`` times them against oneDAL.
+# X is read once per sweep, with no centred copy. The scatter sweep copies blocks of
+# _block_rows(d) rows as float64 columns, less a shift (the chunk's first row), into a
+# (d, rows) buffer that stays in L1 (one pass over the block's rows), centres each block on
+# its own mean there (exact two-pass) and adds its products four columns at a time (a
+# vectorised dot product along the rows); blocks and threads are merged with Chan et al.'s
+# update. With the shift, the means merged are small numbers: a large offset (mean 1e6, small
+# spread) loses nothing to cancellation. The projection sweep centres and projects a row at a
+# time. Threads take disjoint row ranges; one thread runs outside a parallel region (entering
+# one costs milliseconds per chunk). ``hpcjobs bench pca`` times them against oneDAL.
 
 #: beyond this many columns the scatter and projection are BLAS products of a centred copy
 _FUSED_MAX_D = 64
@@ -70,8 +71,8 @@ _SWEEP = {"reassoc", "nsz", "contract"}
 
 
 def _block_rows(d: int) -> int:
-    """Rows per block: the (d, rows) float64 buffer within 16 KiB (half an L1d)."""
-    return max(16, (2048 // max(d, 1)) // 8 * 8)
+    """Rows per block: the (d, rows) float64 buffer within 32 KiB (an L1d)."""
+    return max(16, (4096 // max(d, 1)) // 8 * 8)
 
 
 @njit
@@ -81,6 +82,32 @@ def _columns(X, r0, r1, shift, cols):
     for t in range(r1 - r0):
         for j in range(X.shape[1]):
             cols[j, t] = np.float64(X[r0 + t, j]) - shift[j]
+
+
+@njit(fastmath=_SWEEP)
+def _add_products(cols, nb, m2):
+    """``m2[i, j] += cols[i, :nb] @ cols[j, :nb]`` for j >= i (and a few j < i, which the
+    caller ignores): four rows i at a time, so that each load of row j serves four products."""
+    d = cols.shape[0]
+    for i0 in range(0, d - 3, 4):
+        for j in range(i0, d):
+            a0 = a1 = a2 = a3 = 0.0
+            for t in range(nb):
+                c = cols[j, t]
+                a0 += cols[i0, t] * c
+                a1 += cols[i0 + 1, t] * c
+                a2 += cols[i0 + 2, t] * c
+                a3 += cols[i0 + 3, t] * c
+            m2[i0, j] += a0
+            m2[i0 + 1, j] += a1
+            m2[i0 + 2, j] += a2
+            m2[i0 + 3, j] += a3
+    for i in range(d - d % 4, d):
+        for j in range(i, d):
+            acc = 0.0
+            for t in range(nb):
+                acc += cols[i, t] * cols[j, t]
+            m2[i, j] += acc
 
 
 @njit(fastmath=_SWEEP)
@@ -108,15 +135,13 @@ def _scatter_range(X, start, stop, rows, shift, mean, m2):
             bmean[j] = total / nb
             for t in range(nb):
                 cols[j, t] -= bmean[j]
+        _add_products(cols, nb, m2)
         tot = n + nb
         weight = n * nb / tot
         for i in range(d):
             di = (bmean[i] - mean[i]) * weight
             for j in range(i, d):
-                acc = 0.0
-                for t in range(nb):
-                    acc += cols[i, t] * cols[j, t]
-                m2[i, j] += acc + di * (bmean[j] - mean[j])
+                m2[i, j] += di * (bmean[j] - mean[j])
         for j in range(d):
             mean[j] += (bmean[j] - mean[j]) * (nb / tot)
         n = tot
@@ -150,39 +175,34 @@ def _fused_scatter(X: np.ndarray, n_threads: int) -> tuple:
 
 
 @njit(fastmath=_SWEEP)
-def _project_range(X, start, stop, rows, mean, components, out):
-    """``(X[start:stop] - mean) @ components.T`` into ``out[start:stop]``, a block at a time."""
+def _project_range(X, start, stop, mean, components, out):
+    """``(X[start:stop] - mean) @ components.T`` into ``out[start:stop]``, a row at a time."""
     d, k = X.shape[1], components.shape[0]
-    cols = np.empty((d, rows))
-    acc = np.empty(rows)
-    for r0 in range(start, stop, rows):
-        _columns(X, r0, min(r0 + rows, stop), mean, cols)
-        nb = min(r0 + rows, stop) - r0
+    centred = np.empty(d)
+    for r in range(start, stop):
+        for j in range(d):
+            centred[j] = np.float64(X[r, j]) - mean[j]
         for c in range(k):
-            acc[:nb] = 0.0
+            acc = 0.0
             for j in range(d):
-                w = components[c, j]
-                for t in range(nb):
-                    acc[t] += w * cols[j, t]
-            for t in range(nb):
-                out[r0 + t, c] = acc[t]
+                acc += centred[j] * components[c, j]
+            out[r, c] = acc
 
 
 @njit(parallel=True)
-def _project_threads(X, rows, mean, components, out, n_threads):
+def _project_threads(X, mean, components, out, n_threads):
     ranges = thread_ranges(X.shape[0], n_threads)
     for p in numba.prange(ranges.shape[0]):
-        _project_range(X, ranges[p, 0], ranges[p, 1], rows, mean, components, out)
+        _project_range(X, ranges[p, 0], ranges[p, 1], mean, components, out)
 
 
 def _fused_project(X: np.ndarray, mean: np.ndarray, components: np.ndarray,
                    n_threads: int) -> np.ndarray:
     out = np.empty((X.shape[0], components.shape[0]))
-    rows = _block_rows(X.shape[1])
     if n_threads == 1:
-        _project_range(X, 0, X.shape[0], rows, mean, components, out)
+        _project_range(X, 0, X.shape[0], mean, components, out)
     else:
-        _project_threads(X, rows, mean, components, out, n_threads)
+        _project_threads(X, mean, components, out, n_threads)
     return out
 
 
@@ -204,10 +224,12 @@ def _scatter(block: np.ndarray) -> tuple:
         if block.dtype not in (np.float32, np.float64):
             block = block.astype(np.float64)
         return _fused_scatter(np.ascontiguousarray(block), _threads_for(block))
-    block = np.asarray(block, dtype=np.float64)
-    mean = block.mean(axis=0)
-    c = block - mean
-    return n, mean, c.T @ c
+    # shifted by a row first, as the fused sweep is: the mean of a large offset is then exact
+    first = np.asarray(block[0], dtype=np.float64)
+    c = np.asarray(block, dtype=np.float64) - first
+    offset = c.mean(axis=0)
+    c -= offset
+    return n, first + offset, c.T @ c
 
 
 def _merge(parts: list) -> tuple:
@@ -332,7 +354,8 @@ def pca(X, n_components: int = 2, *, method: str = "auto", n_iter: int = 4,
     >>> pca(X, 1).explained_variance
     array([2.])
     """
-    X = check_array(X, "X", _FUNC, ndim=2, min_len=2)
+    # NaN and inf are refused once the scatter turns out non-finite: no pass of its own
+    X = check_array(X, "X", _FUNC, ndim=2, min_len=2, allow_nan=True)
     n, d = X.shape
     if n_components > min(n, d):
         raise InvalidInput(message("n_components", _FUNC, f"at most min(n_rows, n_columns) = "
@@ -346,6 +369,8 @@ def pca(X, n_components: int = 2, *, method: str = "auto", n_iter: int = 4,
         cnt, mean, m2 = covariance_reduction(X).compute()
     else:
         cnt, mean, m2 = _scatter(X)
+        if not _finite(mean, m2):
+            check_array(X, "X", _FUNC, ndim=2, min_len=2)  # raises for NaN or inf
     total_var = np.trace(m2) / (cnt - 1)
     k = n_components
     if method == "covariance":
@@ -380,9 +405,15 @@ def _same(bases):
 
 
 def _checked_scatter(block):
+    bases = _scatter(block)
     block = np.asarray(block)
-    if block.dtype.kind == "f" and not np.isfinite(block).all():
+    if not _finite(*bases[1:]) and block.dtype.kind == "f" and not np.isfinite(block).all():
         from hpcjobs.kernels._validation import nonfinite_error
 
         raise nonfinite_error("X", _FUNC)
-    return _scatter(block)
+    return bases
+
+
+def _finite(mean: np.ndarray, m2: np.ndarray) -> bool:
+    """False where a NaN or inf in the data (or an overflow) spoilt the scatter."""
+    return bool(np.isfinite(mean).all() and np.isfinite(m2).all())
