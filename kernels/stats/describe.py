@@ -60,8 +60,10 @@ class DescribeResult:
 #
 # - The moments sweep sums x - c and its square and keeps min and max, c being a value of the
 #   data (the running mean; the block's first row before there is one): M2 = S2 - S1^2 / n
-#   then loses at most a few ulps per row of a block. NaN and inf show in the sums: the block
-#   is then swept again, skipping NaN (count, sum, then M2 about the block's mean).
+#   then loses at most a few ulps per row of a block. The means are kept relative to the
+#   range's first row, so that a large offset does not spoil the merges. NaN and inf show in
+#   the sums: the block is then swept again, skipping NaN (count, sum, then M2 about the
+#   block's mean).
 # - The bins sweep computes each value's place in the flat counts (an int32: see _lane_bins);
 #   the counts are then incremented from it (consecutive values are in different columns, so
 #   consecutive increments do not wait for each other).
@@ -72,8 +74,10 @@ class DescribeResult:
 
 _BLOCK_VALUES = 2048
 _NSTATS = 5  # count, mean, M2, min, max
-# far above the error of (x - lo) * scale and of numpy's linspace edges (a few ulps of bins)
+# far above the error of (x - lo) * scale and of numpy's linspace edges (a few ulps of bins;
+# plus a few ulps of the edges' magnitude, in bins, for a range far from 0: _margins)
 _MARGIN = 1e-7
+_EPS = np.finfo(np.float64).eps
 # reassociation lets the lane sums vectorise; NaN and inf keep their IEEE meaning
 _SWEEP = {"reassoc", "nsz", "contract"}
 
@@ -130,8 +134,9 @@ def _lane_moments(flat, s0, nv, shift, s1, s2, mn, mx):
 
 
 @njit(fastmath=_SWEEP)
-def _lane_sums(flat, s0, nv, cnt, total):
-    """Count and sum of the non-NaN values of ``flat[s0:s0 + nv]`` into lanes."""
+def _lane_sums(flat, s0, nv, shift, cnt, total):
+    """Count and sum of ``x - shift`` of the non-NaN values of ``flat[s0:s0 + nv]`` into
+    lanes."""
     lanes = cnt.shape[0]
     for s in range(s0, s0 + nv, lanes):
         run = flat[s:min(s + lanes, s0 + nv)]
@@ -139,7 +144,7 @@ def _lane_sums(flat, s0, nv, cnt, total):
             x = np.float64(run[i])
             ok = x == x
             cnt[i] += 1.0 if ok else 0.0
-            total[i] += x if ok else 0.0
+            total[i] += x - shift[i] if ok else 0.0
 
 
 @njit(fastmath=_SWEEP)
@@ -155,7 +160,7 @@ def _lane_m2(flat, s0, nv, mean, m2):
 
 
 @njit(fastmath=_SWEEP)
-def _lane_bins(flat, s0, nv, lo, hi, scale, base, bins, kbuf):
+def _lane_bins(flat, s0, nv, lo, hi, scale, margin, base, bins, kbuf):
     """Each value's place in the flat counts into ``kbuf``: ``base`` (its column's first bin)
     + ``floor((x - lo) * scale)``, or + ``bins`` when dropped (NaN, out of range). True when
     a value lies within rounding error of an edge."""
@@ -172,7 +177,7 @@ def _lane_bins(flat, s0, nv, lo, hi, scale, base, bins, kbuf):
             # an int64 conversion keeps the loop scalar (a bin index is below 2**26 anyway)
             k = min(np.int32(f), np.int32(bins - 1))
             frac = f - k
-            near |= keep & ((frac < _MARGIN) | (frac > 1.0 - _MARGIN))
+            near |= keep & ((frac < margin[i]) | (frac > 1.0 - margin[i]))
             kout[i] = base[i] + (k if keep else np.int32(bins))
     return near
 
@@ -219,15 +224,17 @@ def _by_column(first, second, mn, mx, d, block):
 
 
 @njit
-def _block_moments(flat, s0, nb, d, out, lanes_buf, block):
-    """Bases (5, d) of the block of ``nb`` rows at ``flat[s0]`` into ``block``; ``out`` holds
-    the bases so far (their mean is the shift); ``lanes_buf`` is scratch (6, L)."""
+def _block_moments(flat, s0, nb, d, origin, out, lanes_buf, block):
+    """Bases (5, d) of the block of ``nb`` rows at ``flat[s0]`` into ``block``, their means
+    less ``origin`` (d,); ``out`` holds the bases so far (their mean, the shift), likewise;
+    ``lanes_buf`` is scratch (6, L). About an origin in the data, the blocks' means are small
+    numbers, which Chan's merge takes without cancelling."""
     nv = nb * d
     s1, s2, mn, mx, cnt, shift = (lanes_buf[0], lanes_buf[1], lanes_buf[2], lanes_buf[3],
                                   lanes_buf[4], lanes_buf[5])
     for i in range(shift.shape[0]):
         j = i % d
-        shift[i] = out[1, j] if out[0, j] > 0 else np.float64(flat[s0 + j])
+        shift[i] = origin[j] + out[1, j] if out[0, j] > 0 else np.float64(flat[s0 + j])
     s1[:] = 0.0
     s2[:] = 0.0
     mn[:] = np.inf
@@ -241,19 +248,21 @@ def _block_moments(flat, s0, nb, d, out, lanes_buf, block):
         for j in range(d):
             a, b = block[0, j], block[1, j]
             block[0, j] = nb
-            block[1, j] = shift[j] + a / nb
+            block[1, j] = (shift[j] - origin[j]) + a / nb
             block[2, j] = max(b - a * a / nb, 0.0)
         return
     # NaN or inf: count and mean, then M2 about it, skipping NaN (min and max stand)
     cnt[:] = 0.0
     s1[:] = 0.0
     s2[:] = 0.0
-    _lane_sums(flat, s0, nv, cnt, s1)
+    for i in range(shift.shape[0]):
+        shift[i] = origin[i % d]
+    _lane_sums(flat, s0, nv, shift, cnt, s1)
     _by_column(cnt, s1, mn, mx, d, block)
     for j in range(d):
         block[1, j] = block[1, j] / block[0, j] if block[0, j] > 0 else 0.0
     for i in range(shift.shape[0]):
-        shift[i] = block[1, i % d]
+        shift[i] = origin[i % d] + block[1, i % d]
     _lane_m2(flat, s0, nv, shift, s2)
     block[2] = 0.0
     for i in range(s2.shape[0]):
@@ -270,21 +279,28 @@ def _describe_range(X, start, stop, lanes, rows, lo, hi, scale, edges, out, coun
     moments, hist = out.shape[0] > 0, bins > 0
     lo_l, hi_l, scale_l = _by_lane(lo, lanes), _by_lane(hi, lanes), _by_lane(scale, lanes)
     base_l = _by_lane(np.arange(d).astype(np.int32) * np.int32(bins + 1), lanes)
+    margin_l = _MARGIN + 8 * _EPS * np.maximum(np.abs(lo_l), np.abs(hi_l)) * scale_l
     lanes_buf = np.empty((6, lanes))
     kbuf = np.empty(rows * d, dtype=np.int32)
     block = np.empty((_NSTATS, d))
+    origin = np.zeros(d)  # the range's first row (0 for NaN or inf)
+    for j in range(d if stop > start else 0):
+        x = np.float64(flat[start * d + j])
+        origin[j] = x if np.isfinite(x) else 0.0
     if moments:
         out[0, :] = 0.0
     for r0 in range(start, stop, rows):
         s0, nb = r0 * d, min(r0 + rows, stop) - r0
         if moments:
-            _block_moments(flat, s0, nb, d, out, lanes_buf, block)
+            _block_moments(flat, s0, nb, d, origin, out, lanes_buf, block)
             _merge_into(out, block)
         if hist:
-            if _lane_bins(flat, s0, nb * d, lo_l, hi_l, scale_l, base_l, bins, kbuf):
+            if _lane_bins(flat, s0, nb * d, lo_l, hi_l, scale_l, margin_l, base_l, bins, kbuf):
                 _exact_bins(flat, s0, nb * d, d, lo, scale, edges, kbuf)
             for i in range(nb * d):
                 flat_counts[kbuf[i]] += 1
+    for j in range(d if moments else 0):
+        out[1, j] += origin[j]
 
 
 def _moments(X, lo, hi, scale, edges, n_threads: int, moments: bool = True):
