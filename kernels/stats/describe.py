@@ -3,11 +3,12 @@
 Statistics come from mergeable bases (count, mean, M2, min, max; Chan et al.'s pairwise
 update), so chunks are summarised independently and combined in a tree: the result does not
 depend on the chunking. Within a chunk the rows are cut into cache-sized blocks, each block is
-summarised with an exact two-pass mean/M2 and histogrammed while it is in cache, and blocks
+summarised in one sweep about a shift (the running mean, so M2 does not cancel), with a
+second sweep only for a block holding NaN, and histogrammed while it is in cache; blocks
 are merged; threads work on disjoint row ranges and are merged serially at the end (the sweeps
-are described at the chunk level below). The histogram needs the range first, so a first
-pass over the data finds each column's min and max alone, unless ``range`` or the columns'
-``extremes`` (hpcjobs records them per chunk) are given: then one pass
+are described at the chunk level below). The histogram needs the range first, so it is a
+second pass over the data (the first gives the moments and the range), unless ``range`` or
+the columns' ``extremes`` (hpcjobs records them per chunk) are given: then one pass
 (:func:`describe_reduction`). NaN values are skipped, so the statistics equal
 ``numpy.nanmean``/``nanstd``/``nanmin``/``nanmax`` (and ``numpy.mean`` etc. when there is no
 NaN); ``count`` is the number of non-NaN values. Infinite values are refused.
