@@ -61,10 +61,10 @@ class DescribeResult:
 #
 # - The moments sweep sums x - c and its square and keeps min and max, c being a value of the
 #   data (the running mean; the block's first row before there is one): M2 = S2 - S1^2 / n
-#   then loses at most a few ulps per row of a block. The means are kept relative to the
-#   range's first row, so that a large offset does not spoil the merges. NaN and inf show in
-#   the sums: the block is then swept again, skipping NaN (count, sum, then M2 about the
-#   block's mean).
+#   then loses at most a few ulps per row of a block. Where a column's mean is beyond its
+#   spread, the means are kept relative to the range's first row, so that a large offset does
+#   not spoil the merges (_set_origin). NaN and inf show in the sums: the block
+#   is then swept again, skipping NaN (count, sum, then M2 about the block's mean).
 # - The bins sweep computes each value's place in the flat counts (an int32: see _lane_bins);
 #   the counts are then incremented from it (consecutive values are in different columns, so
 #   consecutive increments do not wait for each other).
@@ -228,8 +228,8 @@ def _by_column(first, second, mn, mx, d, block):
 def _block_moments(flat, s0, nb, d, origin, out, lanes_buf, block):
     """Bases (5, d) of the block of ``nb`` rows at ``flat[s0]`` into ``block``, their means
     less ``origin`` (d,); ``out`` holds the bases so far (their mean, the shift), likewise;
-    ``lanes_buf`` is scratch (6, L). About an origin in the data, the blocks' means are small
-    numbers, which Chan's merge takes without cancelling."""
+    ``lanes_buf`` is scratch (6, L). About an origin near a large offset, the blocks' means
+    are small numbers, which Chan's merge takes without cancelling."""
     nv = nb * d
     s1, s2, mn, mx, cnt, shift = (lanes_buf[0], lanes_buf[1], lanes_buf[2], lanes_buf[3],
                                   lanes_buf[4], lanes_buf[5])
@@ -271,6 +271,17 @@ def _block_moments(flat, s0, nb, d, origin, out, lanes_buf, block):
 
 
 @njit
+def _set_origin(out, origin):
+    """After a range's first block (means relative to its first row): where a column's mean is
+    within its spread, its means are kept about 0 from now on (a shift there would cost the
+    mean digits it does not need to lose); beyond it (a large offset), about that row."""
+    for j in range(out.shape[1]):
+        if not abs(origin[j] + out[1, j]) > out[4, j] - out[3, j]:
+            out[1, j] += origin[j]
+            origin[j] = 0.0
+
+
+@njit
 def _describe_range(X, start, stop, lanes, rows, lo, hi, scale, edges, out, counts):
     """Bases (5, d) of rows ``[start, stop)`` of ``X`` into ``out`` when ``out`` has rows,
     and their histogram into ``counts`` (d, bins + 1: the last bin takes what is dropped)
@@ -295,6 +306,8 @@ def _describe_range(X, start, stop, lanes, rows, lo, hi, scale, edges, out, coun
         if moments:
             _block_moments(flat, s0, nb, d, origin, out, lanes_buf, block)
             _merge_into(out, block)
+            if r0 == start:
+                _set_origin(out, origin)
         if hist:
             if _lane_bins(flat, s0, nb * d, lo_l, hi_l, scale_l, margin_l, base_l, bins, kbuf):
                 _exact_bins(flat, s0, nb * d, d, lo, scale, edges, kbuf)
