@@ -311,8 +311,8 @@ def _describe_range(X, start, stop, lanes, rows, lo, hi, scale, edges, out, coun
         if hist:
             if _lane_bins(flat, s0, nb * d, lo_l, hi_l, scale_l, margin_l, base_l, bins, kbuf):
                 _exact_bins(flat, s0, nb * d, d, lo, scale, edges, kbuf)
-            for i in range(nb * d):
-                flat_counts[kbuf[i]] += 1
+            for i in range(nb * d):  # unsigned: no wrap-around test for a negative index
+                flat_counts[np.uint32(kbuf[i])] += 1
     for j in range(d if moments else 0):
         out[1, j] += origin[j]
 
