@@ -137,3 +137,46 @@ def test_constant_huge_column_gets_one_bin():
     # numpy.histogram refuses this ("Too many bins for data range"); we widen the range
     r = describe(np.full((4, 1), 1e300), bins=4)
     assert r.hist.sum() == 4 and r.max[0] == 1e300 and np.all(np.diff(r.bin_edges[0]) > 0)
+
+
+def _exact_mean_std(X):
+    """Mean and std (ddof=0) of each column in extended precision."""
+    XL = X.astype(np.longdouble)
+    mean = XL.sum(axis=0) / X.shape[0]
+    return mean.astype(np.float64), np.sqrt(((XL - mean) ** 2).sum(axis=0) / X.shape[0])
+
+
+# 3 columns and 200_003 rows: the chunk is swept by all of Numba's threads, in many blocks,
+# whose lanes span several rows (and the last block is partial)
+@pytest.mark.parametrize("offset, scale", [(0.0, 1.0), (1e6, 1e-3), (-5e8, 10.0)])
+def test_badly_centred_columns_keep_their_precision(offset, scale):
+    """One sweep about a shift (S2 - S1^2 / n) must not cancel for a large mean."""
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((200_003, 3)) * scale + offset
+    X[:, 2] = np.sort(X[:, 2])  # a trend: each block's mean far from the running mean
+    mean, std = _exact_mean_std(X)
+    r = describe(X)
+    np.testing.assert_allclose(r.mean, mean, rtol=1e-15, atol=1e-14 * scale)
+    np.testing.assert_allclose(r.std, std, rtol=1e-13)
+    assert_matches(r, reference(X, 64), rtol=1e-9)  # (numpy's own std is off by ~1e-10)
+
+
+@pytest.mark.parametrize("d", [1, 7, 10, 33])
+def test_nan_blocks_among_clean_ones(d):
+    """Blocks holding NaN are swept again (NaN skipped); the others are not."""
+    rng = np.random.default_rng(12)
+    X = rng.normal(50.0, 2.0, size=(150_001, d))
+    X[rng.integers(0, X.shape[0], 40), rng.integers(0, d, 40)] = np.nan
+    X[:3000, 0] = np.nan  # whole blocks of a column without values
+    assert_matches(describe(X), reference(X, 64), rtol=1e-11)
+    assert_matches(describe(X, bins=7), reference(X, 7), rtol=1e-11)
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+def test_inf_is_refused_in_a_threaded_chunk(value):
+    X = np.random.default_rng(13).standard_normal((150_001, 10))
+    X[99_999, 4] = value
+    with pytest.raises(ValueError, match="inf"):
+        describe(X)
+    with pytest.raises(ValueError, match="inf"):
+        describe(X, range=(-1, 1))

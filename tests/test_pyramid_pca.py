@@ -119,6 +119,62 @@ def test_pca_dask_row_chunks(chunks):
     np.testing.assert_allclose(r.explained_variance, ref.explained_variance, rtol=1e-12)
 
 
+def _exact_scatter(X):
+    """Mean and centred scatter in extended precision (the reference for badly-centred data)."""
+    XL = X.astype(np.longdouble)
+    c = XL - XL.sum(axis=0) / X.shape[0]
+    return (XL.sum(axis=0) / X.shape[0]).astype(np.float64), (c.T @ c).astype(np.float64)
+
+
+# 600 x 7 is swept by one thread, 40_000 x 20 by all of Numba's; 3_000 x 80 by BLAS
+@pytest.mark.parametrize("shape", [(600, 7), (40_000, 20), (3_000, 80)])
+@pytest.mark.parametrize("offset, scale", [(0.0, 1.0), (1e6, 1e-3), (-5e8, 10.0)])
+def test_pca_badly_centred_data_keeps_its_precision(shape, offset, scale):
+    """A large mean and a small spread: the fused sweep centres without cancelling."""
+    X = _data(*shape, seed=4) * scale + offset
+    r = pca(X, 3)
+    mean, scatter = _exact_scatter(X)
+    w, v = np.linalg.eigh(scatter / (X.shape[0] - 1))
+    w, v = w[::-1], v[:, ::-1]
+    np.testing.assert_allclose(r.mean, mean, rtol=1e-14)
+    np.testing.assert_allclose(r.explained_variance, w[:3], rtol=1e-11)
+    np.testing.assert_allclose(r.explained_variance_ratio, w[:3] / w.sum(), rtol=1e-11)
+    # (scikit-learn's own covariance solver loses these digits: X.T @ X less n mean mean.T)
+    signs = np.sign(np.sum(r.components * v[:, :3].T, axis=1))
+    np.testing.assert_allclose(r.components * signs[:, None], v[:, :3].T, atol=1e-9)
+    # the embedding centred on the exact mean, projected in extended precision
+    want = (X.astype(np.longdouble) - mean) @ r.components.T.astype(np.longdouble)
+    np.testing.assert_allclose(r.embedding, want.astype(np.float64), rtol=0,
+                               atol=1e-9 * np.abs(want).max().astype(np.float64))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_pca_other_dtypes_as_float64(dtype):
+    X = (_data(40_000, 20, seed=5) * 10).astype(dtype)
+    r, ref = pca(X, 2), pca(X.astype(np.float64), 2)
+    np.testing.assert_allclose(r.explained_variance, ref.explained_variance, rtol=1e-12)
+    np.testing.assert_allclose(r.embedding, ref.embedding, atol=1e-8)
+
+
+def test_pca_dask_matches_in_memory_on_offset_data():
+    X = _data(50_000, 20, seed=6) * 1e-3 + 1e6
+    ref = pca(X, 2)
+    r = pca(da.from_array(X, chunks=(12_000, 20)), 2)
+    np.testing.assert_allclose(r.explained_variance, ref.explained_variance, rtol=1e-9)
+    np.testing.assert_allclose(r.embedding.compute(), ref.embedding, atol=1e-9)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("n", [50, 40_000])
+def test_pca_refuses_nan_and_inf_anywhere(bad, n):
+    X = _data(n, 20)
+    X[n - 1, 19] = bad
+    with pytest.raises(ValueError, match="finite"):
+        pca(X)
+    with pytest.raises(ValueError, match="finite"):
+        pca(da.from_array(X, chunks=(n // 3 + 1, 20)))
+
+
 def test_pca_randomized_matches_sklearn_on_low_rank_data():
     rng = np.random.default_rng(3)
     X = rng.standard_normal((400, 4)) @ rng.standard_normal((4, 60)) * 3 + \

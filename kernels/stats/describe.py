@@ -3,17 +3,20 @@
 Statistics come from mergeable bases (count, mean, M2, min, max; Chan et al.'s pairwise
 update), so chunks are summarised independently and combined in a tree: the result does not
 depend on the chunking. Within a chunk the rows are cut into cache-sized blocks, each block is
-summarised with an exact two-pass mean/M2, and blocks are merged; threads work on disjoint row
-ranges and are merged serially at the end (the sweeps are described at the chunk level
-below). The histogram needs the range first, so it is a
-second pass over the data, unless ``range`` or the columns' ``extremes`` (hpcjobs records
-them per chunk) are given: then one pass (:func:`describe_reduction`). NaN values are skipped, so the
-statistics equal ``numpy.nanmean``/``nanstd``/``nanmin``/``nanmax`` (and ``numpy.mean`` etc.
-when there is no NaN); ``count`` is the number of non-NaN values. Infinite values are refused.
+summarised in one sweep about a shift (the running mean, so M2 does not cancel), with a
+second sweep only for a block holding NaN, and histogrammed while it is in cache; blocks
+are merged; threads work on disjoint row ranges and are merged serially at the end (the sweeps
+are described at the chunk level below). The histogram needs the range first, so it is a
+second pass over the data (the first gives the moments and the range), unless ``range`` or
+the columns' ``extremes`` (hpcjobs records them per chunk) are given: then one pass
+(:func:`describe_reduction`). NaN values are skipped, so the statistics equal
+``numpy.nanmean``/``nanstd``/``nanmin``/``nanmax`` (and ``numpy.mean`` etc. when there is no
+NaN); ``count`` is the number of non-NaN values. Infinite values are refused.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 
@@ -48,21 +51,50 @@ class DescribeResult:
 # ---------------------------------------------------------------------------------------------
 # chunk level
 #
-# A chunk is swept in blocks of _BLOCK_ROWS rows. The block's columns are copied into
-# contiguous buffers in one sweep over its rows (padded with NaN, which every statistic skips,
-# so the sweeps always run exactly _BLOCK_ROWS values: Numba vectorises loops of constant
-# length), and each column is then swept twice while it is in cache: count, sum, min and
-# max; then M2 about the block's mean together with each value's histogram bin (as an int32:
-# see _sweep_m2_bins). The bins are scattered into the counts last. Min and max are reduced
-# over the doubles' bits as ordered integers (``_key``): LLVM vectorises integer min/max
-# reductions, not floating-point ones (``hpcjobs bench describe`` times the whole chunk).
+# A C-order chunk is read as its flat run of values, never copied: value i of a run that starts
+# at a row boundary is in column i % d. The sweeps keep their running statistics in "lanes":
+# arrays of L = d * m values (m rows' worth), value i updating lane i % L, whose column is
+# i % d. No lane's update depends on another's, so the loop over a run of L values is a plain
+# vectorised map: no transpose, no horizontal reduction (``numpy.fmin``/``fmax`` skip NaN and
+# vectorise; a select does not). A chunk is swept in blocks of about _BLOCK_VALUES values
+# (they stay in L1 between the sweeps of a block); blocks are merged with Chan et al.'s update.
+#
+# - The moments sweep sums x - c and its square and keeps min and max, c being a value of the
+#   data (the running mean; the block's first row before there is one): M2 = S2 - S1^2 / n
+#   then loses at most a few ulps per row of a block. Where a column's mean is beyond its
+#   spread, the means are kept relative to the range's first row, so that a large offset does
+#   not spoil the merges (_set_origin). NaN and inf show in the sums: the block
+#   is then swept again, skipping NaN (count, sum, then M2 about the block's mean).
+# - The bins sweep computes each value's place in the flat counts (an int32: see _lane_bins);
+#   the counts are then incremented from it (consecutive values are in different columns, so
+#   consecutive increments do not wait for each other).
+#
+# In memory, describe runs the moments sweep over the data (which gives the range), then the
+# bins sweep; describe_reduction runs both on each block. ``hpcjobs bench describe`` times it.
 
 
-_BLOCK_ROWS = 2048
+_BLOCK_VALUES = 2048
 _NSTATS = 5  # count, mean, M2, min, max
-_SIGN = np.int64(0x7FFFFFFFFFFFFFFF)
-# far above the error of (x - lo) * scale and of numpy's linspace edges (a few ulps of bins)
+# far above the error of (x - lo) * scale and of numpy's linspace edges (a few ulps of bins;
+# plus a few ulps of the edges' magnitude, in bins, for a range far from 0: _margins)
 _MARGIN = 1e-7
+_EPS = np.finfo(np.float64).eps
+# reassociation lets the lane sums vectorise; NaN and inf keep their IEEE meaning
+_SWEEP = {"reassoc", "nsz", "contract"}
+
+
+def _lane_width(d: int) -> int:
+    """L: values per lane set, d * m with m rows: a multiple of 16 (the vectorised loop's
+    stride: LLVM interleaves four 4-double vectors, and a remainder runs scalar) where that
+    keeps L small."""
+    lanes = d * 16 // math.gcd(d, 16)
+    return lanes if lanes <= 1024 else d
+
+
+def _block_rows(d: int, lanes: int) -> int:
+    """Rows per block: a whole number of lane sets, about _BLOCK_VALUES values."""
+    per = lanes // d
+    return max(per, _BLOCK_VALUES // d // per * per)
 
 
 @njit
@@ -86,174 +118,236 @@ def _merge_into(dst, src):
         dst[4, j] = max(dst[4, j], src[4, j])
 
 
-@njit
-def _key(bits):
-    """The bits of a double as an int64 that orders as the double does (and back again)."""
-    return bits ^ ((bits >> 63) & _SIGN)
-
-
-# reassociation lets the sums vectorise (in blocks, as numpy's pairwise sums do; within 1e-15
-# of a sequential sum here); NaN and inf keep their IEEE meaning
-_SWEEP = {"reassoc", "nsz", "contract"}
+@njit(fastmath=_SWEEP)
+def _lane_moments(flat, s0, nv, shift, s1, s2, mn, mx):
+    """Sums of ``x - shift`` and of its square, min and max of ``flat[s0:s0 + nv]`` into
+    lanes; NaN is not skipped (it shows in the sums)."""
+    lanes = s1.shape[0]
+    for s in range(s0, s0 + nv, lanes):
+        run = flat[s:min(s + lanes, s0 + nv)]
+        for i in range(run.shape[0]):
+            x = np.float64(run[i])
+            dev = x - shift[i]
+            s1[i] += dev
+            s2[i] += dev * dev
+            mn[i] = np.fmin(mn[i], x)
+            mx[i] = np.fmax(mx[i], x)
 
 
 @njit(fastmath=_SWEEP)
-def _sweep_sums(col, bits):
-    """Count, sum, min and max (as keys) of the non-NaN values of a block's column."""
-    cnt = 0.0
-    total = 0.0
-    kmin = _SIGN
-    kmax = -_SIGN
-    for t in range(_BLOCK_ROWS):
-        x = col[t]
-        b = bits[t]
-        key = b ^ ((b >> 63) & _SIGN)  # _key, written out: a call here stops vectorising
-        ok = x == x
-        cnt += 1.0 if ok else 0.0
-        total += x if ok else 0.0
-        low = key if ok else _SIGN
-        high = key if ok else -_SIGN
-        kmin = min(kmin, low)
-        kmax = max(kmax, high)
-    return cnt, total, kmin, kmax
+def _lane_sums(flat, s0, nv, shift, cnt, total):
+    """Count and sum of ``x - shift`` of the non-NaN values of ``flat[s0:s0 + nv]`` into
+    lanes."""
+    lanes = cnt.shape[0]
+    for s in range(s0, s0 + nv, lanes):
+        run = flat[s:min(s + lanes, s0 + nv)]
+        for i in range(run.shape[0]):
+            x = np.float64(run[i])
+            ok = x == x
+            cnt[i] += 1.0 if ok else 0.0
+            total[i] += x - shift[i] if ok else 0.0
 
 
 @njit(fastmath=_SWEEP)
-def _sweep_m2(col, mean):
-    m2 = 0.0
-    for t in range(_BLOCK_ROWS):
-        x = col[t]
-        dev = x - mean
-        m2 += dev * dev if x == x else 0.0
-    return m2
+def _lane_m2(flat, s0, nv, mean, m2):
+    """M2 about the lanes' ``mean`` of the non-NaN values of ``flat[s0:s0 + nv]``."""
+    lanes = m2.shape[0]
+    for s in range(s0, s0 + nv, lanes):
+        run = flat[s:min(s + lanes, s0 + nv)]
+        for i in range(run.shape[0]):
+            x = np.float64(run[i])
+            dev = x - mean[i]
+            m2[i] += dev * dev if x == x else 0.0
 
 
 @njit(fastmath=_SWEEP)
-def _sweep_m2_bins(col, mean, lo, hi, scale, bins, kbuf):
-    """M2 about ``mean`` and each value's bin (``bins`` when dropped: NaN, out of range) as
-    ``floor((x - lo) * scale)``; True when a value lies within rounding error of an edge."""
-    m2 = 0.0
+def _lane_bins(flat, s0, nv, lo, hi, scale, margin, base, bins, kbuf):
+    """Each value's place in the flat counts into ``kbuf``: ``base`` (its column's first bin)
+    + ``floor((x - lo) * scale)``, or + ``bins`` when dropped (NaN, out of range). True when
+    a value lies within rounding error of an edge."""
+    lanes = lo.shape[0]
     near = False
-    for t in range(_BLOCK_ROWS):
-        x = col[t]
-        dev = x - mean
-        m2 += dev * dev if x == x else 0.0
-        keep = (x >= lo) & (x <= hi)  # NaN compares false
-        f = (x - lo) * scale if keep else 0.0
-        # int32, not int64: CPUs without AVX-512 convert packed doubles to int32 only, so
-        # an int64 conversion keeps the loop scalar (a bin index is below 2**26 anyway)
-        k = min(np.int32(f), np.int32(bins - 1))
-        frac = f - k
-        near |= keep & ((frac < _MARGIN) | (frac > 1.0 - _MARGIN))
-        kbuf[t] = k if keep else np.int32(bins)
-    return m2, near
+    for s in range(0, nv, lanes):
+        run = flat[s0 + s:s0 + min(s + lanes, nv)]
+        kout = kbuf[s:min(s + lanes, nv)]
+        for i in range(run.shape[0]):
+            x = np.float64(run[i])
+            keep = (x >= lo[i]) & (x <= hi[i])  # NaN compares false
+            f = (x - lo[i]) * scale[i] if keep else 0.0
+            # int32, not int64: CPUs without AVX-512 convert packed doubles to int32 only, so
+            # an int64 conversion keeps the loop scalar (a bin index is below 2**26 anyway)
+            k = min(np.int32(f), np.int32(bins - 1))
+            frac = f - k
+            near |= keep & ((frac < margin[i]) | (frac > 1.0 - margin[i]))
+            kout[i] = base[i] + (k if keep else np.int32(bins))
+    return near
 
 
 @njit
-def _exact_bins(col, lo, scale, edges_j, bins, kbuf):
-    """Bins of the kept values of a block checked against the actual edges, as
+def _exact_bins(flat, s0, nv, d, lo, scale, edges, kbuf):
+    """The bins of a block's kept values checked against the actual edges, as
     ``numpy.histogram`` corrects them (for blocks with values near an edge)."""
-    for t in range(_BLOCK_ROWS):
-        if kbuf[t] == bins:
+    bins = edges.shape[1] - 1
+    for i in range(nv):
+        j = i % d
+        if kbuf[i] - j * (bins + 1) == bins:
             continue
-        x = col[t]
-        k = min(int((x - lo) * scale), bins - 1)
-        if x < edges_j[k]:
+        x = np.float64(flat[s0 + i])
+        k = min(int((x - lo[j]) * scale[j]), bins - 1)
+        if x < edges[j, k]:
             k -= 1
-        elif k != bins - 1 and x >= edges_j[k + 1]:
+        elif k != bins - 1 and x >= edges[j, k + 1]:
             k += 1
-        kbuf[t] = k
+        kbuf[i] = j * (bins + 1) + k
 
 
 @njit
-def _columns(X, r0, r1, cols):
-    """Rows ``[r0, r1)`` of ``X`` into the rows of ``cols`` (d, _BLOCK_ROWS) as float64
-    columns, the rest of each NaN: one sweep over the block's rows (a strided copy a column
-    at a time reads every cache line of the block once per column)."""
-    n = r1 - r0
-    d = X.shape[1]
-    for t in range(n):
-        for j in range(d):
-            cols[j, t] = np.float64(X[r0 + t, j])
+def _by_lane(values, lanes):
+    """A column's value in each lane (lane i is in column i % d); zeros for no values."""
+    out = np.zeros(lanes, dtype=values.dtype)
+    for i in range(lanes if values.shape[0] else 0):
+        out[i] = values[i % values.shape[0]]
+    return out
+
+
+@njit
+def _by_column(first, second, mn, mx, d, block):
+    """Lanes summed into rows 0 and 1 of ``block`` (5, d), their min and max into rows 3, 4."""
+    block[:2] = 0.0
+    block[3] = np.inf
+    block[4] = -np.inf
+    for i in range(first.shape[0]):
+        j = i % d
+        block[0, j] += first[i]
+        block[1, j] += second[i]
+        block[3, j] = min(block[3, j], mn[i])
+        block[4, j] = max(block[4, j], mx[i])
+
+
+@njit
+def _block_moments(flat, s0, nb, d, origin, out, lanes_buf, block):
+    """Bases (5, d) of the block of ``nb`` rows at ``flat[s0]`` into ``block``, their means
+    less ``origin`` (d,); ``out`` holds the bases so far (their mean, the shift), likewise;
+    ``lanes_buf`` is scratch (6, L). About an origin near a large offset, the blocks' means
+    are small numbers, which Chan's merge takes without cancelling."""
+    nv = nb * d
+    s1, s2, mn, mx, cnt, shift = (lanes_buf[0], lanes_buf[1], lanes_buf[2], lanes_buf[3],
+                                  lanes_buf[4], lanes_buf[5])
+    for i in range(shift.shape[0]):
+        j = i % d
+        shift[i] = origin[j] + out[1, j] if out[0, j] > 0 else np.float64(flat[s0 + j])
+    s1[:] = 0.0
+    s2[:] = 0.0
+    mn[:] = np.inf
+    mx[:] = -np.inf
+    _lane_moments(flat, s0, nv, shift, s1, s2, mn, mx)
+    _by_column(s1, s2, mn, mx, d, block)
+    finite = True
     for j in range(d):
-        for t in range(n, _BLOCK_ROWS):
-            cols[j, t] = np.nan
-
-
-@njit
-def _bins_into(col, mean, lo, hi, scale, edges_j, bins, kbuf, counts_j):
-    """Histogram a block's column into ``counts_j`` (bins + 1: the last one takes what is
-    dropped); M2 about ``mean`` is the by-product returned."""
-    m2, near = _sweep_m2_bins(col, mean, lo, hi, scale, bins, kbuf)
-    if near:
-        _exact_bins(col, lo, scale, edges_j, bins, kbuf)
-    for t in range(_BLOCK_ROWS):
-        counts_j[kbuf[t]] += 1
-    return m2
-
-
-@njit
-def _moments_range(X, start, stop, out, block, lo, hi, scale, edges, counts):
-    """Bases of rows ``[start, stop)`` of ``X`` into ``out`` (5, d); ``block`` is scratch (5, d).
-
-    With ``counts`` of shape (d, bins + 1 > 1), the rows are also histogrammed into it in the
-    same sweep.
-    """
-    d = X.shape[1]
-    bins = counts.shape[1] - 1
-    cols = np.empty((d, _BLOCK_ROWS))
-    kbuf = np.empty(_BLOCK_ROWS, dtype=np.int32)
-    ext = np.empty(2, dtype=np.int64)
-    ext_values = ext.view(np.float64)
-    out[0, :] = 0.0
-    for r0 in range(start, stop, _BLOCK_ROWS):
-        r1 = min(r0 + _BLOCK_ROWS, stop)
-        _columns(X, r0, r1, cols)
+        finite &= np.isfinite(block[0, j]) & np.isfinite(block[1, j])
+    if finite:
         for j in range(d):
-            col = cols[j]
-            cnt, total, kmin, kmax = _sweep_sums(col, col.view(np.int64))
-            mean = total / cnt if cnt > 0 else 0.0
-            if bins > 0:
-                m2 = _bins_into(col, mean, lo[j], hi[j], scale[j], edges[j], bins, kbuf,
-                                counts[j])
-            else:
-                m2 = _sweep_m2(col, mean)
-            block[0, j] = cnt
-            block[1, j] = mean
-            block[2, j] = m2
-            ext[0] = _key(kmin)
-            ext[1] = _key(kmax)
-            block[3, j] = ext_values[0] if cnt > 0 else np.inf
-            block[4, j] = ext_values[1] if cnt > 0 else -np.inf
-        _merge_into(out, block)
+            a, b = block[0, j], block[1, j]
+            block[0, j] = nb
+            block[1, j] = (shift[j] - origin[j]) + a / nb
+            block[2, j] = max(b - a * a / nb, 0.0)
+        return
+    # NaN or inf: count and mean, then M2 about it, skipping NaN (min and max stand)
+    cnt[:] = 0.0
+    s1[:] = 0.0
+    s2[:] = 0.0
+    for i in range(shift.shape[0]):
+        shift[i] = origin[i % d]
+    _lane_sums(flat, s0, nv, shift, cnt, s1)
+    _by_column(cnt, s1, mn, mx, d, block)
+    for j in range(d):
+        block[1, j] = block[1, j] / block[0, j] if block[0, j] > 0 else 0.0
+    for i in range(shift.shape[0]):
+        shift[i] = origin[i % d] + block[1, i % d]
+    _lane_m2(flat, s0, nv, shift, s2)
+    block[2] = 0.0
+    for i in range(s2.shape[0]):
+        block[2, i % d] += s2[i]
 
 
-def _moments(X, lo, hi, scale, edges, n_threads: int):
-    """Bases (5, d) of a whole chunk and its histogram (d, bins) where ``edges`` has
-    bins + 1 > 1 columns (else (d, 0)); the middle result is 1 if the chunk holds an infinite
-    value. Threads work on disjoint row ranges, merged serially; one thread runs outside a
-    parallel region (entering one costs milliseconds per chunk even with one thread)."""
+@njit
+def _set_origin(out, origin):
+    """After a range's first block (means relative to its first row): where a column's mean is
+    within its spread, its means are kept about 0 from now on (a shift there would cost the
+    mean digits it does not need to lose); beyond it (a large offset), about that row."""
+    for j in range(out.shape[1]):
+        if not abs(origin[j] + out[1, j]) > out[4, j] - out[3, j]:
+            out[1, j] += origin[j]
+            origin[j] = 0.0
+
+
+@njit
+def _describe_range(X, start, stop, lanes, rows, lo, hi, scale, edges, out, counts):
+    """Bases (5, d) of rows ``[start, stop)`` of ``X`` into ``out`` when ``out`` has rows,
+    and their histogram into ``counts`` (d, bins + 1: the last bin takes what is dropped)
+    when it has columns, a block at a time."""
+    d, bins = X.shape[1], counts.shape[1] - 1
+    flat, flat_counts = X.reshape(-1), counts.reshape(-1)
+    moments, hist = out.shape[0] > 0, bins > 0
+    lo_l, hi_l, scale_l = _by_lane(lo, lanes), _by_lane(hi, lanes), _by_lane(scale, lanes)
+    base_l = _by_lane(np.arange(d).astype(np.int32) * np.int32(bins + 1), lanes)
+    margin_l = _MARGIN + 8 * _EPS * np.maximum(np.abs(lo_l), np.abs(hi_l)) * scale_l
+    lanes_buf = np.empty((6, lanes))
+    kbuf = np.empty(rows * d, dtype=np.int32)
+    block = np.empty((_NSTATS, d))
+    origin = np.zeros(d)  # the range's first row (0 for NaN or inf)
+    for j in range(d if stop > start else 0):
+        x = np.float64(flat[start * d + j])
+        origin[j] = x if np.isfinite(x) else 0.0
+    if moments:
+        out[0, :] = 0.0
+    for r0 in range(start, stop, rows):
+        s0, nb = r0 * d, min(r0 + rows, stop) - r0
+        if moments:
+            _block_moments(flat, s0, nb, d, origin, out, lanes_buf, block)
+            _merge_into(out, block)
+            if r0 == start:
+                _set_origin(out, origin)
+        if hist:
+            if _lane_bins(flat, s0, nb * d, lo_l, hi_l, scale_l, margin_l, base_l, bins, kbuf):
+                _exact_bins(flat, s0, nb * d, d, lo, scale, edges, kbuf)
+            for i in range(nb * d):  # unsigned: no wrap-around test for a negative index
+                flat_counts[np.uint32(kbuf[i])] += 1
+    for j in range(d if moments else 0):
+        out[1, j] += origin[j]
+
+
+def _moments(X, lo, hi, scale, edges, n_threads: int, moments: bool = True):
+    """Bases (5, d) of a whole chunk (with ``moments``) and its histogram (d, bins) where
+    ``edges`` has bins + 1 > 1 columns (else (d, 0)); the middle result is 1 if the chunk holds
+    an infinite value. Threads work on disjoint row ranges, merged serially; one thread runs
+    outside a parallel region (entering one costs milliseconds per chunk even with one
+    thread)."""
     d, bins = X.shape[1], max(edges.shape[1] - 1, 0)
+    lanes = _lane_width(d)
+    rows, stats = _block_rows(d, lanes), _NSTATS if moments else 0
     if n_threads == 1:
-        out, block = np.zeros((_NSTATS, d)), np.zeros((_NSTATS, d))
+        out = np.zeros((stats, d))
         hist = np.zeros((d, bins + 1), dtype=np.int64)
-        _moments_range(X, 0, X.shape[0], out, block, lo, hi, scale, edges, hist)
+        _describe_range(X, 0, X.shape[0], lanes, rows, lo, hi, scale, edges, out, hist)
         parts, hists = out[None], hist[None]
     else:
-        parts, hists = _moments_threads(X, lo, hi, scale, edges, n_threads)
+        parts, hists = _moments_threads(X, lanes, rows, lo, hi, scale, edges, stats,
+                                        n_threads)
+    if not moments:
+        parts = np.zeros((1, _NSTATS, d))
     return _merged_parts(parts, hists)
 
 
 @njit(parallel=True)
-def _moments_threads(X, lo, hi, scale, edges, n_threads):
-    d, bins = X.shape[1], edges.shape[1] - 1
+def _moments_threads(X, lanes, rows, lo, hi, scale, edges, stats, n_threads):
+    d, bins = X.shape[1], max(edges.shape[1] - 1, 0)
     ranges = thread_ranges(X.shape[0], n_threads)
-    parts = np.zeros((ranges.shape[0], _NSTATS, d))
-    scratch = np.zeros((ranges.shape[0], _NSTATS, d))
-    hists = np.zeros((ranges.shape[0], d, max(bins, 0) + 1), dtype=np.int64)
+    parts = np.zeros((ranges.shape[0], stats, d))
+    hists = np.zeros((ranges.shape[0], d, bins + 1), dtype=np.int64)
     for t in numba.prange(ranges.shape[0]):
-        _moments_range(X, ranges[t, 0], ranges[t, 1], parts[t], scratch[t], lo, hi, scale,
-                       edges, hists[t])
+        _describe_range(X, ranges[t, 0], ranges[t, 1], lanes, rows, lo, hi, scale, edges,
+                        parts[t], hists[t])
     return parts, hists
 
 
@@ -270,31 +364,6 @@ def _merged_parts(parts, hists):
         if out[0, j] > 0 and (out[3, j] == -np.inf or out[4, j] == np.inf):
             bad = 1
     return out, bad, hists.sum(axis=0)[:, :hists.shape[2] - 1]
-
-
-@njit
-def _hist_range(X, start, stop, lo, hi, scale, edges, counts):
-    """Histogram rows ``[start, stop)`` into ``counts`` (d, bins + 1), binned like
-    ``numpy.histogram`` (``scale = bins / (hi - lo)``, numpy's ``norm``)."""
-    d, bins = X.shape[1], counts.shape[1] - 1
-    cols = np.empty((d, _BLOCK_ROWS))
-    kbuf = np.empty(_BLOCK_ROWS, dtype=np.int32)
-    for r0 in range(start, stop, _BLOCK_ROWS):
-        r1 = min(r0 + _BLOCK_ROWS, stop)
-        _columns(X, r0, r1, cols)
-        for j in range(d):
-            _bins_into(cols[j], 0.0, lo[j], hi[j], scale[j], edges[j], bins, kbuf, counts[j])
-
-
-@njit(parallel=True)
-def _histogram(X, lo, hi, scale, edges, n_threads):
-    """The histogram alone (the data's range was found in a pass of its own)."""
-    d, bins = edges.shape[0], edges.shape[1] - 1
-    ranges = thread_ranges(X.shape[0], n_threads)
-    parts = np.zeros((ranges.shape[0], d, bins + 1), dtype=np.int64)
-    for t in numba.prange(ranges.shape[0]):
-        _hist_range(X, ranges[t, 0], ranges[t, 1], lo, hi, scale, edges, parts[t])
-    return parts.sum(axis=0)[:, :bins]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,6 +385,18 @@ def _chunk_moments(block: np.ndarray) -> np.ndarray:
     return _moments_hist(block, *_NO_BINS)[0]
 
 
+def _chunk_hist(block: np.ndarray, lo, hi, edges) -> np.ndarray:
+    """The histogram alone (the data's range came from a moments pass of its own)."""
+    block = np.ascontiguousarray(block)
+    return _moments(block, lo, hi, _scale(lo, hi, edges), edges, _threads_for(block),
+                    moments=False)[2]
+
+
+def _infinite() -> InvalidInput:
+    return InvalidInput(message("X", "describe", "free of inf (NaN is skipped)", "an array "
+                                "holding inf", "Replace or drop the infinite values first."))
+
+
 def _moments_hist(block: np.ndarray, lo, hi, scale, edges) -> tuple[np.ndarray, np.ndarray]:
     """Bases and histogram of one in-memory chunk (no histogram for ``_NO_BINS``)."""
     block = np.ascontiguousarray(block)
@@ -323,8 +404,7 @@ def _moments_hist(block: np.ndarray, lo, hi, scale, edges) -> tuple[np.ndarray, 
         edges = np.zeros((block.shape[1], 1))
     out, bad, hist = _moments(block, lo, hi, scale, edges, _threads_for(block))
     if bad:
-        raise InvalidInput(message("X", "describe", "free of inf (NaN is skipped)", "an array "
-                                   "holding inf", "Replace or drop the infinite values first."))
+        raise _infinite()
     return out, hist
 
 
@@ -333,11 +413,6 @@ def _combine_moments(parts: list[np.ndarray]) -> np.ndarray:
     for p in parts[1:]:
         _merge_into(out, p)
     return out
-
-
-def _chunk_hist(block: np.ndarray, lo, hi, edges) -> np.ndarray:
-    return _histogram(np.ascontiguousarray(block), lo, hi, _scale(lo, hi, edges), edges,
-                      _threads_for(block))
 
 
 def _scale(lo, hi, edges) -> np.ndarray:

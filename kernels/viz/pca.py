@@ -20,8 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
+import numba
 import numpy as np
 
+from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
 from hpcjobs.kernels._reduction import Reduction
 from hpcjobs.kernels._validation import (
     InvalidInput,
@@ -47,16 +49,187 @@ class PCAResult:
     method: str
 
 
+# ---------------------------------------------------------------------------------------------
+# the fused sweeps (d <= _FUSED_MAX_D)
+#
+# X is read once per sweep, with no centred copy. The scatter sweep copies blocks of
+# _block_rows(d) rows as float64 columns, less a shift (the chunk's first row), into a
+# (d, rows) buffer that stays in L1 (one pass over the block's rows), centres each block on
+# its own mean there (exact two-pass) and adds its products four columns at a time (a
+# vectorised dot product along the rows); blocks and threads are merged with Chan et al.'s
+# update. With the shift, the means merged are small numbers: a large offset (mean 1e6, small
+# spread) loses nothing to cancellation. The projection sweep centres and projects a row at a
+# time. Threads take disjoint row ranges; one thread runs outside a parallel region (entering
+# one costs milliseconds per chunk). ``hpcjobs bench pca`` times them against oneDAL.
+
+#: beyond this many columns the scatter and projection are BLAS products of a centred copy
+_FUSED_MAX_D = 64
+#: below this many values a chunk is swept by one thread (thread start-up costs more)
+_SERIAL_BELOW = 1 << 18
+# reassociation lets the dot products vectorise (blockwise sums, as BLAS's)
+_SWEEP = {"reassoc", "nsz", "contract"}
+
+
+def _block_rows(d: int) -> int:
+    """Rows per block: the (d, rows) float64 buffer within 32 KiB (an L1d)."""
+    return max(16, (4096 // max(d, 1)) // 8 * 8)
+
+
+@njit
+def _columns(X, r0, r1, shift, cols):
+    """Rows ``[r0, r1)`` of ``X`` less ``shift`` (d,) into the first ``r1 - r0`` columns of
+    ``cols`` (d, rows)."""
+    for t in range(r1 - r0):
+        for j in range(X.shape[1]):
+            cols[j, t] = np.float64(X[r0 + t, j]) - shift[j]
+
+
+@njit(fastmath=_SWEEP)
+def _add_products(cols, nb, m2):
+    """``m2[i, j] += cols[i, :nb] @ cols[j, :nb]`` for j >= i (and a few j < i, which the
+    caller ignores): four rows i at a time, so that each load of row j serves four products."""
+    d = cols.shape[0]
+    for i0 in range(0, d - 3, 4):
+        for j in range(i0, d):
+            a0 = a1 = a2 = a3 = 0.0
+            for t in range(nb):
+                c = cols[j, t]
+                a0 += cols[i0, t] * c
+                a1 += cols[i0 + 1, t] * c
+                a2 += cols[i0 + 2, t] * c
+                a3 += cols[i0 + 3, t] * c
+            m2[i0, j] += a0
+            m2[i0 + 1, j] += a1
+            m2[i0 + 2, j] += a2
+            m2[i0 + 3, j] += a3
+    for i in range(d - d % 4, d):
+        for j in range(i, d):
+            acc = 0.0
+            for t in range(nb):
+                acc += cols[i, t] * cols[j, t]
+            m2[i, j] += acc
+
+
+@njit(fastmath=_SWEEP)
+def _scatter_range(X, start, stop, rows, shift, mean, m2):
+    """Mean (d,) and centred scatter (upper triangle of m2, (d, d)) of rows ``[start, stop)``
+    less ``shift`` into ``mean`` and ``m2``: each block two-pass in cache, blocks merged (Chan
+    et al.).
+
+    ``shift`` is a row of the data: with a large offset, the blocks' means are then small
+    numbers, whose differences the merges take without cancelling.
+    """
+    d = X.shape[1]
+    cols = np.empty((d, rows))
+    bmean = np.empty(d)
+    mean[:] = 0.0
+    m2[:, :] = 0.0
+    n = 0
+    for r0 in range(start, stop, rows):
+        nb = min(r0 + rows, stop) - r0
+        _columns(X, r0, r0 + nb, shift, cols)
+        for j in range(d):
+            total = 0.0
+            for t in range(nb):
+                total += cols[j, t]
+            bmean[j] = total / nb
+            for t in range(nb):
+                cols[j, t] -= bmean[j]
+        _add_products(cols, nb, m2)
+        tot = n + nb
+        weight = n * nb / tot
+        for i in range(d):
+            di = (bmean[i] - mean[i]) * weight
+            for j in range(i, d):
+                m2[i, j] += di * (bmean[j] - mean[j])
+        for j in range(d):
+            mean[j] += (bmean[j] - mean[j]) * (nb / tot)
+        n = tot
+
+
+@njit(parallel=True)
+def _scatter_threads(X, rows, shift, n_threads):
+    ranges = thread_ranges(X.shape[0], n_threads)
+    d = X.shape[1]
+    means = np.zeros((ranges.shape[0], d))
+    m2s = np.zeros((ranges.shape[0], d, d))
+    for p in numba.prange(ranges.shape[0]):
+        _scatter_range(X, ranges[p, 0], ranges[p, 1], rows, shift, means[p], m2s[p])
+    return ranges, means, m2s
+
+
+def _fused_scatter(X: np.ndarray, n_threads: int) -> tuple:
+    """(count, mean, centred scatter) of ``X`` in one sweep (threads merged with Chan's update)."""
+    n, d = X.shape
+    rows, shift = _block_rows(d), X[0].astype(np.float64)
+    if n_threads == 1:
+        mean, m2 = np.zeros(d), np.zeros((d, d))
+        _scatter_range(X, 0, n, rows, shift, mean, m2)
+        parts = [(n, mean, m2)]
+    else:
+        ranges, means, m2s = _scatter_threads(X, rows, shift, n_threads)
+        parts = [(int(r1 - r0), m, s) for (r0, r1), m, s in zip(ranges, means, m2s, strict=True)]
+    n, mean, m2 = _merge(parts)
+    upper = np.triu(m2)
+    return n, shift + mean, upper + np.triu(upper, 1).T
+
+
+@njit(fastmath=_SWEEP)
+def _project_range(X, start, stop, mean, components, out):
+    """``(X[start:stop] - mean) @ components.T`` into ``out[start:stop]``, a row at a time."""
+    d, k = X.shape[1], components.shape[0]
+    centred = np.empty(d)
+    for r in range(start, stop):
+        for j in range(d):
+            centred[j] = np.float64(X[r, j]) - mean[j]
+        for c in range(k):
+            acc = 0.0
+            for j in range(d):
+                acc += centred[j] * components[c, j]
+            out[r, c] = acc
+
+
+@njit(parallel=True)
+def _project_threads(X, mean, components, out, n_threads):
+    ranges = thread_ranges(X.shape[0], n_threads)
+    for p in numba.prange(ranges.shape[0]):
+        _project_range(X, ranges[p, 0], ranges[p, 1], mean, components, out)
+
+
+def _fused_project(X: np.ndarray, mean: np.ndarray, components: np.ndarray,
+                   n_threads: int) -> np.ndarray:
+    out = np.empty((X.shape[0], components.shape[0]))
+    if n_threads == 1:
+        _project_range(X, 0, X.shape[0], mean, components, out)
+    else:
+        _project_threads(X, mean, components, out, n_threads)
+    return out
+
+
+def _threads_for(block: np.ndarray) -> int:
+    return 1 if block.size < _SERIAL_BELOW else task_threads()
+
+
+# ---------------------------------------------------------------------------------------------
+# chunk level
+
+
 def _scatter(block: np.ndarray) -> tuple:
     """Bases of one row chunk: (count, mean, centred scatter matrix)."""
-    block = np.asarray(block, dtype=np.float64)
-    n = block.shape[0]
+    block = np.asarray(block)
+    n, d = block.shape
     if n == 0:
-        d = block.shape[1]
         return 0, np.zeros(d), np.zeros((d, d))
-    mean = block.mean(axis=0)
-    c = block - mean
-    return n, mean, c.T @ c
+    if d <= _FUSED_MAX_D:
+        if block.dtype not in (np.float32, np.float64):
+            block = block.astype(np.float64)
+        return _fused_scatter(np.ascontiguousarray(block), _threads_for(block))
+    # shifted by a row first, as the fused sweep is: the mean of a large offset is then exact
+    first = np.asarray(block[0], dtype=np.float64)
+    c = np.asarray(block, dtype=np.float64) - first
+    offset = c.mean(axis=0)
+    c -= offset
+    return n, first + offset, c.T @ c
 
 
 def _merge(parts: list) -> tuple:
@@ -85,6 +258,14 @@ def _flip(components: np.ndarray) -> np.ndarray:
 
 
 def _project(block, mean, components):
+    """``(block - mean) @ components.T``, without a centred copy where d is small."""
+    block = np.asarray(block)
+    if block.shape[1] <= _FUSED_MAX_D and block.shape[0]:
+        if block.dtype not in (np.float32, np.float64):
+            block = block.astype(np.float64)
+        return _fused_project(np.ascontiguousarray(block), mean,
+                              np.ascontiguousarray(components, dtype=np.float64),
+                              _threads_for(block))
     return (np.asarray(block, dtype=np.float64) - mean) @ components.T
 
 
@@ -173,7 +354,8 @@ def pca(X, n_components: int = 2, *, method: str = "auto", n_iter: int = 4,
     >>> pca(X, 1).explained_variance
     array([2.])
     """
-    X = check_array(X, "X", _FUNC, ndim=2, min_len=2)
+    # NaN and inf are refused once the scatter turns out non-finite: no pass of its own
+    X = check_array(X, "X", _FUNC, ndim=2, min_len=2, allow_nan=True)
     n, d = X.shape
     if n_components > min(n, d):
         raise InvalidInput(message("n_components", _FUNC, f"at most min(n_rows, n_columns) = "
@@ -187,6 +369,8 @@ def pca(X, n_components: int = 2, *, method: str = "auto", n_iter: int = 4,
         cnt, mean, m2 = covariance_reduction(X).compute()
     else:
         cnt, mean, m2 = _scatter(X)
+        if not _finite(mean, m2):
+            check_array(X, "X", _FUNC, ndim=2, min_len=2)  # raises for NaN or inf
     total_var = np.trace(m2) / (cnt - 1)
     k = n_components
     if method == "covariance":
@@ -221,9 +405,15 @@ def _same(bases):
 
 
 def _checked_scatter(block):
+    bases = _scatter(block)
     block = np.asarray(block)
-    if block.dtype.kind == "f" and not np.isfinite(block).all():
+    if not _finite(*bases[1:]) and block.dtype.kind == "f" and not np.isfinite(block).all():
         from hpcjobs.kernels._validation import nonfinite_error
 
         raise nonfinite_error("X", _FUNC)
-    return _scatter(block)
+    return bases
+
+
+def _finite(mean: np.ndarray, m2: np.ndarray) -> bool:
+    """False where a NaN or inf in the data (or an overflow) spoilt the scatter."""
+    return bool(np.isfinite(mean).all() and np.isfinite(m2).all())
