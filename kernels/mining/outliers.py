@@ -8,8 +8,7 @@ Arya and Mount's incremental distance) and the step is branch free, so a query p
 the inner nodes. A farther child beyond the query's current k-th distance is never visited, a
 leaf whose bounding box is beyond it is skipped, and the others' distances are computed directly
 (sum of squared differences in coordinate order, as scikit-learn's trees do), four points side by
-side. Queries come in tree order, so each starts with a bound on its k-th distance from the
-previous query and that query's neighbours: the walk prunes from its first step.
+side. Queries come in tree order (neighbouring queries walk the same nodes: cache).
 Queries are spread over the task's Numba threads (``task_threads()``) in contiguous ranges.
 
 Distributed (Dask ``X``), each row block of ``X`` is a task that queries the whole set (whose
@@ -157,10 +156,9 @@ def _leaf_distances(q, points_t, a, b, buf):
 
 
 @njit
-def _query(q, qid, points_t, ids, start, stop, lo, hi, split_dim, split_val, depth, k, bound,
-           best_d, best_i, best_p, stack, stack_rd, stack_off, off, buf):
-    """k nearest points (squared distance, id, column of ``points_t``) to ``q`` other than id
-    ``qid``, sorted; ``bound`` is at least the k-th distance (``inf``: none known).
+def _query(q, qid, points_t, ids, start, stop, lo, hi, split_dim, split_val, depth, k, best_d,
+           best_i, stack, stack_rd, stack_off, off, buf):
+    """k nearest points (squared distance, id) to ``q`` other than id ``qid``, sorted.
 
     Depth first, nearer child first. The distance from ``q`` to a node's cell (the region its
     ancestors' split planes bound) is kept per coordinate in ``off`` and updated in O(1) per
@@ -171,9 +169,8 @@ def _query(q, qid, points_t, ids, start, stop, lo, hi, split_dim, split_val, dep
     d = q.shape[0]
     first_leaf = 2 ** depth - 1
     for t in range(k):
-        best_d[t] = bound
+        best_d[t] = np.inf
         best_i[t] = -1
-        best_p[t] = -1
     top = 1
     stack[0] = 0
     stack_rd[0] = 0.0
@@ -213,43 +210,10 @@ def _query(q, qid, points_t, ids, start, stop, lo, hi, split_dim, split_val, dep
                 while t > 0 and best_d[t - 1] > dist:
                     best_d[t] = best_d[t - 1]
                     best_i[t] = best_i[t - 1]
-                    best_p[t] = best_p[t - 1]
                     t -= 1
                 best_d[t] = dist
                 best_i[t] = ids[a + c]
-                best_p[t] = a + c
                 kth = best_d[k - 1]
-
-
-@njit
-def _start_bound(q, qid, prev_q, prev_id, prev_p, points_t, ids, k, tmp):
-    """An upper bound of the k-th distance of ``q`` from the previous query (a near point, as
-    queries come in tree order) and its k neighbours: the k-th smallest of their distances,
-    nudged up so that the points at exactly that distance are still taken. ``inf`` when
-    there was no previous query."""
-    if prev_id < 0:
-        return np.inf
-    d = q.shape[0]
-    for t in range(k):
-        tmp[t] = np.inf
-    for t in range(k + 1):
-        if t < k:
-            col = prev_p[t]
-            if ids[col] == qid:
-                continue
-        elif prev_id == qid:
-            continue
-        dist = 0.0
-        for j in range(d):
-            e = q[j] - (points_t[j, col] if t < k else prev_q[j])
-            dist += e * e
-        if dist < tmp[k - 1]:
-            u = k - 1
-            while u > 0 and tmp[u - 1] > dist:
-                tmp[u] = tmp[u - 1]
-                u -= 1
-            tmp[u] = dist
-    return tmp[k - 1] * (1.0 + 1e-9) + 1e-300
 
 
 @njit(parallel=True)
@@ -272,20 +236,12 @@ def _knn(Q, q_ids, points_t, ids, start, stop, lo, hi, split_dim, split_val, dep
         buf = np.empty(max_leaf)
         bd = np.empty(k)
         bi = np.empty(k, dtype=np.int64)
-        bp = np.empty(k, dtype=np.int64)
-        tmp = np.empty(k)
         q = np.empty(d)
-        prev_q = np.empty(d)
-        prev_id = -1
         for r in range((nq * part) // n_parts, (nq * (part + 1)) // n_parts):
             for j in range(d):
                 q[j] = Q[r, j]
-            bound = _start_bound(q, q_ids[r], prev_q, prev_id, bp, points_t, ids, k, tmp)
             _query(q, q_ids[r], points_t, ids, start, stop, lo, hi, split_dim, split_val, depth,
-                   k, bound, bd, bi, bp, stack, stack_rd, stack_off, off, buf)
-            for j in range(d):
-                prev_q[j] = q[j]
-            prev_id = q_ids[r]
+                   k, bd, bi, stack, stack_rd, stack_off, off, buf)
             for t in range(k):
                 dist[r, t] = math.sqrt(bd[t])
                 nbr[r, t] = bi[t]
