@@ -229,7 +229,7 @@ BENCHMARKS = [
         bytes=lambda s: 24 * s["n"],  # the series read; profile and index written
         repeats=3,
         impls=[
-            Impl("hpcjobs", _mp_ours, note="STOMP diagonals, Numba threads"),
+            Impl("hpcjobs", _mp_ours, note="diagonals in SIMD bands, Numba threads"),
             Impl("stumpy", _stump, peer=True, requires=("stumpy",), note="stumpy.stump"),
             Impl("pyscamp", _scamp, peer=True, requires=("pyscamp",),
                  note="SCAMP selfjoin, threads = usable cores, no GPU"),

@@ -1,10 +1,13 @@
-"""``matrix_profile`` (z-normalised self-join, STOMP diagonals), ``discords`` and ``motifs``.
+"""``matrix_profile`` (z-normalised self-join, banded diagonals), ``discords`` and ``motifs``.
 
 The distance matrix of all window pairs ``(i, j)`` is walked along its diagonals ``j - i = g``
 (``g`` beyond the exclusion zone ``ceil(m / 4)``), updating the windows' covariance in O(1) per
 step as stumpy does; each pair's Pearson correlation updates the best match of both its row
-``i`` and its column ``j``. Diagonals are split between the task's Numba threads (``task_threads()``) by
-cost (number of pairs), each thread keeps its own best-so-far arrays, merged at the end.
+``i`` and its column ``j``. The diagonals go in bands of ``_BAND`` neighbours walked row by row:
+a row of a band is one loop over its diagonals with no dependence between them (SIMD, as in
+SCAMP), whose column terms stay in cache from one row to the next. Bands are split between the
+task's Numba threads (``task_threads()``) by cost (number of pairs), each thread keeps its own
+best-so-far arrays, merged at the end; correlations become distances only at the end.
 
 Distributed (Dask ``T``), the upper triangle is cut into tiles (row block x column block of
 windows, the blocks following ``T``'s chunks or ``tile``); a tile reads only
@@ -134,70 +137,103 @@ def _diagonal_span(g, lr, lc):
     return max(0, -g), min(lr, lc - g)
 
 
-@njit
-def _tile_diagonals(Ta, Tb, m, mu_a, sinv_a, flag_a, cov_b, cov_d, mu_b, sinv_b, flag_b, cov_a,
-                    cov_c, r0, c0, diags, d_start, d_stop, rho_r, idx_r, rho_c, idx_c):
-    """Diagonals ``diags[d_start:d_stop]`` of one tile into this thread's best-so-far buffers.
+_BAND = 256  # diagonals per band: one row of a band is one SIMD loop over neighbouring diagonals
 
-    Rows are windows ``r0 + i`` of ``Ta``, columns windows ``c0 + j`` of ``Tb`` (local starts).
-    ``flag`` is 0 for a plain window, 1 for a constant one, 2 for one holding NaN/inf;
-    ``cov_a..cov_d`` are stumpy's terms of the O(1) covariance update along a diagonal.
-    Indices are unsigned in the hot loop (no wraparound checks).
+
+@njit
+def _side_terms(Tz, mean_m1, sig_inv, isfinite, isconst, m):
+    """Per window of one side, as rows of one array: stumpy's two covariance-update terms
+    (``T[i + m - 1] - mean(T[i : i + m - 1])`` and ``T[i - 1] - mean(T[i : i + m - 1])``),
+    1/std (0 for a constant window or one holding NaN/inf) and the term added to a pair's
+    correlation (0.5 for a constant window, -inf for one holding NaN/inf, else 0): with them
+    stumpy's rules need no branch (two constant windows 0 + 0.5 + 0.5 = 1, a constant and a
+    plain one 0.5, a window holding NaN/inf never matched)."""
+    n_w = isfinite.shape[0]
+    out = np.empty((4, n_w))
+    for i in range(n_w):
+        out[0, i] = Tz[i + m - 1] - mean_m1[i]
+        out[1, i] = (Tz[i - 1] if i > 0 else 0.0) - mean_m1[i]
+        plain = isfinite[i] and not isconst[i]
+        out[2, i] = sig_inv[i] if plain else 0.0
+        out[3, i] = 0.0 if plain else (0.5 if isconst[i] else -np.inf)
+    return out
+
+
+@njit
+def _band(Ta, Tb, m, mu_a, mu_b, rows, cols, g0, lr, lc, r0, c0, rho_r, idx_r, rho_c, idx_c,
+          cov, rho):
+    """Diagonals ``g0 .. g0 + len(cov) - 1`` of one tile, row by row.
+
+    A row of the band is one loop over its diagonals (columns ``i + g0 + b``) with no
+    dependence between them, so it runs as SIMD: each diagonal's covariance steps down from the
+    row above (stumpy's O(1) update) and becomes a Pearson correlation. The loop only counts
+    the correlations that beat the row's best and their columns' best (after the first rows of
+    a band, rarely any); only then is the row scanned again to update them.
+    Indices are unsigned in the hot loops (no wraparound checks).
     """
-    lr = rho_r.shape[0]
-    lc = rho_c.shape[0]
     inv_m = 1.0 / m
     constant = (m - 1) * inv_m * inv_m
-    um = np.uint64(m)
-    for d in range(d_start, d_stop):
-        g = diags[d]
-        i0, i1 = _diagonal_span(g, lr, lc)
-        if i1 <= i0:
-            continue
-        ui = np.uint64(i0)
-        uj = np.uint64(i0 + g)
-        cov = 0.0
-        for t in range(um):
-            cov += (Tb[uj + t] - mu_b[uj]) * (Ta[ui + t] - mu_a[ui])
-        cov *= inv_m
-        for i in range(i0, i1):
-            ui = np.uint64(i)
-            uj = np.uint64(i + g)
-            if i != i0:
-                cov = cov + constant * (cov_a[uj] * cov_b[ui] - cov_c[uj] * cov_d[ui])
-            fa = flag_a[ui]
-            fb = flag_b[uj]
-            if fa == 0 and fb == 0:
-                rho = min(1.0, cov * sinv_b[uj] * sinv_a[ui])
-            elif fa == 2 or fb == 2:
-                continue
-            elif fa == 1 and fb == 1:
-                rho = 1.0
-            else:
-                rho = 0.5
-            if rho > rho_r[ui]:
-                rho_r[ui] = rho
-                idx_r[ui] = c0 + (i + g)
-            if rho > rho_c[uj]:
-                rho_c[uj] = rho
-                idx_c[uj] = r0 + i
+    width = cov.shape[0]
+    df_c = cols[0]
+    dg_c = cols[1]
+    sinv_c = cols[2]
+    add_c = cols[3]
+    live = width  # lanes [live, width) have started (a lane starts where its diagonal does)
+    for i in range(max(0, -(g0 + width - 1)), min(lr, lc - g0)):
+        b_lo = max(0, -i - g0)
+        b_hi = min(width, lc - i - g0)
+        for b in range(b_lo, min(live, b_hi)):  # diagonals starting on this row
+            j = i + g0 + b
+            c = 0.0
+            for t in range(m):
+                c += (Tb[j + t] - mu_b[j]) * (Ta[i + t] - mu_a[i])
+            cov[b] = c * inv_m
+        first = min(live, b_hi)
+        live = min(live, b_lo)
+        ui = np.uint64(i)
+        df = rows[0, ui]
+        dg = rows[1, ui]
+        sinv = rows[2, ui]
+        add = rows[3, ui]
+        best = rho_r[ui]
+        base = np.uint64(i + g0)
+        for b in range(np.uint64(first), np.uint64(b_hi)):  # the lanes that started above
+            j = base + b
+            cov[b] = cov[b] + constant * (df_c[j] * df - dg_c[j] * dg)
+        row_hits = 0
+        col_hits = 0
+        for b in range(np.uint64(b_lo), np.uint64(b_hi)):
+            j = base + b
+            x = cov[b] * sinv_c[j] * sinv
+            r = (x if x < 1.0 else 1.0) + (add + add_c[j])
+            rho[b] = r
+            row_hits += r > best
+            col_hits += r > rho_c[j]
+        if col_hits:
+            for b in range(b_lo, b_hi):
+                j = i + g0 + b
+                if rho[b] > rho_c[j]:
+                    rho_c[j] = rho[b]
+                    idx_c[j] = r0 + i
+        if row_hits:
+            for b in range(b_lo, b_hi):
+                if rho[b] > best:
+                    best = rho[b]
+                    idx_r[ui] = c0 + i + g0 + b
+            rho_r[ui] = best
 
 
 @njit
-def _update_terms(Tz, mean_m1, isfinite, isconst, m):
-    """stumpy's covariance-update terms and the window flags of one series slice."""
-    n_w = isfinite.shape[0]
-    head = np.empty(n_w)  # T[i + m - 1] - mean(T[i : i + m - 1])
-    tail = np.empty(n_w)  # T[i - 1] - mean(T[i : i + m - 1]); unused for i = 0
-    flag = np.zeros(n_w, dtype=np.uint8)
-    for i in range(n_w):
-        head[i] = Tz[i + m - 1] - mean_m1[i]
-        tail[i] = (Tz[i - 1] if i > 0 else 0.0) - mean_m1[i]
-        if not isfinite[i]:
-            flag[i] = 2
-        elif isconst[i]:
-            flag[i] = 1
-    return head, tail, flag
+def _band_range(Ta, Tb, m, mu_a, mu_b, rows, cols, g_lo, n_diag, lr, lc, k_start, k_stop, r0,
+                c0, rho_r, idx_r, rho_c, idx_c):
+    """Bands ``k_start:k_stop`` (band ``k``: diagonals ``g_lo + k * _BAND`` on) of one tile into
+    this thread's best-so-far buffers."""
+    cov = np.empty(_BAND)
+    rho = np.empty(_BAND)
+    for k in range(k_start, k_stop):
+        width = min(_BAND, n_diag - k * _BAND)
+        _band(Ta, Tb, m, mu_a, mu_b, rows, cols, g_lo + k * _BAND, lr, lc, r0, c0, rho_r, idx_r,
+              rho_c, idx_c, cov[:width], rho[:width])
 
 
 @njit
@@ -241,23 +277,22 @@ def _tile(Ta, Tb, m, r0, c0, excl, n_threads):
     g_lo = max(-(lr - 1), excl + 1 - (c0 - r0))
     g_hi = lc - 1
     n_diag = max(g_hi - g_lo + 1, 0)
-    diags = np.arange(g_lo, g_lo + n_diag)
-    costs = np.empty(n_diag, dtype=np.int64)
+    n_bands = -(-n_diag // _BAND)
+    costs = np.zeros(n_bands, dtype=np.int64)
     for d in range(n_diag):
-        i0, i1 = _diagonal_span(diags[d], lr, lc)
-        costs[d] = max(i1 - i0, 0)
-    n_parts = max(1, min(n_threads, n_diag))
+        i0, i1 = _diagonal_span(g_lo + d, lr, lc)
+        costs[d // _BAND] += max(i1 - i0, 0)
+    n_parts = max(1, min(n_threads, n_bands))
     ranges = _cost_ranges(costs, n_parts)
     rho_r = np.full((n_parts, lr), -np.inf)
     idx_r = np.full((n_parts, lr), -1, dtype=np.int64)
     rho_c = np.full((n_parts, lc), -np.inf)
     idx_c = np.full((n_parts, lc), -1, dtype=np.int64)
-    cov_b, cov_d, flag_a = _update_terms(Ta_z, mm1_a, fin_a, con_a, m)
-    cov_a, cov_c, flag_b = _update_terms(Tb_z, mm1_b, fin_b, con_b, m)
+    rows = _side_terms(Ta_z, mm1_a, sinv_a, fin_a, con_a, m)
+    cols = _side_terms(Tb_z, mm1_b, sinv_b, fin_b, con_b, m)
     for t in numba.prange(n_parts):
-        _tile_diagonals(Ta_z, Tb_z, m, mu_a, sinv_a, flag_a, cov_b, cov_d, mu_b, sinv_b, flag_b,
-                        cov_a, cov_c, r0, c0, diags, ranges[t, 0], ranges[t, 1],
-                        rho_r[t], idx_r[t], rho_c[t], idx_c[t])
+        _band_range(Ta_z, Tb_z, m, mu_a, mu_b, rows, cols, g_lo, n_diag, lr, lc, ranges[t, 0],
+                    ranges[t, 1], r0, c0, rho_r[t], idx_r[t], rho_c[t], idx_c[t])
     for t in range(1, n_parts):
         _merge_best(rho_r[0], idx_r[0], rho_r[t], idx_r[t])
         _merge_best(rho_c[0], idx_c[0], rho_c[t], idx_c[t])

@@ -2,9 +2,13 @@
 
 Both are exact. The whole set is indexed by a kd tree (median splits along the widest
 coordinate, all leaves at one depth, at most ``_LEAF`` points each, nodes in heap order with their
-bounding boxes). Each query walks it depth first, nearer child first, skipping any node whose box
-is farther than the query's current k-th distance; a leaf's distances are computed directly (sum
-of squared differences in coordinate order, as scikit-learn's trees do), four points side by side.
+split planes and bounding boxes). Each query walks it depth first, nearer child first; the
+distance to a node's cell is updated in O(1) per step down (only the split coordinate changes,
+Arya and Mount's incremental distance) and the step is branch free, so a query pays little for
+the inner nodes. A farther child beyond the query's current k-th distance is never visited, a
+leaf whose bounding box is beyond it is skipped, and the others' distances are computed directly
+(sum of squared differences in coordinate order, as scikit-learn's trees do), four points side by
+side. Queries come in tree order (neighbouring queries walk the same nodes: cache).
 Queries are spread over the task's Numba threads (``task_threads()``) in contiguous ranges.
 
 Distributed (Dask ``X``), each row block of ``X`` is a task that queries the whole set (whose
@@ -35,7 +39,8 @@ class _Tree:
     """A kd tree in heap order (node ``i`` has children ``2i + 1``, ``2i + 2``; all leaves at
     depth ``depth``). ``points_t`` holds the points transposed, (d, n), in leaf order; node
     ``i`` holds columns ``start[i]:stop[i]``, ids ``ids[...]`` and the bounding box
-    ``lo[i]``, ``hi[i]``."""
+    ``lo[i]``, ``hi[i]``; an inner node's left child holds its points with coordinate
+    ``split_dim[i]`` <= ``split_val[i]``, its right child those >= it."""
 
     points_t: np.ndarray
     ids: np.ndarray
@@ -43,6 +48,8 @@ class _Tree:
     stop: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
+    split_dim: np.ndarray
+    split_val: np.ndarray
     depth: int
 
 
@@ -60,6 +67,8 @@ def _build(X, depth):
     stop = np.empty(n_nodes, dtype=np.int64)
     lo = np.empty((n_nodes, d))
     hi = np.empty((n_nodes, d))
+    split_dim = np.zeros(n_nodes, dtype=np.int64)
+    split_val = np.zeros(n_nodes)
     start[0] = 0
     stop[0] = n
     keys = np.empty(n)
@@ -88,13 +97,15 @@ def _build(X, depth):
             for r in range(b - a):
                 perm[a + r] = seg[order[r]]
         mid = a + (b - a) // 2
+        split_dim[node] = best
+        split_val[node] = X[perm[mid], best] if mid < b else hi[node, best]
         start[left], stop[left] = a, mid
         start[left + 1], stop[left + 1] = mid, b
     points_t = np.empty((d, n))
     for r in range(n):
         for j in range(d):
             points_t[j, r] = X[perm[r], j]
-    return points_t, perm, start, stop, lo, hi
+    return points_t, perm, start, stop, lo, hi, split_dim, split_val
 
 
 @njit(inline="always")
@@ -145,55 +156,69 @@ def _leaf_distances(q, points_t, a, b, buf):
 
 
 @njit
-def _query(q, qid, points_t, ids, start, stop, lo, hi, depth, k, best_d, best_i, stack,
-           stack_gap, buf):
+def _query(q, qid, points_t, ids, start, stop, lo, hi, split_dim, split_val, depth, k, best_d,
+           best_i, stack, stack_rd, stack_off, off, buf):
     """k nearest points (squared distance, id) to ``q`` other than id ``qid``, sorted.
 
-    Depth first, nearer child first, pruning nodes whose box is farther than the current k-th
-    distance. A leaf's distances go into ``buf``, four points at a time.
+    Depth first, nearer child first. The distance from ``q`` to a node's cell (the region its
+    ancestors' split planes bound) is kept per coordinate in ``off`` and updated in O(1) per
+    step down (Arya and Mount's incremental distance): only the split coordinate changes.
+    A farther child whose cell is beyond the current k-th distance is never visited, and a
+    leaf whose bounding box is beyond it is skipped before its distances are computed.
     """
+    d = q.shape[0]
     first_leaf = 2 ** depth - 1
     for t in range(k):
         best_d[t] = np.inf
         best_i[t] = -1
     top = 1
     stack[0] = 0
-    stack_gap[0] = 0.0
+    stack_rd[0] = 0.0
+    for j in range(d):
+        stack_off[0, j] = 0.0
     while top > 0:
         top -= 1
         node = stack[top]
-        if stack_gap[top] > best_d[k - 1]:
+        rd = stack_rd[top]
+        if rd > best_d[k - 1]:
             continue
-        if node >= first_leaf:
-            a, b = start[node], stop[node]
-            _leaf_distances(q, points_t, a, b, buf)
-            kth = best_d[k - 1]
-            for c in range(b - a):
-                dist = buf[c]
-                if dist < kth and ids[a + c] != qid:
-                    t = k - 1
-                    while t > 0 and best_d[t - 1] > dist:
-                        best_d[t] = best_d[t - 1]
-                        best_i[t] = best_i[t - 1]
-                        t -= 1
-                    best_d[t] = dist
-                    best_i[t] = ids[a + c]
-                    kth = best_d[k - 1]
+        for j in range(d):
+            off[j] = stack_off[top, j]
+        kth = best_d[k - 1]
+        while node < first_leaf:
+            # branch free: the farther child is always written, and kept only when near enough
+            s = split_dim[node]
+            diff = q[s] - split_val[node]
+            near = 2 * node + 1 + np.int64(diff >= 0.0)
+            far_rd = rd - off[s] * off[s] + diff * diff
+            stack[top] = 4 * node + 3 - near
+            stack_rd[top] = far_rd
+            for j in range(d):
+                stack_off[top, j] = off[j]
+            stack_off[top, s] = diff
+            top += np.int64(far_rd <= kth)
+            node = near
+        if _box_gap(q, lo, hi, node) > best_d[k - 1]:
             continue
-        left = 2 * node + 1
-        g_left = _box_gap(q, lo, hi, left)
-        g_right = _box_gap(q, lo, hi, left + 1)
-        if g_left <= g_right:
-            stack[top], stack_gap[top] = left + 1, g_right
-            stack[top + 1], stack_gap[top + 1] = left, g_left
-        else:
-            stack[top], stack_gap[top] = left, g_left
-            stack[top + 1], stack_gap[top + 1] = left + 1, g_right
-        top += 2
+        a, b = start[node], stop[node]
+        _leaf_distances(q, points_t, a, b, buf)
+        kth = best_d[k - 1]
+        for c in range(b - a):
+            dist = buf[c]
+            if dist < kth and ids[a + c] != qid:
+                t = k - 1
+                while t > 0 and best_d[t - 1] > dist:
+                    best_d[t] = best_d[t - 1]
+                    best_i[t] = best_i[t - 1]
+                    t -= 1
+                best_d[t] = dist
+                best_i[t] = ids[a + c]
+                kth = best_d[k - 1]
 
 
 @njit(parallel=True)
-def _knn(Q, q_ids, points_t, ids, start, stop, lo, hi, depth, k, n_threads):
+def _knn(Q, q_ids, points_t, ids, start, stop, lo, hi, split_dim, split_val, depth, k,
+         n_threads):
     """k nearest other points of every row of ``Q`` (ids ``q_ids``), sorted: (dist, ids)."""
     nq, d = Q.shape
     dist = np.empty((nq, k))
@@ -204,8 +229,10 @@ def _knn(Q, q_ids, points_t, ids, start, stop, lo, hi, depth, k, n_threads):
     for node in range(first_leaf, start.shape[0]):
         max_leaf = max(max_leaf, stop[node] - start[node])
     for part in numba.prange(n_parts):
-        stack = np.empty(2 * depth + 4, dtype=np.int64)
-        stack_gap = np.empty(2 * depth + 4)
+        stack = np.empty(depth + 2, dtype=np.int64)
+        stack_rd = np.empty(depth + 2)
+        stack_off = np.empty((depth + 2, d))
+        off = np.empty(d)
         buf = np.empty(max_leaf)
         bd = np.empty(k)
         bi = np.empty(k, dtype=np.int64)
@@ -213,8 +240,8 @@ def _knn(Q, q_ids, points_t, ids, start, stop, lo, hi, depth, k, n_threads):
         for r in range((nq * part) // n_parts, (nq * (part + 1)) // n_parts):
             for j in range(d):
                 q[j] = Q[r, j]
-            _query(q, q_ids[r], points_t, ids, start, stop, lo, hi, depth, k, bd, bi, stack,
-                   stack_gap, buf)
+            _query(q, q_ids[r], points_t, ids, start, stop, lo, hi, split_dim, split_val, depth,
+                   k, bd, bi, stack, stack_rd, stack_off, off, buf)
             for t in range(k):
                 dist[r, t] = math.sqrt(bd[t])
                 nbr[r, t] = bi[t]
@@ -256,14 +283,13 @@ def _tree(X: np.ndarray, func: str = "knn_outliers") -> _Tree:
     depth = 0
     while -(-X.shape[0] // 2 ** depth) > _LEAF:
         depth += 1
-    points_t, perm, start, stop, lo, hi = _build(X, depth)
-    return _Tree(points_t, perm, start, stop, lo, hi, depth)
+    return _Tree(*_build(X, depth), depth)
 
 
 def _neighbours(tree: _Tree, Q: np.ndarray, q_ids: np.ndarray, k: int):
     """(dist, ids) of the k nearest points of the tree to each row of ``Q``, sorted."""
     return _knn(Q, q_ids, tree.points_t, tree.ids, tree.start, tree.stop, tree.lo, tree.hi,
-                tree.depth, k, task_threads())
+                tree.split_dim, tree.split_val, tree.depth, k, task_threads())
 
 
 def _block_neighbours(tree: _Tree, block: np.ndarray, offset: int, k: int,
