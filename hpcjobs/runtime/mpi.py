@@ -102,12 +102,12 @@ def _recv_with_deadline(comm, source: int, tag: int, timeout: float, what: str):
 class _HandledLoss(logging.Filter):
     """Drops Dask's own reports of a lost worker's consequences that are handled, and said
     in one line by the scheduler's rank: the tasks it will recompute, and the failure of a
-    collective's rank (the kernel starts its loop again, see kernels/_collective.py)."""
+    worker group's member (the kernel starts its loop again, see kernels/_worker_group/)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
         return not (("will be recomputed elsewhere" in text and "Removing worker" in text)
-                    or ("Compute Failed" in text and "RankFailed(" in text))
+                    or ("Compute Failed" in text and "MemberLost(" in text))
 
 
 def _quiet_dask_logs() -> None:

@@ -123,6 +123,17 @@ def pad(CT: np.ndarray, dtype) -> np.ndarray:
     return out
 
 
+@njit
+def tile_scratch(X, kp):
+    """One thread's buffers for :func:`nearest_tile`: the tile transposed, the distances of
+    four centroids (also of all ``kp`` for one row), the best distance and label per row."""
+    XT = np.empty((X.shape[1], TILE), dtype=X.dtype)
+    dist = np.empty((4, max(TILE, kp)), dtype=X.dtype)
+    best = np.empty(TILE, dtype=X.dtype)
+    lab = np.empty(TILE, dtype=np.int64)
+    return XT, dist, best, lab
+
+
 @njit(parallel=True)
 def lloyd(X, CT, k, n_threads):
     """Fused assignment + partial sums of a whole chunk: (sums (k, d), counts (k,), inertia).
@@ -136,10 +147,7 @@ def lloyd(X, CT, k, n_threads):
     counts = np.zeros((nt, kp), dtype=np.int64)
     inertia = np.zeros(nt)
     for t in numba.prange(nt):
-        XT = np.empty((d, TILE), dtype=X.dtype)
-        dist = np.empty((4, max(TILE, kp)), dtype=X.dtype)
-        best = np.empty(TILE, dtype=X.dtype)
-        lab = np.empty(TILE, dtype=np.int64)
+        XT, dist, best, lab = tile_scratch(X, kp)
         inertia[t] = lloyd_range(X, CT, ranges[t, 0], ranges[t, 1], sums[t], counts[t], XT,
                                   dist, best, lab)
     out_s = np.zeros((k, d))
@@ -177,15 +185,12 @@ def assign(X, CT, labels, d2, n_threads):
 
     ``CT`` is padded (:func:`pad`) and in the dtype of ``X``.
     """
-    d, kp = CT.shape
+    kp = CT.shape[1]
     ranges = thread_ranges(X.shape[0], n_threads)
     nt = ranges.shape[0]
     inertia = np.zeros(nt)
     for t in numba.prange(nt):
-        XT = np.empty((d, TILE), dtype=X.dtype)
-        dist = np.empty((4, max(TILE, kp)), dtype=X.dtype)
-        best = np.empty(TILE, dtype=X.dtype)
-        lab = np.empty(TILE, dtype=np.int64)
+        XT, dist, best, lab = tile_scratch(X, kp)
         inertia[t] = assign_range(X, CT, ranges[t, 0], ranges[t, 1], labels, d2, XT, dist,
                                    best, lab)
     return inertia.sum()

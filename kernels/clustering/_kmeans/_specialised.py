@@ -30,7 +30,7 @@ import numba
 import numpy as np
 
 from hpcjobs.kernels._jit import njit, thread_ranges
-from hpcjobs.kernels.clustering._kmeans._chunks import TILE, nearest_row
+from hpcjobs.kernels.clustering._kmeans._chunks import TILE, nearest_row, tile_scratch
 
 
 @njit
