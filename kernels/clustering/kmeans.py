@@ -95,7 +95,6 @@ class KMeansResult:
     n_steps: int = 0
 
 
-
 def _check_seed(seed, func: str) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed

@@ -91,6 +91,20 @@ def nearest_row(X, i, CT, dist):
 
 
 @njit
+def add_tile(XT, m, best, lab, sums, counts, inertia):
+    """Add the ``m`` rows of the tile ``XT`` to the sums and counts of their nearest centroid
+    (``lab``); returns ``inertia`` plus their squared distances (``best``), in row order."""
+    d = XT.shape[0]
+    for i in range(m):
+        b = lab[i]
+        counts[b] += 1
+        inertia += best[i]
+        for f in range(d):
+            sums[b, f] += XT[f, i]
+    return inertia
+
+
+@njit
 def lloyd_range(X, CT, start, stop, sums, counts, XT, dist, best, lab):
     """Assign rows ``[start, stop)`` and add them to ``sums``/``counts``; return their inertia."""
     d = CT.shape[0]
@@ -98,12 +112,7 @@ def lloyd_range(X, CT, start, stop, sums, counts, XT, dist, best, lab):
     s = start
     while s + TILE <= stop:
         nearest_tile(X, s, CT, XT, dist, best, lab)
-        for i in range(TILE):
-            b = lab[i]
-            counts[b] += 1
-            inertia += best[i]
-            for f in range(d):
-                sums[b, f] += XT[f, i]
+        inertia = add_tile(XT, TILE, best, lab, sums, counts, inertia)
         s += TILE
     for i in range(s, stop):
         b, bd = nearest_row(X, i, CT, dist[0])

@@ -13,7 +13,7 @@ from hpcjobs.kernels._finite import all_finite
 from hpcjobs.kernels._jit import njit
 from hpcjobs.kernels._validation import InvalidInput, message, nonfinite_error
 from hpcjobs.kernels.clustering._common import Blocks
-from hpcjobs.kernels.clustering._kmeans._chunks import TILE, nearest_XT, pad
+from hpcjobs.kernels.clustering._kmeans._chunks import TILE, add_tile, nearest_XT, pad
 from hpcjobs.kernels.clustering._kmeans._seeding import initial
 
 
@@ -47,12 +47,7 @@ def minibatch_chunk(X, perm, CT, wsum, k, batch, n_total, max_no_improvement, to
                 for f in range(d):
                     XT[f, i] = X[r, f]
             nearest_XT(XT, mt, CT, dist, best, lab)
-            for i in range(mt):
-                j = lab[i]
-                bcnt[j] += 1.0
-                binert += best[i]
-                for f in range(d):
-                    bsum[j, f] += XT[f, i]
+            binert = add_tile(XT, mt, best, lab, bsum, bcnt, binert)
         shift = 0.0
         for j in range(k):
             if bcnt[j] > 0:
