@@ -19,15 +19,57 @@ from pathlib import Path
 from typing import Any
 
 from hpcjobs.errors import JobFileError
-from hpcjobs.kernels._validation import InvalidInput
+from hpcjobs.kernels._params import Param, Params
+from hpcjobs.kernels._validation import InvalidInput, message
 
 TOP_LEVEL_KEYS = ("name", "description", "input", "step", "output", "cluster", "slurm", "sweep")
 STEP_KEYS = ("name", "kernel", "input", "params")
-#: the keys of a job's [cluster] table (the README says what each means)
-CLUSTER_KEYS = ("workers", "threads_per_worker", "numba_threads", "memory_limit", "processes",
-                "dashboard_address")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _REF_RE = re.compile(r"^(?P<path>[A-Za-z0-9_.\-/]+?)(?:\[(?P<index>[^\[\]]*)\])?$")
+
+
+def _memory_limit(value, func: str):
+    what = "a size such as \"4GiB\", a number of bytes or \"auto\""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return value
+    size = value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(value, str) and value.strip():
+        from dask.utils import parse_bytes
+
+        try:
+            size = parse_bytes(value)
+        except (ValueError, TypeError):
+            size = None
+    if size is None or size < 1:
+        raise InvalidInput(message("memory_limit", func, what, value))
+    return value
+
+
+def _dashboard_address(value: str, func: str) -> str:
+    port = value.strip().rpartition(":")[2]
+    if value.strip().lower() not in ("", "none", "false") and not (
+            ":" in value and port.isdigit() and int(port) <= 65535):
+        raise InvalidInput(message("dashboard_address", func, "HOST:PORT such as "
+                                   "\"127.0.0.1:8787\" (port 0: any free one) or \"none\"",
+                                   value))
+    return value
+
+
+#: a job's [cluster] table, declared as the kernels declare their parameters (and checked
+#: by the same validators); the README says what each means. None: planned from the cores.
+CLUSTER = Params(
+    "[cluster]",
+    Param("workers", "int", None, "Dask worker processes (or threads)", low=1),
+    Param("threads_per_worker", "int", None, "Dask threads per worker", low=1),
+    Param("numba_threads", "int", None, "Numba threads per Dask thread", low=1),
+    Param("memory_limit", "any", None, "per worker: a size, a number of bytes or \"auto\"",
+          check=_memory_limit),
+    Param("processes", "bool", None, "workers as processes (true) or threads (false)"),
+    Param("dashboard_address", "str", None, "HOST:PORT of the dashboard, or \"none\"",
+          check=_dashboard_address),
+)
+#: the keys of a job's [cluster] table
+CLUSTER_KEYS = tuple(p.name for p in CLUSTER)
 
 
 @dataclass(frozen=True)
@@ -399,41 +441,12 @@ class _Validator:
 
     def _cluster(self, table: dict) -> dict:
         self._only(table, CLUSTER_KEYS, "cluster")
-        for k in ("workers", "threads_per_worker", "numba_threads"):
-            if k in table:
-                v = self.expect(table[k], int, f"cluster.{k}", "a positive integer")
-                if v < 1:
-                    self.fail(f"cluster.{k}", f"expected a positive integer, found {v}")
-        if "processes" in table:
-            self.expect(table["processes"], bool, "cluster.processes", "true or false")
-        if "memory_limit" in table:
-            self._memory_limit(table["memory_limit"])
-        if "dashboard_address" in table:
-            address = self.expect(table["dashboard_address"], str, "cluster.dashboard_address",
-                                  "an address such as \"127.0.0.1:8787\"")
-            port = address.strip().rpartition(":")[2]
-            if address.strip().lower() not in ("", "none", "false") and not (
-                    ":" in address and port.isdigit() and int(port) <= 65535):
-                self.fail("cluster.dashboard_address", "expected HOST:PORT such as "
-                          f"\"127.0.0.1:8787\" (port 0: any free one) or \"none\", "
-                          f"found {address!r}")
-        return dict(table)
-
-    def _memory_limit(self, value) -> None:
-        what = "a size such as \"4GiB\", a number of bytes or \"auto\""
-        self.expect(value, (str, int), "cluster.memory_limit", what)
-        if isinstance(value, str) and value.strip().lower() == "auto":
-            return
-        size = value
-        if isinstance(value, str):
-            from dask.utils import parse_bytes
-
+        for key, value in table.items():
             try:
-                size = parse_bytes(value) if value.strip() else None
-            except (ValueError, TypeError):
-                size = None
-        if size is None or size < 1:
-            self.fail("cluster.memory_limit", f"expected {what}, found {value!r}")
+                CLUSTER[key].validate(value, "[cluster]")
+            except InvalidInput as exc:
+                self.fail(f"cluster.{key}", str(exc))
+        return dict(table)
 
 
 def check_cluster_table(table: dict, shown: str) -> dict:

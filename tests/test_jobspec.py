@@ -90,7 +90,7 @@ BAD = [
     (_replace('input = "z/Z"', 'input = "zstats/Z"'), "step[2] (zstats).input.X",
      "no array 'zstats/Z'"),  # a step cannot read its own or a later step's output
     (_replace('name = "z"', 'name = "stats"'), "step[1].name", "used twice"),
-    (_replace('workers = 1', 'workers = 0'), "cluster.workers", "positive integer"),
+    (_replace('workers = 1', 'workers = 0'), "cluster.workers", "must be an int in the range [1, inf)"),
     (_replace('workers = 1', 'workerz = 1'), "cluster.workerz", "unknown key"),
     (GOOD.replace('[[step]]', '[[stepz]]'), "stepz", "unknown key"),
     (GOOD.split("[[step]]")[0] + '[output]\npath = "o.zarr"\n', "step", "missing"),

@@ -106,7 +106,7 @@ def test_config_names_the_source_of_each_value(site_profile, monkeypatch):
 @pytest.mark.parametrize("profile, words", [
     ({"slurm": {"partiton": "x"}}, "partiton: unknown Slurm setting; valid keys: partition"),
     ({"slurm": {"partition": "a b"}}, "partition: 'a b' cannot go into an #SBATCH line"),
-    ({"cluster": {"workers": 0}}, "cluster.workers: expected a positive integer"),
+    ({"cluster": {"workers": 0}}, "cluster.workers: The 'workers' parameter of [cluster] must be an int"),
     ({"slrum": {}}, "unknown table; valid: slurm, cluster"),
 ])
 def test_a_bad_profile_is_one_line_exit_2(profile, words, job):

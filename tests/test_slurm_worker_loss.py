@@ -40,8 +40,8 @@ KMEANS_LONG = '[[step]]\nname = "km"\nkernel = "kmeans"\ninput = "readings"\n' \
 
 
 def kill_a_rank_mid_loop(cluster_file: Path, iterations: int, timeout: float = 150) -> dict:
-    """Connect to the job's cluster with its certificate, wait until a k-means rank has
-    finished ``iterations`` Lloyd iterations, and SIGKILL that worker's MPI rank (the
+    """Connect to the job's cluster with its certificate, wait until a k-means worker-group member
+    has finished ``iterations`` Lloyd iterations, and SIGKILL that worker's MPI rank (the
     worker runs in the rank's own process). Returns what it killed."""
     from distributed import Client
 
@@ -50,7 +50,7 @@ def kill_a_rank_mid_loop(cluster_file: Path, iterations: int, timeout: float = 1
     address, security = load_security(cluster_file)
 
     def saved_step(dask_worker) -> int:  # (a local function: sent by value to the ranks)
-        plugin = dask_worker.plugins.get("hpcjobs-collective")
+        plugin = dask_worker.plugins.get("hpcjobs-worker-group")  # its PLUGIN_NAME
         return max((step for step, _ in getattr(plugin, "saved", {}).values()), default=0)
 
     def identity(dask_worker) -> tuple:
@@ -77,7 +77,7 @@ def kill_a_rank_mid_loop(cluster_file: Path, iterations: int, timeout: float = 1
                     return {"pid": pid, "name": name, "rank": procid,
                             "step": steps[ready[0]]}
                 await asyncio.sleep(0.05)
-        raise AssertionError(f"no k-means rank reached iteration {iterations} in {timeout} s")
+        raise AssertionError(f"no k-means group member reached iteration {iterations} in {timeout} s")
 
     return asyncio.run(watch())
 

@@ -51,15 +51,15 @@ def _kill_a_worker_when(client, started: threading.Event, prefix: str) -> dict:
 
 
 def _saved_step(dask_worker) -> int:
-    """The last Lloyd iteration that a k-means rank on this worker saved (0: none yet)."""
-    from hpcjobs.kernels._collective import PLUGIN_NAME
+    """The last Lloyd iteration that a k-means worker-group member on this worker saved (0: none yet)."""
+    from hpcjobs.kernels._worker_group import PLUGIN_NAME
 
     plugin = dask_worker.plugins.get(PLUGIN_NAME)
     return max((step for step, _ in getattr(plugin, "saved", {}).values()), default=0)
 
 
-def _kill_a_rank_after(client, started: threading.Event, iterations: int) -> dict:
-    """SIGKILL the worker of a k-means rank once it has finished ``iterations`` Lloyd
+def _kill_a_member_after(client, started: threading.Event, iterations: int) -> dict:
+    """SIGKILL the worker of a k-means worker-group member once it has finished ``iterations`` Lloyd
     iterations (so the loss lands mid-loop, whatever the machine's load)."""
     killed = {}
 
@@ -98,21 +98,21 @@ def test_kmeans_on_kept_blocks_survives_a_killed_worker(cluster, monkeypatch):
     rng = np.random.default_rng(0)
     X = da.from_array(rng.random((300_000, 8)), chunks=(50_000, 8))
     ref = kmeans(X, 16, init="random", max_iter=60, tol=0.0, seed=3)
-    # (NumPy values only: a Dask result would hold the ranks' futures, which the scheduler
+    # (NumPy values only: a Dask result would hold the members' futures, which the scheduler
     # would try to compute again when their worker is killed below)
     ref = dataclasses.replace(ref, labels=ref.labels.compute())
     assert ref.n_iter > 30  # the loop is long enough to be caught in the middle
 
     monkeypatch.setattr(module, "_kmeans_on_workers", counted)
     done = threading.Event()
-    killed = _kill_a_rank_after(cluster, done, iterations=10)
+    killed = _kill_a_member_after(cluster, done, iterations=10)
     r = kmeans(X, 16, init="random", max_iter=60, tol=0.0, seed=3)
     labels = r.labels.compute()
     done.set()
     killed["thread"].join()
     assert "pid" in killed, "no worker was killed: the test did not test anything"
     # the collective loop failed once and started again from the last iteration that the
-    # ranks had all finished, not from the seeding
+    # members had all finished, not from the seeding
     assert resumed_from[0] is None and len(resumed_from) >= 2, resumed_from
     assert 10 <= resumed_from[1] < ref.n_iter, (resumed_from, killed["step"], ref.n_iter)
     np.testing.assert_array_equal(labels, ref.labels)
@@ -122,7 +122,7 @@ def test_kmeans_on_kept_blocks_survives_a_killed_worker(cluster, monkeypatch):
 
 
 def test_kmeans_labels_survive_a_worker_killed_after_the_loop(cluster):
-    """The labels of a finished k-means are left on the ranks' workers: a worker killed
+    """The labels of a finished k-means are left on the members' workers: a worker killed
     before they are written costs their recomputation, not the result."""
     from hpcjobs.kernels import kmeans_predict
 
@@ -137,17 +137,17 @@ def test_kmeans_labels_survive_a_worker_killed_after_the_loop(cluster):
 def test_kmeans_resumes_from_a_saved_iteration_exactly():
     """A loop resumed from iteration i's state ends as the uninterrupted loop does (NumPy)."""
     from hpcjobs.kernels.clustering._common import Blocks
-    from hpcjobs.kernels.clustering.kmeans import _lloyd_loop
+    from hpcjobs.kernels.clustering._kmeans._lloyd import lloyd_loop
 
     X = np.random.default_rng(5).random((20_000, 3))
     blocks = Blocks(X)
     C0 = X[:6].copy()
     states = {}
-    C, n_iter, _ = _lloyd_loop(blocks, C0, 40, 0.0,
+    C, n_iter, _ = lloyd_loop(blocks, C0, 40, 0.0,
                                save=lambda i, C, done: states.setdefault(i, (C, done)))
     assert n_iter > 12 and sorted(states) == list(range(1, n_iter + 1))
     assert states[n_iter][1] or n_iter == 40
-    C2, n_iter2, _ = _lloyd_loop(blocks, states[12][0], 40, 0.0, start=12)
+    C2, n_iter2, _ = lloyd_loop(blocks, states[12][0], 40, 0.0, start=12)
     assert n_iter2 == n_iter
     np.testing.assert_array_equal(C2, C)
 

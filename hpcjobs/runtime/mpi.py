@@ -102,13 +102,13 @@ def _recv_with_deadline(comm, source: int, tag: int, timeout: float, what: str):
 class _HandledLoss(logging.Filter):
     """Drops Dask's own reports of a lost worker's consequences that are handled, and said
     in one line by the scheduler's rank: the tasks it will recompute, the failure of a
-    collective's rank (the kernel starts its loop again, see kernels/_collective.py), and
+    worker group's member (the kernel starts its loop again, see kernels/_worker_group/), and
     each task failed once no worker is left (the driver's error says it once)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
         return not (("will be recomputed elsewhere" in text and "Removing worker" in text)
-                    or ("Compute Failed" in text and "RankFailed(" in text)
+                    or ("Compute Failed" in text and "MemberLost(" in text)
                     or "timed out waiting without any running workers" in text)
 
 

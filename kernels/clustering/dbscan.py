@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from hpcjobs.kernels._finite import all_finite
 from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
 from hpcjobs.kernels._validation import (
     InvalidInput,
@@ -42,12 +43,7 @@ from hpcjobs.kernels._validation import (
     message,
     nonfinite_error,
 )
-from hpcjobs.kernels.clustering._common import (
-    Blocks,
-    all_finite,
-    known_rows,
-    uniforms,
-)
+from hpcjobs.kernels.clustering._common import Blocks, known_rows, uniforms
 from hpcjobs.kernels.clustering.params import DBSCAN
 
 _FUNC = "dbscan"

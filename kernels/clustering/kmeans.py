@@ -8,8 +8,8 @@ How it works
   are tree-combined (fan-in 8), one ``dask.compute`` per iteration, on the active scheduler.
   On a distributed cluster whose memory can hold the data, the blocks are persisted and the
   whole of k-means (tolerance, seeding, Lloyd, labels) runs on the workers that hold them,
-  one long task each, which swap each pass's partials directly (an allgather, see
-  ``hpcjobs.kernels._collective``): a pass then costs a worker-to-worker message (0.13 ms
+  one long task each (a worker group, see ``hpcjobs.kernels._worker_group``), which swap each
+  pass's partials directly (an allgather): a pass then costs a worker-to-worker message (0.13 ms
   through a pipe between workers of one machine, ~0.3 ms over the comms) instead of a
   scheduler round trip (~10 ms).
   Distances are computed directly as ``sum((x - c)**2)`` in the data's dtype (float32 stays
@@ -42,21 +42,20 @@ How it works
 
 All the random choices derive from ``seed``: the same seed gives the same result, and for
 :func:`kmeans` the same result whatever the chunking (up to float rounding of the sums).
+
+Where each part lives (``kernels/clustering/_kmeans/``): the Numba chunk loops in ``_chunks``
+(and ``_specialised``, which picks the loop a chunk runs), the chunk functions of each pass in
+``_passes``, the seeding and tolerance in ``_seeding``, Lloyd's loop in ``_lloyd``, the worker
+group path in ``_on_workers`` and mini-batch in ``_minibatch``; this module holds the public
+functions and their checks.
 """
 
 from __future__ import annotations
 
-import math
-import operator
-import pickle
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
-from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
 from hpcjobs.kernels._validation import (
     InvalidInput,
     InvalidType,
@@ -65,16 +64,16 @@ from hpcjobs.kernels._validation import (
     check_int,
     is_dask,
     message,
-    nonfinite_error,
 )
-from hpcjobs.kernels.clustering._common import (
-    Blocks,
-    all_finite,
-    known_rows,
-    new_key,
-    uniform,
-    uniforms,
+from hpcjobs.kernels.clustering._common import Blocks, known_rows
+from hpcjobs.kernels.clustering._kmeans._chunks import pad
+from hpcjobs.kernels.clustering._kmeans._lloyd import labels_inertia, lloyd_loop
+from hpcjobs.kernels.clustering._kmeans._minibatch import minibatch_epochs
+from hpcjobs.kernels.clustering._kmeans._on_workers import (
+    kmeans_on_workers as _kmeans_on_workers,
 )
+from hpcjobs.kernels.clustering._kmeans._passes import predict_block
+from hpcjobs.kernels.clustering._kmeans._seeding import seeded
 from hpcjobs.kernels.clustering.params import INITS as _INITS
 from hpcjobs.kernels.clustering.params import KMEANS, MINIBATCH_INITS, MINIBATCH_KMEANS
 
@@ -94,740 +93,6 @@ class KMeansResult:
     inertia: float
     n_iter: int
     n_steps: int = 0
-
-
-# ---------------------------------------------------------------------------------------------
-# chunk level: Numba
-
-
-_TILE = 64  # rows per tile: the tile is transposed so that the distance loops run over rows
-
-
-@njit
-def _nearest_tile(X, s, CT, XT, dist, best, lab):
-    """Nearest centroid of rows ``s:s+_TILE``: squared distances into ``best``, index ``lab``."""
-    for i in range(_TILE):
-        for f in range(X.shape[1]):
-            XT[f, i] = X[s + i, f]
-    _nearest_XT(XT, _TILE, CT, dist, best, lab)
-
-
-@njit
-def _nearest_XT(XT, m, CT, dist, best, lab):
-    """Nearest centroid of the ``m`` rows held transposed in ``XT`` (d, >= m).
-
-    ``CT`` (d, kp) holds the centroids as columns, ``kp`` a multiple of 4 (padding columns are
-    +inf and never win). Four centroids are swept per pass over the tile, so the inner loops
-    are long, unit-stride and vectorise.
-    """
-    d, kp = CT.shape
-    for i in range(m):
-        best[i] = np.inf
-        lab[i] = 0
-    for j0 in range(0, kp, 4):
-        for q in range(4):
-            for i in range(m):
-                dist[q, i] = 0.0
-        for f in range(d):
-            c0 = CT[f, j0]
-            c1 = CT[f, j0 + 1]
-            c2 = CT[f, j0 + 2]
-            c3 = CT[f, j0 + 3]
-            for i in range(m):
-                x = XT[f, i]
-                t0 = x - c0
-                t1 = x - c1
-                t2 = x - c2
-                t3 = x - c3
-                dist[0, i] += t0 * t0
-                dist[1, i] += t1 * t1
-                dist[2, i] += t2 * t2
-                dist[3, i] += t3 * t3
-        for q in range(4):
-            for i in range(m):
-                if dist[q, i] < best[i]:
-                    best[i] = dist[q, i]
-                    lab[i] = j0 + q
-
-
-@njit
-def _nearest_row(X, i, CT, dist):
-    d, kp = CT.shape
-    for j in range(kp):
-        dist[j] = 0.0
-    for f in range(d):
-        x = X[i, f]
-        for j in range(kp):
-            t = x - CT[f, j]
-            dist[j] += t * t
-    best = 0
-    bd = dist[0]
-    for j in range(1, kp):
-        if dist[j] < bd:
-            bd = dist[j]
-            best = j
-    return best, bd
-
-
-@njit
-def _lloyd_range(X, CT, start, stop, sums, counts, XT, dist, best, lab):
-    """Assign rows ``[start, stop)`` and add them to ``sums``/``counts``; return their inertia."""
-    d = CT.shape[0]
-    inertia = 0.0
-    s = start
-    while s + _TILE <= stop:
-        _nearest_tile(X, s, CT, XT, dist, best, lab)
-        for i in range(_TILE):
-            b = lab[i]
-            counts[b] += 1
-            inertia += best[i]
-            for f in range(d):
-                sums[b, f] += XT[f, i]
-        s += _TILE
-    for i in range(s, stop):
-        b, bd = _nearest_row(X, i, CT, dist[0])
-        counts[b] += 1
-        inertia += bd
-        for f in range(d):
-            sums[b, f] += X[i, f]
-    return inertia
-
-
-def _pad(CT: np.ndarray, dtype) -> np.ndarray:
-    """Centroid columns padded with +inf to a multiple of 4, C-contiguous, in ``dtype``."""
-    d, k = CT.shape
-    kp = max(4, -(-k // 4) * 4)
-    out = np.full((d, kp), np.inf, dtype=dtype)
-    out[:, :k] = CT
-    return out
-
-
-@njit(parallel=True)
-def _lloyd(X, CT, k, n_threads):
-    """Fused assignment + partial sums of a whole chunk: (sums (k, d), counts (k,), inertia).
-
-    ``CT`` is padded (:func:`_pad`); ``k`` is the true number of centroids.
-    """
-    d, kp = CT.shape
-    ranges = thread_ranges(X.shape[0], n_threads)
-    nt = ranges.shape[0]
-    sums = np.zeros((nt, kp, d))
-    counts = np.zeros((nt, kp), dtype=np.int64)
-    inertia = np.zeros(nt)
-    for t in numba.prange(nt):
-        XT = np.empty((d, _TILE), dtype=X.dtype)
-        dist = np.empty((4, max(_TILE, kp)), dtype=X.dtype)
-        best = np.empty(_TILE, dtype=X.dtype)
-        lab = np.empty(_TILE, dtype=np.int64)
-        inertia[t] = _lloyd_range(X, CT, ranges[t, 0], ranges[t, 1], sums[t], counts[t], XT,
-                                  dist, best, lab)
-    out_s = np.zeros((k, d))
-    out_c = np.zeros(k, dtype=np.int64)
-    for t in range(nt):
-        for j in range(k):
-            out_c[j] += counts[t, j]
-            for f in range(d):
-                out_s[j, f] += sums[t, j, f]
-    return out_s, out_c, inertia.sum()
-
-
-@njit
-def _assign_range(X, CT, start, stop, labels, d2, XT, dist, best, lab):
-    inertia = 0.0
-    s = start
-    while s + _TILE <= stop:
-        _nearest_tile(X, s, CT, XT, dist, best, lab)
-        for i in range(_TILE):
-            labels[s + i] = lab[i]
-            d2[s + i] = best[i]
-            inertia += best[i]
-        s += _TILE
-    for i in range(s, stop):
-        b, bd = _nearest_row(X, i, CT, dist[0])
-        labels[i] = b
-        d2[i] = bd
-        inertia += bd
-    return inertia
-
-
-@njit(parallel=True)
-def _assign(X, CT, labels, d2, n_threads):
-    """Nearest centroid of every row into ``labels`` and its squared distance into ``d2``.
-
-    ``CT`` is padded (:func:`_pad`) and in the dtype of ``X``.
-    """
-    d, kp = CT.shape
-    ranges = thread_ranges(X.shape[0], n_threads)
-    nt = ranges.shape[0]
-    inertia = np.zeros(nt)
-    for t in numba.prange(nt):
-        XT = np.empty((d, _TILE), dtype=X.dtype)
-        dist = np.empty((4, max(_TILE, kp)), dtype=X.dtype)
-        best = np.empty(_TILE, dtype=X.dtype)
-        lab = np.empty(_TILE, dtype=np.int64)
-        inertia[t] = _assign_range(X, CT, ranges[t, 0], ranges[t, 1], labels, d2, XT, dist,
-                                   best, lab)
-    return inertia.sum()
-
-
-@njit
-def _kpp_range(X, offset, start, stop, CT, TT, key, pot, hk, hi):
-    """Score the trial centroids ``TT`` and draw the next trials for each (exponential race).
-
-    ``pot[l]`` gets the potential sum(min(d^2(x, C), d^2(x, T_l))); ``hk[l]``/``hi[l]`` keep the
-    ``M`` smallest keys ``-log(u_x) / w_l(x)`` and their global row indices.
-    """
-    d = X.shape[1]
-    j = CT.shape[1]
-    L = TT.shape[1]
-    M = hk.shape[1]
-    for i in range(start, stop):
-        base = np.inf
-        for c in range(j):
-            s = 0.0
-            for f in range(d):
-                t = np.float64(X[i, f]) - CT[f, c]
-                s += t * t
-            if s < base:
-                base = s
-        e = -math.log(uniform(key, offset + i))
-        for ll in range(L):
-            s = 0.0
-            for f in range(d):
-                t = np.float64(X[i, f]) - TT[f, ll]
-                s += t * t
-            w = min(s, base)
-            pot[ll] += w
-            if w > 0.0:
-                kk = e / w
-                m = 0
-                for q in range(1, M):
-                    if hk[ll, q] > hk[ll, m]:
-                        m = q
-                if kk < hk[ll, m]:
-                    hk[ll, m] = kk
-                    hi[ll, m] = offset + i
-
-
-@njit(parallel=True)
-def _kpp(X, offset, CT, TT, key, M, n_threads):
-    L = TT.shape[1]
-    ranges = thread_ranges(X.shape[0], n_threads)
-    nt = ranges.shape[0]
-    pot = np.zeros((nt, L))
-    hk = np.full((nt, L, M), np.inf)
-    hi = np.full((nt, L, M), -1, dtype=np.int64)
-    for t in numba.prange(nt):
-        _kpp_range(X, offset, ranges[t, 0], ranges[t, 1], CT, TT, key, pot[t], hk[t], hi[t])
-    return pot.sum(axis=0), hk, hi
-
-
-def _mind2(X, CT, d2, n_threads):
-    """Squared distance of every row to its nearest centroid into ``d2``; returns the sum."""
-    labels = np.empty(X.shape[0], dtype=np.int32)
-    return _assign(X, CT, labels, d2, n_threads)
-
-
-@njit
-def _minibatch_chunk(X, perm, CT, wsum, k, batch, n_total, max_no_improvement, tol_abs, state):
-    """Mini-batch steps over the rows ``X[perm]`` of one chunk, updating ``CT`` in place.
-
-    ``CT`` (d, kp) float64 is padded like :func:`_pad`; ``state`` = [steps, ewa inertia,
-    best ewa, steps without improvement, stopped].
-    """
-    d, kp = CT.shape
-    m = perm.shape[0]
-    bsum = np.zeros((k, d))
-    bcnt = np.zeros(k)
-    XT = np.empty((d, _TILE))
-    dist = np.empty((4, _TILE))
-    best = np.empty(_TILE)
-    lab = np.empty(_TILE, dtype=np.int64)
-    for b0 in range(0, m, batch):
-        if state[4] != 0.0:
-            return
-        b1 = min(b0 + batch, m)
-        nb = b1 - b0
-        bsum[:] = 0.0
-        bcnt[:] = 0.0
-        binert = 0.0
-        for t0 in range(b0, b1, _TILE):
-            mt = min(_TILE, b1 - t0)
-            for i in range(mt):
-                r = perm[t0 + i]
-                for f in range(d):
-                    XT[f, i] = X[r, f]
-            _nearest_XT(XT, mt, CT, dist, best, lab)
-            for i in range(mt):
-                j = lab[i]
-                bcnt[j] += 1.0
-                binert += best[i]
-                for f in range(d):
-                    bsum[j, f] += XT[f, i]
-        shift = 0.0
-        for j in range(k):
-            if bcnt[j] > 0:
-                w = wsum[j] + bcnt[j]
-                for f in range(d):
-                    new = (CT[f, j] * wsum[j] + bsum[j, f]) / w
-                    shift += (new - CT[f, j]) ** 2
-                    CT[f, j] = new
-                wsum[j] = w
-        state[0] += 1.0
-        binert /= nb
-        if state[0] == 1.0:
-            state[1] = binert
-        else:
-            alpha = min(1.0, nb * 2.0 / (n_total + 1))
-            state[1] = state[1] * (1.0 - alpha) + binert * alpha
-        if state[0] == 1.0 or state[1] < state[2]:
-            state[2] = state[1]
-            state[3] = 0.0
-        else:
-            state[3] += 1.0
-        if max_no_improvement > 0 and state[3] >= max_no_improvement:
-            state[4] = 1.0
-        if tol_abs > 0.0 and shift <= tol_abs:
-            state[4] = 1.0
-
-
-# ---------------------------------------------------------------------------------------------
-# Lloyd and assignment kernels specialised on d (generated once per d, cached by Numba)
-
-_GEN_MAX_D = 16  # widths with a generated kernel; wider data use the generic tile kernel
-_GEN_MIN_ROWS = 1 << 15  # smaller inputs are not worth a compile
-
-_GEN_TEMPLATE = '''"""Generated by hpcjobs.kernels.clustering.kmeans for d = {d}: do not edit."""
-import numba
-import numpy as np
-
-from hpcjobs.kernels._jit import njit, thread_ranges
-from hpcjobs.kernels.clustering.kmeans import _TILE, _nearest_row
-
-
-@njit
-def nearest_tile(X, s, CT, XT, best, lab):
-    for i in range(_TILE):
-{load}
-        best[i] = np.inf
-        lab[i] = 0
-    for j in range(0, CT.shape[1], 2):
-        {cent}
-        for i in range(_TILE):
-{body}
-            b = best[i]
-            la = lab[i]
-            m = a0 < b
-            b = a0 if m else b
-            la = j if m else la
-            m = a1 < b
-            b = a1 if m else b
-            la = j + 1 if m else la
-            best[i] = b
-            lab[i] = la
-
-
-@njit
-def lloyd_range(X, CT, start, stop, sums, counts, XT, dist, best, lab):
-    inertia = 0.0
-    s = start
-    while s + _TILE <= stop:
-        nearest_tile(X, s, CT, XT, best, lab)
-        for i in range(_TILE):
-            b = lab[i]
-            counts[b] += 1
-            inertia += best[i]
-{sums}
-        s += _TILE
-    for i in range(s, stop):
-        b, bd = _nearest_row(X, i, CT, dist)
-        counts[b] += 1
-        inertia += bd
-        for f in range({d}):
-            sums[b, f] += X[i, f]
-    return inertia
-
-
-@njit(parallel=True)
-def lloyd(X, CT, k, n_threads):
-    kp = CT.shape[1]
-    ranges = thread_ranges(X.shape[0], n_threads)
-    nt = ranges.shape[0]
-    sums = np.zeros((nt, kp, {d}))
-    counts = np.zeros((nt, kp), dtype=np.int64)
-    inertia = np.zeros(nt)
-    for t in numba.prange(nt):
-        XT = np.empty(({d}, _TILE), dtype=X.dtype)
-        dist = np.empty(kp, dtype=X.dtype)
-        best = np.empty(_TILE, dtype=X.dtype)
-        lab = np.empty(_TILE, dtype=np.int64)
-        inertia[t] = lloyd_range(X, CT, ranges[t, 0], ranges[t, 1], sums[t], counts[t], XT,
-                                 dist, best, lab)
-    out_s = np.zeros((k, {d}))
-    out_c = np.zeros(k, dtype=np.int64)
-    for t in range(nt):
-        for j in range(k):
-            out_c[j] += counts[t, j]
-            for f in range({d}):
-                out_s[j, f] += sums[t, j, f]
-    return out_s, out_c, inertia.sum()
-
-
-@njit
-def assign_range(X, CT, start, stop, labels, d2, XT, dist, best, lab):
-    inertia = 0.0
-    s = start
-    while s + _TILE <= stop:
-        nearest_tile(X, s, CT, XT, best, lab)
-        for i in range(_TILE):
-            labels[s + i] = lab[i]
-            d2[s + i] = best[i]
-            inertia += best[i]
-        s += _TILE
-    for i in range(s, stop):
-        b, bd = _nearest_row(X, i, CT, dist)
-        labels[i] = b
-        d2[i] = bd
-        inertia += bd
-    return inertia
-
-
-@njit(parallel=True)
-def assign(X, CT, labels, d2, n_threads):
-    ranges = thread_ranges(X.shape[0], n_threads)
-    nt = ranges.shape[0]
-    inertia = np.zeros(nt)
-    for t in numba.prange(nt):
-        XT = np.empty(({d}, _TILE), dtype=X.dtype)
-        dist = np.empty(CT.shape[1], dtype=X.dtype)
-        best = np.empty(_TILE, dtype=X.dtype)
-        lab = np.empty(_TILE, dtype=np.int64)
-        inertia[t] = assign_range(X, CT, ranges[t, 0], ranges[t, 1], labels, d2, XT, dist,
-                                  best, lab)
-    return inertia.sum()
-'''
-
-
-def _gen_source(d: int) -> str:
-    ind = " " * 12
-    load = "\n".join(f"        XT[{f}, i] = X[s + i, {f}]" for f in range(d))
-    cent = "\n        ".join(f"c{q}_{f} = CT[{f}, j + {q}]" for q in range(2) for f in range(d))
-    body = []
-    for f in range(d):
-        body.append(f"{ind}x = XT[{f}, i]")
-        for q in range(2):
-            body.append(f"{ind}t = x - c{q}_{f}")
-            body.append(f"{ind}a{q} {'=' if f == 0 else '+='} t * t")
-    sums = "\n".join(f"{ind}sums[b, {f}] += XT[{f}, i]" for f in range(d))
-    return _GEN_TEMPLATE.format(d=d, load=load, cent=cent, body="\n".join(body), sums=sums)
-
-
-_GEN: dict = {}
-
-
-def _gen_module(d: int):
-    """The kernels specialised on ``d`` (or None): the generated source is written to a
-    folder of the user's cache (``HPCJOBS_KERNEL_CACHE``, else ``~/.cache/hpcjobs``) and
-    imported from there, so that Numba caches its compiled code as for any module; where
-    no folder is writable it is compiled in memory (each process compiles it again)."""
-    if d in _GEN:
-        return _GEN[d]
-    import hashlib
-    import importlib.util
-    import os
-    import sys
-    import tempfile
-
-    src = _gen_source(d)
-    tag = hashlib.sha1(src.encode()).hexdigest()[:12]
-    name = f"hpcjobs_kmeans_d{d}_{tag}"
-    mod = None
-    roots = [os.environ.get("HPCJOBS_KERNEL_CACHE"),
-             os.path.join(os.path.expanduser("~"), ".cache", "hpcjobs"), tempfile.gettempdir()]
-    for root in filter(None, roots):
-        try:
-            folder = os.path.join(root, "kmeans_kernels")
-            os.makedirs(folder, exist_ok=True)
-            path = os.path.join(folder, name + ".py")
-            if not os.path.exists(path):
-                tmp = f"{path}.{os.getpid()}.tmp"
-                with open(tmp, "w") as fh:
-                    fh.write(src)
-                os.replace(tmp, path)  # atomic: processes racing write the same text
-            spec = importlib.util.spec_from_file_location(name, path)
-            mod = importlib.util.module_from_spec(spec)
-            sys.modules[name] = mod  # Numba's cache finds the module again by its name
-            spec.loader.exec_module(mod)
-            break
-        except OSError:
-            sys.modules.pop(name, None)
-            mod = None
-    if mod is None:
-        import types
-
-        mod = types.ModuleType(name)
-        src = src.replace("@njit\n", "@njit(cache=False)\n").replace(
-            "@njit(parallel=True)", "@njit(parallel=True, cache=False)")
-        exec(compile(src, f"<{name}>", "exec"), mod.__dict__)  # noqa: S102
-    _GEN[d] = mod
-    return mod
-
-
-def _use_gen(X) -> bool:
-    return X.shape[1] <= _GEN_MAX_D and X.shape[0] >= _GEN_MIN_ROWS
-
-
-def _lloyd_fast(X, CT, k, n_threads):
-    """:func:`_lloyd`, through the kernel specialised on d where it pays."""
-    if _use_gen(X):
-        return _gen_module(X.shape[1]).lloyd(X, CT, k, n_threads)
-    return _lloyd(X, CT, k, n_threads)
-
-
-def _assign_fast(X, CT, labels, d2, n_threads):
-    """:func:`_assign`, through the kernel specialised on d where it pays."""
-    if _use_gen(X):
-        return _gen_module(X.shape[1]).assign(X, CT, labels, d2, n_threads)
-    return _assign(X, CT, labels, d2, n_threads)
-
-
-# ---------------------------------------------------------------------------------------------
-# chunk level: the Python wrappers Dask runs (module level, so they pickle)
-
-
-def _c(block) -> np.ndarray:
-    return np.ascontiguousarray(block)
-
-
-def _moments_chunk(block, offset):
-    """(count, mean, M2) per column, and a finiteness check."""
-    X = _c(block)
-    if not all_finite(X):
-        raise nonfinite_error("X", "kmeans")
-    x = X.astype(np.float64, copy=False)
-    mean = x.mean(axis=0)
-    return float(X.shape[0]), mean, ((x - mean) ** 2).sum(axis=0)
-
-
-def _moments_combine(parts):
-    n, mean, m2 = parts[0]
-    for nb, mb, m2b in parts[1:]:
-        tot = n + nb
-        delta = mb - mean
-        mean = mean + delta * (nb / tot)
-        m2 = m2 + m2b + delta * delta * (n * nb / tot)
-        n = tot
-    return n, mean, m2
-
-
-def _lloyd_chunk(block, offset, CT, k):
-    return _lloyd_fast(_c(block), CT, k, task_threads())
-
-
-def _sum_combine(parts):
-    out = list(parts[0])
-    for p in parts[1:]:
-        for i, v in enumerate(p):
-            out[i] = out[i] + v
-    return tuple(out)
-
-
-def _labels_inertia_chunk(block, CT):
-    X = _c(block)
-    labels = np.empty(X.shape[0], dtype=np.int32)
-    d2 = np.empty(X.shape[0], dtype=X.dtype)
-    return labels, float(_assign_fast(X, CT, labels, d2, task_threads()))
-
-
-def _predict_block(block, CT):
-    X = _c(block)
-    if not all_finite(X):
-        raise nonfinite_error("X", "kmeans_predict")
-    labels = np.empty(X.shape[0], dtype=np.int32)
-    d2 = np.empty(X.shape[0], dtype=X.dtype)
-    _assign_fast(X, CT, labels, d2, task_threads())
-    return labels
-
-
-def _far_chunk(block, offset, CT, e):
-    """The ``e`` rows farthest from their nearest centroid: (d2, index, label, rows)."""
-    X = _c(block)
-    labels = np.empty(X.shape[0], dtype=np.int32)
-    d2 = np.empty(X.shape[0], dtype=np.float64)
-    _mind2_labels(X, CT, labels, d2)
-    e = min(e, X.shape[0])
-    sel = np.argpartition(-d2, e - 1)[:e] if e < X.shape[0] else np.arange(X.shape[0])
-    return d2[sel], sel.astype(np.int64) + offset, labels[sel], X[sel].copy()
-
-
-def _mind2_labels(X, CT, labels, d2):
-    buf = np.empty(X.shape[0], dtype=X.dtype)
-    _assign(X, CT, labels, buf, task_threads())
-    d2[:] = buf
-
-
-def _far_combine(parts):
-    d2 = np.concatenate([p[0] for p in parts])
-    idx = np.concatenate([p[1] for p in parts])
-    lab = np.concatenate([p[2] for p in parts])
-    rows = np.concatenate([p[3] for p in parts])
-    order = np.lexsort((idx, -d2))
-    e = max(len(p[0]) for p in parts)
-    order = order[:e]
-    return d2[order], idx[order], lab[order], rows[order]
-
-
-def _kpar_chunk(block, offset, CT, key, ell):
-    """One k-means|| round on a chunk: its cost and a superset of the rows drawn."""
-    X = _c(block)
-    d2 = np.empty(X.shape[0])
-    phi = _mind2(X, CT, d2, task_threads())
-    u = uniforms(key, offset, X.shape[0])
-    # p = min(1, ell d2 / phi) with phi >= this chunk's phi: keep u * phi_chunk < ell d2
-    sel = np.flatnonzero(u * phi < ell * d2)
-    return phi, sel.astype(np.int64) + offset, u[sel], d2[sel], X[sel].copy()
-
-
-def _kpar_combine(parts):
-    return (sum(p[0] for p in parts),) + tuple(
-        np.concatenate([p[i] for p in parts]) for i in range(1, 5))
-
-
-def _kpp_chunk(block, offset, CT, TT, key, M):
-    X = _c(block)
-    pot, hk, hi = _kpp(X, offset, CT, TT, key, M, task_threads())
-    return _kpp_select(pot, hk.transpose(1, 0, 2).reshape(TT.shape[1], -1),
-                       hi.transpose(1, 0, 2).reshape(TT.shape[1], -1), X, offset, M)
-
-
-def _kpp_select(pot, keys, idx, X, offset, M):
-    """Keep the ``M`` smallest keys per trial, with their rows (``X`` holds them at idx-offset)."""
-    L = keys.shape[0]
-    d = X.shape[1]
-    out_k = np.full((L, M), np.inf)
-    out_i = np.full((L, M), -1, dtype=np.int64)
-    out_r = np.zeros((L, M, d))
-    for ll in range(L):
-        order = np.lexsort((idx[ll], keys[ll]))[:M]
-        ok = np.isfinite(keys[ll][order])
-        order = order[ok]
-        out_k[ll, :len(order)] = keys[ll][order]
-        out_i[ll, :len(order)] = idx[ll][order]
-        if X is not None:
-            out_r[ll, :len(order)] = X[idx[ll][order] - offset]
-    return pot, out_k, out_i, out_r
-
-
-def _kpp_combine(parts):
-    pot = sum(p[0] for p in parts)
-    keys = np.concatenate([p[1] for p in parts], axis=1)
-    idx = np.concatenate([p[2] for p in parts], axis=1)
-    rows = np.concatenate([p[3] for p in parts], axis=1)
-    L, M = parts[0][1].shape
-    out_k = np.full((L, M), np.inf)
-    out_i = np.full((L, M), -1, dtype=np.int64)
-    out_r = np.zeros((L, M, rows.shape[2]))
-    for ll in range(L):
-        order = np.lexsort((idx[ll], keys[ll]))[:M]
-        out_k[ll] = keys[ll][order]
-        out_i[ll] = idx[ll][order]
-        out_r[ll] = rows[ll][order]
-    return pot, out_k, out_i, out_r
-
-
-# ---------------------------------------------------------------------------------------------
-# seeding
-
-
-def _kmeans_plusplus(blocks: Blocks, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Greedy k-means++ with ``2 + log k`` local trials; one pass per centroid."""
-    d = blocks.d
-    M = 2 + int(np.log(k))
-    first = int(rng.integers(blocks.n))
-    trials = blocks.rows(np.array([first])).astype(np.float64)
-    C = np.empty((0, d))
-    while True:
-        key = new_key(rng)
-        pot, hk, hi, rows = blocks.map_reduce(
-            _kpp_chunk, _kpp_combine, np.ascontiguousarray(C.T), np.ascontiguousarray(trials.T),
-            key, M)
-        best = int(np.argmin(pot)) if len(C) else 0
-        C = np.vstack([C, trials[best:best + 1]])
-        if len(C) == k:
-            return C
-        ok = hi[best] >= 0
-        trials = rows[best][ok]
-        if len(trials) == 0:  # fewer distinct rows than clusters: duplicate a random row
-            trials = blocks.rows(np.array([int(rng.integers(blocks.n))])).astype(np.float64)
-
-
-def _kmeans_parallel(blocks: Blocks, k: int, rng: np.random.Generator, rounds: int,
-                     oversampling: float) -> np.ndarray:
-    """k-means|| (Bahmani et al. 2012) with the weighted re-clustering of the candidates."""
-    ell = oversampling * k
-    first = int(rng.integers(blocks.n))
-    cand_idx = np.array([first], dtype=np.int64)
-    cand = blocks.rows(cand_idx).astype(np.float64)
-    for _ in range(rounds):
-        key = new_key(rng)
-        CT = _pad(cand.T, blocks.dtype)
-        phi, idx, u, d2, rows = blocks.map_reduce(_kpar_chunk, _kpar_combine, CT, key, ell)
-        if phi <= 0.0:
-            break
-        keep = u * phi < ell * d2
-        idx, rows = idx[keep], rows[keep]
-        order = np.argsort(idx, kind="stable")
-        cand_idx = np.concatenate([cand_idx, idx[order]])
-        cand = np.vstack([cand, rows[order].astype(np.float64)])
-    if len(cand) < k:  # pad with uniformly drawn rows (they are re-clustered like the others)
-        extra = rng.choice(blocks.n, size=k - len(cand), replace=blocks.n < k)
-        cand = np.vstack([cand, blocks.rows(np.sort(extra)).astype(np.float64)])
-    CT = _pad(cand.T, blocks.dtype)
-    _, weights, _ = blocks.map_reduce(_lloyd_chunk, _sum_combine, CT, len(cand))
-    return _weighted_kmeans(cand, weights.astype(np.float64), k, rng)
-
-
-def _weighted_kmeans(P: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator,
-                     max_iter: int = 300) -> np.ndarray:
-    """Weighted greedy k-means++ then weighted Lloyd on a small in-memory point set."""
-    m = len(P)
-    n_trials = 2 + int(np.log(k))
-    p0 = w / w.sum() if w.sum() > 0 else None
-    C = np.empty((k, P.shape[1]))
-    C[0] = P[rng.choice(m, p=p0)]
-    closest = ((P - C[0]) ** 2).sum(axis=1)
-    for c in range(1, k):
-        pot = (w * closest).sum()
-        if pot <= 0:
-            C[c] = P[rng.integers(m)]
-            continue
-        r = rng.random(n_trials) * pot
-        ids = np.searchsorted(np.cumsum(w * closest), r)
-        ids = np.minimum(ids, m - 1)
-        d = ((P[None, :, :] - P[ids][:, None, :]) ** 2).sum(axis=2)
-        np.minimum(closest, d, out=d)
-        best = int(np.argmin((d * w).sum(axis=1)))
-        C[c] = P[ids[best]]
-        closest = d[best]
-    lab = np.empty(m, dtype=np.int32)
-    d2 = np.empty(m)
-    for _ in range(max_iter):
-        _assign(P, _pad(C.T, np.float64), lab, d2, task_threads())
-        wsum = np.bincount(lab, weights=w, minlength=k)
-        new = np.empty_like(C)
-        for f in range(P.shape[1]):
-            new[:, f] = np.bincount(lab, weights=w * P[:, f], minlength=k)
-        nonempty = wsum > 0
-        new[nonempty] /= wsum[nonempty, None]
-        new[~nonempty] = C[~nonempty]
-        if np.array_equal(new, C):
-            break
-        C = new
-    return C
-
-
-# ---------------------------------------------------------------------------------------------
-# array level
 
 
 def _check_seed(seed, func: str) -> np.random.Generator:
@@ -865,195 +130,6 @@ def _check_init(init, k: int, d: int, dtype, func: str, choices=_INITS):
         raise InvalidInput(message("init", func, "finite (no NaN or inf)", C))
     return C
 
-
-def _tolerance(blocks: Blocks, tol: float) -> float:
-    if tol == 0.0:  # Dask input: the first pass over the data checks it for NaN/inf
-        blocks.check_finite_next("kmeans")
-        return 0.0
-    if not blocks.in_memory:  # the moments pass checks every chunk for NaN/inf
-        n, _, m2 = blocks.map_reduce(_moments_chunk, _moments_combine)
-        return float(tol * np.mean(m2 / n))
-    return float(tol * np.mean(np.var(blocks.X, axis=0)))
-
-
-def _relocate_empty(blocks, CT, sums, counts, empty):
-    """Move the rows farthest from their centroid into the empty clusters (as scikit-learn)."""
-    d2, idx, lab, rows = blocks.map_reduce(_far_chunk, _far_combine, CT, len(empty))
-    for e, cluster in enumerate(empty[:len(idx)]):
-        old = lab[e]
-        if counts[old] <= 1:
-            continue
-        sums[old] -= rows[e]
-        counts[old] -= 1
-        sums[cluster] = rows[e]
-        counts[cluster] = 1
-
-
-def _lloyd_loop(blocks: Blocks, C: np.ndarray, max_iter: int, tol_abs: float,
-                start: int = 0, save=None):
-    """Lloyd iterations after the ``start`` already done: (centroids, n_iter, inertia of the
-    last pass if the centroids did not move in it, else None). ``save(n_iter, C, done)`` is
-    called after each iteration (a collective records the state it can resume from)."""
-    n_iter = start
-    for n_iter in range(start + 1, max_iter + 1):  # noqa: B007
-        CT = _pad(C.T, blocks.dtype)
-        sums, counts, inertia = blocks.map_reduce(_lloyd_chunk, _sum_combine, CT, len(C))
-        empty = np.flatnonzero(counts == 0)
-        if empty.size:
-            _relocate_empty(blocks, CT, sums, counts, empty)
-        new = C.copy()
-        nz = counts > 0
-        new[nz] = sums[nz] / counts[nz, None]
-        # exactly rounded, so that ranks on different CPUs still agree on when to stop
-        shift = math.fsum(((new - C) ** 2).ravel())
-        C = new
-        if save is not None:
-            save(n_iter, C, shift <= tol_abs)
-        if shift == 0.0:  # converged exactly: the pass's inertia is the final one
-            return C, n_iter, float(inertia)
-        if shift <= tol_abs:
-            break
-    return C, n_iter, None
-
-
-def _labels_inertia(blocks: Blocks, C: np.ndarray, inertia: float | None = None,
-                    lazy: bool = False):
-    """Labels of the rows for centroids ``C`` (Dask: lazy) and their inertia (one pass,
-    skipped over Dask when ``inertia`` is already known; with ``lazy``, a ``dask.delayed``
-    value from the labels' own tasks, to compute together with them)."""
-    CT = _pad(C.T, blocks.dtype)
-    if not blocks.is_dask:
-        X = blocks.X
-        labels = np.empty(X.shape[0], dtype=np.int32)
-        d2 = np.empty(X.shape[0], dtype=X.dtype)
-        inertia = _assign_fast(X, CT, labels, d2, task_threads())
-        return labels, float(inertia)
-    if inertia is not None:
-        labels = blocks.X.map_blocks(_predict_block, CT, dtype=np.int32, drop_axis=1,
-                                     meta=np.empty(0, np.int32))
-        return labels, float(inertia)
-    # labels and inertia from one task per block: computed with the labels, one pass for both
-    import dask
-    import dask.array as da
-
-    CT = dask.delayed(CT)
-    parts = [dask.delayed(_labels_inertia_chunk, pure=True)(p, CT) for p in blocks.parts]
-    labels = da.concatenate([
-        da.from_delayed(dask.delayed(operator.getitem, pure=True)(p, 0), shape=(int(size),),
-                        dtype=np.int32) for p, size in zip(parts, blocks.sizes, strict=True)])
-    inertia = dask.delayed(_fsum, pure=True)([dask.delayed(operator.getitem, pure=True)(p, 1)
-                                              for p in parts])
-    return labels, (inertia if lazy else float(inertia.compute()))
-
-
-def _fsum(values) -> float:
-    return math.fsum(values)
-
-
-def _kmeans_on_workers(blocks: Blocks, k: int, init, tol: float, rng, init_rounds: int,
-                       oversampling: float, max_iter: int, resume: tuple | None = None):
-    """All of k-means over blocks kept in a distributed cluster's memory, on the workers
-    that hold them: tolerance, seeding, Lloyd's loop and the labels, the ranks swapping each
-    pass's small results directly (no scheduler round trip per pass, see
-    ``Blocks.run_ranks``; k-means++ makes a pass per centroid). Returns (centroids, n_iter,
-    labels as a Dask array that stays on the workers, inertia).
-
-    ``resume``: a state the ranks of an earlier call saved, ``(n_iter, (C, tol_abs, rng
-    state, done))``: start after that iteration. When a worker dies the ranks fail with a
-    ``RankFailed`` whose ``saved`` is the last such state they agreed on (or None)."""
-
-    from hpcjobs.kernels._collective import RankFailed, last_saved
-
-    # each rank draws from its own copy of the generator (in-process workers would
-    # otherwise share one object); the caller's generator then moves on as if in memory
-    ranks = blocks.run_ranks(_kmeans_rank, k, init, tol, pickle.dumps(rng), init_rounds,
-                             oversampling, max_iter, resume)
-    client = blocks._client
-    try:
-        C, n_iter, inertia, rng_state, name = client.gather(ranks)[0]
-    except RankFailed as exc:
-        exc.saved = last_saved(ranks)
-        _after_loss(client, blocks.placement)
-        raise
-    rng.bit_generator.state = rng_state
-    # the ranks left each block's labels on its worker: a task per kept block takes them
-    # there, or assigns the block's rows again where its worker has died since
-    labels = blocks.X.map_blocks(_kept_labels, _pad(C.T, blocks.dtype), name, dtype=np.int32,
-                                 drop_axis=1, meta=np.empty(0, np.int32))
-    return C, n_iter, labels, inertia
-
-
-def _after_loss(client, placement, patience: float = 30.0) -> None:
-    """Once a collective failed (its ranks have ended): wait for the scheduler to drop the
-    worker that was lost (so the next placement does not name it)."""
-    deadline = time.monotonic() + patience
-    while time.monotonic() < deadline:
-        alive = set(client.scheduler_info(n_workers=-1)["workers"])
-        if not set(placement) <= alive:
-            return
-        time.sleep(0.1)
-
-
-def _kmeans_rank(blocks, k, init, tol, rng_pickle, init_rounds, oversampling, max_iter,
-                 resume):
-    """One worker's share of :func:`_kmeans_on_workers` (``blocks``: a ``RankBlocks``).
-
-    Every rank draws from its own copy of the generator and combines the same parts in the
-    same order, so all seed alike; the seeding ends in local arithmetic (the weighted
-    re-clustering) that ranks on different CPUs could round differently, so all take rank
-    0's centroids and tolerance. After each Lloyd iteration the ranks save the centroids they
-    all agreed on: a later call resumes from there (``resume``) after a worker died."""
-    rng = pickle.loads(rng_pickle)  # noqa: S301 - the client's own generator
-    group = blocks.group
-    if resume is None:
-        tol_abs, C = _seeded(blocks, k, init, tol, rng, init_rounds, oversampling)
-        tol_abs, C = group.allgather((tol_abs, C) if group.rank == 0 else None)[0]
-        start, done = 0, False
-    else:  # the data was checked for NaN/inf by the first pass of the earlier call
-        start, (C, tol_abs, rng_state, done) = resume
-        rng.bit_generator.state = rng_state
-    rng_state = rng.bit_generator.state
-
-    def save(n_iter, C, done):
-        group.save(n_iter, (C, tol_abs, rng_state, done))
-
-    n_iter = start
-    if not done:
-        C, n_iter, _ = _lloyd_loop(blocks, np.asarray(C, dtype=np.float64), max_iter, tol_abs,
-                                   start=start, save=save)
-    CT = _pad(C.T, blocks.dtype)
-    labels, inertia = zip(*(_labels_inertia_chunk(b, CT) for b in blocks.parts), strict=True)
-    for offset, block_labels in zip(blocks.offsets, labels, strict=True):
-        group.keep(int(offset), block_labels)
-    inertia = math.fsum(group.allgather(math.fsum(inertia)))
-    return C, n_iter, inertia, rng_state, group.name
-
-
-def _kept_labels(block, CT, name, block_info=None):
-    """The labels of a kept block: those its rank of collective ``name`` left on this
-    worker, else (its worker died since) assigned again, alike."""
-    from hpcjobs.kernels._collective import take_kept
-
-    labels = take_kept(name, int(block_info[0]["array-location"][0][0]))
-    return labels if labels is not None else _predict_block(block, CT)
-
-
-def _seeded(blocks, k: int, init, tol: float, rng, rounds: int, oversampling: float):
-    """(absolute tolerance, starting centroids). The tolerance comes first: over Dask its
-    pass (or, with tol=0, the first pass of what follows) checks every chunk for NaN/inf."""
-    tol_abs = _tolerance(blocks, tol)
-    return tol_abs, _initial(blocks, k, init, rng, rounds, oversampling)
-
-
-def _initial(blocks: Blocks, k: int, init, rng, rounds: int, oversampling: float):
-    if not isinstance(init, str):
-        return init
-    if init == "random":
-        idx = np.sort(rng.choice(blocks.n, size=k, replace=False))
-        return blocks.rows(idx).astype(np.float64)
-    if init == "k-means++":
-        return _kmeans_plusplus(blocks, k, rng)
-    return _kmeans_parallel(blocks, k, rng, rounds, oversampling)
 
 
 @KMEANS
@@ -1096,8 +172,8 @@ def kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300, tol: fl
     return r
 
 
-#: how often a k-means over kept blocks starts again after losing a worker
-_RANK_RETRIES = 3
+#: how often a k-means over kept blocks (a worker group) starts again after losing a worker
+_GROUP_RETRIES = 3
 
 
 @KMEANS
@@ -1117,27 +193,27 @@ def fit_kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300,
     rng = _check_seed(seed, func)
     blocks = Blocks(X)
     resume = None
-    for attempt in range(_RANK_RETRIES + 1):
+    for attempt in range(_GROUP_RETRIES + 1):
         if not blocks.keep_in_memory():  # (again after a loss: where the blocks are now)
             break
-        from hpcjobs.kernels._collective import RankFailed
+        from hpcjobs.kernels._worker_group import MemberLost
 
         try:  # Lloyd reads the data max_iter times: from the workers' memory
             C, n_iter, labels, inertia = _kmeans_on_workers(
                 blocks, k, init, tol, rng, init_rounds, oversampling, max_iter, resume)
-        except RankFailed as exc:
+        except MemberLost as exc:
             # a worker died: Dask brings its blocks back from the source onto the workers
-            # that remain (or its replacement), and the ranks start again from the last
+            # that remain (or its replacement), and the members start again from the last
             # iteration they all finished (else from the same generator state, which moves
             # on only after a success): the same result
-            if attempt == _RANK_RETRIES:
+            if attempt == _GROUP_RETRIES:
                 raise
             resume = exc.saved or resume
             continue
         return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)
-    tol_abs, C = _seeded(blocks, k, init, tol, rng, init_rounds, oversampling)
-    C, n_iter, inertia = _lloyd_loop(blocks, np.asarray(C, dtype=np.float64), max_iter, tol_abs)
-    labels, inertia = _labels_inertia(blocks, C, inertia, lazy=True)
+    tol_abs, C = seeded(blocks, k, init, tol, rng, init_rounds, oversampling)
+    C, n_iter, inertia = lloyd_loop(blocks, np.asarray(C, dtype=np.float64), max_iter, tol_abs)
+    labels, inertia = labels_inertia(blocks, C, inertia, lazy=True)
     return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)
 
 
@@ -1158,27 +234,13 @@ def kmeans_predict(X, centroids):
     if C.shape[1] != X.shape[1]:
         raise InvalidInput(message("centroids", func, f"an array with {X.shape[1]} columns "
                                    "(as many as X)", C))
-    CT = _pad(C.T, X.dtype)
+    CT = pad(C.T, X.dtype)
     if is_dask(X):
         if len(X.chunks[1]) > 1:
             X = X.rechunk({1: -1})
-        return X.map_blocks(_predict_block, CT, dtype=np.int32, drop_axis=1,
+        return X.map_blocks(predict_block, CT, dtype=np.int32, drop_axis=1,
                             meta=np.empty(0, np.int32))
-    return _predict_block(X, CT)
-
-
-_RUN = 16  # mini-batch rows are visited in a random order of runs of this many rows
-
-
-def _visit_order(m: int, rng: np.random.Generator) -> np.ndarray:
-    """A random order of ``range(m)`` made of shuffled runs of ``_RUN`` consecutive rows.
-
-    Whole runs keep the row reads sequential (a fully random order of a large chunk would be
-    one cache miss per row); a batch of 1024 rows still draws 64 runs from the whole chunk.
-    """
-    runs = rng.permutation(-(-m // _RUN)).astype(np.int64)
-    order = (runs[:, None] * _RUN + np.arange(_RUN)).ravel()
-    return order[order < m] if m % _RUN else order
+    return predict_block(X, CT)
 
 
 @MINIBATCH_KMEANS
@@ -1217,59 +279,7 @@ def minibatch_kmeans(X, n_clusters: int, *, batch_size: int = 1024, init="k-mean
     rng = _check_seed(seed, func)
     blocks = Blocks(X)
 
-    def load(b):
-        if not blocks.is_dask:
-            return blocks.X
-        import dask
-
-        (arr,) = dask.compute(blocks.parts[b])
-        arr = np.ascontiguousarray(arr)
-        if not all_finite(arr):
-            raise nonfinite_error("X", func)
-        return arr
-
-    CT = None
-    wsum = np.zeros(k)
-    state = np.zeros(5)
-    tol_abs = 0.0
-    n_epochs = 0
-    nonempty = np.flatnonzero(blocks.sizes > 0)
-    # Dask input: the next chunk is read while the current one is processed
-    pool = ThreadPoolExecutor(1) if blocks.is_dask and len(nonempty) > 1 else None
-    try:
-        for epoch in range(max_iter):
-            n_epochs = epoch + 1
-            order = rng.permutation(nonempty)
-            pending = pool.submit(load, order[0]) if pool else None
-            for pos, b in enumerate(order):
-                chunk = pending.result() if pool else load(b)
-                if pool and pos + 1 < len(order):
-                    pending = pool.submit(load, order[pos + 1])
-                if CT is None:
-                    m = min(len(chunk), max(3 * batch, 3 * k))
-                    sample = chunk[np.sort(rng.choice(len(chunk), size=m, replace=False))]
-                    if k > len(sample):
-                        raise InvalidInput(message(
-                            "n_clusters", func, "at most the rows of the first chunk visited",
-                            k, "Use larger chunks."))
-                    if isinstance(init, str):
-                        C = _initial(Blocks(np.ascontiguousarray(sample)), k, init, rng, 1, 1.0)
-                    else:
-                        C = init
-                    CT = _pad(np.asarray(C, dtype=np.float64).T, np.float64)
-                    if tol > 0:
-                        tol_abs = float(tol * np.mean(np.var(sample, axis=0)))
-                perm = _visit_order(len(chunk), rng)
-                _minibatch_chunk(chunk, perm, CT, wsum, k, batch, float(blocks.n),
-                                 0 if max_no_improvement is None else max_no_improvement,
-                                 tol_abs, state)
-                if state[4]:
-                    break
-            if state[4]:
-                break
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-    C = np.ascontiguousarray(CT[:, :k].T)
-    labels, inertia = _labels_inertia(blocks, C)
-    return KMeansResult(C.astype(X.dtype), labels, inertia, n_epochs, int(state[0]))
+    C, n_epochs, n_steps = minibatch_epochs(blocks, k, init, batch, max_iter, tol,
+                                            max_no_improvement, rng, func)
+    labels, inertia = labels_inertia(blocks, C)
+    return KMeansResult(C.astype(X.dtype), labels, inertia, n_epochs, n_steps)

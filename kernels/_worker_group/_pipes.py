@@ -1,15 +1,15 @@
-"""Pipes between the ranks of a collective that run on one machine (see ``_collective``).
+"""Pipes between the members of a worker group that run on one machine (see ``_group``).
 
-Over the workers' comms, a part goes from a rank's thread to its worker's event loop, over
+Over the workers' comms, a part goes from a member's thread to its worker's event loop, over
 TCP to the peer's event loop, and on to the peer's thread: about 0.3 ms a round on an idle
-machine and 0.6-0.7 ms after the last rank's pass, when the loops wait for cores that the
-ranks' kernels hold. Ranks on one machine instead write small parts straight into a named
-pipe that the peer's thread reads (as MPI moves messages between ranks of a node through
-shared memory): no event loop on the way.
+machine and 0.6-0.7 ms after the last member's pass, when the loops wait for cores that the
+members' kernels hold. Members on one machine instead write small parts straight into a named
+pipe that the peer's thread reads (as MPI moves messages between the processes of a node
+through shared memory): no event loop on the way.
 
-Each rank makes one pipe per peer on its machine, ``from-<peer>``, in a folder of its own
+Each member makes one pipe per peer on its machine, ``from-<peer>``, in a folder of its own
 (mode 0700) under ``$TMPDIR/hpcjobs-<uid>`` (0700, checked to be this user's); the pipes
-are unlinked as soon as both ends are open, so nothing is left behind even if a rank dies.
+are unlinked as soon as both ends are open, so nothing is left behind even if a member dies.
 A part is written only when it fits ``PIPE_BUF`` bytes with its header, so that the write
 is atomic and never blocks (a full pipe, a larger part or a closed pipe: the caller sends it
 over the workers' comms instead).
@@ -32,7 +32,7 @@ LIMIT = select.PIPE_BUF
 
 
 def machine_id() -> str:
-    """What tells apart the kernels the ranks run on: the host name and this boot's id."""
+    """What tells apart the kernels the members run on: the host name and this boot's id."""
     try:
         with open("/proc/sys/kernel/random/boot_id") as fh:
             boot = fh.read().strip()
@@ -55,13 +55,13 @@ def _private_base() -> str | None:
 
 
 class LocalPipes:
-    """One rank's pipes to its peers on this machine, and the parts read from them.
+    """One member's pipes to its peers on this machine, and the parts read from them.
 
     ``got`` maps (round, peer) to the payloads read so far; :meth:`wait` reads more. A
     doorbell (:meth:`ring`) wakes :meth:`wait` when a part arrives the other way.
     """
 
-    def __init__(self, group: str, rank: int):
+    def __init__(self, group: str, member: int):
         self.read: dict[int, int] = {}
         self.write: dict[int, int] = {}
         self.got: dict[tuple[int, int], bytes] = {}
@@ -76,7 +76,7 @@ class LocalPipes:
         self._poll.register(self._bell_r, select.POLLIN)
         base = _private_base()
         try:
-            self.folder = (tempfile.mkdtemp(prefix=f"{group[:12]}-{rank}-", dir=base)
+            self.folder = (tempfile.mkdtemp(prefix=f"{group[:12]}-{member}-", dir=base)
                            if base else None)
         except OSError:
             self.folder = None
