@@ -1,0 +1,344 @@
+"""Lloyd's per-chunk step with the distances through a matrix product (BLAS).
+
+The nearest centroid of a row ``x`` is the ``j`` that minimises ``|c_j|^2 - 2 x.c_j``: the
+cross terms of a block of rows against all centroids are one matrix product (NumPy's BLAS,
+register-blocked and FMA-fed), which does the bulk of the work far faster than the direct
+``sum((x - c)**2)`` loops of :mod:`.kmeans`. What is left per row is O(k + d): the smallest
+score, the winner's distance, and the row added to its cluster's sums (one Numba pass over the
+block while it is still in cache).
+
+Same labels as the direct distances
+-----------------------------------
+The expansion loses digits to cancellation, so on its own it could pick another centroid than
+the direct distances ``sum((x - c)**2)`` (summed over the features in order, in the data's
+dtype) that the rest of k-means uses. Every score carries a rounding error bound
+(``e_j = tol * (|x|^2 + |c_j|^2)``, from the classical dot-product bound); a row is settled
+by the expansion alone only when no other centroid can beat the winner once both errors are
+allowed for. Otherwise the direct distances of the centroids still in the race are computed
+exactly as the direct kernel computes them and the smallest wins (the lowest index on a tie,
+as there), so the labels are always those of the direct kernel. On real-valued data this
+recheck is rare; with duplicated centroids it is what breaks the tie the same way.
+
+The inertia and ``d2`` are the winners' direct distances, summed in float64 (in another order
+than the direct kernel's, so they agree with it to rounding, not bit for bit).
+
+Threads: the chunk's rows are split into one range per Numba thread and each range runs in
+its own Python thread, calling BLAS single-threaded (NumPy and Numba both release the GIL), so
+that the threads in use never exceed ``n_threads``.
+
+API (drop-in for the per-chunk steps of :mod:`.kmeans`, same arguments and results):
+:func:`lloyd_dense` for ``_lloyd_fast``, :func:`assign_dense` for ``_assign_fast``, and
+:func:`use_dense` says for which shapes they are the faster choice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from hpcjobs.kernels._jit import njit, thread_ranges
+
+#: bytes of rows per matrix product: a block and its scores stay in the core's cache for the
+#: pass that follows (``hpcjobs bench kmeans-lloyd`` at d=8 and d=784 is flat from 128 KiB
+#: to 1 MiB)
+_BLOCK_BYTES = 1 << 17
+_MIN_ROWS, _MAX_ROWS = 64, 4096
+
+#: from this width on the matrix product wins for any number of clusters; below it, only up
+#: to ``_CLUSTERS_PER_FEATURE * n_features`` clusters (see :func:`use_dense`)
+_WIDE = 16
+_CLUSTERS_PER_FEATURE = 4
+
+
+def use_dense(n_features: int, n_clusters: int) -> bool:
+    """Whether :func:`lloyd_dense`/:func:`assign_dense` beat the direct kernels of
+    :mod:`.kmeans` on data of this width with this many clusters.
+
+    Measured per chunk step against the direct kernels (the generated ones for d <= 16),
+    one thread, d in 2..784 and k in 4..64 (paired runs; ``hpcjobs bench
+    kmeans-lloyd`` at d=8, k=16 and d=784, k=10): the matrix product wins everywhere from
+    d = 16 on (by 3x at d >= 128), and on narrower data while k <= 4 d; with more clusters
+    per feature its per-row work (k scores to compare, kept in memory) costs more than the
+    direct kernels' k * d register-held distances. One feature has nothing to multiply.
+    """
+    if n_features < 2:
+        return False
+    return n_features >= _WIDE or n_clusters <= _CLUSTERS_PER_FEATURE * n_features
+
+
+# ---------------------------------------------------------------------------------------------
+# per block: Numba
+
+
+@njit
+def _direct(X, i, Cr, j):
+    """``sum((X[i] - Cr[j])**2)`` in the data's dtype, features in order: the value (and
+    rounding) of the direct kernels of :mod:`.kmeans`."""
+    s = Cr[0, 0] - Cr[0, 0]  # a zero of the dtype
+    for f in range(X.shape[1]):
+        t = X[i, f] - Cr[j, f]
+        s += t * t
+    return s
+
+
+@njit
+def _winner_and_norm(X, i, Cr, m):
+    """(squared distance of row ``i`` to centroid ``m``, ``|x|^2``) in float64, four partial
+    sums each (independent chains, so wide rows are not bound by the adder's latency)."""
+    d = X.shape[1]
+    e0 = e1 = e2 = e3 = 0.0
+    n0 = n1 = n2 = n3 = 0.0
+    f = 0
+    while f + 4 <= d:
+        x0 = np.float64(X[i, f])
+        x1 = np.float64(X[i, f + 1])
+        x2 = np.float64(X[i, f + 2])
+        x3 = np.float64(X[i, f + 3])
+        t0 = x0 - Cr[m, f]
+        t1 = x1 - Cr[m, f + 1]
+        t2 = x2 - Cr[m, f + 2]
+        t3 = x3 - Cr[m, f + 3]
+        e0 += t0 * t0
+        e1 += t1 * t1
+        e2 += t2 * t2
+        e3 += t3 * t3
+        n0 += x0 * x0
+        n1 += x1 * x1
+        n2 += x2 * x2
+        n3 += x3 * x3
+        f += 4
+    while f < d:
+        x0 = np.float64(X[i, f])
+        t0 = x0 - Cr[m, f]
+        e0 += t0 * t0
+        n0 += x0 * x0
+        f += 1
+    return (e0 + e1) + (e2 + e3), (n0 + n1) + (n2 + n3)
+
+
+@njit
+def _settle_block(X, s, GT, Cr, cn, tol, ratio, best, second, lab, dist):
+    """Nearest centroid ``lab[r]`` (a float) of rows ``s + r`` (their scores ``x.c_j`` in ``GT[:, r]``)
+    and its squared distance ``dist[r]``, for ``r < GT.shape[1]``.
+
+    The expansion's winner stands unless the runner-up's score is within the rounding bounds
+    of it; then the direct distances of all the centroids still in the race decide.
+    """
+    k, m = GT.shape
+    for r in range(m):
+        best[r] = np.inf
+        second[r] = np.inf
+        lab[r] = 0.0
+    # smallest and second smallest |c_j|^2 - 2 x.c_j, rows across the vector lanes (branch
+    # free; the label is carried as a float so that the loop vectorises)
+    for j in range(k):
+        c = cn[j]
+        jf = np.float64(j)
+        for r in range(m):
+            sc = c - 2.0 * GT[j, r]
+            b = best[r]
+            lab[r] = jf if sc < b else lab[r]
+            second[r] = min(second[r], max(b, sc))
+            best[r] = min(b, sc)
+    cmax = cn.max()
+    for r in range(m):
+        i = s + r
+        w = int(lab[r])
+        e, xn = _winner_and_norm(X, i, Cr, w)
+        dist[r] = e
+        # j can beat w on the direct distances only if (D_j - e_j)(1 - g) <= (D_w + e_w)(1 + g)
+        reach = (best[r] + xn + tol * (xn + cn[w])) * ratio
+        if second[r] + xn - tol * (xn + cmax) <= reach:
+            b = _recheck(X, i, GT, r, Cr, cn, xn, tol, reach)
+            if b != w:
+                lab[r] = b
+                dist[r], _ = _winner_and_norm(X, i, Cr, b)
+
+
+@njit
+def _recheck(X, i, GT, r, Cr, cn, xn, tol, reach):
+    """The direct kernels' choice among the centroids within ``reach``: the smallest direct
+    distance, the lowest index on a tie."""
+    bd = Cr[0, 0] - Cr[0, 0]
+    lab = -1
+    for j in range(cn.shape[0]):
+        if cn[j] - 2.0 * GT[j, r] + xn - tol * (xn + cn[j]) <= reach:
+            dj = _direct(X, i, Cr, j)
+            if lab < 0 or dj < bd:
+                bd = dj
+                lab = j
+    return lab
+
+
+@njit
+def _lloyd_block(X, s, GT, Cr, cn, tol, ratio, best, second, lab, dist, sums, counts):
+    """Assign the rows of the block at ``s`` and add them to ``sums``/``counts``; return
+    their inertia."""
+    _settle_block(X, s, GT, Cr, cn, tol, ratio, best, second, lab, dist)
+    d = X.shape[1]
+    inertia = 0.0
+    for r in range(GT.shape[1]):
+        b = int(lab[r])
+        counts[b] += 1
+        inertia += dist[r]
+        for f in range(d):
+            sums[b, f] += X[s + r, f]
+    return inertia
+
+
+@njit
+def _assign_block(X, s, GT, Cr, cn, tol, ratio, best, second, lab, dist, labels, d2):
+    """Labels and squared distances of the rows of the block at ``s``; return their
+    inertia."""
+    _settle_block(X, s, GT, Cr, cn, tol, ratio, best, second, lab, dist)
+    inertia = 0.0
+    for r in range(GT.shape[1]):
+        labels[s + r] = int(lab[r])
+        d2[s + r] = dist[r]
+        inertia += dist[r]
+    return inertia
+
+
+# ---------------------------------------------------------------------------------------------
+# per chunk: row ranges in threads, BLAS single-threaded in each
+
+
+class _Centroids:
+    """The centroids in the layouts the block steps use, and the rounding bounds."""
+
+    def __init__(self, CT: np.ndarray, k: int, dtype):
+        d = CT.shape[0]
+        C = np.asarray(CT[:, :k], dtype=dtype)
+        self.Ck = np.ascontiguousarray(C)  # (d, k): right operand of the product
+        self.Cr = np.ascontiguousarray(C.T)  # (k, d): rows, for the direct distances
+        C64 = self.Cr.astype(np.float64)
+        self.cn = np.einsum("ij,ij->i", C64, C64)
+        u_prod = np.finfo(dtype).eps / 2  # the product rounds in the data's dtype
+        u64 = np.finfo(np.float64).eps / 2
+        # |D_j - delta_j| <= (gamma_d(prod) + 2 gamma_d(64) + 4 u64) (|x|^2 + |c_j|^2):
+        # the cross term, the two norms and the two additions; twice that, for margin
+        self.tol = 2.0 * (d + 4) * (u_prod + 2.0 * u64)
+        # the direct distance in the dtype is within gamma_{d+2} of the exact one
+        g = (d + 2) * u_prod
+        g = 2.0 * g / (1.0 - g)
+        self.ratio = (1.0 + g) / (1.0 - g)
+
+
+def _block_rows(d: int, itemsize: int) -> int:
+    return int(min(_MAX_ROWS, max(_MIN_ROWS, _BLOCK_BYTES // max(1, d * itemsize))))
+
+
+def _scored_blocks(X: np.ndarray, start: int, stop: int, cen: _Centroids):
+    """The row blocks of ``[start, stop)`` with their scores: ``(s, GT, scratch)`` with
+    ``GT[j, r] = x_{s+r} . c_j`` and the per-row scratch arrays of the block steps (all
+    reused from block to block)."""
+    k = cen.Cr.shape[0]
+    rows = _block_rows(X.shape[1], X.itemsize)
+    buf = np.empty(k * rows, dtype=X.dtype)
+    best, second, dist = np.empty(rows), np.empty(rows), np.empty(rows)
+    lab = np.empty(rows)  # labels as floats (see _settle_block)
+    for s in range(start, stop, rows):
+        m = min(rows, stop - s)
+        GT = buf[:k * m].reshape(k, m)
+        np.matmul(cen.Cr, X[s:s + m].T, out=GT)
+        yield s, GT, (best[:m], second[:m], lab[:m], dist[:m])
+
+
+def _ranges_in_threads(n: int, n_threads: int, work):
+    """``work(start, stop)`` over one contiguous row range per thread; the results in order."""
+    ranges = [(int(a), int(b)) for a, b in thread_ranges(n, max(1, n_threads))]
+    if len(ranges) == 1:
+        with _one_blas_thread():
+            return [work(*ranges[0])]
+    with _one_blas_thread(), ThreadPoolExecutor(len(ranges)) as pool:
+        return list(pool.map(lambda r: work(*r), ranges))
+
+
+def lloyd_dense(X: np.ndarray, CT: np.ndarray, k: int, n_threads: int):
+    """One Lloyd pass over a chunk: ``(sums (k, d) float64, counts (k,) int64, inertia)``.
+
+    ``X`` (n, d) C-contiguous float32/float64; ``CT`` (d, kp) the centroids as columns in
+    ``X``'s dtype (padding columns after the first ``k`` are ignored). Same arguments and
+    results as ``kmeans._lloyd_fast``.
+    """
+    n, d = X.shape
+    cen = _Centroids(CT, k, X.dtype)
+
+    def work(start, stop):
+        sums = np.zeros((k, d))
+        counts = np.zeros(k, dtype=np.int64)
+        inertia = 0.0
+        for s, GT, scratch in _scored_blocks(X, start, stop, cen):
+            inertia += _lloyd_block(X, s, GT, cen.Cr, cen.cn, cen.tol, cen.ratio, *scratch,
+                                    sums, counts)
+        return sums, counts, inertia
+
+    parts = _ranges_in_threads(n, n_threads, work)
+    sums, counts, inertia = parts[0]
+    for s, c, i in parts[1:]:
+        sums += s
+        counts += c
+        inertia += i
+    return sums, counts, inertia
+
+
+def assign_dense(X: np.ndarray, CT: np.ndarray, labels: np.ndarray, d2: np.ndarray,
+                 n_threads: int) -> float:
+    """Nearest centroid of every row into ``labels`` and its squared distance into ``d2``;
+    returns their sum. ``CT`` (d, kp) as for :func:`lloyd_dense`, padding columns +inf (as
+    ``kmeans._pad`` makes them: they never win and are skipped). Same arguments and result as
+    ``kmeans._assign_fast``.
+    """
+    k = int(np.isfinite(CT[0]).sum())
+    cen = _Centroids(CT, k, X.dtype)
+
+    def work(start, stop):
+        inertia = 0.0
+        for s, GT, scratch in _scored_blocks(X, start, stop, cen):
+            inertia += _assign_block(X, s, GT, cen.Cr, cen.cn, cen.tol, cen.ratio, *scratch,
+                                     labels, d2)
+        return inertia
+
+    return float(sum(_ranges_in_threads(X.shape[0], n_threads, work)))
+
+
+# ---------------------------------------------------------------------------------------------
+# BLAS threads
+
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limit = None
+_controller = None
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """BLAS single-threaded while any call of this module runs (the threads are ours).
+
+    Calls that overlap (Dask threads) share one limit, set by the first and lifted by the
+    last, so the process's own setting comes back whatever the order they end in. Without
+    ``threadpoolctl`` the BLAS keeps its setting (hpcjobs' workers start with one BLAS thread).
+    """
+    global _blas_users, _blas_limit, _controller
+    with _blas_lock:
+        if _blas_users == 0:
+            try:
+                if _controller is None:
+                    from threadpoolctl import ThreadpoolController
+
+                    _controller = ThreadpoolController()
+                _blas_limit = _controller.limit(limits=1, user_api="blas")
+            except ImportError:
+                _blas_limit = None
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0 and _blas_limit is not None:
+                _blas_limit.restore_original_limits()
+                _blas_limit = None
