@@ -41,28 +41,28 @@ import numpy as np
 
 from hpcjobs.kernels._jit import njit, thread_ranges
 
-#: bytes of rows per matrix product: a block and its scores stay in the core's cache for the
-#: pass that follows (``hpcjobs bench kmeans-lloyd`` at d=8 and d=784 is flat from 128 KiB
-#: to 1 MiB)
+#: bytes of rows per matrix product, so that a block and its scores are still in the core's
+#: cache for the pass that follows; at least ``_MIN_ROWS`` rows, so that on wide data the
+#: product is not too thin for BLAS to run at full speed
 _BLOCK_BYTES = 1 << 17
-_MIN_ROWS, _MAX_ROWS = 64, 4096
+_MIN_ROWS, _MAX_ROWS = 256, 4096
 
 #: from this width on the matrix product wins for any number of clusters; below it, only up
 #: to ``_CLUSTERS_PER_FEATURE * n_features`` clusters (see :func:`use_dense`)
 _WIDE = 16
-_CLUSTERS_PER_FEATURE = 4
+_CLUSTERS_PER_FEATURE = 1
 
 
 def use_dense(n_features: int, n_clusters: int) -> bool:
     """Whether :func:`lloyd_dense`/:func:`assign_dense` beat the direct kernels of
     :mod:`.kmeans` on data of this width with this many clusters.
 
-    Measured per chunk step against the direct kernels (the generated ones for d <= 16),
-    one thread, d in 2..784 and k in 4..64 (paired runs; ``hpcjobs bench
-    kmeans-lloyd`` at d=8, k=16 and d=784, k=10): the matrix product wins everywhere from
-    d = 16 on (by 3x at d >= 128), and on narrower data while k <= 4 d; with more clusters
-    per feature its per-row work (k scores to compare, kept in memory) costs more than the
-    direct kernels' k * d register-held distances. One feature has nothing to multiply.
+    Measured as whole ``kmeans`` runs from the same centroids, paired and alternating, with
+    each step in turn (d from 4 to 784, k from 4 to 16; ``hpcjobs bench kmeans-lloyd`` at
+    d=8, k=16 and d=784, k=10 are among them): the matrix product wins from d = 16 on, by
+    more the wider the data, and on narrower data while k <= d; with more clusters per
+    feature its per-row work (k scores written, then compared) costs more than the
+    generated direct kernels' register-held distances. One feature has nothing to multiply.
     """
     if n_features < 2:
         return False
@@ -84,39 +84,22 @@ def _direct(X, i, Cr, j):
     return s
 
 
-@njit
+@njit(fastmath={"reassoc", "contract"})
 def _winner_and_norm(X, i, Cr, m):
-    """(squared distance of row ``i`` to centroid ``m``, ``|x|^2``) in float64, four partial
-    sums each (independent chains, so wide rows are not bound by the adder's latency)."""
-    d = X.shape[1]
-    e0 = e1 = e2 = e3 = 0.0
-    n0 = n1 = n2 = n3 = 0.0
-    f = 0
-    while f + 4 <= d:
-        x0 = np.float64(X[i, f])
-        x1 = np.float64(X[i, f + 1])
-        x2 = np.float64(X[i, f + 2])
-        x3 = np.float64(X[i, f + 3])
-        t0 = x0 - Cr[m, f]
-        t1 = x1 - Cr[m, f + 1]
-        t2 = x2 - Cr[m, f + 2]
-        t3 = x3 - Cr[m, f + 3]
-        e0 += t0 * t0
-        e1 += t1 * t1
-        e2 += t2 * t2
-        e3 += t3 * t3
-        n0 += x0 * x0
-        n1 += x1 * x1
-        n2 += x2 * x2
-        n3 += x3 * x3
-        f += 4
-    while f < d:
-        x0 = np.float64(X[i, f])
-        t0 = x0 - Cr[m, f]
-        e0 += t0 * t0
-        n0 += x0 * x0
-        f += 1
-    return (e0 + e1) + (e2 + e3), (n0 + n1) + (n2 + n3)
+    """(squared distance of row ``i`` to centroid ``m``, ``|x|^2``) in float64.
+
+    Summed in any order (vectorised): neither decides a label (the rounding bounds allow
+    for it, and contested rows are decided by :func:`_direct`), the distance goes into the
+    inertia, which agrees with the direct kernels' to rounding.
+    """
+    e = 0.0
+    xn = 0.0
+    for f in range(X.shape[1]):
+        x = np.float64(X[i, f])
+        t = x - Cr[m, f]
+        e += t * t
+        xn += x * x
+    return e, xn
 
 
 @njit
