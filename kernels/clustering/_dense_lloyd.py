@@ -230,14 +230,37 @@ def _scored_blocks(X: np.ndarray, start: int, stop: int, cen: _Centroids):
         yield s, GT, (best[:m], second[:m], lab[:m], dist[:m])
 
 
-def _ranges_in_threads(n: int, n_threads: int, work):
-    """``work(start, stop)`` over one contiguous row range per thread; the results in order."""
-    ranges = [(int(a), int(b)) for a, b in thread_ranges(n, max(1, n_threads))]
-    if len(ranges) == 1:
-        with _one_blas_thread():
+def _ranges_in_threads(X: np.ndarray, n_threads: int, work):
+    """``work(start, stop)`` over contiguous row ranges, one per thread (no more ranges than
+    blocks: a small chunk runs in the calling thread alone); the results in order. The
+    calling thread takes the first range, threads of a pool kept for the process the others.
+    """
+    n = X.shape[0]
+    blocks = -(-n // _block_rows(X.shape[1], X.itemsize))
+    ranges = [(int(a), int(b)) for a, b in thread_ranges(n, max(1, min(n_threads, blocks)))]
+    with _one_blas_thread():
+        if len(ranges) == 1:
             return [work(*ranges[0])]
-    with _one_blas_thread(), ThreadPoolExecutor(len(ranges)) as pool:
-        return list(pool.map(lambda r: work(*r), ranges))
+        others = [_pool(len(ranges) - 1).submit(work, *r) for r in ranges[1:]]
+        first = work(*ranges[0])
+        return [first] + [f.result() for f in others]
+
+
+_pool_lock = threading.Lock()
+_pool_executor: ThreadPoolExecutor | None = None
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A thread pool of at least ``workers`` threads, kept between calls (starting threads
+    for every chunk step would cost as much as a small chunk's work)."""
+    global _pool_executor
+    with _pool_lock:
+        if _pool_executor is None or _pool_executor._max_workers < workers:
+            old = _pool_executor
+            _pool_executor = ThreadPoolExecutor(workers, thread_name_prefix="hpcjobs-lloyd")
+            if old is not None:
+                old.shutdown(wait=False)
+        return _pool_executor
 
 
 def lloyd_dense(X: np.ndarray, CT: np.ndarray, k: int, n_threads: int):
@@ -259,7 +282,7 @@ def lloyd_dense(X: np.ndarray, CT: np.ndarray, k: int, n_threads: int):
                                     sums, counts)
         return sums, counts, inertia
 
-    parts = _ranges_in_threads(n, n_threads, work)
+    parts = _ranges_in_threads(X, n_threads, work)
     sums, counts, inertia = parts[0]
     for s, c, i in parts[1:]:
         sums += s
@@ -285,7 +308,7 @@ def assign_dense(X: np.ndarray, CT: np.ndarray, labels: np.ndarray, d2: np.ndarr
                                      labels, d2)
         return inertia
 
-    return float(sum(_ranges_in_threads(X.shape[0], n_threads, work)))
+    return float(sum(_ranges_in_threads(X, n_threads, work)))
 
 
 # ---------------------------------------------------------------------------------------------
