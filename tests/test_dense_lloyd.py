@@ -147,6 +147,24 @@ def test_blas_threads_come_back_after_overlapping_calls():
     assert blas_threads() == before
 
 
+def test_without_threadpoolctl_same_step(monkeypatch):
+    """Without threadpoolctl (not a dependency of hpcjobs) the step runs from one thread."""
+    import sys
+
+    from hpcjobs.kernels.clustering import _dense_lloyd
+
+    X = structured(9000, 48, seed=6)
+    CT = padded(X[:9].astype(np.float64) + 0.1, X.dtype)
+    expect = lloyd_dense(X, CT, 9, 2)
+    monkeypatch.setattr(_dense_lloyd, "_controller", None)
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import fails
+    got = lloyd_dense(X, CT, 9, 2)
+    np.testing.assert_array_equal(got[1], expect[1])
+    np.testing.assert_allclose(got[0], expect[0], rtol=1e-12)
+    with _dense_lloyd._one_blas_thread() as limited:
+        assert not limited
+
+
 def test_use_dense_for_wide_data_not_for_one_feature():
     assert use_dense(784, 10)
     assert use_dense(784, 1000)

@@ -22,9 +22,11 @@ recheck is rare; with duplicated centroids it is what breaks the tie the same wa
 The inertia and ``d2`` are the winners' direct distances, summed in float64 (in another order
 than the direct kernel's, so they agree with it to rounding, not bit for bit).
 
-Threads: the chunk's rows are split into one range per Numba thread and each range runs in
-its own Python thread, calling BLAS single-threaded (NumPy and Numba both release the GIL), so
-that the threads in use never exceed ``n_threads``.
+Threads: the chunk's rows are split into one range per thread (``n_threads``, at most one
+per block) and each range runs in its own Python thread, calling BLAS single-threaded through
+``threadpoolctl`` (NumPy and Numba both release the GIL), so that the threads in use never
+exceed ``n_threads``. Without ``threadpoolctl`` one thread runs the chunk and BLAS threads the
+products as it is set to (hpcjobs' workers start with one BLAS thread).
 
 API (drop-in for the per-chunk steps of :mod:`.kmeans`, same arguments and results):
 :func:`lloyd_dense` for ``_lloyd_fast``, :func:`assign_dense` for ``_assign_fast``, and
@@ -237,8 +239,10 @@ def _ranges_in_threads(X: np.ndarray, n_threads: int, work):
     """
     n = X.shape[0]
     blocks = -(-n // _block_rows(X.shape[1], X.itemsize))
-    ranges = [(int(a), int(b)) for a, b in thread_ranges(n, max(1, min(n_threads, blocks)))]
-    with _one_blas_thread():
+    with _one_blas_thread() as limited:
+        # without a limit on BLAS's threads, one range: BLAS threads the products alone
+        parts = max(1, min(n_threads, blocks)) if limited else 1
+        ranges = [(int(a), int(b)) for a, b in thread_ranges(n, parts)]
         if len(ranges) == 1:
             return [work(*ranges[0])]
         others = [_pool(len(ranges) - 1).submit(work, *r) for r in ranges[1:]]
@@ -322,11 +326,13 @@ _controller = None
 
 @contextlib.contextmanager
 def _one_blas_thread():
-    """BLAS single-threaded while any call of this module runs (the threads are ours).
+    """BLAS single-threaded while any call of this module runs (the threads are ours);
+    yields whether it could be limited.
 
     Calls that overlap (Dask threads) share one limit, set by the first and lifted by the
     last, so the process's own setting comes back whatever the order they end in. Without
-    ``threadpoolctl`` the BLAS keeps its setting (hpcjobs' workers start with one BLAS thread).
+    ``threadpoolctl`` (a dependency of scikit-learn, not of hpcjobs) BLAS keeps its own
+    threads, and the callers run the products from one thread.
     """
     global _blas_users, _blas_limit, _controller
     with _blas_lock:
@@ -340,8 +346,9 @@ def _one_blas_thread():
             except ImportError:
                 _blas_limit = None
         _blas_users += 1
+        limited = _blas_limit is not None
     try:
-        yield
+        yield limited
     finally:
         with _blas_lock:
             _blas_users -= 1
