@@ -105,13 +105,14 @@ def _winner_and_norm(X, i, Cr, m):
 
 
 @njit
-def _settle_block(X, s, GT, Cr, cn, tol, ratio, best, second, lab, dist):
-    """Nearest centroid ``lab[r]`` (a float) of rows ``s + r`` (their scores ``x.c_j`` in ``GT[:, r]``)
-    and its squared distance ``dist[r]``, for ``r < GT.shape[1]``.
+def _settle_block(X, s, GT, Cr, cn, bounds, best, second, lab, dist):
+    """Nearest centroid ``lab[r]`` (a float) of rows ``s + r`` (their scores ``x.c_j`` in
+    ``GT[:, r]``) and its squared distance ``dist[r]``, for ``r < GT.shape[1]``.
 
     The expansion's winner stands unless the runner-up's score is within the rounding bounds
-    of it; then the direct distances of all the centroids still in the race decide.
+    of it (``bounds``: see :class:`_Centroids`); then :func:`_recheck` decides.
     """
+    tol, ratio = bounds[0], bounds[1]
     k, m = GT.shape
     for r in range(m):
         best[r] = np.inf
@@ -129,6 +130,7 @@ def _settle_block(X, s, GT, Cr, cn, tol, ratio, best, second, lab, dist):
             second[r] = min(second[r], max(b, sc))
             best[r] = min(b, sc)
     cmax = cn.max()
+    near = np.empty(k)
     for r in range(m):
         i = s + r
         w = int(lab[r])
@@ -137,32 +139,58 @@ def _settle_block(X, s, GT, Cr, cn, tol, ratio, best, second, lab, dist):
         # j can beat w on the direct distances only if (D_j - e_j)(1 - g) <= (D_w + e_w)(1 + g)
         reach = (best[r] + xn + tol * (xn + cn[w])) * ratio
         if second[r] + xn - tol * (xn + cmax) <= reach:
-            b = _recheck(X, i, GT, r, Cr, cn, xn, tol, reach)
-            if b != w:
-                lab[r] = b
-                dist[r], _ = _winner_and_norm(X, i, Cr, b)
+            for j in range(k):
+                near[j] = cn[j] - 2.0 * GT[j, r] + xn - tol * (xn + cn[j]) <= reach
+            b, e = _recheck(X, i, Cr, near, bounds[2])
+            lab[r] = b
+            dist[r] = e
 
 
 @njit
-def _recheck(X, i, GT, r, Cr, cn, xn, tol, reach):
-    """The direct kernels' choice among the centroids within ``reach``: the smallest direct
-    distance, the lowest index on a tie."""
+def _recheck(X, i, Cr, near, h):
+    """The direct kernels' choice among the centroids ``j`` with ``near[j]``: the smallest
+    direct distance, the lowest index on a tie; returns it and its distance (float64).
+
+    First the float64 distances of those centroids (vectorised; within a factor ``1 +- h/2``
+    of the direct ones together with them): a centroid that stays alone within ``h`` of the
+    smallest is the direct kernels' choice too. Only true near-ties (duplicated centroids,
+    a row halfway between two) are summed in the direct kernels' order, which decides.
+    """
+    k = near.shape[0]
+    lo = np.inf
+    for j in range(k):
+        if near[j]:
+            near[j], _ = _winner_and_norm(X, i, Cr, j)
+            lo = min(lo, near[j])
+        else:
+            near[j] = np.inf
+    top = lo * (1.0 + h) / (1.0 - h)
+    lab = -1
+    alone = True
+    for j in range(k):
+        if near[j] <= top:
+            if lab >= 0:
+                alone = False
+                break
+            lab = j
+    if alone:
+        return lab, near[lab]
     bd = Cr[0, 0] - Cr[0, 0]
     lab = -1
-    for j in range(cn.shape[0]):
-        if cn[j] - 2.0 * GT[j, r] + xn - tol * (xn + cn[j]) <= reach:
+    for j in range(k):
+        if near[j] <= top:
             dj = _direct(X, i, Cr, j)
             if lab < 0 or dj < bd:
                 bd = dj
                 lab = j
-    return lab
+    return lab, near[lab]
 
 
 @njit
-def _lloyd_block(X, s, GT, Cr, cn, tol, ratio, best, second, lab, dist, sums, counts):
+def _lloyd_block(X, s, GT, Cr, cn, bounds, best, second, lab, dist, sums, counts):
     """Assign the rows of the block at ``s`` and add them to ``sums``/``counts``; return
     their inertia."""
-    _settle_block(X, s, GT, Cr, cn, tol, ratio, best, second, lab, dist)
+    _settle_block(X, s, GT, Cr, cn, bounds, best, second, lab, dist)
     d = X.shape[1]
     inertia = 0.0
     for r in range(GT.shape[1]):
@@ -175,10 +203,10 @@ def _lloyd_block(X, s, GT, Cr, cn, tol, ratio, best, second, lab, dist, sums, co
 
 
 @njit
-def _assign_block(X, s, GT, Cr, cn, tol, ratio, best, second, lab, dist, labels, d2):
+def _assign_block(X, s, GT, Cr, cn, bounds, best, second, lab, dist, labels, d2):
     """Labels and squared distances of the rows of the block at ``s``; return their
     inertia."""
-    _settle_block(X, s, GT, Cr, cn, tol, ratio, best, second, lab, dist)
+    _settle_block(X, s, GT, Cr, cn, bounds, best, second, lab, dist)
     inertia = 0.0
     for r in range(GT.shape[1]):
         labels[s + r] = int(lab[r])
@@ -210,6 +238,10 @@ class _Centroids:
         g = (d + 2) * u_prod
         g = 2.0 * g / (1.0 - g)
         self.ratio = (1.0 + g) / (1.0 - g)
+        # and the float64 one of _winner_and_norm (any order) within gamma_{d+3}(64): a
+        # float64 distance and the direct one are within a factor 1 +- (g + g64) of each other
+        g64 = 2.0 * (d + 3) * u64
+        self.bounds = np.array([self.tol, self.ratio, 2.0 * (g + g64)])
 
 
 def _block_rows(d: int, itemsize: int) -> int:
@@ -282,7 +314,7 @@ def lloyd_dense(X: np.ndarray, CT: np.ndarray, k: int, n_threads: int):
         counts = np.zeros(k, dtype=np.int64)
         inertia = 0.0
         for s, GT, scratch in _scored_blocks(X, start, stop, cen):
-            inertia += _lloyd_block(X, s, GT, cen.Cr, cen.cn, cen.tol, cen.ratio, *scratch,
+            inertia += _lloyd_block(X, s, GT, cen.Cr, cen.cn, cen.bounds, *scratch,
                                     sums, counts)
         return sums, counts, inertia
 
@@ -308,7 +340,7 @@ def assign_dense(X: np.ndarray, CT: np.ndarray, labels: np.ndarray, d2: np.ndarr
     def work(start, stop):
         inertia = 0.0
         for s, GT, scratch in _scored_blocks(X, start, stop, cen):
-            inertia += _assign_block(X, s, GT, cen.Cr, cen.cn, cen.tol, cen.ratio, *scratch,
+            inertia += _assign_block(X, s, GT, cen.Cr, cen.cn, cen.bounds, *scratch,
                                      labels, d2)
         return inertia
 
