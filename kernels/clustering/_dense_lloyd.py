@@ -14,13 +14,16 @@ the direct distances ``sum((x - c)**2)`` (summed over the features in order, in 
 dtype) that the rest of k-means uses. Every score carries a rounding error bound
 (``e_j = tol * (|x|^2 + |c_j|^2)``, from the classical dot-product bound); a row is settled
 by the expansion alone only when no other centroid can beat the winner once both errors are
-allowed for. Otherwise the direct distances of the centroids still in the race are computed
-exactly as the direct kernel computes them and the smallest wins (the lowest index on a tie,
-as there), so the labels are always those of the direct kernel. On real-valued data this
-recheck is rare; with duplicated centroids it is what breaks the tie the same way.
+allowed for. Otherwise the centroids still in the race are compared on their float64
+distances ``sum((x - c)**2)``, and where two of those are too close for the direct kernel's
+own rounding to be ruled out (true near-ties: a duplicated centroid, a row halfway between
+two), on the distances summed exactly as the direct kernel sums them, the smallest winning
+(the lowest index on a tie, as there). So the labels are always those of the direct kernel.
+On float64 data the recheck is rare; float32 products leave many rows contested on wide
+data, which the float64 comparison settles at a fraction of the product's cost.
 
-The inertia and ``d2`` are the winners' direct distances, summed in float64 (in another order
-than the direct kernel's, so they agree with it to rounding, not bit for bit).
+The inertia and ``d2`` are the winners' float64 distances (summed in another order than the
+direct kernel's, so they agree with it to rounding, not bit for bit).
 
 Threads: the chunk's rows are split into one range per thread (``n_threads``, at most one
 per block) and each range runs in its own Python thread, calling BLAS single-threaded through
@@ -220,13 +223,13 @@ def _assign_block(X, s, GT, Cr, cn, bounds, best, second, lab, dist, labels, d2)
 
 
 class _Centroids:
-    """The centroids in the layouts the block steps use, and the rounding bounds."""
+    """The centroids in the layouts the block steps use, and the rounding bounds they
+    allow for: ``bounds = (tol, ratio, h)`` (scores, direct distances, float64 distances)."""
 
     def __init__(self, CT: np.ndarray, k: int, dtype):
         d = CT.shape[0]
         C = np.asarray(CT[:, :k], dtype=dtype)
-        self.Ck = np.ascontiguousarray(C)  # (d, k): right operand of the product
-        self.Cr = np.ascontiguousarray(C.T)  # (k, d): rows, for the direct distances
+        self.Cr = np.ascontiguousarray(C.T)  # (k, d): left operand of the product, rows
         C64 = self.Cr.astype(np.float64)
         self.cn = np.einsum("ij,ij->i", C64, C64)
         u_prod = np.finfo(dtype).eps / 2  # the product rounds in the data's dtype
