@@ -190,3 +190,31 @@ path = "out.zarr"
     np.testing.assert_array_equal(out["describe/hist"][:], ref.hist)
     np.testing.assert_array_equal(out["aggregate2d/raster"][:],
                                   aggregate2d(data[:, 0], data[:, 1], shape=(256, 256)))
+
+
+@pytest.mark.parametrize("exc, logged", [
+    ("MemberLost", False),  # handled: the kernel goes on from its last saved step
+    ("InvalidInput", False),  # reported by the run itself, in one line
+    ("ValueError", True),  # a bug: its traceback stays in the log
+])
+def test_workers_log_only_the_failures_nobody_handles(exc, logged, caplog):
+    """A worker's "Compute Failed" report, as distributed writes it, is dropped for the
+    failures hpcjobs handles and kept for the others (a local run's log stays readable)."""
+    import logging
+
+    from distributed.core import error_message
+
+    from hpcjobs.kernels._validation import InvalidInput
+    from hpcjobs.kernels._worker_group import MemberLost
+    from hpcjobs.runtime.worker_env import quiet_bad_input
+
+    error = {"MemberLost": MemberLost("member 1 of 2 lost"),
+             "InvalidInput": InvalidInput("bad data"), "ValueError": ValueError("bug")}[exc]
+    quiet_bad_input()
+    result = error_message(error)
+    with caplog.at_level(logging.WARNING, logger="distributed.worker"):
+        logging.getLogger("distributed.worker").warning(
+            "Compute Failed\nKey:       %s\nState:     %s\nTask:  %s\nException: %r\n"
+            "Traceback: %r\n", "k", "executing", "spec", result["exception_text"],
+            result["traceback_text"])
+    assert any("Compute Failed" in r.getMessage() for r in caplog.records) == logged

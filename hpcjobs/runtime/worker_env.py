@@ -12,12 +12,15 @@ from distributed import WorkerPlugin
 class _BadInputFilter(logging.Filter):
     """Drop distributed's "Compute Failed" record (with its traceback) of a task that raised
     ``InvalidInput`` (or its ``InvalidType``): a kernel refusing its data, which the run
-    reports itself in one line (exit 2). Other failures, bugs included, stay logged."""
+    reports itself in one line (exit 2); or ``MemberLost``: a worker group's member whose
+    worker died, which the kernel answers by going on from its last saved step on the workers
+    that remain (kernels/_worker_group). Other failures, bugs included, stay logged."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args if isinstance(record.args, tuple) else ()
         return not (str(record.msg).startswith("Compute Failed") and len(args) > 3
-                    and str(args[3]).startswith(("InvalidInput(", "InvalidType(")))
+                    and str(args[3]).startswith(("InvalidInput(", "InvalidType(",
+                                                 "MemberLost(")))
 
 
 def quiet_bad_input() -> None:

@@ -3,7 +3,7 @@
 The nearest centroid of a row ``x`` is the ``j`` that minimises ``|c_j|^2 - 2 x.c_j``: the
 cross terms of a block of rows against all centroids are one matrix product (NumPy's BLAS,
 register-blocked and FMA-fed), which does the bulk of the work far faster than the direct
-``sum((x - c)**2)`` loops of :mod:`.kmeans`. What is left per row is O(k + d): the smallest
+``sum((x - c)**2)`` loops of ``_kmeans._chunks``. What is left per row is O(k + d): the smallest
 score, the winner's distance, and the row added to its cluster's sums (one Numba pass over the
 block while it is still in cache).
 
@@ -31,9 +31,9 @@ per block) and each range runs in its own Python thread, calling BLAS single-thr
 exceed ``n_threads``. Without ``threadpoolctl`` one thread runs the chunk and BLAS threads the
 products as it is set to (hpcjobs' workers start with one BLAS thread).
 
-API (drop-in for the per-chunk steps of :mod:`.kmeans`, same arguments and results):
-:func:`lloyd_dense` for ``_lloyd_fast``, :func:`assign_dense` for ``_assign_fast``, and
-:func:`use_dense` says for which shapes they are the faster choice.
+API (the per-chunk steps of ``_kmeans._specialised``, same arguments and results, which
+call them where :func:`use_dense` says they are the faster choice): :func:`lloyd_dense` for
+``assign_accumulate``, :func:`assign_dense` for ``assign_labels``.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ _CLUSTERS_PER_FEATURE = 1
 
 def use_dense(n_features: int, n_clusters: int) -> bool:
     """Whether :func:`lloyd_dense`/:func:`assign_dense` beat the direct kernels of
-    :mod:`.kmeans` on data of this width with this many clusters.
+    ``_kmeans._chunks`` on data of this width with this many clusters.
 
     Measured as whole ``kmeans`` runs from the same centroids, paired and alternating, with
     each step in turn (d from 4 to 784, k from 4 to 16; ``hpcjobs bench kmeans-lloyd`` at
@@ -81,7 +81,7 @@ def use_dense(n_features: int, n_clusters: int) -> bool:
 @njit
 def _direct(X, i, Cr, j):
     """``sum((X[i] - Cr[j])**2)`` in the data's dtype, features in order: the value (and
-    rounding) of the direct kernels of :mod:`.kmeans`."""
+    rounding) of the direct kernels of ``_kmeans._chunks``."""
     s = Cr[0, 0] - Cr[0, 0]  # a zero of the dtype
     for f in range(X.shape[1]):
         t = X[i, f] - Cr[j, f]
@@ -307,7 +307,7 @@ def lloyd_dense(X: np.ndarray, CT: np.ndarray, k: int, n_threads: int):
 
     ``X`` (n, d) C-contiguous float32/float64; ``CT`` (d, kp) the centroids as columns in
     ``X``'s dtype (padding columns after the first ``k`` are ignored). Same arguments and
-    results as ``kmeans._lloyd_fast``.
+    results as ``_kmeans._specialised.assign_accumulate``.
     """
     n, d = X.shape
     cen = _Centroids(CT, k, X.dtype)
@@ -335,7 +335,7 @@ def assign_dense(X: np.ndarray, CT: np.ndarray, labels: np.ndarray, d2: np.ndarr
     """Nearest centroid of every row into ``labels`` and its squared distance into ``d2``;
     returns their sum. ``CT`` (d, kp) as for :func:`lloyd_dense`, padding columns +inf (as
     ``kmeans._pad`` makes them: they never win and are skipped). Same arguments and result as
-    ``kmeans._assign_fast``.
+    ``_kmeans._specialised.assign_labels``.
     """
     k = int(np.isfinite(CT[0]).sum())
     cen = _Centroids(CT, k, X.dtype)

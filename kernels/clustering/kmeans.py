@@ -12,9 +12,12 @@ How it works
   pass's partials directly (an allgather): a pass then costs a worker-to-worker message (0.13 ms
   through a pipe between workers of one machine, ~0.3 ms over the comms) instead of a
   scheduler round trip (~10 ms).
-  Distances are computed directly as ``sum((x - c)**2)`` in the data's dtype (float32 stays
-  float32), never through the ``|x|^2 - 2 x.c + |c|^2`` expansion, so ``inertia`` is the true
-  sum of squared distances of the returned ``labels`` to the returned ``centroids``.
+  Labels are those of the direct distances ``sum((x - c)**2)`` in the data's dtype (float32
+  stays float32). On wide data (or few clusters per feature) the distances come from the
+  ``|c|^2 - 2 x.c`` expansion through a matrix product, with a rounding-bounded recheck of
+  every row another centroid could still win, so the labels are the same
+  (``hpcjobs.kernels.clustering._dense_lloyd``); ``inertia`` is the sum of the winners'
+  squared distances, to rounding the same either way.
 * **Convergence** follows scikit-learn: stop when the squared centroid shift summed over the
   clusters is ``<= tol * mean(var(X, axis=0))`` (``tol=0`` stops only when the centroids no
   longer move). ``n_iter`` counts the Lloyd updates; labels and inertia are then recomputed

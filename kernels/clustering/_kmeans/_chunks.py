@@ -4,11 +4,12 @@ assign + accumulate step, the assignment alone, and the k-means++ trial scoring.
 Each loop exists once. Every pass over a chunk goes through :func:`lloyd` or :func:`assign`
 (and :func:`kpp` for k-means++); for narrow data ``_specialised`` compiles a copy of the
 same loops around a distance step unrolled over the columns (``assign_accumulate`` and
-``assign_labels`` in ``_kernels`` pick which one runs).
+``assign_labels`` in ``_specialised`` pick which one runs, or hand wide data to
+``_dense_lloyd``, whose labels are the same).
 
-Distances are computed directly as ``sum((x - c)**2)`` in the data's dtype (float32 stays
-float32), never through the ``|x|^2 - 2 x.c + |c|^2`` expansion, so the inertia is the true
-sum of squared distances.
+Distances here are computed directly as ``sum((x - c)**2)`` in the data's dtype (float32
+stays float32), never through the ``|x|^2 - 2 x.c + |c|^2`` expansion, so the inertia is the
+true sum of squared distances.
 """
 
 from __future__ import annotations

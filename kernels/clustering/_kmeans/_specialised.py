@@ -10,18 +10,21 @@ together with the one copy of the loops (their source is taken from ``_chunks`` 
 stands), as a module of its own in the user's cache, which Numba then caches like any other.
 
 :func:`assign_accumulate` and :func:`assign_labels` are the two entry points every pass
-uses; a kernel for another regime (e.g. a blocked BLAS distance step for wide data) plugs
-in there.
+uses; on wide data (or few clusters per feature) they hand the chunk to the blocked
+matrix-product step of :mod:`hpcjobs.kernels.clustering._dense_lloyd`, which gives the same
+labels.
 """
 
 from __future__ import annotations
 
 import inspect
 
+from hpcjobs.kernels.clustering._dense_lloyd import assign_dense, lloyd_dense, use_dense
 from hpcjobs.kernels.clustering._kmeans import _chunks
 
 MAX_D = 16  # widths with a specialised step; wider data use the generic tile step
 MIN_ROWS = 1 << 15  # smaller inputs are not worth a compile
+DENSE_MIN_ROWS = 256  # one block of the matrix-product step
 
 #: the steps for d = {d}: rows ``s:s+TILE`` into ``XT`` and their nearest centroid, two
 #: centroids (``c0_*``, ``c1_*``) per sweep over the tile; the tile's rows added to their
@@ -145,13 +148,24 @@ def _loops(X):
     return _chunks
 
 
+def _dense(X, k: int) -> bool:
+    """Whether the matrix-product step (:mod:`.._dense_lloyd`) suits this chunk: wide data or
+    few clusters per feature, and rows enough to fill one of its blocks (below that its fixed
+    cost per call outweighs what it saves)."""
+    return X.shape[0] >= DENSE_MIN_ROWS and use_dense(X.shape[1], k)
+
+
 def assign_accumulate(X, CT, k, n_threads):
     """Lloyd's step on a chunk: assign every row to its nearest centroid and sum the rows
     per centroid: (sums (k, d) float64, counts (k,), inertia). ``CT``: :func:`_chunks.pad`."""
+    if _dense(X, k):
+        return lloyd_dense(X, CT, k, n_threads)
     return _loops(X).lloyd(X, CT, k, n_threads)
 
 
 def assign_labels(X, CT, labels, d2, n_threads):
     """The nearest centroid of every row into ``labels``, its squared distance into ``d2``;
     returns the inertia. ``CT``: :func:`_chunks.pad`, in the dtype of ``X``."""
+    if _dense(X, CT.shape[1]):
+        return assign_dense(X, CT, labels, d2, n_threads)
     return _loops(X).assign(X, CT, labels, d2, n_threads)
