@@ -32,101 +32,70 @@ _FUNC = "pyramid"
 # chunk level
 
 
-@njit(parallel=True)
-def _reduce_sum(s, c, s_out, c_out):
-    """2x2 sums of ``s`` (values, NaN skipped) and of ``c`` (counts) into the next level."""
-    h, w = s.shape
-    ho, wo = s_out.shape
-    for i in numba.prange(ho):
-        for j in range(wo):
-            acc = 0.0
-            n = 0.0
-            for di in range(2):
-                r = 2 * i + di
-                if r >= h:
-                    break
-                for dj in range(2):
-                    q = 2 * j + dj
-                    if q >= w:
-                        break
-                    v = s[r, q]
-                    if v == v:
-                        acc += v
-                        n += c[r, q]
-            s_out[i, j] = acc
-            c_out[i, j] = n
-
-
-@njit(parallel=True)
-def _reduce_base(a, s_out, c_out):
-    """First level from the raster itself: 2x2 sums (float64) and counts of non-NaN pixels."""
+@njit(inline="always")
+def _window(a, i, j, vals, pos):
+    """The non-NaN values of the 2x2 window of ``a`` under output pixel ``(i, j)`` (fewer at
+    the raster's last row or column) into ``vals``, their flat indices into ``pos``; returns
+    how many."""
     h, w = a.shape
+    k = 0
+    for r in range(2 * i, min(2 * i + 2, h)):
+        for q in range(2 * j, min(2 * j + 2, w)):
+            v = a[r, q]
+            if v == v:
+                vals[k] = v
+                pos[k] = r * w + q
+                k += 1
+    return k
+
+
+@njit(parallel=True)
+def _reduce_sum(s, c, s_out, c_out, counted):
+    """2x2 sums of ``s`` (NaN skipped) into ``s_out`` and their counts into ``c_out``: the
+    sums of ``c`` at the same pixels where ``counted``, else of the non-NaN pixels (the first
+    level, from the raster itself, whose ``c`` is not read)."""
     ho, wo = s_out.shape
+    cf = c.ravel()
     for i in numba.prange(ho):
+        vals = np.empty(4, dtype=np.float64)
+        pos = np.empty(4, dtype=np.int64)
         for j in range(wo):
+            k = _window(s, i, j, vals, pos)
             acc = 0.0
             n = 0.0
-            for di in range(2):
-                r = 2 * i + di
-                if r >= h:
-                    break
-                for dj in range(2):
-                    q = 2 * j + dj
-                    if q >= w:
-                        break
-                    v = np.float64(a[r, q])
-                    if v == v:
-                        acc += v
-                        n += 1.0
+            for m in range(k):
+                acc += vals[m]
+                n += cf[pos[m]] if counted else 1.0
             s_out[i, j] = acc
             c_out[i, j] = n
 
 
 @njit(parallel=True)
 def _reduce_extreme(a, out, want_max):
-    h, w = a.shape
+    """2x2 max (or min) of ``a``, NaN skipped (NaN where all four are)."""
     ho, wo = out.shape
     for i in numba.prange(ho):
+        vals = np.empty(4, dtype=a.dtype)
+        pos = np.empty(4, dtype=np.int64)
         for j in range(wo):
-            best = a[2 * i, 2 * j]
-            seen = best == best
-            for di in range(2):
-                r = 2 * i + di
-                if r >= h:
-                    break
-                for dj in range(2):
-                    q = 2 * j + dj
-                    if q >= w:
-                        break
-                    v = a[r, q]
-                    if v != v:
-                        continue
-                    if not seen or (v > best if want_max else v < best):
-                        best = v
-                        seen = True
+            k = _window(a, i, j, vals, pos)
+            best = a[2 * i, 2 * j]  # NaN when k == 0
+            for m in range(k):
+                v = vals[m]
+                if m == 0 or (v > best if want_max else v < best):
+                    best = v
             out[i, j] = best
 
 
 @njit(parallel=True)
 def _reduce_mode(a, out):
-    h, w = a.shape
+    """2x2 most frequent value of ``a`` (the smallest on a tie), NaN skipped."""
     ho, wo = out.shape
     for i in numba.prange(ho):
         vals = np.empty(4, dtype=a.dtype)
+        pos = np.empty(4, dtype=np.int64)
         for j in range(wo):
-            k = 0
-            for di in range(2):
-                r = 2 * i + di
-                if r >= h:
-                    break
-                for dj in range(2):
-                    q = 2 * j + dj
-                    if q >= w:
-                        break
-                    v = a[r, q]
-                    if v == v:
-                        vals[k] = v
-                        k += 1
+            k = _window(a, i, j, vals, pos)
             if k == 0:
                 out[i, j] = a[2 * i, 2 * j]  # only NaN
                 continue
@@ -162,10 +131,10 @@ def _levels_numpy(a: np.ndarray, levels: int, method: str) -> list[np.ndarray]:
             shape = _half(out[-1].shape)
             s_new = np.empty(shape)
             c_new = np.empty(shape)
-            if k == 1:
-                _reduce_base(a, s_new, c_new)
+            if k == 1:  # from the raster itself: counts of its non-NaN pixels
+                _reduce_sum(a, s_new, s_new, c_new, False)
             else:
-                _reduce_sum(s, c, s_new, c_new)
+                _reduce_sum(s, c, s_new, c_new, True)
             s, c = s_new, c_new
             with np.errstate(invalid="ignore", divide="ignore"):
                 out.append((s / c).astype(dt, copy=False))
