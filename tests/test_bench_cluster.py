@@ -9,9 +9,6 @@ Regenerate the golden file after an intended change with
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import textwrap
 from pathlib import Path
 
@@ -25,11 +22,11 @@ from hpcjobs.slurm.bench import bench_options, check_room
 from hpcjobs.slurm.client import SlurmClient
 from hpcjobs.slurm.script import render_bench_script
 from tests import test_bench_submit
+from tests.golden_scripts import assert_golden, assert_valid_bash
 from tests.test_bench_submit import hpcjobs
 
 slurm = test_bench_submit.slurm  # the fake Slurm fixture
 
-GOLDEN = Path(__file__).parent / "golden" / "bench-cluster.sh"
 
 
 # -- which workers stay --------------------------------------------------------------------------
@@ -160,12 +157,8 @@ def test_golden_bench_cluster_script():
                                run_dir="/home/alice/.hpcjobs/runs/bench-describe-20261207-0400-ab",
                                python="/opt/venvs/hpc/bin/python", hpcjobs_version="0.0-test",
                                ranks=6)
-    if os.environ.get("HPCJOBS_UPDATE_GOLDEN"):
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text(), f"rendering changed: see {GOLDEN}"
-    if shutil.which("bash"):
-        proc = subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr
+    assert_golden(text, "bench-cluster")
+    assert_valid_bash(text)
 
 
 class _Sinfo:

@@ -8,9 +8,6 @@ Regenerate the golden file after an intended change with
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import dask.config
@@ -25,10 +22,9 @@ from hpcjobs.slurm.bench import bench_options, node_run
 from hpcjobs.slurm.client import SlurmClient
 from hpcjobs.slurm.runs import find_run, new_run
 from hpcjobs.slurm.script import render_bench_script
+from tests.golden_scripts import assert_golden, assert_valid_bash
 from tests.test_bench import _write_defs
 from tests.test_slurm_fake import FakeSlurm
-
-GOLDEN = Path(__file__).parent / "golden" / "bench.sh"
 
 
 @pytest.fixture
@@ -63,12 +59,8 @@ def test_golden_bench_script():
     text = render_bench_script(opts, job_name="bench-describe",
                                run_dir="/home/alice/.hpcjobs/runs/bench-describe-20261207-0400-ab",
                                python="/opt/venvs/hpc/bin/python", hpcjobs_version="0.0-test")
-    if os.environ.get("HPCJOBS_UPDATE_GOLDEN"):
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text(), f"rendering changed: see {GOLDEN}"
-    if shutil.which("bash"):
-        proc = subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr
+    assert_golden(text, "bench")
+    assert_valid_bash(text)
 
 
 def test_site_profile_applies_but_one_task_per_node_and_no_requeue():

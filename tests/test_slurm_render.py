@@ -6,9 +6,7 @@ Regenerate the golden files after an intended change with
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,8 +16,7 @@ from hpcjobs.cli import cli
 from hpcjobs.errors import UserError
 from hpcjobs.slurm.script import OPTIONS, render_script, resolve_options
 from hpcjobs.slurm.sweep import expand_sweep
-
-GOLDEN = Path(__file__).parent / "golden"
+from tests.golden_scripts import assert_golden, assert_valid_bash
 
 CASES = {
     "minimal": ({}, {}, {}),
@@ -50,20 +47,13 @@ def render_case(name: str) -> str:
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden(name):
-    text = render_case(name)
-    path = GOLDEN / f"{name}.sh"
-    if os.environ.get("HPCJOBS_UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert text == path.read_text(), f"rendering changed: see {path}"
+    assert_golden(render_case(name), name)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
-def test_rendered_script_is_valid_bash(name, tmp_path):
-    script = tmp_path / "s.sh"
-    script.write_text(render_case(name))
-    proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+def test_rendered_script_is_valid_bash(name):
+    assert_valid_bash(render_case(name))
 
 
 def test_directives():
@@ -261,16 +251,10 @@ def render_cluster_case(name: str) -> str:
 
 
 @pytest.mark.parametrize("name", sorted(CLUSTER_CASES))
-def test_cluster_golden(name, tmp_path):
+def test_cluster_golden(name):
     text = render_cluster_case(name)
-    path = GOLDEN / f"{name}.sh"
-    if os.environ.get("HPCJOBS_UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert text == path.read_text(), f"rendering changed: see {path}"
-    script = tmp_path / "s.sh"
-    script.write_text(text)
-    proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    assert_golden(text, name)
+    assert_valid_bash(text)
 
 
 def test_cluster_script_never_requeues_and_warns_before_the_walltime():
