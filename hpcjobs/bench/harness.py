@@ -35,6 +35,7 @@ the fields.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import importlib.metadata
 import importlib.util
@@ -170,9 +171,17 @@ def _memory_bytes() -> int | None:
         return None
 
 
+@functools.lru_cache(maxsize=1)
+def _distributions_by_module() -> dict[str, list[str]]:
+    """Module name -> the distributions that install it. Reading it scans every installed
+    package's metadata (seconds on a shared file system), so a process does it once, not
+    once per library per run (a scaling run makes one run per worker count)."""
+    return importlib.metadata.packages_distributions()
+
+
 def module_version(module: str) -> str | None:
     """Installed version of an importable module name (``sklearn`` -> scikit-learn's)."""
-    dists = importlib.metadata.packages_distributions().get(module.split(".")[0], [])
+    dists = _distributions_by_module().get(module.split(".")[0], [])
     for dist in [*dists, module]:
         try:
             return importlib.metadata.version(dist)
