@@ -100,15 +100,15 @@ def _recv_with_deadline(comm, source: int, tag: int, timeout: float, what: str):
 
 
 class _HandledLoss(logging.Filter):
-    """Drops Dask's own reports of a lost worker's consequences that are handled, and said
-    in one line by the scheduler's rank: the tasks it will recompute, the failure of a
-    worker group's member (the kernel starts its loop again, see kernels/_worker_group/), and
-    each task failed once no worker is left (the driver's error says it once)."""
+    """Drops the scheduler's own reports of a lost worker's consequences that are handled,
+    and said in one line by the scheduler's rank: the tasks it will recompute, and each task
+    failed once no worker is left (the driver's error says it once). (A worker's report of a
+    worker group's member lost, which the kernel recovers from, is the workers' own filter's:
+    ``worker_env.quiet_bad_input``, as on a local cluster.)"""
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
         return not (("will be recomputed elsewhere" in text and "Removing worker" in text)
-                    or ("Compute Failed" in text and "MemberLost(" in text)
                     or "timed out waiting without any running workers" in text)
 
 
