@@ -27,7 +27,13 @@ from pathlib import Path
 from hpcjobs.errors import RunFailed, UserError
 from hpcjobs.slurm.client import SlurmClient
 from hpcjobs.slurm.runs import Run, new_run, runs_root, write_script
-from hpcjobs.slurm.script import BENCH_FIXED, SlurmOptions, render_bench_script, resolve_options
+from hpcjobs.slurm.script import (
+    BENCH_FIXED,
+    SlurmOptions,
+    local_python,
+    render_bench_script,
+    resolve_options,
+)
 
 KIND = "bench"
 #: options of a benchmark job; the others (ranks per node, requeue, walltime signal) do not
@@ -150,7 +156,7 @@ def submit_bench(request: BenchRequest, *, slurm: dict | None = None, exclusive:
                             workers=request.workers, directory=directory)
     merged = harness.check_writable(
         Path(merged or time.strftime("bench-%Y%m%d-%H%M%S.jsonl")).absolute())
-    python = python or sys.executable or "python3"
+    python = python or local_python()
     name = _job_name(request.kernels)
     ranks = cluster_ranks(request.workers) if request.workers else None
     if dry_run:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import importlib
 import os
 import shlex
-import sys
 import time
 from collections.abc import Callable
 
 from hpcjobs.errors import HpcjobsError
 from hpcjobs.slurm.client import SlurmClient
 from hpcjobs.slurm.runs import new_run, runs_root
-from hpcjobs.slurm.script import check_sbatch_value
+from hpcjobs.slurm.script import check_sbatch_value, local_python
 from hpcjobs.slurm.status import LIVE_STATES, parse_scontrol, parse_squeue
 
 LOCAL_HOME = "/var/lib/hpcjobs-slurm"  # slurm/start's default folder
@@ -107,7 +106,7 @@ def run_doctor(client: SlurmClient, *, partition: str | None = None, timeout: fl
         partition = site.get("partition")
     if probe:
         _probe(client, report, echo, partition=partition, timeout=timeout, site=site or {},
-               python=python or sys.executable, job_file=job_file, here=here)
+               python=python or local_python(), job_file=job_file, here=here)
     echo("all checks passed" if not failures else f"{failures} check(s) failed")
     return failures == 0
 

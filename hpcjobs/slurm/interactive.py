@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -26,6 +25,7 @@ from hpcjobs.slurm.script import (
     CLUSTER_DEFAULTS,
     MIN_CLUSTER_TASKS,
     SlurmOptions,
+    local_python,
     render_cluster_script,
     resolve_options,
     time_seconds,
@@ -41,10 +41,6 @@ class ClusterStart:
     options: SlurmOptions
     run: Run | None = None
     job_id: str | None = None
-
-
-def _python() -> str:
-    return sys.executable or "python3"
 
 
 def cluster_options(*, job_file: str | os.PathLike | None = None, slurm: dict | None = None,
@@ -82,7 +78,7 @@ def start(*, job_file: str | os.PathLike | None = None, slurm: dict | None = Non
     name = name or job_name or DEFAULT_NAME
     if not _NAME_RE.match(name):
         raise UserError(f"--name: {name!r}: use letters, digits and . _ - (at most 64)")
-    python = python or _python()
+    python = python or local_python()
     if dry_run:
         planned = runs_root(root, create=False) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         return ClusterStart(render_cluster_script(opts, job_name=name, run_dir=planned,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -326,6 +327,12 @@ def render_script(opts: SlurmOptions, *, job_name: str, run_dir: str | Path, pyt
     return _fill(template if template is not None else load_template(), subs)
 
 
+def local_python() -> str:
+    """The Python running hpcjobs here: what a job's ranks run on the nodes unless the
+    ``[slurm]`` option ``python`` names another (the same path must exist there)."""
+    return sys.executable or "python3"
+
+
 def _checked_python(opts: SlurmOptions, python: str, run_dir: str, job_name: str) -> str:
     check_sbatch_value("run folder", run_dir, "the run folder path")
     check_sbatch_value("job name", opts.job_name or job_name, "the job name")
@@ -442,6 +449,7 @@ def render_bench_script(opts: SlurmOptions, *, job_name: str, run_dir: str | Pat
 
 
 __all__ = ["OPTIONS", "SlurmOptions", "resolve_options", "render_script", "load_template",
+           "local_python",
            "render_cluster_script", "render_bench_script", "BENCH_FIXED", "CLUSTER_DEFAULTS",
            "MIN_CLUSTER_TASKS", "check_sbatch_value", "check_directive", "check_shell_line",
            "time_seconds"]

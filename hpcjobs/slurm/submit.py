@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pathlib import Path
 from hpcjobs.errors import HpcjobsError, Interrupted, OutputExistsError, UserError
 from hpcjobs.slurm.client import SlurmClient
 from hpcjobs.slurm.runs import Run, new_run, runs_root, write_script
-from hpcjobs.slurm.script import render_script, resolve_options
+from hpcjobs.slurm.script import local_python, render_script, resolve_options
 from hpcjobs.slurm.sweep import Sweep, expand_sweep, task_group
 
 MODES = ("new", "resume", "overwrite")
@@ -31,10 +30,6 @@ class Submission:
     run: Run | None = None
     job_id: str | None = None
     sweep: Sweep | None = None
-
-
-def _python() -> str:
-    return sys.executable or "python3"
 
 
 def prepare(job_file: str | os.PathLike, *, overrides: dict | None = None,
@@ -90,7 +85,7 @@ def submit(job_file: str | os.PathLike, *, overrides: dict | None = None,
 
     job, opts, sweep, run_overrides = prepare(job_file, overrides=overrides, slurm=slurm,
                                               mode=mode)
-    python = python or _python()
+    python = python or local_python()
     array = sweep.array_spec if sweep else None
     if dry_run:
         planned = runs_root(root, create=False) / f"{job.name}-{time.strftime('%Y%m%d-%H%M%S')}"
