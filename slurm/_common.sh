@@ -8,6 +8,8 @@ CTLD_PORT="${HPCJOBS_SLURM_PORT:-16817}"
 CONF="$HOME_DIR/etc/slurm.conf"
 NODES=(node1 node2 node3)
 export SLURM_CONF="$CONF"
+# Debian installs the daemons in /usr/sbin, which a user's (or a trimmed) PATH may lack
+export PATH="$PATH:/usr/sbin:/usr/bin:/sbin:/bin"
 
 say() { printf 'slurm: %s\n' "$*" >&2; }
 die() { printf 'slurm: error: %s\n' "$*" >&2; exit 1; }
