@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -131,6 +134,23 @@ def test_local_cluster_matches_in_memory(dask_client):
     np.testing.assert_array_equal(r.labels.compute(), ref.labels)
     np.testing.assert_array_equal(r.core.compute(), ref.core)
 
+
+
+def test_repeated_runs_on_scattered_chunks_reuse_no_key_differently(dask_client, caplog):
+    # each block's key must mean the same task in every graph a run submits (its chunk
+    # statistics and its slabs): else the scheduler warns of key reuse, which can deadlock
+    # (dask/dask#9888); seen with chunks scattered by hand, as `hpcjobs bench dbscan` does
+    X = data(3000, d=2, centers=8, std=0.5, seed=22)
+    futures = dask_client.scatter([X[i:i + 750] for i in range(0, len(X), 750)], hash=False)
+    Xd = da.concatenate([da.from_delayed(f, shape=(750, 2), dtype=X.dtype) for f in futures])
+    ref = dbscan(X, 0.3, 5)
+    with caplog.at_level(logging.WARNING, logger="distributed.scheduler"):
+        for _ in range(2):
+            r = dbscan(Xd, 0.3, 5)
+            labels, core = dask.compute(r.labels, r.core)
+            np.testing.assert_array_equal(labels, ref.labels)
+            np.testing.assert_array_equal(core, ref.core)
+    assert not [m for m in caplog.messages if "run_spec" in m]
 
 def test_bad_inputs():
     X = data(50)

@@ -137,7 +137,8 @@ def test_walltime_warning_stops_jobs_and_closes_the_cluster(slurm_cluster, runs_
         try:
             warning = wait_for(lambda: client.walltime_warning, 40, "the walltime warning")
             # the warning's clock is the allocation's: at most 60 s, and agreeing with ours
-            assert 0 < warning["seconds_left"] <= 60 and warning["end_time"] == pytest.approx(client.end_time, abs=1)
+            assert 0 < warning["seconds_left"] <= 60
+            assert warning["end_time"] == pytest.approx(client.end_time, abs=1)
             assert client.time_left <= warning["seconds_left"]
         finally:
             client.close()

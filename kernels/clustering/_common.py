@@ -89,7 +89,10 @@ class Blocks(FiniteCheck):
             if 0 in X.chunks[0] and X.shape[0]:  # a chunk function never sees an empty block
                 X = X.rechunk(((*(c for c in X.chunks[0] if c),), X.chunks[1]))
             self.X = X
-            self.parts = list(X.to_delayed().ravel())
+            # not optimised: a block's key must name the same task here as in the other
+            # graphs of a run that use X (its reductions), or the scheduler sees one key
+            # with two meanings (dask/dask#9888)
+            self.parts = list(X.to_delayed(optimize_graph=False).ravel())
             self.sizes = np.array(X.chunks[0], dtype=np.int64)
         else:
             self.parts = [X]

@@ -337,7 +337,7 @@ def _dask_neighbours(X, k: int, func: str = "knn_outliers"):
 
     X = X.rechunk({1: -1})
     tree = dask.delayed(_tree, pure=True)(X.rechunk({0: -1}), func)
-    blocks = X.to_delayed().ravel()
+    blocks = X.to_delayed(optimize_graph=False).ravel()
     sizes = X.chunks[0]
     offsets = np.cumsum((0,) + sizes[:-1])
     parts = [dask.delayed(_block_neighbours, pure=True, nout=2)(tree, b, int(o), k, func)

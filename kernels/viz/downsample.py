@@ -544,7 +544,7 @@ def _extrema_dask(y, starts, stops):
 
     offsets = np.concatenate([[0], np.cumsum(y.chunks[0])])
     parts = []
-    for c, block in enumerate(y.to_delayed().ravel()):
+    for c, block in enumerate(y.to_delayed(optimize_graph=False).ravel()):
         lo, hi = offsets[c], offsets[c + 1]
         sel = np.nonzero((starts < hi) & (stops > lo))[0]
         if sel.size == 0:
@@ -734,8 +734,8 @@ def _lttb_dask(x, y, n_out):
     if has_x:
         x = da.asarray(x).rechunk(chunks)
     unrolled = y.dtype.kind == "f"
-    yb = y.to_delayed().ravel()
-    xb = x.to_delayed().ravel() if has_x else [None] * len(yb)
+    yb = y.to_delayed(optimize_graph=False).ravel()
+    xb = x.to_delayed(optimize_graph=False).ravel() if has_x else [None] * len(yb)
     cut = np.asarray(cuts)
     sels = [np.nonzero((starts >= cut[c]) & (starts < cut[c + 1]))[0] for c in range(len(yb))]
     parts = [dask.delayed(_lttb_block_means)(yb[c], xb[c], int(cut[c]), starts[sels[c]],
