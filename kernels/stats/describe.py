@@ -183,6 +183,24 @@ def _lane_bins(flat, s0, nv, lo, hi, scale, margin, base, bins, kbuf):
     return near
 
 
+@njit(fastmath=_SWEEP)
+def _lane_bins_inside(flat, s0, nv, lo, scale, margin, base, bins, kbuf):
+    """:func:`_lane_bins` for values known to be all within ``[lo, hi]`` (none NaN: the range
+    is the data's own): no test of which to keep, a third fewer instructions a value."""
+    lanes = lo.shape[0]
+    near = False
+    for s in range(0, nv, lanes):
+        run = flat[s0 + s:s0 + min(s + lanes, nv)]
+        kout = kbuf[s:min(s + lanes, nv)]
+        for i in range(run.shape[0]):
+            f = (np.float64(run[i]) - lo[i]) * scale[i]  # >= 0: x >= lo rounds to x - lo >= 0
+            k = min(np.int32(f), np.int32(bins - 1))
+            frac = f - k
+            near |= (frac < margin[i]) | (frac > 1.0 - margin[i])
+            kout[i] = base[i] + k
+    return near
+
+
 @njit
 def _exact_bins(flat, s0, nv, d, lo, scale, edges, kbuf):
     """The bins of a block's kept values checked against the actual edges, as
@@ -282,10 +300,11 @@ def _set_origin(out, origin):
 
 
 @njit
-def _describe_range(X, start, stop, lanes, rows, lo, hi, scale, edges, out, counts):
+def _describe_range(X, start, stop, lanes, rows, lo, hi, scale, edges, out, counts, inside):
     """Bases (5, d) of rows ``[start, stop)`` of ``X`` into ``out`` when ``out`` has rows,
     and their histogram into ``counts`` (d, bins + 1: the last bin takes what is dropped)
-    when it has columns, a block at a time."""
+    when it has columns, a block at a time; ``inside``: every value is within ``[lo, hi]``
+    (no NaN), so none is dropped."""
     d, bins = X.shape[1], counts.shape[1] - 1
     flat, flat_counts = X.reshape(-1), counts.reshape(-1)
     moments, hist = out.shape[0] > 0, bins > 0
@@ -309,7 +328,13 @@ def _describe_range(X, start, stop, lanes, rows, lo, hi, scale, edges, out, coun
             if r0 == start:
                 _set_origin(out, origin)
         if hist:
-            if _lane_bins(flat, s0, nb * d, lo_l, hi_l, scale_l, margin_l, base_l, bins, kbuf):
+            if inside:
+                near = _lane_bins_inside(flat, s0, nb * d, lo_l, scale_l, margin_l, base_l, bins,
+                                         kbuf)
+            else:
+                near = _lane_bins(flat, s0, nb * d, lo_l, hi_l, scale_l, margin_l, base_l, bins,
+                                  kbuf)
+            if near:
                 _exact_bins(flat, s0, nb * d, d, lo, scale, edges, kbuf)
             for i in range(nb * d):  # unsigned: no wrap-around test for a negative index
                 flat_counts[np.uint32(kbuf[i])] += 1
@@ -317,7 +342,8 @@ def _describe_range(X, start, stop, lanes, rows, lo, hi, scale, edges, out, coun
         out[1, j] += origin[j]
 
 
-def _moments(X, lo, hi, scale, edges, n_threads: int, moments: bool = True):
+def _moments(X, lo, hi, scale, edges, n_threads: int, moments: bool = True,
+             inside: bool = False):
     """Bases (5, d) of a whole chunk (with ``moments``) and its histogram (d, bins) where
     ``edges`` has bins + 1 > 1 columns (else (d, 0)); the middle result is 1 if the chunk holds
     an infinite value. Threads work on disjoint row ranges, merged serially; one thread runs
@@ -329,25 +355,25 @@ def _moments(X, lo, hi, scale, edges, n_threads: int, moments: bool = True):
     if n_threads == 1:
         out = np.zeros((stats, d))
         hist = np.zeros((d, bins + 1), dtype=np.int64)
-        _describe_range(X, 0, X.shape[0], lanes, rows, lo, hi, scale, edges, out, hist)
+        _describe_range(X, 0, X.shape[0], lanes, rows, lo, hi, scale, edges, out, hist, inside)
         parts, hists = out[None], hist[None]
     else:
         parts, hists = _moments_threads(X, lanes, rows, lo, hi, scale, edges, stats,
-                                        n_threads)
+                                        n_threads, inside)
     if not moments:
         parts = np.zeros((1, _NSTATS, d))
     return _merged_parts(parts, hists)
 
 
 @njit(parallel=True)
-def _moments_threads(X, lanes, rows, lo, hi, scale, edges, stats, n_threads):
+def _moments_threads(X, lanes, rows, lo, hi, scale, edges, stats, n_threads, inside):
     d, bins = X.shape[1], max(edges.shape[1] - 1, 0)
     ranges = thread_ranges(X.shape[0], n_threads)
     parts = np.zeros((ranges.shape[0], stats, d))
     hists = np.zeros((ranges.shape[0], d, bins + 1), dtype=np.int64)
     for t in numba.prange(ranges.shape[0]):
         _describe_range(X, ranges[t, 0], ranges[t, 1], lanes, rows, lo, hi, scale, edges,
-                        parts[t], hists[t])
+                        parts[t], hists[t], inside)
     return parts, hists
 
 
@@ -385,11 +411,12 @@ def _chunk_moments(block: np.ndarray) -> np.ndarray:
     return _moments_hist(block, *_NO_BINS)[0]
 
 
-def _chunk_hist(block: np.ndarray, lo, hi, edges) -> np.ndarray:
-    """The histogram alone (the data's range came from a moments pass of its own)."""
+def _chunk_hist(block: np.ndarray, lo, hi, edges, inside: bool = False) -> np.ndarray:
+    """The histogram alone (the data's range came from a moments pass of its own);
+    ``inside``: every value is within ``[lo, hi]``, none NaN (a faster sweep)."""
     block = np.ascontiguousarray(block)
     return _moments(block, lo, hi, _scale(lo, hi, edges), edges, _threads_for(block),
-                    moments=False)[2]
+                    moments=False, inside=inside)[2]
 
 
 def _infinite() -> InvalidInput:
@@ -505,7 +532,9 @@ def describe(X, *, bins: int = 64, range=None, extremes=None) -> DescribeResult:
         if not is_dask(X):  # one moments pass, then the histogram (the data is in memory)
             bases = _chunk_moments(X) if X.shape[0] else _empty_bases(d)
             lo, hi, edges = _edges(*_extremes_of(bases), bins)
-            return _finalize((bases, _chunk_hist(X, lo, hi, edges)), edges)
+            # the range is the data's own: without NaN, no value is outside it
+            inside = bool((bases[0] == X.shape[0]).all() and np.isfinite(hi - lo).all())
+            return _finalize((bases, _chunk_hist(X, lo, hi, edges, inside)), edges)
         else:  # a first pass for the range
             moments = Reduction("describe-range", (X,), _chunk_moments, _combine_moments,
                                 _extremes_of)
