@@ -57,7 +57,8 @@ class DescribeResult:
 # i % d. No lane's update depends on another's, so the loop over a run of L values is a plain
 # vectorised map: no transpose, no horizontal reduction (``numpy.fmin``/``fmax`` skip NaN and
 # vectorise; a select does not). A chunk is swept in blocks of about _BLOCK_VALUES values
-# (they stay in L1 between the sweeps of a block); blocks are merged with Chan et al.'s update.
+# where both sweeps run on each block (they stay in L1 between them), of more where a pass
+# runs one sweep; blocks are merged with Chan et al.'s update.
 #
 # - The moments sweep sums x - c and its square and keeps min and max, c being a value of the
 #   data (the running mean; the block's first row before there is one): M2 = S2 - S1^2 / n
@@ -74,6 +75,11 @@ class DescribeResult:
 
 
 _BLOCK_VALUES = 2048
+# a pass of one sweep keeps nothing in cache between sweeps: larger blocks, fewer merges
+# (each block's lanes are summed by column and merged: a quarter of the moments pass's
+# time at 2048 values a block)
+_MOMENTS_BLOCK_VALUES = 32768
+_BINS_BLOCK_VALUES = 8192
 _NSTATS = 5  # count, mean, M2, min, max
 # far above the error of (x - lo) * scale and of numpy's linspace edges (a few ulps of bins;
 # plus a few ulps of the edges' magnitude, in bins, for a range far from 0: _margins)
@@ -91,10 +97,10 @@ def _lane_width(d: int) -> int:
     return lanes if lanes <= 1024 else d
 
 
-def _block_rows(d: int, lanes: int) -> int:
-    """Rows per block: a whole number of lane sets, about _BLOCK_VALUES values."""
+def _block_rows(d: int, lanes: int, values: int = _BLOCK_VALUES) -> int:
+    """Rows per block: a whole number of lane sets, about ``values`` values."""
     per = lanes // d
-    return max(per, _BLOCK_VALUES // d // per * per)
+    return max(per, values // d // per * per)
 
 
 @njit
@@ -164,7 +170,9 @@ def _lane_m2(flat, s0, nv, mean, m2):
 def _lane_bins(flat, s0, nv, lo, hi, scale, margin, base, bins, kbuf):
     """Each value's place in the flat counts into ``kbuf``: ``base`` (its column's first bin)
     + ``floor((x - lo) * scale)``, or + ``bins`` when dropped (NaN, out of range). True when
-    a value lies within rounding error of an edge."""
+    a value lies within rounding error of an edge: ``f - k``, its place in its bin, is then
+    more than ``1/2 - margin`` from the bin's middle (one compare: ``margin`` holds
+    ``1/2 - margin``)."""
     lanes = lo.shape[0]
     near = False
     for s in range(0, nv, lanes):
@@ -177,8 +185,7 @@ def _lane_bins(flat, s0, nv, lo, hi, scale, margin, base, bins, kbuf):
             # int32, not int64: CPUs without AVX-512 convert packed doubles to int32 only, so
             # an int64 conversion keeps the loop scalar (a bin index is below 2**26 anyway)
             k = min(np.int32(f), np.int32(bins - 1))
-            frac = f - k
-            near |= keep & ((frac < margin[i]) | (frac > 1.0 - margin[i]))
+            near |= keep & (abs(f - k - 0.5) > margin[i])
             kout[i] = base[i] + (k if keep else np.int32(bins))
     return near
 
@@ -195,8 +202,7 @@ def _lane_bins_inside(flat, s0, nv, lo, scale, margin, base, bins, kbuf):
         for i in range(run.shape[0]):
             f = (np.float64(run[i]) - lo[i]) * scale[i]  # >= 0: x >= lo rounds to x - lo >= 0
             k = min(np.int32(f), np.int32(bins - 1))
-            frac = f - k
-            near |= (frac < margin[i]) | (frac > 1.0 - margin[i])
+            near |= abs(f - k - 0.5) > margin[i]
             kout[i] = base[i] + k
     return near
 
@@ -310,7 +316,7 @@ def _describe_range(X, start, stop, lanes, rows, lo, hi, scale, edges, out, coun
     moments, hist = out.shape[0] > 0, bins > 0
     lo_l, hi_l, scale_l = _by_lane(lo, lanes), _by_lane(hi, lanes), _by_lane(scale, lanes)
     base_l = _by_lane(np.arange(d).astype(np.int32) * np.int32(bins + 1), lanes)
-    margin_l = _MARGIN + 8 * _EPS * np.maximum(np.abs(lo_l), np.abs(hi_l)) * scale_l
+    margin_l = 0.5 - (_MARGIN + 8 * _EPS * np.maximum(np.abs(lo_l), np.abs(hi_l)) * scale_l)
     lanes_buf = np.empty((6, lanes))
     kbuf = np.empty(rows * d, dtype=np.int32)
     block = np.empty((_NSTATS, d))
@@ -351,7 +357,9 @@ def _moments(X, lo, hi, scale, edges, n_threads: int, moments: bool = True,
     thread)."""
     d, bins = X.shape[1], max(edges.shape[1] - 1, 0)
     lanes = _lane_width(d)
-    rows, stats = _block_rows(d, lanes), _NSTATS if moments else 0
+    values = _BLOCK_VALUES if moments and bins else (
+        _MOMENTS_BLOCK_VALUES if moments else _BINS_BLOCK_VALUES)
+    rows, stats = _block_rows(d, lanes, values), _NSTATS if moments else 0
     if n_threads == 1:
         out = np.zeros((stats, d))
         hist = np.zeros((d, bins + 1), dtype=np.int64)
