@@ -161,6 +161,22 @@ def test_badly_centred_columns_keep_their_precision(offset, scale):
     assert_matches(r, reference(X, 64), rtol=1e-9)  # (numpy's own std is off by ~1e-10)
 
 
+def test_threads_merge_large_offsets_exactly(monkeypatch):
+    """Each thread's means are relative to its range's first row and merged about the first
+    thread's: as absolute means (each rounded to an ulp of the offset) the merge lost
+    digits of M2 (std off by up to 1e-8 here)."""
+    from hpcjobs.kernels.stats import describe as module
+
+    monkeypatch.setattr(module, "_threads_for", lambda block: 4)
+    rng = np.random.default_rng(17)
+    X = rng.uniform(0.0, 10.0, size=(60_007, 4)) + np.array([-5e8, 1e6, 2e9, 0.0])
+    X[:, 3] = np.sort(X[:, 3]) * 1e-3 + 7e5  # a trend: each thread's mean its own
+    mean, std = _exact_mean_std(X)
+    r = describe(X)
+    np.testing.assert_allclose(r.mean, mean, rtol=1e-15)
+    np.testing.assert_allclose(r.std, std, rtol=1e-12)
+
+
 @pytest.mark.parametrize("d", [1, 7, 10, 33])
 def test_nan_blocks_among_clean_ones(d):
     """Blocks holding NaN are swept again (NaN skipped); the others are not."""
@@ -180,3 +196,60 @@ def test_inf_is_refused_in_a_threaded_chunk(value):
         describe(X)
     with pytest.raises(ValueError, match="inf"):
         describe(X, range=(-1, 1))
+
+
+def _on_and_beside_edges(lo, hi, bins, rng, n):
+    """``n`` values in [lo, hi], a quarter of them on a bin edge or an ulp from one."""
+    edges = np.linspace(lo, hi, bins + 1)
+    near = np.concatenate([edges, np.nextafter(edges, -np.inf)[1:], np.nextafter(edges, np.inf)[:-1]])
+    col = rng.uniform(lo, hi, n)
+    col[rng.integers(0, n, n // 4)] = rng.choice(near, n // 4)
+    col[0], col[-1] = lo, hi
+    return col
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("d", [1, 3, 10, 33])
+def test_in_memory_histogram_without_nan_equals_numpy(dtype, d):
+    """In memory without NaN, every value is within the range (the data's own): the bins
+    sweep then skips the test of which values to keep. Its bins must still be numpy's, edges
+    included, over many blocks of each pass and a partial one, large offsets too."""
+    rng = np.random.default_rng(14 + d)
+    n = 40_011
+    X = np.empty((n, d))
+    for j in range(d):
+        lo = [-3.7, 1e6, -5e8, 0.0][j % 4]
+        X[:, j] = _on_and_beside_edges(lo, lo + [14.9, 1e-3, 10.0, 1.0][j % 4], 64, rng, n)
+    if d > 2:
+        X[:, 2] = 7.25  # a constant column: numpy's range (7.25 - 0.5, 7.25 + 0.5)
+    X = X.astype(dtype)
+    ref = reference(X.astype(np.float64), 64)
+    r = describe(X)
+    mean, std = _exact_mean_std(X.astype(np.float64))
+    np.testing.assert_allclose(r.mean, mean, rtol=1e-15)
+    np.testing.assert_allclose(r.std, std, rtol=1e-11)  # (numpy's own is off by ~1e-9 here)
+    assert_matches(r, {**ref, "mean": mean, "std": std}, rtol=1e-11)
+    for j in range(d):  # numpy.histogram of the column itself (float32 included)
+        np.testing.assert_array_equal(r.hist[j], np.histogram(X[:, j], r.bin_edges[j])[0])
+
+
+def test_in_memory_histogram_with_nan_drops_it():
+    """NaN in memory: the general bins sweep (NaN dropped), in every block."""
+    rng = np.random.default_rng(15)
+    X = np.stack([_on_and_beside_edges(-1.0, 2.0, 64, rng, 30_001) for _ in range(4)], axis=1)
+    X[rng.integers(0, X.shape[0], 500), rng.integers(0, 4, 500)] = np.nan
+    assert_matches(describe(X), reference(X, 64), rtol=1e-11)
+
+
+def test_bins_sweeps_agree():
+    """The bins sweep for values known to be within the range equals the general one."""
+    from hpcjobs.kernels.stats import describe as module
+
+    rng = np.random.default_rng(16)
+    X = np.stack([_on_and_beside_edges(1e8, 1e8 + 3.0, 16, rng, 9_999),
+                  _on_and_beside_edges(-2.0, 5.0, 16, rng, 9_999)], axis=1)
+    lo, hi, edges = module._edges(X.min(0), X.max(0), 16)
+    inside = module._chunk_hist(X, lo, hi, edges, inside=True)
+    np.testing.assert_array_equal(inside, module._chunk_hist(X, lo, hi, edges, inside=False))
+    np.testing.assert_array_equal(inside, [np.histogram(c, e)[0]
+                                           for c, e in zip(X.T, edges, strict=True)])

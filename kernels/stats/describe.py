@@ -306,11 +306,12 @@ def _set_origin(out, origin):
 
 
 @njit
-def _describe_range(X, start, stop, lanes, rows, lo, hi, scale, edges, out, counts, inside):
+def _describe_range(X, start, stop, lanes, rows, lo, hi, scale, edges, out, counts, inside,
+                    origin):
     """Bases (5, d) of rows ``[start, stop)`` of ``X`` into ``out`` when ``out`` has rows,
-    and their histogram into ``counts`` (d, bins + 1: the last bin takes what is dropped)
-    when it has columns, a block at a time; ``inside``: every value is within ``[lo, hi]``
-    (no NaN), so none is dropped."""
+    their means less ``origin`` (d,), set here, and their histogram into ``counts``
+    (d, bins + 1: the last bin takes what is dropped) when it has columns, a block at a time;
+    ``inside``: every value is within ``[lo, hi]`` (no NaN), so none is dropped."""
     d, bins = X.shape[1], counts.shape[1] - 1
     flat, flat_counts = X.reshape(-1), counts.reshape(-1)
     moments, hist = out.shape[0] > 0, bins > 0
@@ -320,7 +321,7 @@ def _describe_range(X, start, stop, lanes, rows, lo, hi, scale, edges, out, coun
     lanes_buf = np.empty((6, lanes))
     kbuf = np.empty(rows * d, dtype=np.int32)
     block = np.empty((_NSTATS, d))
-    origin = np.zeros(d)  # the range's first row (0 for NaN or inf)
+    origin[:] = 0.0  # the range's first row (0 for NaN or inf)
     for j in range(d if stop > start else 0):
         x = np.float64(flat[start * d + j])
         origin[j] = x if np.isfinite(x) else 0.0
@@ -344,8 +345,6 @@ def _describe_range(X, start, stop, lanes, rows, lo, hi, scale, edges, out, coun
                 _exact_bins(flat, s0, nb * d, d, lo, scale, edges, kbuf)
             for i in range(nb * d):  # unsigned: no wrap-around test for a negative index
                 flat_counts[np.uint32(kbuf[i])] += 1
-    for j in range(d if moments else 0):
-        out[1, j] += origin[j]
 
 
 def _moments(X, lo, hi, scale, edges, n_threads: int, moments: bool = True,
@@ -361,16 +360,17 @@ def _moments(X, lo, hi, scale, edges, n_threads: int, moments: bool = True,
         _MOMENTS_BLOCK_VALUES if moments else _BINS_BLOCK_VALUES)
     rows, stats = _block_rows(d, lanes, values), _NSTATS if moments else 0
     if n_threads == 1:
-        out = np.zeros((stats, d))
-        hist = np.zeros((d, bins + 1), dtype=np.int64)
-        _describe_range(X, 0, X.shape[0], lanes, rows, lo, hi, scale, edges, out, hist, inside)
-        parts, hists = out[None], hist[None]
+        parts = np.zeros((1, stats, d))
+        hists = np.zeros((1, d, bins + 1), dtype=np.int64)
+        origins = np.zeros((1, d))
+        _describe_range(X, 0, X.shape[0], lanes, rows, lo, hi, scale, edges, parts[0],
+                        hists[0], inside, origins[0])
     else:
-        parts, hists = _moments_threads(X, lanes, rows, lo, hi, scale, edges, stats,
-                                        n_threads, inside)
+        parts, hists, origins = _moments_threads(X, lanes, rows, lo, hi, scale, edges, stats,
+                                                 n_threads, inside)
     if not moments:
         parts = np.zeros((1, _NSTATS, d))
-    return _merged_parts(parts, hists)
+    return _merged_parts(parts, hists, origins)
 
 
 @njit(parallel=True)
@@ -379,20 +379,29 @@ def _moments_threads(X, lanes, rows, lo, hi, scale, edges, stats, n_threads, ins
     ranges = thread_ranges(X.shape[0], n_threads)
     parts = np.zeros((ranges.shape[0], stats, d))
     hists = np.zeros((ranges.shape[0], d, bins + 1), dtype=np.int64)
+    origins = np.zeros((ranges.shape[0], d))
     for t in numba.prange(ranges.shape[0]):
         _describe_range(X, ranges[t, 0], ranges[t, 1], lanes, rows, lo, hi, scale, edges,
-                        parts[t], hists[t], inside)
-    return parts, hists
+                        parts[t], hists[t], inside, origins[t])
+    return parts, hists, origins
 
 
 @njit
-def _merged_parts(parts, hists):
+def _merged_parts(parts, hists, origins):
     """The threads' bases merged, whether a value was infinite, the histogram without its
-    bin of dropped values."""
+    bin of dropped values. Each thread's means are less its ``origins`` row (its range's first
+    row): they are merged about the first thread's origin (the difference of two nearby
+    values of the data is exact), so that a large offset does not spoil the merge (as
+    absolute means, each rounded to an ulp of the offset, it did)."""
     d = parts.shape[2]
     out = np.zeros((_NSTATS, d))
     for t in range(parts.shape[0]):
-        _merge_into(out, parts[t])
+        part = parts[t].copy()
+        for j in range(d if part.shape[0] else 0):
+            part[1, j] += origins[t, j] - origins[0, j]
+        _merge_into(out, part)
+    for j in range(d):
+        out[1, j] += origins[0, j]
     bad = 0
     for j in range(d):
         if out[0, j] > 0 and (out[3, j] == -np.inf or out[4, j] == np.inf):
@@ -541,7 +550,8 @@ def describe(X, *, bins: int = 64, range=None, extremes=None) -> DescribeResult:
             bases = _chunk_moments(X) if X.shape[0] else _empty_bases(d)
             lo, hi, edges = _edges(*_extremes_of(bases), bins)
             # the range is the data's own: without NaN, no value is outside it
-            inside = bool((bases[0] == X.shape[0]).all() and np.isfinite(hi - lo).all())
+            with np.errstate(over="ignore"):  # a range beyond float64's: the general sweep
+                inside = bool((bases[0] == X.shape[0]).all() and np.isfinite(hi - lo).all())
             return _finalize((bases, _chunk_hist(X, lo, hi, edges, inside)), edges)
         else:  # a first pass for the range
             moments = Reduction("describe-range", (X,), _chunk_moments, _combine_moments,
