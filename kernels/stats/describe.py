@@ -327,8 +327,14 @@ def _describe_range(X, start, stop, lanes, rows, lo, hi, scale, edges, out, coun
         origin[j] = x if np.isfinite(x) else 0.0
     if moments:
         out[0, :] = 0.0
-    for r0 in range(start, stop, rows):
-        s0, nb = r0 * d, min(r0 + rows, stop) - r0
+    # the first block is about its first row, the others about the running mean: a small
+    # first block, so that the large ones sum small deviations (a large one about a row far
+    # from the mean lost ~1e-14 of a unit-variance mean)
+    per = lanes // d
+    first = min(rows, max(per, _BLOCK_VALUES // d // per * per))
+    r0 = start
+    while r0 < stop:
+        s0, nb = r0 * d, min(r0 + (rows if r0 > start else first), stop) - r0
         if moments:
             _block_moments(flat, s0, nb, d, origin, out, lanes_buf, block)
             _merge_into(out, block)
@@ -345,6 +351,7 @@ def _describe_range(X, start, stop, lanes, rows, lo, hi, scale, edges, out, coun
                 _exact_bins(flat, s0, nb * d, d, lo, scale, edges, kbuf)
             for i in range(nb * d):  # unsigned: no wrap-around test for a negative index
                 flat_counts[np.uint32(kbuf[i])] += 1
+        r0 += nb
 
 
 def _moments(X, lo, hi, scale, edges, n_threads: int, moments: bool = True,
