@@ -97,6 +97,7 @@ def _lane_width(d: int) -> int:
     return lanes if lanes <= 1024 else d
 
 
+@njit
 def _block_rows(d: int, lanes: int, values: int = _BLOCK_VALUES) -> int:
     """Rows per block: a whole number of lane sets, about ``values`` values."""
     per = lanes // d
@@ -330,8 +331,7 @@ def _describe_range(X, start, stop, lanes, rows, lo, hi, scale, edges, out, coun
     # the first block is about its first row, the others about the running mean: a small
     # first block, so that the large ones sum small deviations (a large one about a row far
     # from the mean lost ~1e-14 of a unit-variance mean)
-    per = lanes // d
-    first = min(rows, max(per, _BLOCK_VALUES // d // per * per))
+    first = min(rows, _block_rows(d, lanes))
     r0 = start
     while r0 < stop:
         s0, nb = r0 * d, min(r0 + (rows if r0 > start else first), stop) - r0
