@@ -168,12 +168,14 @@ def _lane_m2(flat, s0, nv, mean, m2):
 
 
 @njit(fastmath=_SWEEP)
-def _lane_bins(flat, s0, nv, lo, hi, scale, margin, base, bins, kbuf):
+def _lane_bins(flat, s0, nv, lo, hi, scale, margin, base, bins, kbuf, inside):
     """Each value's place in the flat counts into ``kbuf``: ``base`` (its column's first bin)
     + ``floor((x - lo) * scale)``, or + ``bins`` when dropped (NaN, out of range). True when
     a value lies within rounding error of an edge: ``f - k``, its place in its bin, is then
     more than ``1/2 - margin`` from the bin's middle (one compare: ``margin`` holds
-    ``1/2 - margin``)."""
+    ``1/2 - margin``). ``inside``: every value is known to be within ``[lo, hi]`` (none NaN:
+    the range is the data's own), so none is tested; LLVM compiles the loop once for each
+    value of this invariant, the ``inside`` one a third shorter."""
     lanes = lo.shape[0]
     near = False
     for s in range(0, nv, lanes):
@@ -181,30 +183,13 @@ def _lane_bins(flat, s0, nv, lo, hi, scale, margin, base, bins, kbuf):
         kout = kbuf[s:min(s + lanes, nv)]
         for i in range(run.shape[0]):
             x = np.float64(run[i])
-            keep = (x >= lo[i]) & (x <= hi[i])  # NaN compares false
-            f = (x - lo[i]) * scale[i] if keep else 0.0
+            keep = inside | ((x >= lo[i]) & (x <= hi[i]))  # NaN compares false
+            f = (x - lo[i]) * scale[i] if keep else 0.0  # >= 0: x >= lo rounds to x - lo >= 0
             # int32, not int64: CPUs without AVX-512 convert packed doubles to int32 only, so
             # an int64 conversion keeps the loop scalar (a bin index is below 2**26 anyway)
             k = min(np.int32(f), np.int32(bins - 1))
             near |= keep & (abs(f - k - 0.5) > margin[i])
             kout[i] = base[i] + (k if keep else np.int32(bins))
-    return near
-
-
-@njit(fastmath=_SWEEP)
-def _lane_bins_inside(flat, s0, nv, lo, scale, margin, base, bins, kbuf):
-    """:func:`_lane_bins` for values known to be all within ``[lo, hi]`` (none NaN: the range
-    is the data's own): no test of which to keep, a third fewer instructions a value."""
-    lanes = lo.shape[0]
-    near = False
-    for s in range(0, nv, lanes):
-        run = flat[s0 + s:s0 + min(s + lanes, nv)]
-        kout = kbuf[s:min(s + lanes, nv)]
-        for i in range(run.shape[0]):
-            f = (np.float64(run[i]) - lo[i]) * scale[i]  # >= 0: x >= lo rounds to x - lo >= 0
-            k = min(np.int32(f), np.int32(bins - 1))
-            near |= abs(f - k - 0.5) > margin[i]
-            kout[i] = base[i] + k
     return near
 
 
@@ -341,12 +326,8 @@ def _describe_range(X, start, stop, lanes, rows, lo, hi, scale, edges, out, coun
             if r0 == start:
                 _set_origin(out, origin)
         if hist:
-            if inside:
-                near = _lane_bins_inside(flat, s0, nb * d, lo_l, scale_l, margin_l, base_l, bins,
-                                         kbuf)
-            else:
-                near = _lane_bins(flat, s0, nb * d, lo_l, hi_l, scale_l, margin_l, base_l, bins,
-                                  kbuf)
+            near = _lane_bins(flat, s0, nb * d, lo_l, hi_l, scale_l, margin_l, base_l, bins, kbuf,
+                              inside)
             if near:
                 _exact_bins(flat, s0, nb * d, d, lo, scale, edges, kbuf)
             for i in range(nb * d):  # unsigned: no wrap-around test for a negative index
