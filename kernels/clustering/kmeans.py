@@ -69,6 +69,7 @@ from hpcjobs.kernels._validation import (
     message,
 )
 from hpcjobs.kernels.clustering._common import Blocks, known_rows
+from hpcjobs.kernels.clustering._kmeans._bounded import bounded_lloyd
 from hpcjobs.kernels.clustering._kmeans._chunks import pad
 from hpcjobs.kernels.clustering._kmeans._lloyd import labels_inertia, lloyd_loop
 from hpcjobs.kernels.clustering._kmeans._minibatch import minibatch_epochs
@@ -215,6 +216,10 @@ def fit_kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300,
             continue
         return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)
     tol_abs, C = seeded(blocks, k, init, tol, rng, init_rounds, oversampling)
+    if not blocks.is_dask:  # in memory: the same iterations, most distances skipped
+        C, n_iter, labels, inertia = bounded_lloyd(blocks, np.asarray(C, dtype=np.float64),
+                                                   max_iter, tol_abs)
+        return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)
     C, n_iter, inertia = lloyd_loop(blocks, np.asarray(C, dtype=np.float64), max_iter, tol_abs)
     labels, inertia = labels_inertia(blocks, C, inertia, lazy=True)
     return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)

@@ -25,8 +25,10 @@ from hpcjobs.kernels.clustering._kmeans._specialised import assign_labels
 
 
 def relocate_empty(blocks, CT, sums, counts, empty):
-    """Move the rows farthest from their centroid into the empty clusters (as scikit-learn)."""
+    """Move the rows farthest from their centroid into the empty clusters (as scikit-learn);
+    returns the ``(row index, cluster)`` of each row moved."""
     d2, idx, lab, rows = blocks.map_reduce(far_chunk, far_combine, CT, len(empty))
+    moved = []
     for e, cluster in enumerate(empty[:len(idx)]):
         old = lab[e]
         if counts[old] <= 1:
@@ -35,6 +37,8 @@ def relocate_empty(blocks, CT, sums, counts, empty):
         counts[old] -= 1
         sums[cluster] = rows[e]
         counts[cluster] = 1
+        moved.append((int(idx[e]), int(cluster)))
+    return moved
 
 
 def lloyd_loop(blocks: Blocks, C: np.ndarray, max_iter: int, tol_abs: float,
