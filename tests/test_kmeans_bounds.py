@@ -8,11 +8,34 @@ import pytest
 
 from hpcjobs.kernels import kmeans
 from hpcjobs.kernels.clustering._common import Blocks
+from hpcjobs.kernels.clustering._kmeans import _bounded, _specialised
 from hpcjobs.kernels.clustering._kmeans._bounded import bounded_lloyd, error_bounds
 from hpcjobs.kernels.clustering._kmeans._lloyd import labels_inertia, lloyd_loop
 from hpcjobs.kernels.clustering._kmeans._seeding import tolerance
 
 sklearn_cluster = pytest.importorskip("sklearn.cluster")
+
+
+@pytest.fixture(autouse=True, params=["default", "at once"])
+def bounded_passes(request, monkeypatch):
+    """Each test twice: with the bounds started when the centroids settle (as they run), and
+    from the second iteration on whatever the drift (so that the small inputs here run
+    mostly bounded passes); counts the bounded passes."""
+    if request.param == "at once":
+        monkeypatch.setattr(_bounded, "START_DRIFT", np.inf)
+    calls = []
+    kernel = _specialised.bounded_pass
+
+    def counting(X):
+        step = kernel(X)
+
+        def run(*args):
+            calls.append(1)
+            return step(*args)
+        return run
+
+    monkeypatch.setattr(_specialised, "bounded_pass", counting)
+    return request.param, calls
 
 
 def data(n, d, dtype, seed=0):
@@ -54,12 +77,14 @@ def check_same(a, b, dtype):
 @pytest.mark.parametrize("d,n,k,iters", [(1, 3000, 5, 40), (2, 4000, 7, 40), (8, 6000, 16, 30),
                                          (64, 1500, 10, 20), (784, 300, 6, 10)])
 @pytest.mark.parametrize("tol", [0.0, 1e-4])
-def test_same_as_plain_lloyd(dtype, d, n, k, iters, tol):
+def test_same_as_plain_lloyd(dtype, d, n, k, iters, tol, bounded_passes):
     X = data(n, d, dtype, seed=d)
     C0 = X[np.random.default_rng(1).choice(n, k, replace=False)]
     ref = plain(X, C0, iters, tol)
     check_same(ref, bounded(X, C0, iters, tol), dtype)
-    # the public function takes this path for NumPy input
+    if bounded_passes[0] == "at once" and ref[1] > 1:
+        assert len(bounded_passes[1]) == ref[1] - 1  # every iteration after the first
+    # the public function takes this path for NumPy input where the bounds pay
     r = kmeans(X, k, init=C0, max_iter=iters, tol=tol)
     assert r.n_iter == ref[1] and r.centroids.dtype == dtype
     np.testing.assert_array_equal(r.labels, ref[2])
@@ -118,6 +143,21 @@ def test_k_one_and_k_above_distinct_rows(dtype):
     assert r.inertia == pytest.approx(0.0, abs=1e-9)
 
 
+def test_bounds_start_when_the_centroids_settle(bounded_passes):
+    # well separated groups: the centroids settle within a few iterations, then the bounds
+    X = data(20000, 8, np.float64, seed=7)
+    C0 = X[np.random.default_rng(3).choice(len(X), 16, replace=False)]
+    ref = plain(X, C0, 30, 0.0)
+    check_same(ref, bounded(X, C0, 30, 0.0), np.float64)
+    assert 0 < len(bounded_passes[1]) < ref[1]
+
+
+def test_use_bounds_only_with_the_direct_kernels():
+    # the bench sizes: d=8, k=16 runs the direct kernels (bounds); d=784 the matrix product
+    assert _specialised.use_bounds(np.empty((10**5, 8)), 16)
+    assert not _specialised.use_bounds(np.empty((20000, 784)), 10)
+
+
 def test_zero_iterations_and_tiny_input():
     X = data(3, 2, np.float64)
     check_same(plain(X, X[:2], 5, 0.0), bounded(X, X[:2], 5, 0.0), np.float64)
@@ -149,3 +189,27 @@ def sum_in_order(t):
     for v in t:
         s = np.float32(s + np.float32(v * v))
     return s
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n,d,k", [(5000, 3, 16), (40000, 8, 16)])  # generic, specialised
+def test_first_bounded_pass_sums_are_the_plain_ones(dtype, n, d, k):
+    # bit for bit where the plain pass is the direct kernels': the iterations stop where
+    # plain Lloyd's stop
+    from hpcjobs.kernels._jit import task_threads
+    from hpcjobs.kernels.clustering._kmeans._chunks import pad
+
+    X = data(n, d, dtype, seed=8)
+    C = X[:k].astype(np.float64) + 0.5
+    CT = pad(C.T, X.dtype)
+    assert _specialised.use_bounds(X, k)
+    sums, counts, _ = _specialised.assign_accumulate(X, CT, k, task_threads())
+    g, a2 = error_bounds(d, X.dtype)
+    s, drift, far, _ = _bounded._geometry(CT, k, None)
+    labels = np.full(n, -1, dtype=np.int32)
+    u, lo = np.full(n, np.inf), np.zeros(n)
+    bs, bc = _specialised.bounded_pass(X)(X, CT, k, s, drift, far, labels, u, lo, g, a2,
+                                          task_threads())
+    np.testing.assert_array_equal(bc, counts)
+    np.testing.assert_array_equal(bs, sums)
+    np.testing.assert_array_equal(labels, plain(X, C, 0, 0.0)[2])

@@ -78,6 +78,7 @@ from hpcjobs.kernels.clustering._kmeans._on_workers import (
 )
 from hpcjobs.kernels.clustering._kmeans._passes import predict_block
 from hpcjobs.kernels.clustering._kmeans._seeding import seeded
+from hpcjobs.kernels.clustering._kmeans._specialised import use_bounds
 from hpcjobs.kernels.clustering.params import INITS as _INITS
 from hpcjobs.kernels.clustering.params import KMEANS, MINIBATCH_INITS, MINIBATCH_KMEANS
 
@@ -216,7 +217,9 @@ def fit_kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300,
             continue
         return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)
     tol_abs, C = seeded(blocks, k, init, tol, rng, init_rounds, oversampling)
-    if not blocks.is_dask:  # in memory: the same iterations, most distances skipped
+    if not blocks.is_dask and use_bounds(blocks.X, k):
+        # in memory, with the direct distance kernels: the same iterations, most of the
+        # distances skipped once the centroids settle
         C, n_iter, labels, inertia = bounded_lloyd(blocks, np.asarray(C, dtype=np.float64),
                                                    max_iter, tol_abs)
         return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)

@@ -7,8 +7,12 @@ bound ``l`` on its distance to every other centroid. When the centroids move by 
 ``u`` grows by its centroid's drift and ``l`` shrinks by the largest drift of the others;
 a row whose ``u`` is still below ``max(l, 2 s - u)`` (``s``: half the distance from its
 centroid to the nearest other one) cannot change its label, and is skipped without reading
-it. Otherwise its own distance tightens ``u``; only if the test still fails are all ``k``
-distances computed, as the direct kernels of ``_chunks`` compute them.
+it. Otherwise all ``k`` of its distances are computed, as the direct kernels of ``_chunks``
+compute them (Hamerly first tightens ``u`` with the row's own distance: that costs more
+here than it saves, see :func:`_pass_range`).
+
+The bounds start only once the centroids move little (``START_DRIFT``); the iterations
+before are plain Lloyd passes, which cost less while most rows would fail the test.
 
 Exactly Lloyd's labels
 ----------------------
@@ -23,15 +27,15 @@ skipped is decided by the direct distances themselves.
 
 Sums
 ----
-The cluster sums (float64) are computed in full in the first iteration only; afterwards
+The cluster sums (float64) are computed in full in the first bounded pass only; afterwards
 only the rows whose label changed are subtracted from their old cluster and added to their
 new one, so an iteration reads just the rows whose bounds fail (plain Lloyd re-reads all of
 ``X``). The sums then differ from full sums by float64 rounding alone.
 
 Empty clusters are filled as plain Lloyd fills them (``_lloyd.relocate_empty``); the rows
 moved get their new label and bounds that force their distances to be computed again.
-The final labels come from one more bounded pass, which also computes every row's distance
-to its centroid for the inertia.
+The final labels and inertia come from the plain kernels (``_lloyd.labels_inertia``): the
+inertia needs every row's distance anyway.
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ import math
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
 from hpcjobs.kernels.clustering._kmeans._chunks import TILE, pad, tile_scratch
@@ -47,22 +55,6 @@ from hpcjobs.kernels.clustering._kmeans._chunks import TILE, pad, tile_scratch
 #: outward rounding of a float64 bound update (a few units in the last place)
 _UP = 1.0 + 4.0 * np.finfo(np.float64).eps
 _DOWN = 1.0 - 4.0 * np.finfo(np.float64).eps
-
-#: pass modes: the first (every row's distances, full sums), an iteration (moves only), the
-#: final labels (every row's own distance, for the inertia)
-FIRST, STEP, FINAL = 0, 1, 2
-
-
-@njit
-def _own(X, i, CT, a):
-    """``sum((X[i] - c_a)**2)`` in the data's dtype, features in order (the direct kernels'
-    value for the centroid ``a``)."""
-    s = CT[0, 0] - CT[0, 0]
-    for f in range(X.shape[1]):
-        t = X[i, f] - CT[f, a]
-        s += t * t
-    return s
-
 
 @njit
 def _nearest_two(XT, m, CT, dist, best, second, lab):
@@ -105,122 +97,145 @@ def _nearest_two(XT, m, CT, dist, best, second, lab):
 
 
 @njit
-def _upper(c2, g, a2):
-    """An upper bound on the true distance whose computed square is ``c2``."""
-    return math.sqrt(np.float64(c2) * (1.0 + g) + a2) * _UP
+def _moves(XT, nm, moved, old, lab, sums, counts):
+    """The ``nm`` rows ``moved`` of the tile ``XT`` out of their cluster ``old`` (none if
+    negative) into ``lab``: the changes of the sums and counts."""
+    for q in range(nm):
+        r = moved[q]
+        a = old[q]
+        b = lab[r]
+        counts[b] += 1
+        for f in range(XT.shape[0]):
+            sums[b, f] += XT[f, r]
+        if a >= 0:
+            counts[a] -= 1
+            for f in range(XT.shape[0]):
+                sums[a, f] -= XT[f, r]
 
 
 @njit
-def _lower(c2, g, a2):
-    """A lower bound on the true distance whose computed square is ``c2``."""
-    v = np.float64(c2) * (1.0 - g) - a2
-    return math.sqrt(v) * _DOWN if v > 0.0 else 0.0
-
-
-@njit
-def _settled(u, m, g, a2):
-    """Whether a row whose true distance to its centroid is ``<= u`` and to any other
-    ``>= m`` has its centroid's computed distance strictly below all others'."""
-    return u * u * (1.0 + g) + 2.0 * a2 < m * m * (1.0 - g)
-
-
-@njit
-def _move(X, i, a, b, sums, counts):
-    """Row ``i`` out of cluster ``a`` (none if negative) into cluster ``b``."""
-    d = X.shape[1]
-    if a >= 0:
-        counts[a] -= 1
-        for f in range(d):
-            sums[a, f] -= X[i, f]
-    counts[b] += 1
-    for f in range(d):
-        sums[b, f] += X[i, f]
-
-
-@njit
-def _settle(X, CT, XT, m, rows, labels, u, l, mode, g, a2, sums, counts, dist, best, second,
-            lab):
+def _settle(CT, XT, m, rows, labels, u, l, g, a2, sums, counts, dist, best, second, lab,
+            ub, lb, moved, old):
     """All the distances of the ``m`` gathered rows ``rows`` (held in ``XT``): their labels,
-    fresh bounds and the moves between clusters; returns the sum of their distances."""
+    fresh bounds (the computed distances widened by their rounding error) and the moves
+    between clusters (a row labelled -1 had none: it is only added)."""
     _nearest_two(XT, m, CT, dist, best, second, lab)
-    inertia = 0.0
+    for r in range(m):  # the square roots apart, without a branch, so that they vectorise
+        ub[r] = math.sqrt(np.float64(best[r]) * (1.0 + g) + a2) * _UP
+        lb[r] = math.sqrt(max(np.float64(second[r]) * (1.0 - g) - a2, 0.0)) * _DOWN
+    nm = 0
     for r in range(m):
         i = rows[r]
         a = labels[i]
         b = lab[r]
         labels[i] = b
-        u[i] = _upper(best[r], g, a2)
-        l[i] = _lower(second[r], g, a2)
-        inertia += best[r]
-        if mode == FIRST:
-            _move(X, i, -1, b, sums, counts)
-        elif mode == STEP and b != a:
-            _move(X, i, a, b, sums, counts)
-    return inertia
+        u[i] = ub[r]
+        l[i] = lb[r]
+        moved[nm] = r
+        old[nm] = a
+        nm += 0 if a == b else 1
+    _moves(XT, nm, moved, old, lab, sums, counts)
+
+
+@intrinsic
+def _prefetch_row(typingctx, X, i):
+    """Ask the CPU to bring the start of row ``i`` of the C-contiguous 2-D array ``X`` into
+    its caches (``llvm.prefetch``: a hint, which neither faults nor waits)."""
+    def codegen(context, builder, sig, args):
+        aryty = sig.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        zero = context.get_constant(types.intp, 0)
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1], zero])
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = builder.module.declare_intrinsic(
+            "llvm.prefetch", [i8p], ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
+        # read, keep in all cache levels, data cache
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
+                          ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(X, types.intp), codegen
+
+
+#: rows whose bounds are tested before the rows of the block before, that failed, are
+#: gathered (see :func:`_pass_range`)
+BLOCK = 256
 
 
 @njit
-def _pass_range(X, CT, s, drift, far, labels, u, l, start, stop, mode, g, a2, sums, counts):
-    """One bounded pass over rows ``[start, stop)`` (see :func:`bounded_pass`): the rows
-    whose bounds fail are gathered, a tile at a time, for :func:`_settle`."""
+def _pass_range(X, CT, s, drift, far, labels, u, l, start, stop, g, a2, sums, counts):
+    """One bounded pass over rows ``[start, stop)`` (see :func:`bounded_pass`).
+
+    A block of rows at a time: the bounds of every row are updated and tested, the rows that
+    fail listed without a branch (a branch per row mispredicts on the rows near the
+    boundaries) and every row's start prefetched; then the rows that failed in the block
+    before (in the caches by now: the scattered reads of them alone are not overlapped by the
+    CPU as well) are gathered, a tile at a time, for all their distances
+    (:func:`_settle`). Tightening the upper bound first with the row's own distance, as
+    Hamerly does, costs more here than it saves: the full distances of a tile of rows
+    vectorise, one row's own distance does not.
+    """
     d, kp = CT.shape
     XT, dist, best, lab = tile_scratch(X, kp)
     second = np.empty(TILE, dtype=X.dtype)
+    ub = np.empty(TILE)
+    lb = np.empty(TILE)
     rows = np.empty(TILE, dtype=np.int64)
+    moved = np.empty(TILE, dtype=np.int64)
+    old = np.empty(TILE, dtype=np.int32)
+    cand = np.empty((2, BLOCK), dtype=np.int64)  # this block's failures, the last block's
     far1, far2, jfar = far[0], far[1], int(far[2])
-    inertia = 0.0
     m = 0
-    for i in range(start, stop):
-        a = labels[i]
-        if mode != FIRST:
+    last = 0  # rows of the block before that failed, in cand[1 - this]
+    this = 0
+    for b0 in range(start, stop + BLOCK, BLOCK):  # one block more: the last one's gather
+        nc = 0
+        for i in range(b0, min(b0 + BLOCK, stop)):
+            a = labels[i]
             ui = (u[i] + drift[a]) * _UP
-            li = (l[i] - (far2 if a == jfar else far1)) * _DOWN
-            li = max(li, 0.0)
-            l[i] = li
-            if mode != FINAL and _settled(ui, max(li, 2.0 * s[a] - ui), g, a2):
-                u[i] = ui
-                continue
-            c2 = _own(X, i, CT, a)
-            ui = _upper(c2, g, a2)
+            li = max((l[i] - (far2 if a == jfar else far1)) * _DOWN, 0.0)
             u[i] = ui
-            if _settled(ui, max(li, 2.0 * s[a] - ui), g, a2):
-                inertia += c2
-                continue
-        for f in range(d):
-            XT[f, m] = X[i, f]
-        rows[m] = i
-        m += 1
-        if m == TILE:
-            inertia += _settle(X, CT, XT, m, rows, labels, u, l, mode, g, a2, sums, counts,
-                               dist, best, second, lab)
-            m = 0
+            l[i] = li
+            cand[this, nc] = i
+            _prefetch_row(X, i)
+            mi = max(li, 2.0 * s[a] - ui)
+            nc += 0 if ui * ui * (1.0 + g) + 2.0 * a2 < mi * mi * (1.0 - g) else 1
+        for q in range(last):
+            i = cand[1 - this, q]
+            for f in range(d):
+                XT[f, m] = X[i, f]
+            rows[m] = i
+            m += 1
+            if m == TILE:
+                _settle(CT, XT, m, rows, labels, u, l, g, a2, sums, counts, dist, best,
+                        second, lab, ub, lb, moved, old)
+                m = 0
+        last = nc
+        this = 1 - this
     if m:
-        inertia += _settle(X, CT, XT, m, rows, labels, u, l, mode, g, a2, sums, counts, dist,
-                           best, second, lab)
-    return inertia
+        _settle(CT, XT, m, rows, labels, u, l, g, a2, sums, counts, dist, best, second,
+                lab, ub, lb, moved, old)
 
 
 @njit(parallel=True)
-def bounded_pass(X, CT, k, s, drift, far, labels, u, l, mode, g, a2, n_threads):
+def bounded_pass(X, CT, k, s, drift, far, labels, u, l, g, a2, n_threads):
     """One bounded assignment pass over ``X`` (C-contiguous) for the centroids ``CT``
     (:func:`_chunks.pad`, in the dtype of ``X``), after they moved by ``drift`` (k,) since
     the bounds ``u``/``l`` were last updated (``far``: the largest drift, the second largest
     and the index of the largest; ``s``: half the distance of each centroid to its nearest
-    other one). Updates ``labels``, ``u`` and ``l`` in place; returns ``(sums, counts,
-    inertia)``: ``FIRST``: every row's distances computed, the full sums and counts;
-    ``STEP``: the changes of the sums and counts (rows that changed label); ``FINAL``: the
-    labels only (zero sums), with the inertia of every row (each row's own distance is
-    computed; in the other modes the inertia covers only the rows computed).
+    other one). Updates ``labels``, ``u`` and ``l`` in place; returns the changes of the
+    cluster sums (float64) and counts: the rows that changed label, moved (rows labelled -1,
+    with ``u`` = inf, are added: the first pass gives the full sums).
     """
     n, d = X.shape
     ranges = thread_ranges(n, n_threads)
     nt = ranges.shape[0]
     sums = np.zeros((nt, k, d))
     counts = np.zeros((nt, k), dtype=np.int64)
-    inertia = np.zeros(nt)
     for t in numba.prange(nt):
-        inertia[t] = _pass_range(X, CT, s, drift, far, labels, u, l, ranges[t, 0],
-                                 ranges[t, 1], mode, g, a2, sums[t], counts[t])
+        _pass_range(X, CT, s, drift, far, labels, u, l, ranges[t, 0], ranges[t, 1], g, a2,
+                    sums[t], counts[t])
     out_s = np.zeros((k, d))
     out_c = np.zeros(k, dtype=np.int64)
     for t in range(nt):
@@ -228,7 +243,7 @@ def bounded_pass(X, CT, k, s, drift, far, labels, u, l, mode, g, a2, n_threads):
             out_c[j] += counts[t, j]
             for f in range(d):
                 out_s[j, f] += sums[t, j, f]
-    return out_s, out_c, inertia.sum()
+    return out_s, out_c
 
 
 def error_bounds(d: int, dtype) -> tuple[float, float]:
@@ -266,28 +281,54 @@ def _geometry(CT: np.ndarray, k: int, old: np.ndarray | None):
     return s, drift, far, Cd
 
 
+#: the bounds are started once no centroid moved by more than this fraction of the smallest
+#: half-distance between two centroids in the last iteration: before, most rows fail the test
+#: and a bounded pass (all the distances, the runner-up's too, and the bounds) costs more
+#: than the plain pass (``hpcjobs bench kmeans-lloyd``)
+START_DRIFT = 0.1
+
+
 def bounded_lloyd(blocks, C: np.ndarray, max_iter: int, tol_abs: float):
     """Lloyd's iterations with Hamerly's bounds on the in-memory ``blocks``: ``(centroids,
     n_iter, labels, inertia)``, the same iterations, labels, ``n_iter`` and stopping rule as
-    ``_lloyd.lloyd_loop`` followed by ``_lloyd.labels_inertia``."""
-    from hpcjobs.kernels.clustering._kmeans._lloyd import relocate_empty
+    ``_lloyd.lloyd_loop`` followed by ``_lloyd.labels_inertia`` (which gives the final labels
+    and inertia here too: every row's distance is needed for the inertia).
+
+    The first iterations are plain Lloyd passes, until the centroids move little enough
+    (``START_DRIFT``); the first bounded pass then computes every row's distances and the
+    full sums, the later ones only the rows whose bounds fail and the moves between clusters.
+    """
+    from hpcjobs.kernels.clustering._kmeans._lloyd import labels_inertia, relocate_empty
+    from hpcjobs.kernels.clustering._kmeans._passes import lloyd_chunk, sum_combine
+    from hpcjobs.kernels.clustering._kmeans._specialised import bounded_pass as kernel
+    from hpcjobs.kernels.clustering._kmeans._specialised import use_bounds
 
     X = np.ascontiguousarray(blocks.X)
     n, d = X.shape
     k = len(C)
     nt = task_threads()
     g, a2 = error_bounds(d, X.dtype)
-    labels = np.zeros(n, dtype=np.int32)
-    u = np.full(n, np.inf)
-    l = np.zeros(n)  # noqa: E741
+    step = kernel(X)
+    labels = u = l = None  # noqa: E741
+    # the first bounded pass's full sums are the plain pass's to the last bit where the plain
+    # pass is the direct kernels' (the same rows per thread, each added in order): the
+    # iterations then stop exactly where plain Lloyd's do (a shift of 0 with tol=0). The
+    # matrix-product step sums otherwise: there that pass takes its sums from a plain pass.
+    same_sums = use_bounds(X, k)
     CT = pad(C.T, X.dtype)
     s, drift, far, Cd = _geometry(CT, k, None)
-    sums = counts = None
     n_iter = 0
     for n_iter in range(1, max_iter + 1):  # noqa: B007
-        mode = FIRST if n_iter == 1 else STEP
-        ds, dc, _ = bounded_pass(X, CT, k, s, drift, far, labels, u, l, mode, g, a2, nt)
-        if mode == FIRST:
+        start = labels is None and n_iter > 1 and far[0] <= START_DRIFT * s.min()
+        if start:  # no label and no bound yet: every row's distances, every row added
+            labels = np.full(n, -1, dtype=np.int32)
+            u = np.full(n, np.inf)
+            l = np.zeros(n)  # noqa: E741
+        if labels is not None:
+            ds, dc = step(X, CT, k, s, drift, far, labels, u, l, g, a2, nt)
+        if labels is None or (start and not same_sums):
+            sums, counts, _ = blocks.map_reduce(lloyd_chunk, sum_combine, CT, k)
+        elif start:
             sums, counts = ds, dc
         else:
             sums += ds
@@ -295,9 +336,10 @@ def bounded_lloyd(blocks, C: np.ndarray, max_iter: int, tol_abs: float):
         empty = np.flatnonzero(counts == 0)
         if empty.size:
             for row, cluster in relocate_empty(blocks, CT, sums, counts, empty):
-                labels[row] = cluster
-                u[row] = np.inf
-                l[row] = 0.0
+                if labels is not None:
+                    labels[row] = cluster
+                    u[row] = np.inf
+                    l[row] = 0.0
         new = C.copy()
         nz = counts > 0
         new[nz] = sums[nz] / counts[nz, None]
@@ -307,8 +349,5 @@ def bounded_lloyd(blocks, C: np.ndarray, max_iter: int, tol_abs: float):
         s, drift, far, Cd = _geometry(CT, k, Cd)
         if shift <= tol_abs:
             break
-    if n_iter == 0:  # no iteration: every row's distances
-        _, _, inertia = bounded_pass(X, CT, k, s, drift, far, labels, u, l, FIRST, g, a2, nt)
-    else:
-        _, _, inertia = bounded_pass(X, CT, k, s, drift, far, labels, u, l, FINAL, g, a2, nt)
-    return C, n_iter, labels, float(inertia)
+    labels, inertia = labels_inertia(blocks, C)
+    return C, n_iter, labels, inertia
