@@ -50,7 +50,13 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
-from hpcjobs.kernels.clustering._kmeans._chunks import TILE, pad, tile_scratch
+from hpcjobs.kernels.clustering._kmeans._chunks import (
+    TILE,
+    distances4,
+    merge_threads,
+    pad,
+    tile_scratch,
+)
 
 #: outward rounding of a float64 bound update (a few units in the last place)
 _UP = 1.0 + 4.0 * np.finfo(np.float64).eps
@@ -62,30 +68,12 @@ def _nearest_two(XT, m, CT, dist, best, second, lab):
     rows held transposed in ``XT``, its distance ``best[i]`` and the runner-up's
     ``second[i]``: ``_chunks.nearest_XT``'s sweep (the same sums, in the same order), which
     keeps the runner-up too (padding columns are +inf)."""
-    d, kp = CT.shape
     for i in range(m):
         best[i] = np.inf
         second[i] = np.inf
         lab[i] = 0
-    for j0 in range(0, kp, 4):
-        for q in range(4):
-            for i in range(m):
-                dist[q, i] = 0.0
-        for f in range(d):
-            c0 = CT[f, j0]
-            c1 = CT[f, j0 + 1]
-            c2 = CT[f, j0 + 2]
-            c3 = CT[f, j0 + 3]
-            for i in range(m):
-                x = XT[f, i]
-                t0 = x - c0
-                t1 = x - c1
-                t2 = x - c2
-                t3 = x - c3
-                dist[0, i] += t0 * t0
-                dist[1, i] += t1 * t1
-                dist[2, i] += t2 * t2
-                dist[3, i] += t3 * t3
+    for j0 in range(0, CT.shape[1], 4):
+        distances4(XT, m, CT, j0, dist)
         for q in range(4):
             j = j0 + q
             for i in range(m):  # branch free, so that it vectorises
@@ -236,14 +224,7 @@ def bounded_pass(X, CT, k, s, drift, far, labels, u, l, g, a2, n_threads):
     for t in numba.prange(nt):
         _pass_range(X, CT, s, drift, far, labels, u, l, ranges[t, 0], ranges[t, 1], g, a2,
                     sums[t], counts[t])
-    out_s = np.zeros((k, d))
-    out_c = np.zeros(k, dtype=np.int64)
-    for t in range(nt):
-        for j in range(k):
-            out_c[j] += counts[t, j]
-            for f in range(d):
-                out_s[j, f] += sums[t, j, f]
-    return out_s, out_c
+    return merge_threads(sums, counts, k)
 
 
 def error_bounds(d: int, dtype) -> tuple[float, float]:

@@ -42,34 +42,40 @@ def nearest_XT(XT, m, CT, dist, best, lab):
     +inf and never win). Four centroids are swept per pass over the tile, so the inner loops
     are long, unit-stride and vectorise.
     """
-    d, kp = CT.shape
     for i in range(m):
         best[i] = np.inf
         lab[i] = 0
-    for j0 in range(0, kp, 4):
-        for q in range(4):
-            for i in range(m):
-                dist[q, i] = 0.0
-        for f in range(d):
-            c0 = CT[f, j0]
-            c1 = CT[f, j0 + 1]
-            c2 = CT[f, j0 + 2]
-            c3 = CT[f, j0 + 3]
-            for i in range(m):
-                x = XT[f, i]
-                t0 = x - c0
-                t1 = x - c1
-                t2 = x - c2
-                t3 = x - c3
-                dist[0, i] += t0 * t0
-                dist[1, i] += t1 * t1
-                dist[2, i] += t2 * t2
-                dist[3, i] += t3 * t3
+    for j0 in range(0, CT.shape[1], 4):
+        distances4(XT, m, CT, j0, dist)
         for q in range(4):
             for i in range(m):
                 if dist[q, i] < best[i]:
                     best[i] = dist[q, i]
                     lab[i] = j0 + q
+
+
+@njit
+def distances4(XT, m, CT, j0, dist):
+    """The squared distances of the ``m`` rows held transposed in ``XT`` to the centroids
+    ``j0`` to ``j0 + 3`` into ``dist[0:4, :m]``, features summed in order."""
+    for q in range(4):
+        for i in range(m):
+            dist[q, i] = 0.0
+    for f in range(CT.shape[0]):
+        c0 = CT[f, j0]
+        c1 = CT[f, j0 + 1]
+        c2 = CT[f, j0 + 2]
+        c3 = CT[f, j0 + 3]
+        for i in range(m):
+            x = XT[f, i]
+            t0 = x - c0
+            t1 = x - c1
+            t2 = x - c2
+            t3 = x - c3
+            dist[0, i] += t0 * t0
+            dist[1, i] += t1 * t1
+            dist[2, i] += t2 * t2
+            dist[3, i] += t3 * t3
 
 
 @njit
@@ -160,6 +166,15 @@ def lloyd(X, CT, k, n_threads):
         XT, dist, best, lab = tile_scratch(X, kp)
         inertia[t] = lloyd_range(X, CT, ranges[t, 0], ranges[t, 1], sums[t], counts[t], XT,
                                   dist, best, lab)
+    out_s, out_c = merge_threads(sums, counts, k)
+    return out_s, out_c, inertia.sum()
+
+
+@njit
+def merge_threads(sums, counts, k):
+    """The threads' sums (nt, >= k, d) and counts (nt, >= k) of the first ``k`` clusters,
+    added up in thread order."""
+    nt, _, d = sums.shape
     out_s = np.zeros((k, d))
     out_c = np.zeros(k, dtype=np.int64)
     for t in range(nt):
@@ -167,7 +182,7 @@ def lloyd(X, CT, k, n_threads):
             out_c[j] += counts[t, j]
             for f in range(d):
                 out_s[j, f] += sums[t, j, f]
-    return out_s, out_c, inertia.sum()
+    return out_s, out_c
 
 
 @njit

@@ -37,7 +37,7 @@ import numpy as np
 
 from hpcjobs.kernels._jit import njit, thread_ranges
 from hpcjobs.kernels.clustering._kmeans._bounded import BLOCK, _DOWN, _UP, _prefetch_row
-from hpcjobs.kernels.clustering._kmeans._chunks import TILE, nearest_row, tile_scratch
+from hpcjobs.kernels.clustering._kmeans._chunks import TILE, merge_threads, nearest_row, tile_scratch
 
 
 @njit
