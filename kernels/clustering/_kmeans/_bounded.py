@@ -62,6 +62,7 @@ from hpcjobs.kernels.clustering._kmeans._chunks import (
 _UP = 1.0 + 4.0 * np.finfo(np.float64).eps
 _DOWN = 1.0 - 4.0 * np.finfo(np.float64).eps
 
+
 @njit
 def _nearest_two(XT, m, CT, dist, best, second, lab):
     """The direct kernels' nearest centroid ``lab[i]`` (lowest index on a tie) of the ``m``
