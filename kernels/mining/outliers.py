@@ -118,41 +118,58 @@ def _box_gap(q, lo, hi, node):
 
 
 @njit(inline="always")
+def _add8(q, points_t, j, a, b, buf, first):
+    """Adds coordinates ``j:j + 8`` of the squared distances from ``q`` to points ``a:b`` to
+    ``buf`` (sets it when ``first``). One pass over the points with the eight coordinates
+    unrolled: the loop runs in SIMD lanes across points (Numba's loop vectorizer; its SLP
+    vectorizer, which would pack a loop over coordinates, is off), and each point's sum still
+    adds its coordinates in order."""
+    n = b - a
+    q0, q1, q2, q3 = q[j], q[j + 1], q[j + 2], q[j + 3]
+    q4, q5, q6, q7 = q[j + 4], q[j + 5], q[j + 6], q[j + 7]
+    r0, r1, r2, r3 = points_t[j, a:b], points_t[j + 1, a:b], points_t[j + 2, a:b], points_t[j + 3, a:b]
+    r4, r5, r6, r7 = points_t[j + 4, a:b], points_t[j + 5, a:b], points_t[j + 6, a:b], points_t[j + 7, a:b]
+    if first:  # two loops: a branch inside would keep the loop from being vectorized
+        for c in range(n):
+            e0, e1, e2, e3 = q0 - r0[c], q1 - r1[c], q2 - r2[c], q3 - r3[c]
+            e4, e5, e6, e7 = q4 - r4[c], q5 - r5[c], q6 - r6[c], q7 - r7[c]
+            buf[c] = (e0 * e0 + e1 * e1 + e2 * e2 + e3 * e3 + e4 * e4 + e5 * e5 + e6 * e6
+                      + e7 * e7)
+    else:
+        for c in range(n):
+            e0, e1, e2, e3 = q0 - r0[c], q1 - r1[c], q2 - r2[c], q3 - r3[c]
+            e4, e5, e6, e7 = q4 - r4[c], q5 - r5[c], q6 - r6[c], q7 - r7[c]
+            buf[c] = (buf[c] + e0 * e0 + e1 * e1 + e2 * e2 + e3 * e3 + e4 * e4 + e5 * e5
+                      + e6 * e6 + e7 * e7)
+
+
+@njit(inline="always")
+def _add1(q, points_t, j, a, b, buf, first):
+    """Adds coordinate ``j`` of the squared distances to ``buf`` (as :func:`_add8`)."""
+    qj = q[j]
+    row = points_t[j, a:b]
+    if first:
+        for c in range(b - a):
+            e = qj - row[c]
+            buf[c] = e * e
+    else:
+        for c in range(b - a):
+            e = qj - row[c]
+            buf[c] = buf[c] + e * e
+
+
+@njit(inline="always")
 def _leaf_distances(q, points_t, a, b, buf):
-    """Squared distances from ``q`` to points ``a:b`` into ``buf``; four points at a time so
-    the (sequential, as in scikit-learn) sums over coordinates run side by side."""
+    """Squared distances from ``q`` to points ``a:b`` into ``buf``: sums over coordinates in
+    coordinate order (as scikit-learn's trees do), eight coordinates a pass."""
     d = q.shape[0]
-    ua = np.uint64(a)
-    n = np.uint64(b - a)
-    c = np.uint64(0)
-    while c + np.uint64(4) <= n:
-        s0 = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        s3 = 0.0
-        for j in range(d):
-            qj = q[j]
-            col = ua + c
-            e0 = qj - points_t[j, col]
-            e1 = qj - points_t[j, col + np.uint64(1)]
-            e2 = qj - points_t[j, col + np.uint64(2)]
-            e3 = qj - points_t[j, col + np.uint64(3)]
-            s0 += e0 * e0
-            s1 += e1 * e1
-            s2 += e2 * e2
-            s3 += e3 * e3
-        buf[c] = s0
-        buf[c + np.uint64(1)] = s1
-        buf[c + np.uint64(2)] = s2
-        buf[c + np.uint64(3)] = s3
-        c += np.uint64(4)
-    while c < n:
-        s0 = 0.0
-        for j in range(d):
-            e0 = q[j] - points_t[j, ua + c]
-            s0 += e0 * e0
-        buf[c] = s0
-        c += np.uint64(1)
+    j = 0
+    while j + 8 <= d:
+        _add8(q, points_t, j, a, b, buf, j == 0)
+        j += 8
+    while j < d:
+        _add1(q, points_t, j, a, b, buf, j == 0)
+        j += 1
 
 
 @njit
@@ -203,6 +220,13 @@ def _query(q, qid, points_t, ids, start, stop, lo, hi, split_dim, split_val, dep
         a, b = start[node], stop[node]
         _leaf_distances(q, points_t, a, b, buf)
         kth = best_d[k - 1]
+        # most leaves near enough to compute hold no point nearer than the k-th: a count in
+        # SIMD lanes (an integer sum, vectorized) skips the scalar scan for them
+        nearer = 0
+        for c in range(b - a):
+            nearer += np.int64(buf[c] < kth)
+        if nearer == 0:
+            continue
         for c in range(b - a):
             dist = buf[c]
             if dist < kth and ids[a + c] != qid:
