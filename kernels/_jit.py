@@ -25,8 +25,10 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
-from numba.core import sigutils
+from numba import types
+from numba.core import cgutils, sigutils
 from numba.core.compiler_lock import global_compiler_lock
+from numba.extending import intrinsic
 
 JIT_FLAGS = {"nopython": True, "nogil": True, "cache": True, "fastmath": False}
 
@@ -207,3 +209,21 @@ def thread_ranges(n, n_parts):
         out[t, 0] = (n * t) // n_parts
         out[t, 1] = (n * (t + 1)) // n_parts
     return out
+
+
+@intrinsic
+def fetch_add(typingctx, arr, idx, val):
+    """Atomically add ``val`` to ``arr[idx]`` (an int64 array) and return its value before:
+    threads claim work from a shared counter (dynamic scheduling; ``numba.prange`` splits its
+    range evenly and statically, so a thread that the OS delays holds the others up at the
+    end). Compiled code only."""
+    def codegen(context, builder, sig, args):
+        aryty = sig.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]],
+                                       wraparound=False, boundscheck=False)
+        return builder.atomic_rmw("add", ptr, args[2], "seq_cst")
+
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
+        return None
+    return types.int64(arr, types.int64, types.int64), codegen

@@ -107,3 +107,30 @@ def test_bad_inputs(data):
             func(da.from_array(bad, chunks=(300, 3)), 2).compute()
         with pytest.raises(TypeError, match="'X' parameter"):
             func(np.array([["a", "b"], ["c", "d"]]), 1)
+
+
+def test_many_leaves_wide_rows_and_threads():
+    """Sets large enough for a deep tree and many runs of queries per thread, with rows wider
+    than eight coordinates (the unrolled pass and the one-coordinate rest), float32 input,
+    and ties (points on an integer grid: many neighbours at the same distance)."""
+    import numba
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((6000, 11))
+    got = lof(X, 20)
+    ref = neighbors.LocalOutlierFactor(n_neighbors=20, algorithm="kd_tree").fit(X)
+    np.testing.assert_allclose(got, -ref.negative_outlier_factor_, rtol=1e-9)
+    kd = neighbors.NearestNeighbors(n_neighbors=7, algorithm="kd_tree").fit(X).kneighbors()
+    np.testing.assert_allclose(knn_outliers(X, 7), kd[0][:, -1], rtol=1e-12, atol=0)
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        np.testing.assert_array_equal(lof(X, 20), got)  # the threads' split changes nothing
+    finally:
+        numba.set_num_threads(before)
+    X32 = X[:, :9].astype(np.float32)
+    ref32 = neighbors.NearestNeighbors(n_neighbors=5).fit(X32.astype(np.float64)).kneighbors()
+    np.testing.assert_allclose(knn_outliers(X32, 5), ref32[0][:, -1], rtol=1e-12)
+    grid = rng.integers(0, 6, (5000, 9)).astype(np.float64)
+    ref_g = neighbors.NearestNeighbors(n_neighbors=15).fit(grid).kneighbors()
+    np.testing.assert_array_equal(knn_outliers(grid, 15), ref_g[0][:, -1])

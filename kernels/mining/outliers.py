@@ -7,9 +7,13 @@ distance to a node's cell is updated in O(1) per step down (only the split coord
 Arya and Mount's incremental distance) and the step is branch free, so a query pays little for
 the inner nodes. A farther child beyond the query's current k-th distance is never visited, a
 leaf whose bounding box is beyond it is skipped, and the others' distances are computed directly
-(sum of squared differences in coordinate order, as scikit-learn's trees do), four points side by
-side. Queries come in tree order (neighbouring queries walk the same nodes: cache).
-Queries are spread over the task's Numba threads (``task_threads()``) in contiguous ranges.
+(sum of squared differences in coordinate order, as scikit-learn's trees do), points side by side
+in SIMD lanes, from the leaf's own contiguous block. Leaves are large (``_LEAF``): a query's time
+goes mostly into walking the tree and testing leaves, not into the distances, so fewer, larger
+leaves cost less (``hpcjobs bench lof``). Queries come in tree order (neighbouring queries walk
+the same nodes: cache).
+Queries are spread over the task's Numba threads (``task_threads()``), which claim runs of
+consecutive queries from a shared counter (dynamic scheduling).
 
 Distributed (Dask ``X``), each row block of ``X`` is a task that queries the whole set (whose
 tree is built once, in one task, and shared): the k nearest neighbours of a block need every point.
@@ -27,22 +31,26 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from hpcjobs.kernels._jit import njit, task_threads
+from hpcjobs.kernels._jit import fetch_add, njit, task_threads
 from hpcjobs.kernels._validation import InvalidInput, check_array, check_int, is_dask, message
 from hpcjobs.kernels.mining.params import KNN_OUTLIERS, LOF
 
-_LEAF = 32
+_LEAF = 128
+#: rows a thread claims at a time (about 5 ms of queries at 1e5 x 8, k=20)
+_RUN = 256
 
 
 @dataclass(frozen=True)
 class _Tree:
     """A kd tree in heap order (node ``i`` has children ``2i + 1``, ``2i + 2``; all leaves at
-    depth ``depth``). ``points_t`` holds the points transposed, (d, n), in leaf order; node
-    ``i`` holds columns ``start[i]:stop[i]``, ids ``ids[...]`` and the bounding box
+    depth ``depth``). ``blocks[leaf, j, c]`` is coordinate ``j`` of the leaf's ``c``-th point:
+    each leaf's points lie in one contiguous block, coordinates in rows (a leaf's distances
+    read a few consecutive cache lines, and no array view is made for them). Node ``i`` holds
+    the points ``start[i]:stop[i]`` in leaf order, ids ``ids[...]`` and the bounding box
     ``lo[i]``, ``hi[i]``; an inner node's left child holds its points with coordinate
     ``split_dim[i]`` <= ``split_val[i]``, its right child those >= it."""
 
-    points_t: np.ndarray
+    blocks: np.ndarray
     ids: np.ndarray
     start: np.ndarray
     stop: np.ndarray
@@ -101,11 +109,16 @@ def _build(X, depth):
         split_val[node] = X[perm[mid], best] if mid < b else hi[node, best]
         start[left], stop[left] = a, mid
         start[left + 1], stop[left + 1] = mid, b
-    points_t = np.empty((d, n))
-    for r in range(n):
-        for j in range(d):
-            points_t[j, r] = X[perm[r], j]
-    return points_t, perm, start, stop, lo, hi, split_dim, split_val
+    first_leaf = 2 ** depth - 1
+    cap = 1
+    for node in range(first_leaf, n_nodes):
+        cap = max(cap, stop[node] - start[node])
+    blocks = np.zeros((n_nodes - first_leaf, d, cap))
+    for node in range(first_leaf, n_nodes):
+        for c in range(stop[node] - start[node]):
+            for j in range(d):
+                blocks[node - first_leaf, j, c] = X[perm[start[node] + c], j]
+    return blocks, perm, start, stop, lo, hi, split_dim, split_val
 
 
 @njit(inline="always")
@@ -118,62 +131,63 @@ def _box_gap(q, lo, hi, node):
 
 
 @njit(inline="always")
-def _add8(q, points_t, j, a, b, buf, first):
-    """Adds coordinates ``j:j + 8`` of the squared distances from ``q`` to points ``a:b`` to
-    ``buf`` (sets it when ``first``). One pass over the points with the eight coordinates
-    unrolled: the loop runs in SIMD lanes across points (Numba's loop vectorizer; its SLP
-    vectorizer, which would pack a loop over coordinates, is off), and each point's sum still
-    adds its coordinates in order."""
-    n = b - a
+def _add8(q, blocks, leaf, j, n, buf, first):
+    """Adds coordinates ``j:j + 8`` of the squared distances from ``q`` to the leaf's ``n``
+    points to ``buf`` (sets it when ``first``). One pass over the points with the eight
+    coordinates unrolled: the loop runs in SIMD lanes across points (Numba's loop vectorizer;
+    its SLP vectorizer, which would pack a loop over coordinates, is off), and each point's sum
+    still adds its coordinates in order. Indexed, not sliced: a view would take and drop a
+    reference (an atomic add on a counter every thread shares) for each row."""
     q0, q1, q2, q3 = q[j], q[j + 1], q[j + 2], q[j + 3]
     q4, q5, q6, q7 = q[j + 4], q[j + 5], q[j + 6], q[j + 7]
-    r0, r1, r2, r3 = points_t[j, a:b], points_t[j + 1, a:b], points_t[j + 2, a:b], points_t[j + 3, a:b]
-    r4, r5, r6, r7 = points_t[j + 4, a:b], points_t[j + 5, a:b], points_t[j + 6, a:b], points_t[j + 7, a:b]
     if first:  # two loops: a branch inside would keep the loop from being vectorized
         for c in range(n):
-            e0, e1, e2, e3 = q0 - r0[c], q1 - r1[c], q2 - r2[c], q3 - r3[c]
-            e4, e5, e6, e7 = q4 - r4[c], q5 - r5[c], q6 - r6[c], q7 - r7[c]
+            e0, e1 = q0 - blocks[leaf, j, c], q1 - blocks[leaf, j + 1, c]
+            e2, e3 = q2 - blocks[leaf, j + 2, c], q3 - blocks[leaf, j + 3, c]
+            e4, e5 = q4 - blocks[leaf, j + 4, c], q5 - blocks[leaf, j + 5, c]
+            e6, e7 = q6 - blocks[leaf, j + 6, c], q7 - blocks[leaf, j + 7, c]
             buf[c] = (e0 * e0 + e1 * e1 + e2 * e2 + e3 * e3 + e4 * e4 + e5 * e5 + e6 * e6
                       + e7 * e7)
     else:
         for c in range(n):
-            e0, e1, e2, e3 = q0 - r0[c], q1 - r1[c], q2 - r2[c], q3 - r3[c]
-            e4, e5, e6, e7 = q4 - r4[c], q5 - r5[c], q6 - r6[c], q7 - r7[c]
+            e0, e1 = q0 - blocks[leaf, j, c], q1 - blocks[leaf, j + 1, c]
+            e2, e3 = q2 - blocks[leaf, j + 2, c], q3 - blocks[leaf, j + 3, c]
+            e4, e5 = q4 - blocks[leaf, j + 4, c], q5 - blocks[leaf, j + 5, c]
+            e6, e7 = q6 - blocks[leaf, j + 6, c], q7 - blocks[leaf, j + 7, c]
             buf[c] = (buf[c] + e0 * e0 + e1 * e1 + e2 * e2 + e3 * e3 + e4 * e4 + e5 * e5
                       + e6 * e6 + e7 * e7)
 
 
 @njit(inline="always")
-def _add1(q, points_t, j, a, b, buf, first):
+def _add1(q, blocks, leaf, j, n, buf, first):
     """Adds coordinate ``j`` of the squared distances to ``buf`` (as :func:`_add8`)."""
     qj = q[j]
-    row = points_t[j, a:b]
     if first:
-        for c in range(b - a):
-            e = qj - row[c]
+        for c in range(n):
+            e = qj - blocks[leaf, j, c]
             buf[c] = e * e
     else:
-        for c in range(b - a):
-            e = qj - row[c]
+        for c in range(n):
+            e = qj - blocks[leaf, j, c]
             buf[c] = buf[c] + e * e
 
 
 @njit(inline="always")
-def _leaf_distances(q, points_t, a, b, buf):
-    """Squared distances from ``q`` to points ``a:b`` into ``buf``: sums over coordinates in
-    coordinate order (as scikit-learn's trees do), eight coordinates a pass."""
+def _leaf_distances(q, blocks, leaf, n, buf):
+    """Squared distances from ``q`` to the leaf's ``n`` points into ``buf``: sums over
+    coordinates in coordinate order (as scikit-learn's trees do), eight coordinates a pass."""
     d = q.shape[0]
     j = 0
     while j + 8 <= d:
-        _add8(q, points_t, j, a, b, buf, j == 0)
+        _add8(q, blocks, leaf, j, n, buf, j == 0)
         j += 8
     while j < d:
-        _add1(q, points_t, j, a, b, buf, j == 0)
+        _add1(q, blocks, leaf, j, n, buf, j == 0)
         j += 1
 
 
 @njit
-def _query(q, qid, points_t, ids, start, stop, lo, hi, split_dim, split_val, depth, k, best_d,
+def _query(q, qid, blocks, ids, start, stop, lo, hi, split_dim, split_val, depth, k, best_d,
            best_i, stack, stack_rd, stack_off, off, buf):
     """k nearest points (squared distance, id) to ``q`` other than id ``qid``, sorted.
 
@@ -218,7 +232,7 @@ def _query(q, qid, points_t, ids, start, stop, lo, hi, split_dim, split_val, dep
         if _box_gap(q, lo, hi, node) > best_d[k - 1]:
             continue
         a, b = start[node], stop[node]
-        _leaf_distances(q, points_t, a, b, buf)
+        _leaf_distances(q, blocks, node - first_leaf, b - a, buf)
         kth = best_d[k - 1]
         # most leaves near enough to compute hold no point nearer than the k-th: a count in
         # SIMD lanes (an integer sum, vectorized) skips the scalar scan for them
@@ -241,34 +255,40 @@ def _query(q, qid, points_t, ids, start, stop, lo, hi, split_dim, split_val, dep
 
 
 @njit(parallel=True)
-def _knn(Q, q_ids, points_t, ids, start, stop, lo, hi, split_dim, split_val, depth, k,
+def _knn(Q, q_ids, blocks, ids, start, stop, lo, hi, split_dim, split_val, depth, k,
          n_threads):
-    """k nearest other points of every row of ``Q`` (ids ``q_ids``), sorted: (dist, ids)."""
+    """k nearest other points of every row of ``Q`` (ids ``q_ids``), sorted: (dist, ids).
+
+    Each thread claims runs of ``_RUN`` consecutive rows from a shared counter until none are
+    left (dynamic: queries differ in cost, and a thread the OS delays on a shared machine
+    would hold a static split up at the end); consecutive rows keep the tree order's cache
+    reuse."""
     nq, d = Q.shape
     dist = np.empty((nq, k))
     nbr = np.empty((nq, k), dtype=np.int64)
-    n_parts = max(1, min(nq, 16 * n_threads))
-    max_leaf = 0
-    first_leaf = 2 ** depth - 1
-    for node in range(first_leaf, start.shape[0]):
-        max_leaf = max(max_leaf, stop[node] - start[node])
-    for part in numba.prange(n_parts):
+    n_runs = -(-nq // _RUN)
+    n_workers = max(1, min(n_runs, n_threads))
+    claimed = np.zeros(1, dtype=np.int64)
+    for _ in numba.prange(n_workers):
         stack = np.empty(depth + 2, dtype=np.int64)
         stack_rd = np.empty(depth + 2)
         stack_off = np.empty((depth + 2, d))
         off = np.empty(d)
-        buf = np.empty(max_leaf)
+        buf = np.empty(blocks.shape[2])
         bd = np.empty(k)
         bi = np.empty(k, dtype=np.int64)
         q = np.empty(d)
-        for r in range((nq * part) // n_parts, (nq * (part + 1)) // n_parts):
-            for j in range(d):
-                q[j] = Q[r, j]
-            _query(q, q_ids[r], points_t, ids, start, stop, lo, hi, split_dim, split_val, depth,
-                   k, bd, bi, stack, stack_rd, stack_off, off, buf)
-            for t in range(k):
-                dist[r, t] = math.sqrt(bd[t])
-                nbr[r, t] = bi[t]
+        run = fetch_add(claimed, 0, 1)
+        while run < n_runs:
+            for r in range(run * _RUN, min(nq, (run + 1) * _RUN)):
+                for j in range(d):
+                    q[j] = Q[r, j]
+                _query(q, q_ids[r], blocks, ids, start, stop, lo, hi, split_dim, split_val,
+                       depth, k, bd, bi, stack, stack_rd, stack_off, off, buf)
+                for t in range(k):
+                    dist[r, t] = math.sqrt(bd[t])
+                    nbr[r, t] = bi[t]
+            run = fetch_add(claimed, 0, 1)
     return dist, nbr
 
 
@@ -312,7 +332,7 @@ def _tree(X: np.ndarray, func: str = "knn_outliers") -> _Tree:
 
 def _neighbours(tree: _Tree, Q: np.ndarray, q_ids: np.ndarray, k: int):
     """(dist, ids) of the k nearest points of the tree to each row of ``Q``, sorted."""
-    return _knn(Q, q_ids, tree.points_t, tree.ids, tree.start, tree.stop, tree.lo, tree.hi,
+    return _knn(Q, q_ids, tree.blocks, tree.ids, tree.start, tree.stop, tree.lo, tree.hi,
                 tree.split_dim, tree.split_val, tree.depth, k, task_threads())
 
 
@@ -344,9 +364,10 @@ def _validate(X, k: int, func: str):
 
 
 def _all_neighbours(X: np.ndarray, k: int, func: str = "knn_outliers"):
+    X = np.ascontiguousarray(X, dtype=np.float64)
     tree = _tree(X, func)
     # query in leaf order (neighbouring queries share the tree's cache lines)
-    Q = np.ascontiguousarray(tree.points_t.T)
+    Q = X[tree.ids]
     dist, nbr = _neighbours(tree, Q, tree.ids, k)
     out_d = np.empty_like(dist)
     out_i = np.empty_like(nbr)
