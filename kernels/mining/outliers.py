@@ -131,36 +131,30 @@ def _box_gap(q, lo, hi, node):
 
 
 @njit(inline="always")
-def _add8(q, blocks, leaf, j, n, buf, first):
-    """Adds coordinates ``j:j + 8`` of the squared distances from ``q`` to the leaf's ``n``
-    points to ``buf`` (sets it when ``first``). One pass over the points with the eight
+def _add4(q, blocks, leaf, j, n, buf, first):
+    """Adds coordinates ``j:j + 4`` of the squared distances from ``q`` to the leaf's ``n``
+    points to ``buf`` (sets it when ``first``). One pass over the points with the four
     coordinates unrolled: the loop runs in SIMD lanes across points (Numba's loop vectorizer;
     its SLP vectorizer, which would pack a loop over coordinates, is off), and each point's sum
-    still adds its coordinates in order. Indexed, not sliced: a view would take and drop a
-    reference (an atomic add on a counter every thread shares) for each row."""
+    still adds its coordinates in order. Four, not eight: eight coordinates' broadcasts and
+    differences overflow the 16 vector registers. Indexed, not sliced: a view would take and
+    drop a reference (an atomic add on a counter every thread shares) for each row."""
     q0, q1, q2, q3 = q[j], q[j + 1], q[j + 2], q[j + 3]
-    q4, q5, q6, q7 = q[j + 4], q[j + 5], q[j + 6], q[j + 7]
     if first:  # two loops: a branch inside would keep the loop from being vectorized
         for c in range(n):
             e0, e1 = q0 - blocks[leaf, j, c], q1 - blocks[leaf, j + 1, c]
             e2, e3 = q2 - blocks[leaf, j + 2, c], q3 - blocks[leaf, j + 3, c]
-            e4, e5 = q4 - blocks[leaf, j + 4, c], q5 - blocks[leaf, j + 5, c]
-            e6, e7 = q6 - blocks[leaf, j + 6, c], q7 - blocks[leaf, j + 7, c]
-            buf[c] = (e0 * e0 + e1 * e1 + e2 * e2 + e3 * e3 + e4 * e4 + e5 * e5 + e6 * e6
-                      + e7 * e7)
+            buf[c] = e0 * e0 + e1 * e1 + e2 * e2 + e3 * e3
     else:
         for c in range(n):
             e0, e1 = q0 - blocks[leaf, j, c], q1 - blocks[leaf, j + 1, c]
             e2, e3 = q2 - blocks[leaf, j + 2, c], q3 - blocks[leaf, j + 3, c]
-            e4, e5 = q4 - blocks[leaf, j + 4, c], q5 - blocks[leaf, j + 5, c]
-            e6, e7 = q6 - blocks[leaf, j + 6, c], q7 - blocks[leaf, j + 7, c]
-            buf[c] = (buf[c] + e0 * e0 + e1 * e1 + e2 * e2 + e3 * e3 + e4 * e4 + e5 * e5
-                      + e6 * e6 + e7 * e7)
+            buf[c] = buf[c] + e0 * e0 + e1 * e1 + e2 * e2 + e3 * e3
 
 
 @njit(inline="always")
 def _add1(q, blocks, leaf, j, n, buf, first):
-    """Adds coordinate ``j`` of the squared distances to ``buf`` (as :func:`_add8`)."""
+    """Adds coordinate ``j`` of the squared distances to ``buf`` (as :func:`_add4`)."""
     qj = q[j]
     if first:
         for c in range(n):
@@ -173,17 +167,33 @@ def _add1(q, blocks, leaf, j, n, buf, first):
 
 
 @njit(inline="always")
-def _leaf_distances(q, blocks, leaf, n, buf):
-    """Squared distances from ``q`` to the leaf's ``n`` points into ``buf``: sums over
-    coordinates in coordinate order (as scikit-learn's trees do), eight coordinates a pass."""
+def _any_below(buf, n, kth):
+    """Whether one of ``buf[:n]`` is below ``kth``: a count in SIMD lanes (an integer sum,
+    vectorized), cheaper than a loop that stops at the first."""
+    nearer = 0
+    for c in range(n):
+        nearer += np.int64(buf[c] < kth)
+    return nearer > 0
+
+
+@njit(inline="always")
+def _leaf_distances(q, blocks, leaf, n, buf, kth):
+    """Squared distances from ``q`` to the leaf's ``n`` points into ``buf``, summed over
+    coordinates in coordinate order (as scikit-learn's trees do), four coordinates a pass;
+    whether one is below ``kth``. Stops (False) after a pass that leaves none of the partial
+    sums below ``kth``: adding squares never lowers a sum, rounded or not, and most leaves
+    near enough to compute hold no point nearer than the k-th."""
     d = q.shape[0]
     j = 0
-    while j + 8 <= d:
-        _add8(q, blocks, leaf, j, n, buf, j == 0)
-        j += 8
+    while j + 4 <= d:
+        _add4(q, blocks, leaf, j, n, buf, j == 0)
+        j += 4
+        if j < d and not _any_below(buf, n, kth):
+            return False
     while j < d:
         _add1(q, blocks, leaf, j, n, buf, j == 0)
         j += 1
+    return _any_below(buf, n, kth)
 
 
 @njit
@@ -232,15 +242,9 @@ def _query(q, qid, blocks, ids, start, stop, lo, hi, split_dim, split_val, depth
         if _box_gap(q, lo, hi, node) > best_d[k - 1]:
             continue
         a, b = start[node], stop[node]
-        _leaf_distances(q, blocks, node - first_leaf, b - a, buf)
         kth = best_d[k - 1]
-        # most leaves near enough to compute hold no point nearer than the k-th: a count in
-        # SIMD lanes (an integer sum, vectorized) skips the scalar scan for them
-        nearer = 0
-        for c in range(b - a):
-            nearer += np.int64(buf[c] < kth)
-        if nearer == 0:
-            continue
+        if not _leaf_distances(q, blocks, node - first_leaf, b - a, buf, kth):
+            continue  # no point nearer than the k-th: the scalar scan is skipped
         for c in range(b - a):
             dist = buf[c]
             if dist < kth and ids[a + c] != qid:
