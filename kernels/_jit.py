@@ -13,6 +13,9 @@ Two things Numba does not do by itself:
   at once (a job's workers, a batch job's ranks on a shared file system) all compile it. Every
   kernel function here takes a file lock beside its cache entry while it compiles, and looks
   in the cache again once it holds it: one process compiles, the others load its result.
+
+And two LLVM operations Numba has no word for: :func:`fetch_add` (an atomic counter threads
+claim work from) and :func:`prefetch_row` (a cache hint).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import types
 from numba.core import cgutils, sigutils
 from numba.core.compiler_lock import global_compiler_lock
@@ -227,3 +231,24 @@ def fetch_add(typingctx, arr, idx, val):
     if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
         return None
     return types.int64(arr, types.int64, types.int64), codegen
+
+
+@intrinsic
+def prefetch_row(typingctx, X, i):
+    """Ask the CPU to bring the start of row ``i`` of the C-contiguous 2-D array ``X`` into
+    its caches (``llvm.prefetch``: a hint, which neither faults nor waits)."""
+    def codegen(context, builder, sig, args):
+        aryty = sig.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        zero = context.get_constant(types.intp, 0)
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1], zero])
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = builder.module.declare_intrinsic(
+            "llvm.prefetch", [i8p], ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
+        # read, keep in all cache levels, data cache
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
+                          ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(X, types.intp), codegen

@@ -44,12 +44,8 @@ import math
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic
 
-from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
+from hpcjobs.kernels._jit import njit, prefetch_row, task_threads, thread_ranges
 from hpcjobs.kernels.clustering._kmeans._chunks import (
     TILE,
     distances4,
@@ -126,27 +122,6 @@ def _settle(CT, XT, m, rows, labels, u, l, g, a2, sums, counts, dist, best, seco
     _moves(XT, nm, moved, old, lab, sums, counts)
 
 
-@intrinsic
-def _prefetch_row(typingctx, X, i):
-    """Ask the CPU to bring the start of row ``i`` of the C-contiguous 2-D array ``X`` into
-    its caches (``llvm.prefetch``: a hint, which neither faults nor waits)."""
-    def codegen(context, builder, sig, args):
-        aryty = sig.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        zero = context.get_constant(types.intp, 0)
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1], zero])
-        i8p = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fn = builder.module.declare_intrinsic(
-            "llvm.prefetch", [i8p], ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
-        # read, keep in all cache levels, data cache
-        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
-                          ir.Constant(i32, 1)])
-        return context.get_dummy_value()
-
-    return types.void(X, types.intp), codegen
-
-
 #: rows whose bounds are tested before the rows of the block before, that failed, are
 #: gathered (see :func:`_pass_range`)
 BLOCK = 256
@@ -187,7 +162,7 @@ def _pass_range(X, CT, s, drift, far, labels, u, l, start, stop, g, a2, sums, co
             u[i] = ui
             l[i] = li
             cand[this, nc] = i
-            _prefetch_row(X, i)
+            prefetch_row(X, i)
             mi = max(li, 2.0 * s[a] - ui)
             nc += 0 if ui * ui * (1.0 + g) + 2.0 * a2 < mi * mi * (1.0 - g) else 1
         for q in range(last):
@@ -280,7 +255,11 @@ def bounded_lloyd(blocks, C: np.ndarray, max_iter: int, tol_abs: float):
     (``START_DRIFT``); the first bounded pass then computes every row's distances and the
     full sums, the later ones only the rows whose bounds fail and the moves between clusters.
     """
-    from hpcjobs.kernels.clustering._kmeans._lloyd import labels_inertia, relocate_empty
+    from hpcjobs.kernels.clustering._kmeans._lloyd import (
+        labels_inertia,
+        moved_centroids,
+        relocate_empty,
+    )
     from hpcjobs.kernels.clustering._kmeans._passes import lloyd_chunk, sum_combine
     from hpcjobs.kernels.clustering._kmeans._specialised import bounded_pass as kernel
     from hpcjobs.kernels.clustering._kmeans._specialised import use_bounds
@@ -322,11 +301,7 @@ def bounded_lloyd(blocks, C: np.ndarray, max_iter: int, tol_abs: float):
                     labels[row] = cluster
                     u[row] = np.inf
                     l[row] = 0.0
-        new = C.copy()
-        nz = counts > 0
-        new[nz] = sums[nz] / counts[nz, None]
-        shift = math.fsum(((new - C) ** 2).ravel())
-        C = new
+        C, shift = moved_centroids(C, sums, counts)
         CT = pad(C.T, X.dtype)
         s, drift, far, Cd = _geometry(CT, k, Cd)
         if shift <= tol_abs:

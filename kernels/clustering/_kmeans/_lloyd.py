@@ -41,6 +41,16 @@ def relocate_empty(blocks, CT, sums, counts, empty):
     return moved
 
 
+def moved_centroids(C: np.ndarray, sums: np.ndarray, counts: np.ndarray):
+    """The centroids after a pass (the mean of each non-empty cluster's rows; an empty one
+    stays) and the squared shift from ``C``, exactly rounded: members of a worker group on
+    different CPUs still agree on when to stop."""
+    new = C.copy()
+    nz = counts > 0
+    new[nz] = sums[nz] / counts[nz, None]
+    return new, math.fsum(((new - C) ** 2).ravel())
+
+
 def lloyd_loop(blocks: Blocks, C: np.ndarray, max_iter: int, tol_abs: float,
                 start: int = 0, save=None):
     """Lloyd iterations after the ``start`` already done: (centroids, n_iter, inertia of the
@@ -53,12 +63,7 @@ def lloyd_loop(blocks: Blocks, C: np.ndarray, max_iter: int, tol_abs: float,
         empty = np.flatnonzero(counts == 0)
         if empty.size:
             relocate_empty(blocks, CT, sums, counts, empty)
-        new = C.copy()
-        nz = counts > 0
-        new[nz] = sums[nz] / counts[nz, None]
-        # exactly rounded, so that members of a worker group on different CPUs still agree on when to stop
-        shift = math.fsum(((new - C) ** 2).ravel())
-        C = new
+        C, shift = moved_centroids(C, sums, counts)
         if save is not None:
             save(n_iter, C, shift <= tol_abs)
         if shift == 0.0:  # converged exactly: the pass's inertia is the final one

@@ -35,8 +35,8 @@ import math
 import numba
 import numpy as np
 
-from hpcjobs.kernels._jit import njit, thread_ranges
-from hpcjobs.kernels.clustering._kmeans._bounded import BLOCK, _DOWN, _UP, _prefetch_row
+from hpcjobs.kernels._jit import njit, prefetch_row, thread_ranges
+from hpcjobs.kernels.clustering._kmeans._bounded import BLOCK, _DOWN, _UP
 from hpcjobs.kernels.clustering._kmeans._chunks import TILE, merge_threads, nearest_row, tile_scratch
 
 
