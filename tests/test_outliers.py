@@ -134,3 +134,43 @@ def test_many_leaves_wide_rows_and_threads():
     grid = rng.integers(0, 6, (5000, 9)).astype(np.float64)
     ref_g = neighbors.NearestNeighbors(n_neighbors=15).fit(grid).kneighbors()
     np.testing.assert_array_equal(knn_outliers(grid, 15), ref_g[0][:, -1])
+
+
+def test_float32_filter_passes_every_nearer_point():
+    """The leaves' float32 filter lets through every point whose float64 distance is below
+    the k-th, rounding included: each point of each leaf checked against a k-th just above
+    its own float64 distance, at offsets and scales where float32 rounds (without the
+    margin of ``_cut`` some of these points would be dropped)."""
+    from hpcjobs.kernels.mining import outliers as o
+
+    rng = np.random.default_rng(11)
+    for offset, scale in [(0.0, 1.0), (1e3, 1e-2), (-5e6, 3.0), (1e9, 1e4)]:
+        X = rng.standard_normal((2000, 5)) * scale + offset
+        tree = o._tree(X)
+        first = 2 ** tree.depth - 1
+        q32 = np.empty(5, dtype=np.float32)
+        buf32 = np.empty(tree.blocks.shape[2], dtype=np.float32)
+        for q in X[rng.choice(len(X), 40, replace=False)]:
+            for leaf in range(tree.blocks.shape[0]):
+                n = tree.stop[first + leaf] - tree.start[first + leaf]
+                spread = o._centred(q, tree.centre, tree.reach, leaf, q32)
+                pts = tree.blocks[leaf, :, :n].T
+                d64 = np.array([o._exact(q, tree.blocks, leaf, c) for c in range(n)])
+                np.testing.assert_array_equal(d64, ((q - pts) ** 2).sum(1))
+                for c in range(n):
+                    kth = np.nextafter(d64[c], np.inf)
+                    cut = o._cut(kth, spread, 5)
+                    o._leaf_distances(q32, tree.blocks32, leaf, n, buf32, np.float32(np.inf))
+                    assert buf32[c] < cut
+
+
+def test_large_offsets_and_coordinates_beyond_float32():
+    """Near neighbours at a large offset (the float32 copy is centred on each leaf),
+    coordinates too large for float32 (those leaves take the float64 distances), and both
+    in one set: the distances of scikit-learn's kd tree."""
+    rng = np.random.default_rng(12)
+    base = rng.standard_normal((3000, 6))
+    for X in (base * 1e-3 + 1e6, base * 1e25, np.r_[base, base[:300] * 1e22 + 1e23]):
+        ref = neighbors.NearestNeighbors(n_neighbors=9, algorithm="kd_tree").fit(X)
+        np.testing.assert_allclose(knn_outliers(X, 9), ref.kneighbors()[0][:, -1],
+                                   rtol=1e-12, atol=0)

@@ -6,12 +6,16 @@ split planes and bounding boxes). Each query walks it depth first, nearer child 
 distance to a node's cell is updated in O(1) per step down (only the split coordinate changes,
 Arya and Mount's incremental distance) and the step is branch free, so a query pays little for
 the inner nodes. A farther child beyond the query's current k-th distance is never visited, a
-leaf whose bounding box is beyond it is skipped, and the others' distances are computed directly
-(sum of squared differences in coordinate order, as scikit-learn's trees do), points side by side
-in SIMD lanes, from the leaf's own contiguous block. Leaves are large (``_LEAF``): a query's time
-goes mostly into walking the tree and testing leaves, not into the distances, so fewer, larger
-leaves cost less (``hpcjobs bench lof``). Queries come in tree order (neighbouring queries walk
-the same nodes: cache).
+leaf whose bounding box is beyond it is skipped, and the others' points are first filtered on
+float32 distances from a copy of the leaf centred on its box (eight SIMD lanes across points,
+half the bytes of float64; the filter's threshold allows for its rounding, so every point whose
+float64 distance is below the k-th passes). Only the points that pass get their float64
+distance (sum of squared differences in coordinate order, as scikit-learn's trees do), and that
+alone decides: the neighbours and distances are those of the float64 distances. Leaves are
+large (``_LEAF``): a query's time goes mostly into walking the tree and testing leaves, not into
+the distances, so fewer, larger leaves cost less (``hpcjobs bench lof``). Queries come in tree
+order (neighbouring queries walk the same nodes: cache). The tree's median splits are
+selections (linear time per level), not sorts.
 Queries are spread over the task's Numba threads (``task_threads()``), which claim runs of
 consecutive queries from a shared counter (dynamic scheduling).
 
@@ -48,9 +52,14 @@ class _Tree:
     read a few consecutive cache lines, and no array view is made for them). Node ``i`` holds
     the points ``start[i]:stop[i]`` in leaf order, ids ``ids[...]`` and the bounding box
     ``lo[i]``, ``hi[i]``; an inner node's left child holds its points with coordinate
-    ``split_dim[i]`` <= ``split_val[i]``, its right child those >= it."""
+    ``split_dim[i]`` <= ``split_val[i]``, its right child those >= it. ``blocks32`` holds the
+    same points in float32 relative to their leaf's ``centre`` (float64), and ``reach[leaf, j]``
+    is the largest ``|blocks32[leaf, j, :]|``: the leaves' copy for the float32 filter."""
 
     blocks: np.ndarray
+    blocks32: np.ndarray
+    centre: np.ndarray
+    reach: np.ndarray
     ids: np.ndarray
     start: np.ndarray
     stop: np.ndarray
@@ -63,6 +72,35 @@ class _Tree:
 
 # ---------------------------------------------------------------------------------------------
 # chunk level
+
+
+@njit
+def _select(keys, perm, a, b, mid):
+    """Reorders ``keys[a:b]``, and ``perm`` alongside, so that ``keys[mid]`` is the value it
+    would have sorted, none before it larger and none after it smaller (Hoare's selection
+    with a median-of-three pivot: linear time, where a sort of every node would cost a
+    factor log n more; equal keys are spread to both sides)."""
+    lo, hi = a, b - 1
+    while lo < hi:
+        x, y, z = keys[lo], keys[lo + (hi - lo) // 2], keys[hi]
+        pivot = max(min(x, y), min(max(x, y), z))
+        i, j = lo, hi
+        while i <= j:
+            while keys[i] < pivot:
+                i += 1
+            while keys[j] > pivot:
+                j -= 1
+            if i <= j:
+                keys[i], keys[j] = keys[j], keys[i]
+                perm[i], perm[j] = perm[j], perm[i]
+                i += 1
+                j -= 1
+        if mid <= j:
+            hi = j
+        elif mid >= i:
+            lo = i
+        else:
+            return
 
 
 @njit
@@ -97,14 +135,11 @@ def _build(X, depth):
         for j in range(1, d):
             if hi[node, j] - lo[node, j] > hi[node, best] - lo[node, best]:
                 best = j
+        mid = a + (b - a) // 2
         if b - a > 1:
             for r in range(a, b):
                 keys[r] = X[perm[r], best]
-            order = np.argsort(keys[a:b], kind="mergesort")
-            seg = perm[a:b].copy()
-            for r in range(b - a):
-                perm[a + r] = seg[order[r]]
-        mid = a + (b - a) // 2
+            _select(keys, perm, a, b, mid)
         split_dim[node] = best
         split_val[node] = X[perm[mid], best] if mid < b else hi[node, best]
         start[left], stop[left] = a, mid
@@ -113,12 +148,23 @@ def _build(X, depth):
     cap = 1
     for node in range(first_leaf, n_nodes):
         cap = max(cap, stop[node] - start[node])
-    blocks = np.zeros((n_nodes - first_leaf, d, cap))
+    n_leaves = n_nodes - first_leaf
+    blocks = np.zeros((n_leaves, d, cap))
+    blocks32 = np.zeros((n_leaves, d, cap), dtype=np.float32)
+    centre = np.zeros((n_leaves, d))
+    reach = np.zeros((n_leaves, d))
     for node in range(first_leaf, n_nodes):
+        leaf = node - first_leaf
+        for j in range(d):
+            centre[leaf, j] = lo[node, j] + 0.5 * (hi[node, j] - lo[node, j])
         for c in range(stop[node] - start[node]):
             for j in range(d):
-                blocks[node - first_leaf, j, c] = X[perm[start[node] + c], j]
-    return blocks, perm, start, stop, lo, hi, split_dim, split_val
+                x = X[perm[start[node] + c], j]
+                blocks[leaf, j, c] = x
+                x32 = np.float32(x - centre[leaf, j])
+                blocks32[leaf, j, c] = x32
+                reach[leaf, j] = max(reach[leaf, j], abs(np.float64(x32)))
+    return blocks, blocks32, centre, reach, perm, start, stop, lo, hi, split_dim, split_val
 
 
 @njit(inline="always")
@@ -196,9 +242,70 @@ def _leaf_distances(q, blocks, leaf, n, buf, kth):
     return _any_below(buf, n, kth)
 
 
+#: a leaf's float32 filter is used while ``sum_j (|q_j - centre_j| + reach_j)^2`` stays below
+#: this: no float32 square or sum can overflow (beyond it, the leaf's float64 distances)
+_SPREAD_MAX = 1e30
+_U32 = float(np.finfo(np.float32).eps) / 2
+_U64 = float(np.finfo(np.float64).eps) / 2
+_TINY32 = float(np.finfo(np.float32).tiny)
+
+
+@njit(inline="always")
+def _centred(q, centre, reach, leaf, q32):
+    """``q`` relative to the leaf's centre, in float32, into ``q32``; returns the spread
+    ``sum_j (|q32_j| + reach_j)^2`` that bounds the float32 distances' error (:func:`_cut`)."""
+    t = 0.0
+    for j in range(q.shape[0]):
+        v = np.float32(q[j] - centre[leaf, j])
+        q32[j] = v
+        a = abs(np.float64(v)) + reach[leaf, j]
+        t += a * a
+    return t
+
+
+@njit(inline="always")
+def _cut(kth, spread, d):
+    """The float32 threshold that every point of the leaf whose float64 distance is below
+    ``kth`` passes, rounding included.
+
+    With ``a = q - centre`` and ``b = p - centre`` each rounded to float32 (relative error
+    below ``1.2 u32``), their difference is within ``2.2 u32 (|q32_j| + reach_j)`` of
+    ``q_j - p_j``, so the float32 sum of squares is within ``(4.5 + 1.01 (d + 1)) u32
+    spread`` (the squares' error, then the sum's) of the exact distance, which is within
+    ``gamma_{d+1}`` (float64) of the float64 one; twice those, plus the underflow of ``d``
+    squares, and the float32 rounding of the threshold itself outward.
+    """
+    cut = (kth * (1.0 + 4.0 * (d + 2) * _U64) + 2.0 * (d + 6) * _U32 * spread
+           + 4.0 * (d + 2) * _TINY32)
+    return np.float32(cut * (1.0 + 4.0 * _U32))
+
+
+@njit(inline="always")
+def _exact(q, blocks, leaf, c):
+    """Squared distance from ``q`` to the leaf's ``c``-th point, in coordinate order (the
+    value :func:`_leaf_distances` computes)."""
+    s = 0.0
+    for j in range(q.shape[0]):
+        e = q[j] - blocks[leaf, j, c]
+        s += e * e
+    return s
+
+
+@njit(inline="always")
+def _insert(best_d, best_i, k, dist, pid):
+    """Puts ``(dist, pid)`` into the sorted ``k`` nearest so far; returns the new k-th."""
+    t = k - 1
+    while t > 0 and best_d[t - 1] > dist:
+        best_d[t] = best_d[t - 1]
+        best_i[t] = best_i[t - 1]
+        t -= 1
+    best_d[t] = dist
+    best_i[t] = pid
+    return best_d[k - 1]
+
+
 @njit
-def _query(q, qid, blocks, ids, start, stop, lo, hi, split_dim, split_val, depth, k, best_d,
-           best_i, stack, stack_rd, stack_off, off, buf):
+def _query(q, qid, tree, k, best_d, best_i, stack, stack_rd, stack_off, off, buf, q32, buf32):
     """k nearest points (squared distance, id) to ``q`` other than id ``qid``, sorted.
 
     Depth first, nearer child first. The distance from ``q`` to a node's cell (the region its
@@ -206,7 +313,14 @@ def _query(q, qid, blocks, ids, start, stop, lo, hi, split_dim, split_val, depth
     step down (Arya and Mount's incremental distance): only the split coordinate changes.
     A farther child whose cell is beyond the current k-th distance is never visited, and a
     leaf whose bounding box is beyond it is skipped before its distances are computed.
+
+    A leaf's points are first filtered on float32 distances from the leaf's centred copy
+    (eight SIMD lanes, half the bytes): only the points that pass :func:`_cut` get their
+    float64 distance, the one that decides (so the neighbours and distances are those of the
+    float64 distances alone).
     """
+    (blocks, blocks32, centre, reach, ids, start, stop, lo, hi, split_dim, split_val,
+     depth) = tree
     d = q.shape[0]
     first_leaf = 2 ** depth - 1
     for t in range(k):
@@ -242,25 +356,29 @@ def _query(q, qid, blocks, ids, start, stop, lo, hi, split_dim, split_val, depth
         if _box_gap(q, lo, hi, node) > best_d[k - 1]:
             continue
         a, b = start[node], stop[node]
+        leaf = node - first_leaf
         kth = best_d[k - 1]
-        if not _leaf_distances(q, blocks, node - first_leaf, b - a, buf, kth):
+        spread = _centred(q, centre, reach, leaf, q32)
+        if spread <= _SPREAD_MAX:
+            cut = _cut(kth, spread, d)
+            if not _leaf_distances(q32, blocks32, leaf, b - a, buf32, cut):
+                continue  # no point can be nearer than the k-th
+            for c in range(b - a):
+                if buf32[c] < cut:
+                    dist = _exact(q, blocks, leaf, c)
+                    if dist < kth and ids[a + c] != qid:
+                        kth = _insert(best_d, best_i, k, dist, ids[a + c])
+            continue
+        if not _leaf_distances(q, blocks, leaf, b - a, buf, kth):
             continue  # no point nearer than the k-th: the scalar scan is skipped
         for c in range(b - a):
             dist = buf[c]
             if dist < kth and ids[a + c] != qid:
-                t = k - 1
-                while t > 0 and best_d[t - 1] > dist:
-                    best_d[t] = best_d[t - 1]
-                    best_i[t] = best_i[t - 1]
-                    t -= 1
-                best_d[t] = dist
-                best_i[t] = ids[a + c]
-                kth = best_d[k - 1]
+                kth = _insert(best_d, best_i, k, dist, ids[a + c])
 
 
 @njit(parallel=True)
-def _knn(Q, q_ids, blocks, ids, start, stop, lo, hi, split_dim, split_val, depth, k,
-         n_threads):
+def _knn(Q, q_ids, tree, k, n_threads):
     """k nearest other points of every row of ``Q`` (ids ``q_ids``), sorted: (dist, ids).
 
     Each thread claims runs of ``_RUN`` consecutive rows from a shared counter until none are
@@ -274,11 +392,14 @@ def _knn(Q, q_ids, blocks, ids, start, stop, lo, hi, split_dim, split_val, depth
     n_workers = max(1, min(n_runs, n_threads))
     claimed = np.zeros(1, dtype=np.int64)
     for _ in numba.prange(n_workers):
+        depth = tree[-1]
         stack = np.empty(depth + 2, dtype=np.int64)
         stack_rd = np.empty(depth + 2)
         stack_off = np.empty((depth + 2, d))
         off = np.empty(d)
-        buf = np.empty(blocks.shape[2])
+        buf = np.empty(tree[0].shape[2])
+        buf32 = np.empty(tree[0].shape[2], dtype=np.float32)
+        q32 = np.empty(d, dtype=np.float32)
         bd = np.empty(k)
         bi = np.empty(k, dtype=np.int64)
         q = np.empty(d)
@@ -287,8 +408,8 @@ def _knn(Q, q_ids, blocks, ids, start, stop, lo, hi, split_dim, split_val, depth
             for r in range(run * _RUN, min(nq, (run + 1) * _RUN)):
                 for j in range(d):
                     q[j] = Q[r, j]
-                _query(q, q_ids[r], blocks, ids, start, stop, lo, hi, split_dim, split_val,
-                       depth, k, bd, bi, stack, stack_rd, stack_off, off, buf)
+                _query(q, q_ids[r], tree, k, bd, bi, stack, stack_rd, stack_off, off, buf,
+                       q32, buf32)
                 for t in range(k):
                     dist[r, t] = math.sqrt(bd[t])
                     nbr[r, t] = bi[t]
@@ -336,8 +457,9 @@ def _tree(X: np.ndarray, func: str = "knn_outliers") -> _Tree:
 
 def _neighbours(tree: _Tree, Q: np.ndarray, q_ids: np.ndarray, k: int):
     """(dist, ids) of the k nearest points of the tree to each row of ``Q``, sorted."""
-    return _knn(Q, q_ids, tree.blocks, tree.ids, tree.start, tree.stop, tree.lo, tree.hi,
-                tree.split_dim, tree.split_val, tree.depth, k, task_threads())
+    arrays = (tree.blocks, tree.blocks32, tree.centre, tree.reach, tree.ids, tree.start,
+              tree.stop, tree.lo, tree.hi, tree.split_dim, tree.split_val, tree.depth)
+    return _knn(Q, q_ids, arrays, k, task_threads())
 
 
 def _block_neighbours(tree: _Tree, block: np.ndarray, offset: int, k: int,
