@@ -174,3 +174,25 @@ def test_large_offsets_and_coordinates_beyond_float32():
         ref = neighbors.NearestNeighbors(n_neighbors=9, algorithm="kd_tree").fit(X)
         np.testing.assert_allclose(knn_outliers(X, 9), ref.kneighbors()[0][:, -1],
                                    rtol=1e-12, atol=0)
+
+
+def test_dask_lof_queries_each_block_once(data, monkeypatch):
+    """The neighbours of a block are one task that k-distances, densities and factors all
+    use: a graph optimised apart for the k-distances would query every block twice."""
+    import dask
+
+    from hpcjobs.kernels.mining import outliers as o
+
+    calls = []
+    real = o._block_neighbours
+
+    def counted(*args, **kwargs):
+        calls.append(args[2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(o, "_block_neighbours", counted)
+    Xd = da.from_array(data, chunks=(300, 3))
+    with dask.config.set(scheduler="sync"):
+        got = lof(Xd, 5).compute()
+    np.testing.assert_allclose(got, lof(data, 5), rtol=1e-12)
+    assert sorted(calls) == [0, 300, 600, 900]

@@ -599,11 +599,11 @@ def lof(X, k: int = 20):
     parts, sizes = _dask_neighbours(X, k, "lof")
     kd = [da.from_delayed(dask.delayed(_kth, pure=True)(p[0]), (s,), dtype=np.float64)
           for p, s in zip(parts, sizes, strict=True)]
-    kdist = da.concatenate(kd).rechunk(-1).to_delayed().ravel()[0]
+    kdist = da.concatenate(kd).rechunk(-1).to_delayed(optimize_graph=False).ravel()[0]
     lrds = [dask.delayed(_block_lrd, pure=True)(p[0], p[1], kdist) for p in parts]
     lrd_all = da.concatenate([da.from_delayed(v, (s,), dtype=np.float64)
                               for v, s in zip(lrds, sizes, strict=True)]).rechunk(-1)
-    lrd_all = lrd_all.to_delayed().ravel()[0]
+    lrd_all = lrd_all.to_delayed(optimize_graph=False).ravel()[0]
     out = [da.from_delayed(dask.delayed(_block_lof, pure=True)(p[1], v, lrd_all), (s,),
                            dtype=np.float64) for p, v, s in zip(parts, lrds, sizes, strict=True)]
     return da.concatenate(out)
