@@ -71,6 +71,7 @@ from hpcjobs.kernels._validation import (
 from hpcjobs.kernels.clustering._common import Blocks, known_rows
 from hpcjobs.kernels.clustering._kmeans._bounded import bounded_lloyd
 from hpcjobs.kernels.clustering._kmeans._chunks import pad
+from hpcjobs.kernels.clustering._kmeans._elkan import elkan_lloyd, use_elkan
 from hpcjobs.kernels.clustering._kmeans._lloyd import labels_inertia, lloyd_loop
 from hpcjobs.kernels.clustering._kmeans._minibatch import minibatch_epochs
 from hpcjobs.kernels.clustering._kmeans._on_workers import (
@@ -222,6 +223,11 @@ def fit_kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300,
         # distances skipped once the centroids settle
         C, n_iter, labels, inertia = bounded_lloyd(blocks, np.asarray(C, dtype=np.float64),
                                                    max_iter, tol_abs)
+        return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)
+    if not blocks.is_dask and use_elkan(blocks.X, k):
+        # in memory, with the matrix-product step: Elkan's bounds, one per row and centroid
+        C, n_iter, labels, inertia = elkan_lloyd(blocks, np.asarray(C, dtype=np.float64),
+                                                 max_iter, tol_abs)
         return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)
     C, n_iter, inertia = lloyd_loop(blocks, np.asarray(C, dtype=np.float64), max_iter, tol_abs)
     labels, inertia = labels_inertia(blocks, C, inertia, lazy=True)

@@ -213,19 +213,26 @@ def error_bounds(d: int, dtype) -> tuple[float, float]:
     return 2.0 * gam / (1.0 - gam), 2.0 * d * float(fi.tiny)
 
 
+def _slack(d: int) -> float:
+    """Relative rounding bound (with margin) of a float64 distance over ``d`` features."""
+    return 4.0 * (d + 4) * float(np.finfo(np.float64).eps)
+
+
+def centroid_distances(Cd: np.ndarray) -> np.ndarray:
+    """Lower bounds on the distances between the centroids ``Cd`` (k, d) float64 (rounded
+    down; +inf on the diagonal): no centroid is nearer to another than this."""
+    D = np.sqrt(((Cd[:, None, :] - Cd[None, :, :]) ** 2).sum(axis=2)) * (1.0 - _slack(Cd.shape[1]))
+    np.fill_diagonal(D, np.inf)
+    return D
+
+
 def _geometry(CT: np.ndarray, k: int, old: np.ndarray | None):
     """``(s, drift, far)`` for the dtype-rounded centroids ``CT[:, :k]``: half the distance
     of each to its nearest other one (rounded down), how far each moved from ``old`` and
     the two largest moves (rounded up)."""
     Cd = CT[:, :k].T.astype(np.float64)
-    d = Cd.shape[1]
-    slack = 4.0 * (d + 4) * float(np.finfo(np.float64).eps)
-    if k > 1:
-        D = np.sqrt(((Cd[:, None, :] - Cd[None, :, :]) ** 2).sum(axis=2))
-        np.fill_diagonal(D, np.inf)
-        s = 0.5 * D.min(axis=1) * (1.0 - slack)
-    else:
-        s = np.full(1, np.inf)
+    slack = _slack(Cd.shape[1])
+    s = 0.5 * centroid_distances(Cd).min(axis=1) if k > 1 else np.full(1, np.inf)
     if old is None:
         drift = np.zeros(k)
     else:

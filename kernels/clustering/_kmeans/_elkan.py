@@ -1,0 +1,303 @@
+"""Lloyd's iterations with Elkan's bounds ("Using the triangle inequality to accelerate
+k-means", ICML 2003) for an in-memory NumPy array on which the distances come from the
+matrix-product step (:mod:`hpcjobs.kernels.clustering._dense_lloyd`: wide data): the same
+labels, iterations and centroids as plain Lloyd, most rows not even read.
+
+Every row keeps its label ``a``, an upper bound ``u`` on its distance to its centroid and a
+lower bound ``L[j]`` on its distance to *every* centroid ``j`` (n x k float64). When the
+centroids move by ``drift``, ``u`` grows by ``drift[a]`` and each ``L[j]`` shrinks by
+``drift[j]``. A row is skipped without reading it when every other centroid is out of reach:
+``u < m_j`` with ``m_j = max(L[j], d(c_a, c_j) - u)`` (the triangle inequality), first
+tried at once for all of them with ``s[a]``, half the distance from ``c_a`` to its nearest
+other centroid. Otherwise the row's own distance is computed (``u`` becomes exact), then
+only the distances of the centroids still in reach, whose ``L[j]`` they renew.
+
+Hamerly's single lower bound (``_bounded``) fails here for about half the rows in every
+iteration (the rows of the groups that several centroids share: nearest and second distance
+within ~2 %), and all ``k`` of their distances cost more than the matrix product gives every
+row. With one bound per centroid only ~5-15 % of the (row, other centroid) pairs need a
+distance (``hpcjobs bench kmeans-lloyd``, d = 784, k = 10).
+
+Exactly Lloyd's labels
+----------------------
+Plain Lloyd's labels are those of the direct distances ``sum((x - c)**2)`` summed in the
+data's dtype to the dtype-rounded centroids (the lowest index on a tie). The bounds hold the
+true distances to the dtype-rounded centroids: set from computed distances widened by their
+rounding error bound (``_bounded.error_bounds``: the float64 distances, vectorised in any
+order, within ``g64`` relative plus an underflow term; the matrix product's scores within
+``tol * (|x|^2 + |c_j|^2)``, as ``_dense_lloyd._Centroids`` bounds them) and updated with
+outward rounding (``_bounded._UP``/``_DOWN``). A centroid ``j`` is out of reach only when
+``u^2 (1 + g) + 2 a2 < m_j^2 (1 - g)`` (``g``, ``a2``: the direct distance's error in the
+dtype): then the direct distance to ``c_a`` is strictly below the one to ``c_j``, rounding
+included. Among the centroids left in reach the direct kernels' choice is made as the matrix
+product step makes it (``_dense_lloyd._choose``: the float64 distances, and the direct
+in-order sums where those are too close to tell). A centroid out of reach of ``c_a`` is out
+of reach of the winner too (its direct distance is at most ``c_a``'s), so the winner is the
+direct kernels' choice among all ``k``.
+
+Passes and sums
+---------------
+The first iteration is the matrix-product pass itself (``_dense_lloyd.lloyd_dense``: the
+same blocks, threads and sums to the last bit), which also keeps every row's bounds from the
+block's scores and their error bounds. The later iterations update the cluster sums (float64)
+with the rows that changed label only (subtracted from their old cluster, added to their new
+one); when a bounded pass computed so many distances that the product would have been
+cheaper, the next iteration is a product pass again (fresh sums and bounds).
+
+The final labels and inertia come from one more bounded pass that computes every row's own
+distance (the inertia needs them all) and only the other distances still in reach.
+
+Empty clusters are filled as plain Lloyd fills them (``_lloyd.relocate_empty``); the rows
+moved get their new label and bounds that force their distances to be computed again.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
+from hpcjobs.kernels.clustering._dense_lloyd import (
+    _Centroids,
+    _choose,
+    _winner_and_norm,
+    lloyd_dense,
+)
+from hpcjobs.kernels.clustering._kmeans._bounded import (
+    _DOWN,
+    _UP,
+    _geometry,
+    centroid_distances,
+    error_bounds,
+)
+from hpcjobs.kernels.clustering._kmeans._chunks import merge_threads, pad
+
+
+def use_elkan(X, k: int) -> bool:
+    """Whether Lloyd's iterations on the in-memory ``X`` run bounded here: where the plain
+    pass is the matrix-product step (``_specialised._dense``), and the bounds, one float64
+    per row and centroid, take no more memory than the data (``k * 8 <= d * itemsize``)."""
+    from hpcjobs.kernels.clustering._kmeans._specialised import _dense
+
+    return _dense(X, k) and k * 8 <= X.shape[1] * X.dtype.itemsize
+
+
+@njit
+def _upper(e, g64, a64):
+    """An upper bound on the true distance whose float64 square was computed as ``e``."""
+    return math.sqrt(e * (1.0 + g64) + a64) * _UP
+
+
+@njit
+def _lower(e, g64, a64):
+    """A lower bound on the true distance whose float64 square was computed as ``e``."""
+    return math.sqrt(max(e * (1.0 - g64) - a64, 0.0)) * _DOWN
+
+
+@njit
+def _out_of_reach(u, m, g, a2):
+    """Whether a centroid at least ``m`` away loses to one at most ``u`` away on the direct
+    distances (rounding included)."""
+    m = max(m, 0.0)
+    return u * u * (1.0 + g) + 2.0 * a2 < m * m * (1.0 - g)
+
+
+@njit
+def _keep_block(s, GT, cn, tol, lab, dist, xnorm, labels, u, L, g64, a64):
+    """The bounds of the rows of a block at ``s`` from the matrix product's results: the
+    winner's float64 distance (``u``) and every score widened by its error bound (``L``)."""
+    k, m = GT.shape
+    for r in range(m):
+        i = s + r
+        labels[i] = int(lab[r])
+        u[i] = _upper(dist[r], g64, a64)
+        xn = xnorm[r]
+        for j in range(k):
+            lo = cn[j] - 2.0 * GT[j, r] + xn - tol * (xn + cn[j])
+            L[i, j] = math.sqrt(max(lo, 0.0)) * _DOWN
+
+
+@njit
+def _in_reach(i, a, ui, L, dcc, g, a2):
+    """Whether any centroid other than ``a`` may still be nearer to row ``i`` than ``a``."""
+    for j in range(dcc.shape[0]):
+        if j != a and not _out_of_reach(ui, max(L[i, j], dcc[a, j] - ui), g, a2):
+            return True
+    return False
+
+
+@njit
+def _row(X, i, Cr, dcc, labels, u, L, errs, dist, sums, counts):
+    """Row ``i``, its bounds failed: its own distance, the distances of the centroids still
+    in reach, its label (moved between the cluster sums if it changed) and fresh bounds;
+    returns (its distance, the number of distances computed)."""
+    g, a2, g64, a64, h = errs[0], errs[1], errs[2], errs[3], errs[4]
+    k = Cr.shape[0]
+    a = labels[i]
+    e = _winner_and_norm(X, i, Cr, a)[0]
+    ui = _upper(e, g64, a64)
+    L[i, a] = _lower(e, g64, a64)
+    near = 0
+    for j in range(k):
+        dist[j] = np.inf
+        if j != a and not _out_of_reach(ui, max(L[i, j], dcc[a, j] - ui), g, a2):
+            dist[j] = _winner_and_norm(X, i, Cr, j)[0]
+            L[i, j] = _lower(dist[j], g64, a64)
+            near += 1
+    if near:
+        dist[a] = e
+        w, e = _choose(X, i, Cr, dist, h)
+        if w != a:
+            ui = _upper(e, g64, a64)
+            labels[i] = w
+            counts[w] += 1
+            counts[a] -= 1
+            for f in range(X.shape[1]):
+                sums[w, f] += X[i, f]
+                sums[a, f] -= X[i, f]
+    u[i] = ui
+    return e, near + 1
+
+
+@njit
+def _rows(X, Cr, dcc, s, drift, labels, u, L, start, stop, errs, final, sums, counts):
+    """One bounded pass over rows ``[start, stop)`` (see :func:`elkan_pass`): returns
+    (the inertia of the rows whose distance was computed, the distances computed)."""
+    g, a2 = errs[0], errs[1]
+    k = Cr.shape[0]
+    dist = np.empty(k)
+    inertia = 0.0
+    work = 0
+    for i in range(start, stop):
+        a = labels[i]
+        ui = (u[i] + drift[a]) * _UP
+        u[i] = ui
+        for j in range(k):
+            L[i, j] = max((L[i, j] - drift[j]) * _DOWN, 0.0)
+        if not final and (_out_of_reach(ui, 2.0 * s[a] - ui, g, a2)
+                          or not _in_reach(i, a, ui, L, dcc, g, a2)):
+            continue
+        e, w = _row(X, i, Cr, dcc, labels, u, L, errs, dist, sums, counts)
+        inertia += e
+        work += w
+    return inertia, work
+
+
+@njit(parallel=True)
+def elkan_pass(X, Cr, dcc, s, drift, labels, u, L, errs, final, n_threads):
+    """One bounded pass over ``X`` (C-contiguous) for the centroids ``Cr`` (k, d), rows in
+    the dtype of ``X``, after they moved by ``drift`` (k,) since the bounds ``u``/``L`` were
+    last updated (``dcc``: lower bounds on the distances between the centroids; ``s``: half
+    the distance of each to its nearest other one; ``errs``: ``g, a2, g64, a64, h``).
+    Updates ``labels``, ``u`` and ``L``; returns the changes of the cluster sums and counts
+    (the rows that changed label, moved), the inertia and the number of distances computed
+    (with ``final``, every row's own distance is computed: the inertia is then the total).
+    """
+    n, d = X.shape
+    k = Cr.shape[0]
+    ranges = thread_ranges(n, n_threads)
+    nt = ranges.shape[0]
+    sums = np.zeros((nt, k, d))
+    counts = np.zeros((nt, k), dtype=np.int64)
+    inertia = np.zeros(nt)
+    work = np.zeros(nt, dtype=np.int64)
+    for t in numba.prange(nt):
+        inertia[t], work[t] = _rows(X, Cr, dcc, s, drift, labels, u, L, ranges[t, 0],
+                                    ranges[t, 1], errs, final, sums[t], counts[t])
+    ds, dc = merge_threads(sums, counts, k)
+    return ds, dc, inertia.sum(), work.sum()
+
+
+#: a bounded pass that computed more than this fraction of all the ``n * k`` distances (the
+#: own ones included) is followed by a product pass, which renews every bound: one distance
+#: of a row costs about what the product spends on one (d = 784: ~0.1 us a distance
+#: either way, on one thread), and a bounded pass reads as much of ``X`` as a product pass
+#: once more than ~30 % of the rows fail (``hpcjobs bench kmeans-lloyd``: ~25 % of the
+#: distances in the first bounded pass, ~15 % later)
+DENSE_WORK = 0.5
+
+
+class _State:
+    """Labels and bounds of every row, the centroids they refer to and the error bounds."""
+
+    def __init__(self, X: np.ndarray, k: int):
+        n, d = X.shape
+        self.X, self.k = X, k
+        self.labels = np.empty(n, dtype=np.int32)
+        self.u = np.empty(n)
+        self.L = np.empty((n, k))
+        g, a2 = error_bounds(d, X.dtype)
+        g64, a64 = error_bounds(d, np.float64)
+        self.errs = np.array([g, a2, g64, a64, 0.0])
+        self.Cd = None
+
+    def product_pass(self, CT, nt):
+        """Plain Lloyd's product pass (its sums, bit for bit), every row's bounds kept."""
+        labels, u, L, g64, a64 = self.labels, self.u, self.L, self.errs[2], self.errs[3]
+
+        def keep(s, GT, cen, scratch):
+            _best, _second, lab, dist, xnorm = scratch
+            _keep_block(s, GT, cen.cn, cen.tol, lab, dist, xnorm, labels, u, L, g64, a64)
+
+        sums, counts, _ = lloyd_dense(self.X, CT, self.k, nt, keep=keep)
+        self.Cd = CT[:, :self.k].T.astype(np.float64)  # the centroids the bounds refer to
+        return sums, counts
+
+    def bounded_pass(self, CT, nt, final=False):
+        """A bounded pass for the centroids ``CT``: (sum and count changes, inertia, distances
+        computed)."""
+        s, drift, _far, Cd = _geometry(CT, self.k, self.Cd)
+        self.Cd = Cd
+        cen = _Centroids(CT, self.k, self.X.dtype)
+        self.errs[4] = cen.bounds[2]
+        return elkan_pass(self.X, cen.Cr, centroid_distances(Cd), s, drift, self.labels,
+                          self.u, self.L, self.errs, final, nt)
+
+    def moved(self, rows):
+        """Rows moved into empty clusters: bounds that force all their distances."""
+        for row, cluster in rows:
+            self.labels[row] = cluster
+            self.u[row] = np.inf
+            self.L[row] = 0.0
+
+
+def elkan_lloyd(blocks, C: np.ndarray, max_iter: int, tol_abs: float):
+    """Lloyd's iterations with Elkan's bounds on the in-memory ``blocks``: ``(centroids,
+    n_iter, labels, inertia)``, the same iterations, labels, ``n_iter`` and stopping rule as
+    ``_lloyd.lloyd_loop`` followed by ``_lloyd.labels_inertia``."""
+    from hpcjobs.kernels.clustering._kmeans._lloyd import (
+        labels_inertia,
+        moved_centroids,
+        relocate_empty,
+    )
+
+    if max_iter < 1:
+        return (C, 0, *labels_inertia(blocks, C))
+    X = np.ascontiguousarray(blocks.X)
+    n = X.shape[0]
+    k = len(C)
+    nt = task_threads()
+    state = _State(X, k)
+    CT = pad(C.T, X.dtype)
+    dense = True
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):  # noqa: B007
+        if dense:
+            sums, counts = state.product_pass(CT, nt)
+            dense = False
+        else:
+            ds, dc, _, work = state.bounded_pass(CT, nt)
+            sums += ds
+            counts += dc
+            dense = work > DENSE_WORK * n * k
+        empty = np.flatnonzero(counts == 0)
+        if empty.size:
+            state.moved(relocate_empty(blocks, CT, sums, counts, empty))
+        C, shift = moved_centroids(C, sums, counts)
+        CT = pad(C.T, X.dtype)
+        if shift <= tol_abs:
+            break
+    _, _, inertia, _ = state.bounded_pass(CT, nt, final=True)
+    return C, n_iter, state.labels.copy(), float(inertia)
