@@ -37,7 +37,7 @@ def passes(monkeypatch):
 
     def counting(*args):
         out = kernel(*args)
-        log.append((int(out[3]), bool(args[9])))
+        log.append((int(out[3]), bool(args[-2])))  # (.., final, n_threads)
         return out
 
     monkeypatch.setattr(_elkan, "elkan_pass", counting)
@@ -182,3 +182,25 @@ def plain_sums(X, labels, k):
     out = np.zeros((k, X.shape[1]))
     np.add.at(out, labels, X.astype(np.float64))
     return out
+
+
+def test_rows_too_large_for_float32():
+    # |x| beyond float32's range: no float32 copy, every failing row on float64 distances
+    X = data(1000, 64, np.float64, seed=5) * 1e40
+    C0 = X[:6]
+    state = _elkan._State(X, 6)
+    state.product_pass(pad(C0.T, X.dtype), 1)
+    assert np.isinf(state.rx).all()
+    check_same(plain(X, C0, 10, 0.0), elkan(X, C0, 10, 0.0), np.float64)
+
+
+@pytest.mark.parametrize("tol", [0.0, 1e-4])
+def test_offset_beyond_float32_precision(tol, threads):
+    # rows far from the origin, groups much closer together than float32 resolves there:
+    # the float32 copies are off by more than the gaps, which their bounds must allow for
+    X = data(2000, 32, np.float64, seed=6) * 1e-3 + 1e4
+    C0 = X[np.random.default_rng(3).choice(len(X), 6, replace=False)]
+    check_same(plain(X, C0, 15, tol), elkan(X, C0, 15, tol), np.float64)
+    state = _elkan._State(X, 6)
+    state.product_pass(pad(C0.T, X.dtype), 1)
+    check_bounds(state, X, C0)

@@ -336,13 +336,16 @@ def lloyd_dense(X: np.ndarray, CT: np.ndarray, k: int, n_threads: int, keep=None
                 keep(s, GT, cen, scratch)
         return sums, counts, inertia
 
-    parts = _ranges_in_threads(X, n_threads, work)
-    sums, counts, inertia = parts[0]
-    for s, c, i in parts[1:]:
-        sums += s
-        counts += c
-        inertia += i
-    return sums, counts, inertia
+    return added(_ranges_in_threads(X, n_threads, work))
+
+
+def added(parts: list) -> tuple:
+    """The ranges' results (tuples of arrays and numbers) added up, in range order."""
+    total = list(parts[0])
+    for part in parts[1:]:
+        for q, v in enumerate(part):
+            total[q] += v
+    return tuple(total)
 
 
 def assign_dense(X: np.ndarray, CT: np.ndarray, labels: np.ndarray, d2: np.ndarray,

@@ -55,14 +55,15 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
-from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
+from hpcjobs.kernels._jit import njit, task_threads
 from hpcjobs.kernels.clustering._dense_lloyd import (
     _Centroids,
     _choose,
+    _ranges_in_threads,
     _winner_and_norm,
+    added,
     lloyd_dense,
 )
 from hpcjobs.kernels.clustering._kmeans._bounded import (
@@ -72,7 +73,7 @@ from hpcjobs.kernels.clustering._kmeans._bounded import (
     centroid_distances,
     error_bounds,
 )
-from hpcjobs.kernels.clustering._kmeans._chunks import merge_threads, pad
+from hpcjobs.kernels.clustering._kmeans._chunks import pad
 
 
 def use_elkan(X, k: int) -> bool:
@@ -119,6 +120,47 @@ def _keep_block(s, GT, cn, tol, lab, dist, xnorm, labels, u, L, g64, a64):
             L[i, j] = math.sqrt(max(lo, 0.0)) * _DOWN
 
 
+#: the float32 copy of a row is within ``2^-24 |x|`` of it, plus ``2^-150`` a feature where
+#: it is subnormal; rows with ``|x|`` beyond ``_F32_MAX`` have no copy (it could overflow)
+_F32_ULP, _F32_TINY, _F32_MAX = 2.0 ** -24, 2.0 ** -150, 1e37
+
+
+@njit
+def _copied_rows(s, xnorm, rx, d, g64, a64):
+    """``rx[s + r]``: how far row ``s + r``, of squared norm ``xnorm[r]`` (float64), is at
+    most from its float32 copy; False where a row is too large for one."""
+    ok = True
+    for r in range(xnorm.shape[0]):
+        x = _upper(xnorm[r], g64, a64)
+        rx[s + r] = (x * _F32_ULP + math.sqrt(d) * _F32_TINY) * _UP
+        ok = ok and x < _F32_MAX
+    return ok
+
+
+@njit(fastmath={"reassoc", "contract"})
+def _distance32(X32, i, C32, j):
+    """``sum((x - c)**2)`` of float32 row ``i`` and centroid ``j``, in float32, any order
+    (vectorised: twice the lanes of float64, and the centroids' rows fit the L1 cache)."""
+    e = np.float32(0.0)
+    for f in range(X32.shape[1]):
+        t = X32[i, f] - C32[j, f]
+        e += t * t
+    return e
+
+
+@njit
+def _bounds32(X32, i, C32, j, rx, rc, g32, a32):
+    """(lower, upper) bound on the true distance of row ``i`` of ``X`` to centroid ``j``
+    from the float32 copies: their computed distance widened by its rounding error and by
+    how far the copies are from the originals (``rx``, ``rc[j]``: the triangle inequality)."""
+    e = np.float64(_distance32(X32, i, C32, j))
+    if e == np.inf:  # overflowed: no bound from the copies
+        return 0.0, np.inf
+    hi = (math.sqrt(e * (1.0 + g32) + a32) * _UP + rx + rc[j]) * _UP
+    lo = (math.sqrt(max(e * (1.0 - g32) - a32, 0.0)) * _DOWN - rx - rc[j]) * _DOWN
+    return max(lo, 0.0), hi
+
+
 @njit
 def _in_reach(i, a, ui, L, dcc, g, a2):
     """Whether any centroid other than ``a`` may still be nearer to row ``i`` than ``a``."""
@@ -129,10 +171,54 @@ def _in_reach(i, a, ui, L, dcc, g, a2):
 
 
 @njit
+def _move(X, i, a, w, labels, sums, counts):
+    """Row ``i`` from cluster ``a`` to ``w``: its label, the sums and counts."""
+    labels[i] = w
+    counts[w] += 1
+    counts[a] -= 1
+    for f in range(X.shape[1]):
+        sums[w, f] += X[i, f]
+        sums[a, f] -= X[i, f]
+
+
+@njit
+def _row32(X, X32, i, C32, rx, rc, dcc, labels, u, L, errs, hi, cand, sums, counts):
+    """Row ``i``, its bounds failed, from its float32 copy: its own distance bounds, those
+    of the centroids still in reach, and its label where one of them is nearer than all the
+    others beyond rounding. Returns (settled, distances computed); a row not settled (a
+    near-tie) is left to :func:`_row` (its bounds stay valid)."""
+    g, a2, g32, a32 = errs[0], errs[1], errs[5], errs[6]
+    a = labels[i]
+    lo, ua = _bounds32(X32, i, C32, a, rx[i], rc, g32, a32)
+    L[i, a] = lo
+    u[i] = ua
+    nc = 0
+    w = a
+    for j in range(dcc.shape[0]):
+        if j != a and not _out_of_reach(ua, max(L[i, j], dcc[a, j] - ua), g, a2):
+            L[i, j], hi[j] = _bounds32(X32, i, C32, j, rx[i], rc, g32, a32)
+            cand[nc] = j
+            nc += 1
+            w = j if hi[j] < (ua if w == a else hi[w]) else w
+    if nc == 0:
+        return True, 1
+    uw = ua if w == a else hi[w]
+    if w != a and not _out_of_reach(uw, L[i, a], g, a2):
+        return False, nc + 1
+    for q in range(nc):
+        if cand[q] != w and not _out_of_reach(uw, L[i, cand[q]], g, a2):
+            return False, nc + 1
+    if w != a:
+        _move(X, i, a, w, labels, sums, counts)
+        u[i] = uw
+    return True, nc + 1
+
+
+@njit
 def _row(X, i, Cr, dcc, labels, u, L, errs, dist, sums, counts):
-    """Row ``i``, its bounds failed: its own distance, the distances of the centroids still
-    in reach, its label (moved between the cluster sums if it changed) and fresh bounds;
-    returns (its distance, the number of distances computed)."""
+    """Row ``i``, its bounds failed, on float64 distances: its own distance, the distances
+    of the centroids still in reach, its label (the direct kernels' choice, near-ties
+    included) and fresh bounds; returns (its distance, the number of distances computed)."""
     g, a2, g64, a64, h = errs[0], errs[1], errs[2], errs[3], errs[4]
     k = Cr.shape[0]
     a = labels[i]
@@ -151,23 +237,21 @@ def _row(X, i, Cr, dcc, labels, u, L, errs, dist, sums, counts):
         w, e = _choose(X, i, Cr, dist, h)
         if w != a:
             ui = _upper(e, g64, a64)
-            labels[i] = w
-            counts[w] += 1
-            counts[a] -= 1
-            for f in range(X.shape[1]):
-                sums[w, f] += X[i, f]
-                sums[a, f] -= X[i, f]
+            _move(X, i, a, w, labels, sums, counts)
     u[i] = ui
     return e, near + 1
 
 
 @njit
-def _rows(X, Cr, dcc, s, drift, labels, u, L, start, stop, errs, final, sums, counts):
+def _rows(X, X32, rx, Cr, C32, rc, dcc, s, drift, labels, u, L, start, stop, errs, final,
+          sums, counts):
     """One bounded pass over rows ``[start, stop)`` (see :func:`elkan_pass`): returns
-    (the inertia of the rows whose distance was computed, the distances computed)."""
+    (the inertia of the rows whose float64 distance was computed, the distances computed)."""
     g, a2 = errs[0], errs[1]
     k = Cr.shape[0]
     dist = np.empty(k)
+    hi = np.empty(k)
+    cand = np.empty(k, dtype=np.int64)
     inertia = 0.0
     work = 0
     for i in range(start, stop):
@@ -176,51 +260,66 @@ def _rows(X, Cr, dcc, s, drift, labels, u, L, start, stop, errs, final, sums, co
         u[i] = ui
         for j in range(k):
             L[i, j] = max((L[i, j] - drift[j]) * _DOWN, 0.0)
-        if not final and (_out_of_reach(ui, 2.0 * s[a] - ui, g, a2)
-                          or not _in_reach(i, a, ui, L, dcc, g, a2)):
-            continue
+        if not final:
+            if _out_of_reach(ui, 2.0 * s[a] - ui, g, a2) or not _in_reach(i, a, ui, L, dcc,
+                                                                           g, a2):
+                continue
+            settled, w = _row32(X, X32, i, C32, rx, rc, dcc, labels, u, L, errs, hi, cand,
+                                sums, counts)
+            work += w
+            if settled:
+                continue
         e, w = _row(X, i, Cr, dcc, labels, u, L, errs, dist, sums, counts)
         inertia += e
         work += w
     return inertia, work
 
 
-@njit(parallel=True)
-def elkan_pass(X, Cr, dcc, s, drift, labels, u, L, errs, final, n_threads):
+def elkan_pass(X, X32, rx, Cr, C32, rc, dcc, s, drift, labels, u, L, errs, final,
+               n_threads):
     """One bounded pass over ``X`` (C-contiguous) for the centroids ``Cr`` (k, d), rows in
     the dtype of ``X``, after they moved by ``drift`` (k,) since the bounds ``u``/``L`` were
     last updated (``dcc``: lower bounds on the distances between the centroids; ``s``: half
-    the distance of each to its nearest other one; ``errs``: ``g, a2, g64, a64, h``).
-    Updates ``labels``, ``u`` and ``L``; returns the changes of the cluster sums and counts
-    (the rows that changed label, moved), the inertia and the number of distances computed
-    (with ``final``, every row's own distance is computed: the inertia is then the total).
+    the distance of each to its nearest other one; ``errs``: ``g, a2, g64, a64, h, g32,
+    a32``). The rows whose bounds fail are first tried on float32 copies (``X32``, ``C32``,
+    at most ``rx[i]``/``rc[j]`` away from ``X``/``Cr``). Updates ``labels``, ``u`` and
+    ``L``; returns the changes of the cluster sums and counts (the rows that changed label,
+    moved), the inertia and the number of distances computed (with ``final``, every row is
+    decided on float64 distances, its own always computed: the inertia is then the total).
+
+    The row ranges run in the product step's threads (``_dense_lloyd._ranges_in_threads``;
+    the kernels release the GIL), not in Numba's: under a busy machine OpenMP's spinning
+    threads held each pass up by tens of ms (``hpcjobs bench kmeans-lloyd``).
     """
-    n, d = X.shape
-    k = Cr.shape[0]
-    ranges = thread_ranges(n, n_threads)
-    nt = ranges.shape[0]
-    sums = np.zeros((nt, k, d))
-    counts = np.zeros((nt, k), dtype=np.int64)
-    inertia = np.zeros(nt)
-    work = np.zeros(nt, dtype=np.int64)
-    for t in numba.prange(nt):
-        inertia[t], work[t] = _rows(X, Cr, dcc, s, drift, labels, u, L, ranges[t, 0],
-                                    ranges[t, 1], errs, final, sums[t], counts[t])
-    ds, dc = merge_threads(sums, counts, k)
-    return ds, dc, inertia.sum(), work.sum()
+    k, d = Cr.shape
+
+    def work(start, stop):
+        sums = np.zeros((k, d))
+        counts = np.zeros(k, dtype=np.int64)
+        inertia, done = _rows(X, X32, rx, Cr, C32, rc, dcc, s, drift, labels, u, L, start,
+                              stop, errs, final, sums, counts)
+        return sums, counts, inertia, done
+
+    return added(_ranges_in_threads(X, n_threads, work))
 
 
 #: a bounded pass that computed more than this fraction of all the ``n * k`` distances (the
-#: own ones included) is followed by a product pass, which renews every bound: one distance
-#: of a row costs about what the product spends on one (d = 784: ~0.1 us a distance
-#: either way, on one thread), and a bounded pass reads as much of ``X`` as a product pass
-#: once more than ~30 % of the rows fail (``hpcjobs bench kmeans-lloyd``: ~25 % of the
-#: distances in the first bounded pass, ~15 % later)
+#: own ones included) is followed by a product pass, which renews every bound
+#: (``hpcjobs bench kmeans-lloyd``: ~25 % of the distances in the first bounded pass,
+#: ~15 % later; a bounded pass then costs a third of a product pass)
 DENSE_WORK = 0.5
 
 
+def _away(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Upper bounds on the distances between the rows of ``A`` and ``B`` (float64)."""
+    g64, a64 = error_bounds(A.shape[1], np.float64)
+    e = ((A.astype(np.float64) - B.astype(np.float64)) ** 2).sum(axis=1)
+    return np.sqrt(e * (1.0 + g64) + a64) * _UP
+
+
 class _State:
-    """Labels and bounds of every row, the centroids they refer to and the error bounds."""
+    """Labels and bounds of every row, the float32 copy of the rows, the centroids the
+    bounds refer to and the error bounds."""
 
     def __init__(self, X: np.ndarray, k: int):
         n, d = X.shape
@@ -228,20 +327,37 @@ class _State:
         self.labels = np.empty(n, dtype=np.int32)
         self.u = np.empty(n)
         self.L = np.empty((n, k))
+        if X.dtype == np.float32:
+            self.X32, self.rx = X, np.zeros(n)
+        else:  # filled by the product pass, block by block while in cache
+            self.X32, self.rx = np.empty((n, d), dtype=np.float32), np.empty(n)
         g, a2 = error_bounds(d, X.dtype)
         g64, a64 = error_bounds(d, np.float64)
-        self.errs = np.array([g, a2, g64, a64, 0.0])
+        g32, a32 = error_bounds(d, np.float32)
+        self.errs = np.array([g, a2, g64, a64, 0.0, g32, a32])
         self.Cd = None
+        self.copied = False
 
     def product_pass(self, CT, nt):
-        """Plain Lloyd's product pass (its sums, bit for bit), every row's bounds kept."""
+        """Plain Lloyd's product pass (its sums, bit for bit), every row's bounds kept (and
+        the float32 copy of the rows made, the first time, block by block while in cache)."""
+        X, X32, rx = self.X, self.X32, self.rx
         labels, u, L, g64, a64 = self.labels, self.u, self.L, self.errs[2], self.errs[3]
+        copy = X32 is not X and not self.copied
+        fits = []
 
         def keep(s, GT, cen, scratch):
             _best, _second, lab, dist, xnorm = scratch
             _keep_block(s, GT, cen.cn, cen.tol, lab, dist, xnorm, labels, u, L, g64, a64)
+            if copy:
+                X32[s:s + GT.shape[1]] = X[s:s + GT.shape[1]]
+                fits.append(_copied_rows(s, xnorm, rx, X.shape[1], g64, a64))
 
-        sums, counts, _ = lloyd_dense(self.X, CT, self.k, nt, keep=keep)
+        sums, counts, _ = lloyd_dense(X, CT, self.k, nt, keep=keep)
+        if copy:
+            self.copied = True
+            if not all(fits):  # rows too large for float32: every row on float64
+                self.rx[:] = np.inf
         self.Cd = CT[:, :self.k].T.astype(np.float64)  # the centroids the bounds refer to
         return sums, counts
 
@@ -252,8 +368,10 @@ class _State:
         self.Cd = Cd
         cen = _Centroids(CT, self.k, self.X.dtype)
         self.errs[4] = cen.bounds[2]
-        return elkan_pass(self.X, cen.Cr, centroid_distances(Cd), s, drift, self.labels,
-                          self.u, self.L, self.errs, final, nt)
+        C32 = cen.Cr.astype(np.float32)
+        rc = _away(C32, cen.Cr)
+        return elkan_pass(self.X, self.X32, self.rx, cen.Cr, C32, rc, centroid_distances(Cd),
+                          s, drift, self.labels, self.u, self.L, self.errs, final, nt)
 
     def moved(self, rows):
         """Rows moved into empty clusters: bounds that force all their distances."""
