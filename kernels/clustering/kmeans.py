@@ -18,6 +18,10 @@ How it works
   every row another centroid could still win, so the labels are the same
   (``hpcjobs.kernels.clustering._dense_lloyd``); ``inertia`` is the sum of the winners'
   squared distances, to rounding the same either way.
+* **Bounds** (NumPy input): the same iterations skip the distances that bounds on them prove
+  unable to change a label, rounding included: Hamerly's bounds on narrow data
+  (``_kmeans._bounded``), Elkan's (one per row and centroid) on wide data, where the rows
+  still in question are tried on a float32 copy first (``_kmeans._elkan``).
 * **Convergence** follows scikit-learn: stop when the squared centroid shift summed over the
   clusters is ``<= tol * mean(var(X, axis=0))`` (``tol=0`` stops only when the centroids no
   longer move). ``n_iter`` counts the Lloyd updates; labels and inertia are then recomputed

@@ -1,7 +1,7 @@
 """Lloyd's iterations with Elkan's bounds ("Using the triangle inequality to accelerate
 k-means", ICML 2003) for an in-memory NumPy array on which the distances come from the
 matrix-product step (:mod:`hpcjobs.kernels.clustering._dense_lloyd`: wide data): the same
-labels, iterations and centroids as plain Lloyd, most rows not even read.
+labels, iterations and centroids as plain Lloyd, only the rows still in question read.
 
 Every row keeps its label ``a``, an upper bound ``u`` on its distance to its centroid and a
 lower bound ``L[j]`` on its distance to *every* centroid ``j`` (n x k float64). When the
@@ -15,40 +15,54 @@ only the distances of the centroids still in reach, whose ``L[j]`` they renew.
 Hamerly's single lower bound (``_bounded``) fails here for about half the rows in every
 iteration (the rows of the groups that several centroids share: nearest and second distance
 within ~2 %), and all ``k`` of their distances cost more than the matrix product gives every
-row. With one bound per centroid only ~5-15 % of the (row, other centroid) pairs need a
-distance (``hpcjobs bench kmeans-lloyd``, d = 784, k = 10).
+row. With one bound per centroid the same rows fail, but only 2-3 of their other
+distances are needed (11-17 % of the (row, other centroid) pairs; ``hpcjobs bench
+kmeans-lloyd``, d = 784, k = 10), and the rows that fail are read from a float32 copy.
 
 Exactly Lloyd's labels
 ----------------------
 Plain Lloyd's labels are those of the direct distances ``sum((x - c)**2)`` summed in the
 data's dtype to the dtype-rounded centroids (the lowest index on a tie). The bounds hold the
 true distances to the dtype-rounded centroids: set from computed distances widened by their
-rounding error bound (``_bounded.error_bounds``: the float64 distances, vectorised in any
-order, within ``g64`` relative plus an underflow term; the matrix product's scores within
-``tol * (|x|^2 + |c_j|^2)``, as ``_dense_lloyd._Centroids`` bounds them) and updated with
-outward rounding (``_bounded._UP``/``_DOWN``). A centroid ``j`` is out of reach only when
-``u^2 (1 + g) + 2 a2 < m_j^2 (1 - g)`` (``g``, ``a2``: the direct distance's error in the
-dtype): then the direct distance to ``c_a`` is strictly below the one to ``c_j``, rounding
-included. Among the centroids left in reach the direct kernels' choice is made as the matrix
-product step makes it (``_dense_lloyd._choose``: the float64 distances, and the direct
-in-order sums where those are too close to tell). A centroid out of reach of ``c_a`` is out
-of reach of the winner too (its direct distance is at most ``c_a``'s), so the winner is the
-direct kernels' choice among all ``k``.
+rounding error bound (``_bounded.error_bounds``: float64 or float32 distances, vectorised in
+any order, within ``g64``/``g32`` relative plus an underflow term; the matrix product's
+scores within ``tol * (|x|^2 + |c_j|^2)``, as ``_dense_lloyd._Centroids`` bounds them) and
+updated with outward rounding (``_bounded._UP``/``_DOWN``). A centroid ``j`` is out of reach
+only when ``u^2 (1 + g) + 2 a2 < m_j^2 (1 - g)`` (``g``, ``a2``: the direct distance's error
+in the dtype): then the direct distance to ``c_a`` is strictly below the one to ``c_j``,
+rounding included. A centroid out of reach of ``c_a`` is out of reach of any centroid that
+beats ``c_a`` too, so the label is always chosen among those left in reach.
+
+A row whose bounds fail is first tried on float32 copies of the rows and centroids (half
+the bytes to read, twice the vector lanes): a copy is at most ``rx`` (row) and ``rc``
+(centroid) from the original (``2^-24`` relative a feature, plus the subnormal spacing), so
+by the triangle inequality the float32 distance, widened by its rounding error and by
+``rx + rc``, bounds the true one. Where those bounds put one centroid in reach strictly ahead
+of all the others (the same test), it is the label; otherwise (a near-tie, ~1-2 % of the
+rows tried) the row is decided on float64 distances as the matrix-product step decides it
+(``_dense_lloyd._choose``: the float64 distances, and the direct in-order sums where those
+are too close to tell). Rows too large for float32 (``|x| > 1e37``) have no copy: every row
+is then decided on float64.
 
 Passes and sums
 ---------------
 The first iteration is the matrix-product pass itself (``_dense_lloyd.lloyd_dense``: the
 same blocks, threads and sums to the last bit), which also keeps every row's bounds from the
-block's scores and their error bounds. The later iterations update the cluster sums (float64)
-with the rows that changed label only (subtracted from their old cluster, added to their new
-one); when a bounded pass computed so many distances that the product would have been
-cheaper, the next iteration is a product pass again (fresh sums and bounds).
+block's scores and their error bounds, and makes the float32 copy while each block is in
+cache. The later iterations update the cluster sums (float64) with the rows that changed
+label only (subtracted from their old cluster, added to their new one); when a bounded pass
+computed so many distances that the product would have been cheaper (``DENSE_WORK``), the
+next iteration is a product pass again (fresh sums and bounds).
 
 The final labels and inertia come from one more bounded pass that computes every row's own
-distance (the inertia needs them all) and only the other distances still in reach.
+distance in float64 (the inertia needs them all, to float64 rounding) and only the other
+distances still in reach.
 
 Empty clusters are filled as plain Lloyd fills them (``_lloyd.relocate_empty``); the rows
 moved get their new label and bounds that force their distances to be computed again.
+
+Memory beside ``X``: the bounds (n x k float64, at most the size of ``X``: ``use_elkan``)
+and, for float64 data, the float32 copy (half of ``X``).
 """
 
 from __future__ import annotations
