@@ -288,12 +288,19 @@ def _ranges_in_threads(X: np.ndarray, n_threads: int, work):
     with _one_blas_thread() as limited:
         # without a limit on BLAS's threads, one range: BLAS threads the products alone
         parts = max(1, min(n_threads, blocks)) if limited else 1
-        ranges = [(int(a), int(b)) for a, b in thread_ranges(n, parts)]
-        if len(ranges) == 1:
-            return [work(*ranges[0])]
-        others = [_pool(len(ranges) - 1).submit(work, *r) for r in ranges[1:]]
-        first = work(*ranges[0])
-        return [first] + [f.result() for f in others]
+        return in_threads(thread_ranges(n, parts), work)
+
+
+def in_threads(ranges: np.ndarray, work) -> list:
+    """``work(start, stop)`` for each row range of ``ranges`` (parts, 2): the first in the
+    calling thread, the others in the threads of a pool kept for the process; the results in
+    order."""
+    ranges = [(int(a), int(b)) for a, b in ranges]
+    if len(ranges) == 1:
+        return [work(*ranges[0])]
+    others = [_pool(len(ranges) - 1).submit(work, *r) for r in ranges[1:]]
+    first = work(*ranges[0])
+    return [first] + [f.result() for f in others]
 
 
 _pool_lock = threading.Lock()

@@ -221,8 +221,23 @@ def _slack(d: int) -> float:
 def centroid_distances(Cd: np.ndarray) -> np.ndarray:
     """Lower bounds on the distances between the centroids ``Cd`` (k, d) float64 (rounded
     down; +inf on the diagonal): no centroid is nearer to another than this."""
-    D = np.sqrt(((Cd[:, None, :] - Cd[None, :, :]) ** 2).sum(axis=2)) * (1.0 - _slack(Cd.shape[1]))
-    np.fill_diagonal(D, np.inf)
+    return _pair_distances(np.ascontiguousarray(Cd), 1.0 - _slack(Cd.shape[1]))
+
+
+@njit(fastmath={"reassoc", "contract"})
+def _pair_distances(Cd, down):
+    """``|c_a - c_b| * down`` for every pair (summed in any order: ``down`` allows for it;
+    compiled, as NumPy's (k, k, d) temporaries cost ~0.15 ms a pass at k = 10, d = 784)."""
+    k, d = Cd.shape
+    D = np.empty((k, k))
+    for a in range(k):
+        D[a, a] = np.inf
+        for b in range(a + 1, k):
+            e = 0.0
+            for f in range(d):
+                t = Cd[a, f] - Cd[b, f]
+                e += t * t
+            D[a, b] = D[b, a] = math.sqrt(e) * down
     return D
 
 

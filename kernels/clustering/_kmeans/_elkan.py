@@ -71,13 +71,13 @@ import math
 
 import numpy as np
 
-from hpcjobs.kernels._jit import njit, task_threads
+from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
 from hpcjobs.kernels.clustering._dense_lloyd import (
     _Centroids,
     _choose,
-    _ranges_in_threads,
     _winner_and_norm,
     added,
+    in_threads,
     lloyd_dense,
 )
 from hpcjobs.kernels.clustering._kmeans._bounded import (
@@ -301,8 +301,8 @@ def elkan_pass(X, X32, rx, Cr, C32, rc, dcc, s, drift, labels, u, L, errs, final
     moved), the inertia and the number of distances computed (with ``final``, every row is
     decided on float64 distances, its own always computed: the inertia is then the total).
 
-    The row ranges run in the product step's threads (``_dense_lloyd._ranges_in_threads``;
-    the kernels release the GIL), not in Numba's: under a busy machine OpenMP's spinning
+    The row ranges run in the product step's thread pool (``_dense_lloyd.in_threads``; the
+    kernels release the GIL), not in Numba's threads: on a busy machine OpenMP's spinning
     threads held each pass up by tens of ms (``hpcjobs bench kmeans-lloyd``).
     """
     k, d = Cr.shape
@@ -314,7 +314,7 @@ def elkan_pass(X, X32, rx, Cr, C32, rc, dcc, s, drift, labels, u, L, errs, final
                               stop, errs, final, sums, counts)
         return sums, counts, inertia, done
 
-    return added(_ranges_in_threads(X, n_threads, work))
+    return added(in_threads(thread_ranges(X.shape[0], n_threads), work))
 
 
 #: a bounded pass that computed more than this fraction of all the ``n * k`` distances (the
