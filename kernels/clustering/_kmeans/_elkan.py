@@ -89,14 +89,23 @@ from hpcjobs.kernels.clustering._kmeans._bounded import (
 )
 from hpcjobs.kernels.clustering._kmeans._chunks import pad
 
+#: the narrowest data the bounds pay on: the narrower the rows, the cheaper the product
+#: pass and the more the per-row cost of the bounds weighs (paired runs of ``kmeans``, 20
+#: iterations from the same centroids on ``hpcjobs bench kmeans-lloyd``'s data: 0.65x the
+#: plain time at d = 784, 0.6-0.75x at d = 96-256 (k = 10-128), 1.0x at d = 64, 1.25-1.6x
+#: at d = 16-32)
+MIN_FEATURES = 96
+
 
 def use_elkan(X, k: int) -> bool:
     """Whether Lloyd's iterations on the in-memory ``X`` run bounded here: where the plain
-    pass is the matrix-product step (``_specialised._dense``), and the bounds, one float64
-    per row and centroid, take no more memory than the data (``k * 8 <= d * itemsize``)."""
+    pass is the matrix-product step (``_specialised._dense``) on data wide enough
+    (``MIN_FEATURES``), and the bounds, one float64 per row and centroid, take no more
+    memory than the data (``k * 8 <= d * itemsize``)."""
     from hpcjobs.kernels.clustering._kmeans._specialised import _dense
 
-    return _dense(X, k) and k * 8 <= X.shape[1] * X.dtype.itemsize
+    d = X.shape[1]
+    return d >= MIN_FEATURES and _dense(X, k) and k * 8 <= d * X.dtype.itemsize
 
 
 @njit
