@@ -41,8 +41,8 @@ by the triangle inequality the float32 distance, widened by its rounding error a
 of all the others (the same test), it is the label; otherwise (a near-tie, ~1-2 % of the
 rows tried) the row is decided on float64 distances as the matrix-product step decides it
 (``_dense_lloyd._choose``: the float64 distances, and the direct in-order sums where those
-are too close to tell). Rows too large for float32 (``|x| > 1e37``) have no copy: every row
-is then decided on float64.
+are too close to tell). Rows too large for float32 (``|x| > 1e37``) have no usable copy
+(``rx`` = inf) and are decided on float64.
 
 Passes and sums
 ---------------
@@ -151,13 +151,10 @@ _F32_ULP, _F32_TINY, _F32_MAX = 2.0 ** -24, 2.0 ** -150, 1e37
 @njit
 def _copied_rows(s, xnorm, rx, d, g64, a64):
     """``rx[s + r]``: how far row ``s + r``, of squared norm ``xnorm[r]`` (float64), is at
-    most from its float32 copy; False where a row is too large for one."""
-    ok = True
+    most from its float32 copy (+inf where a row is too large for one)."""
     for r in range(xnorm.shape[0]):
         x = _upper(xnorm[r], g64, a64)
-        rx[s + r] = (x * _F32_ULP + math.sqrt(d) * _F32_TINY) * _UP
-        ok = ok and x < _F32_MAX
-    return ok
+        rx[s + r] = (x * _F32_ULP + math.sqrt(d) * _F32_TINY) * _UP if x < _F32_MAX else np.inf
 
 
 @njit(fastmath={"reassoc", "contract"})
@@ -287,11 +284,12 @@ def _rows(X, X32, rx, Cr, C32, rc, dcc, s, drift, labels, u, L, start, stop, err
             if _out_of_reach(ui, 2.0 * s[a] - ui, g, a2) or not _in_reach(i, a, ui, L, dcc,
                                                                            g, a2):
                 continue
-            settled, w = _row32(X, X32, i, C32, rx, rc, dcc, labels, u, L, errs, hi, cand,
-                                sums, counts)
-            work += w
-            if settled:
-                continue
+            if rx[i] < np.inf:  # the row has a float32 copy
+                settled, w = _row32(X, X32, i, C32, rx, rc, dcc, labels, u, L, errs, hi,
+                                    cand, sums, counts)
+                work += w
+                if settled:
+                    continue
         e, w = _row(X, i, Cr, dcc, labels, u, L, errs, dist, sums, counts)
         inertia += e
         work += w
@@ -366,21 +364,18 @@ class _State:
         the float32 copy of the rows made, the first time, block by block while in cache)."""
         X, X32, rx = self.X, self.X32, self.rx
         labels, u, L, g64, a64 = self.labels, self.u, self.L, self.errs[2], self.errs[3]
-        copy = X32 is not X and not self.copied
-        fits = []
+        copy = X32 is not X and not self.copied  # the copy is made once
 
         def keep(s, GT, cen, scratch):
             _best, _second, lab, dist, xnorm = scratch
             _keep_block(s, GT, cen.cn, cen.tol, lab, dist, xnorm, labels, u, L, g64, a64)
             if copy:
-                X32[s:s + GT.shape[1]] = X[s:s + GT.shape[1]]
-                fits.append(_copied_rows(s, xnorm, rx, X.shape[1], g64, a64))
+                with np.errstate(over="ignore"):  # rows too large: rx[i] = inf
+                    X32[s:s + GT.shape[1]] = X[s:s + GT.shape[1]]
+                _copied_rows(s, xnorm, rx, X.shape[1], g64, a64)
 
         sums, counts, _ = lloyd_dense(X, CT, self.k, nt, keep=keep)
-        if copy:
-            self.copied = True
-            if not all(fits):  # rows too large for float32: every row on float64
-                self.rx[:] = np.inf
+        self.copied = True
         self.Cd = CT[:, :self.k].T.astype(np.float64)  # the centroids the bounds refer to
         return sums, counts
 
@@ -391,8 +386,9 @@ class _State:
         self.Cd = Cd
         cen = _Centroids(CT, self.k, self.X.dtype)
         self.errs[4] = cen.bounds[2]
-        C32 = cen.Cr.astype(np.float32)
-        rc = _away(C32, cen.Cr)
+        with np.errstate(over="ignore"):  # centroids too large: rc[j] = inf
+            C32 = cen.Cr.astype(np.float32)
+            rc = _away(C32, cen.Cr)
         return elkan_pass(self.X, self.X32, self.rx, cen.Cr, C32, rc, centroid_distances(Cd),
                           s, drift, self.labels, self.u, self.L, self.errs, final, nt)
 
