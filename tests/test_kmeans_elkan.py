@@ -15,7 +15,7 @@ from hpcjobs.kernels.clustering._kmeans import _elkan
 from hpcjobs.kernels.clustering._kmeans._chunks import pad
 from hpcjobs.kernels.clustering._kmeans._elkan import elkan_lloyd, use_elkan
 from hpcjobs.kernels.clustering._kmeans._seeding import tolerance
-from tests.test_kmeans_bounds import check_same, data, plain
+from tests.test_kmeans_bounds import check_fills_empty, check_same, data, plain
 
 sklearn_cluster = pytest.importorskip("sklearn.cluster")
 
@@ -108,13 +108,7 @@ def test_empty_clusters(dtype, threads):
     far = np.full((2, 32), 1e3)
     far[1, ::2] = -1e3
     C0 = np.vstack([X[:3], far[:1], X[3:4], far[1:]])  # two get no row
-    ref = plain(X, C0, 15, 0.0)
-    got = elkan(X, C0, 15, 0.0)
-    check_same(ref, got, dtype)
-    assert np.bincount(got[2], minlength=6).min() > 0
-    _, labels, _ = sklearn_cluster.k_means(X, 6, init=C0, n_init=1, max_iter=15, tol=0,
-                                           algorithm="lloyd")
-    np.testing.assert_array_equal(got[2], labels)
+    check_fills_empty(X, C0, elkan, dtype)
 
 
 def test_zero_and_one_iteration():
