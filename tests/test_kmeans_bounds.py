@@ -106,17 +106,23 @@ def test_same_as_sklearn(dtype, d, tol):
     assert r.inertia == pytest.approx(inertia, rel=1e-4 if dtype == np.float32 else 1e-9)
 
 
+def check_fills_empty(X, C0, run, dtype):
+    """``run`` (as :func:`bounded`) from centroids some of which get no row: the empty
+    clusters filled as plain Lloyd and scikit-learn fill them."""
+    ref = plain(X, C0, 15, 0.0)
+    got = run(X, C0, 15, 0.0)
+    check_same(ref, got, dtype)
+    assert np.bincount(got[2], minlength=len(C0)).min() > 0
+    _, labels, _ = sklearn_cluster.k_means(X, len(C0), init=C0, n_init=1, max_iter=15, tol=0,
+                                           algorithm="lloyd")
+    np.testing.assert_array_equal(got[2], labels)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_empty_cluster(dtype):
     X = data(2000, 3, dtype, seed=3)
     C0 = np.vstack([X[:3], [[1e3, 1e3, 1e3]], X[3:4], [[-1e3, 0, 1e3]]])  # two get no row
-    ref = plain(X, C0, 15, 0.0)
-    got = bounded(X, C0, 15, 0.0)
-    check_same(ref, got, dtype)
-    assert np.bincount(got[2], minlength=6).min() > 0
-    C, labels, _ = sklearn_cluster.k_means(X, 6, init=C0, n_init=1, max_iter=15, tol=0,
-                                           algorithm="lloyd")
-    np.testing.assert_array_equal(got[2], labels)
+    check_fills_empty(X, C0, bounded, dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

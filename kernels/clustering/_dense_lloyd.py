@@ -108,9 +108,10 @@ def _winner_and_norm(X, i, Cr, m):
 
 
 @njit
-def _settle_block(X, s, GT, Cr, cn, bounds, best, second, lab, dist):
+def _settle_block(X, s, GT, Cr, cn, bounds, best, second, lab, dist, xnorm):
     """Nearest centroid ``lab[r]`` (a float) of rows ``s + r`` (their scores ``x.c_j`` in
-    ``GT[:, r]``) and its squared distance ``dist[r]``, for ``r < GT.shape[1]``.
+    ``GT[:, r]``), its squared distance ``dist[r]`` and ``|x|^2`` in ``xnorm[r]`` (float64),
+    for ``r < GT.shape[1]``.
 
     The expansion's winner stands unless the runner-up's score is within the rounding bounds
     of it (``bounds``: see :class:`_Centroids`); then :func:`_recheck` decides.
@@ -139,6 +140,7 @@ def _settle_block(X, s, GT, Cr, cn, bounds, best, second, lab, dist):
         w = int(lab[r])
         e, xn = _winner_and_norm(X, i, Cr, w)
         dist[r] = e
+        xnorm[r] = xn
         # j can beat w on the direct distances only if (D_j - e_j)(1 - g) <= (D_w + e_w)(1 + g)
         reach = (best[r] + xn + tol * (xn + cn[w])) * ratio
         if second[r] + xn - tol * (xn + cmax) <= reach:
@@ -155,45 +157,54 @@ def _recheck(X, i, Cr, near, h):
     direct distance, the lowest index on a tie; returns it and its distance (float64).
 
     First the float64 distances of those centroids (vectorised; within a factor ``1 +- h/2``
-    of the direct ones together with them): a centroid that stays alone within ``h`` of the
-    smallest is the direct kernels' choice too. Only true near-ties (duplicated centroids,
-    a row halfway between two) are summed in the direct kernels' order, which decides.
+    of the direct ones together with them), then :func:`_choose`.
     """
-    k = near.shape[0]
+    for j in range(near.shape[0]):
+        near[j] = _winner_and_norm(X, i, Cr, j)[0] if near[j] else np.inf
+    return _choose(X, i, Cr, near, h)
+
+
+@njit
+def _choose(X, i, Cr, dist, h):
+    """The direct kernels' choice for row ``i`` among the centroids whose float64 distances
+    ``dist[j]`` are finite (those of :func:`_winner_and_norm`; +inf for the others, which
+    cannot win): returns it and its float64 distance.
+
+    A centroid that stays alone within ``h`` of the smallest is the direct kernels' choice
+    too. Only true near-ties (duplicated centroids, a row halfway between two) are summed in
+    the direct kernels' order, which decides.
+    """
+    k = dist.shape[0]
     lo = np.inf
     for j in range(k):
-        if near[j]:
-            near[j], _ = _winner_and_norm(X, i, Cr, j)
-            lo = min(lo, near[j])
-        else:
-            near[j] = np.inf
+        lo = min(lo, dist[j])
     top = lo * (1.0 + h) / (1.0 - h)
     lab = -1
     alone = True
     for j in range(k):
-        if near[j] <= top:
+        if dist[j] <= top:
             if lab >= 0:
                 alone = False
                 break
             lab = j
     if alone:
-        return lab, near[lab]
+        return lab, dist[lab]
     bd = Cr[0, 0] - Cr[0, 0]
     lab = -1
     for j in range(k):
-        if near[j] <= top:
+        if dist[j] <= top:
             dj = _direct(X, i, Cr, j)
             if lab < 0 or dj < bd:
                 bd = dj
                 lab = j
-    return lab, near[lab]
+    return lab, dist[lab]
 
 
 @njit
-def _lloyd_block(X, s, GT, Cr, cn, bounds, best, second, lab, dist, sums, counts):
+def _lloyd_block(X, s, GT, Cr, cn, bounds, best, second, lab, dist, xnorm, sums, counts):
     """Assign the rows of the block at ``s`` and add them to ``sums``/``counts``; return
     their inertia."""
-    _settle_block(X, s, GT, Cr, cn, bounds, best, second, lab, dist)
+    _settle_block(X, s, GT, Cr, cn, bounds, best, second, lab, dist, xnorm)
     d = X.shape[1]
     inertia = 0.0
     for r in range(GT.shape[1]):
@@ -206,10 +217,10 @@ def _lloyd_block(X, s, GT, Cr, cn, bounds, best, second, lab, dist, sums, counts
 
 
 @njit
-def _assign_block(X, s, GT, Cr, cn, bounds, best, second, lab, dist, labels, d2):
+def _assign_block(X, s, GT, Cr, cn, bounds, best, second, lab, dist, xnorm, labels, d2):
     """Labels and squared distances of the rows of the block at ``s``; return their
     inertia."""
-    _settle_block(X, s, GT, Cr, cn, bounds, best, second, lab, dist)
+    _settle_block(X, s, GT, Cr, cn, bounds, best, second, lab, dist, xnorm)
     inertia = 0.0
     for r in range(GT.shape[1]):
         labels[s + r] = int(lab[r])
@@ -258,13 +269,13 @@ def _scored_blocks(X: np.ndarray, start: int, stop: int, cen: _Centroids):
     k = cen.Cr.shape[0]
     rows = _block_rows(X.shape[1], X.itemsize)
     buf = np.empty(k * rows, dtype=X.dtype)
-    best, second, dist = np.empty(rows), np.empty(rows), np.empty(rows)
+    best, second, dist, xnorm = np.empty(rows), np.empty(rows), np.empty(rows), np.empty(rows)
     lab = np.empty(rows)  # labels as floats (see _settle_block)
     for s in range(start, stop, rows):
         m = min(rows, stop - s)
         GT = buf[:k * m].reshape(k, m)
         np.matmul(cen.Cr, X[s:s + m].T, out=GT)
-        yield s, GT, (best[:m], second[:m], lab[:m], dist[:m])
+        yield s, GT, (best[:m], second[:m], lab[:m], dist[:m], xnorm[:m])
 
 
 def _ranges_in_threads(X: np.ndarray, n_threads: int, work):
@@ -277,12 +288,19 @@ def _ranges_in_threads(X: np.ndarray, n_threads: int, work):
     with _one_blas_thread() as limited:
         # without a limit on BLAS's threads, one range: BLAS threads the products alone
         parts = max(1, min(n_threads, blocks)) if limited else 1
-        ranges = [(int(a), int(b)) for a, b in thread_ranges(n, parts)]
-        if len(ranges) == 1:
-            return [work(*ranges[0])]
-        others = [_pool(len(ranges) - 1).submit(work, *r) for r in ranges[1:]]
-        first = work(*ranges[0])
-        return [first] + [f.result() for f in others]
+        return in_threads(thread_ranges(n, parts), work)
+
+
+def in_threads(ranges: np.ndarray, work) -> list:
+    """``work(start, stop)`` for each row range of ``ranges`` (parts, 2): the first in the
+    calling thread, the others in the threads of a pool kept for the process; the results in
+    order."""
+    ranges = [(int(a), int(b)) for a, b in ranges]
+    if len(ranges) == 1:
+        return [work(*ranges[0])]
+    others = [_pool(len(ranges) - 1).submit(work, *r) for r in ranges[1:]]
+    first = work(*ranges[0])
+    return [first] + [f.result() for f in others]
 
 
 _pool_lock = threading.Lock()
@@ -302,12 +320,14 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         return _pool_executor
 
 
-def lloyd_dense(X: np.ndarray, CT: np.ndarray, k: int, n_threads: int):
+def lloyd_dense(X: np.ndarray, CT: np.ndarray, k: int, n_threads: int, keep=None):
     """One Lloyd pass over a chunk: ``(sums (k, d) float64, counts (k,) int64, inertia)``.
 
     ``X`` (n, d) C-contiguous float32/float64; ``CT`` (d, kp) the centroids as columns in
     ``X``'s dtype (padding columns after the first ``k`` are ignored). Same arguments and
-    results as ``_kmeans._specialised.assign_accumulate``.
+    results as ``_kmeans._specialised.assign_accumulate``. ``keep(s, GT, cen, scratch)``, if
+    given, is called after each block's step with its scores and results (the bounded Lloyd
+    of ``_kmeans._elkan`` keeps every row's distance bounds from them).
     """
     n, d = X.shape
     cen = _Centroids(CT, k, X.dtype)
@@ -319,15 +339,20 @@ def lloyd_dense(X: np.ndarray, CT: np.ndarray, k: int, n_threads: int):
         for s, GT, scratch in _scored_blocks(X, start, stop, cen):
             inertia += _lloyd_block(X, s, GT, cen.Cr, cen.cn, cen.bounds, *scratch,
                                     sums, counts)
+            if keep is not None:
+                keep(s, GT, cen, scratch)
         return sums, counts, inertia
 
-    parts = _ranges_in_threads(X, n_threads, work)
-    sums, counts, inertia = parts[0]
-    for s, c, i in parts[1:]:
-        sums += s
-        counts += c
-        inertia += i
-    return sums, counts, inertia
+    return added(_ranges_in_threads(X, n_threads, work))
+
+
+def added(parts: list) -> tuple:
+    """The ranges' results (tuples of arrays and numbers) added up, in range order."""
+    total = list(parts[0])
+    for part in parts[1:]:
+        for q, v in enumerate(part):
+            total[q] += v
+    return tuple(total)
 
 
 def assign_dense(X: np.ndarray, CT: np.ndarray, labels: np.ndarray, d2: np.ndarray,

@@ -18,6 +18,10 @@ How it works
   every row another centroid could still win, so the labels are the same
   (``hpcjobs.kernels.clustering._dense_lloyd``); ``inertia`` is the sum of the winners'
   squared distances, to rounding the same either way.
+* **Bounds** (NumPy input): the same iterations skip the distances that bounds on them prove
+  unable to change a label, rounding included: Hamerly's bounds on narrow data
+  (``_kmeans._bounded``), Elkan's (one per row and centroid) on wide data, where the rows
+  still in question are tried on a float32 copy first (``_kmeans._elkan``).
 * **Convergence** follows scikit-learn: stop when the squared centroid shift summed over the
   clusters is ``<= tol * mean(var(X, axis=0))`` (``tol=0`` stops only when the centroids no
   longer move). ``n_iter`` counts the Lloyd updates; labels and inertia are then recomputed
@@ -71,6 +75,7 @@ from hpcjobs.kernels._validation import (
 from hpcjobs.kernels.clustering._common import Blocks, known_rows
 from hpcjobs.kernels.clustering._kmeans._bounded import bounded_lloyd
 from hpcjobs.kernels.clustering._kmeans._chunks import pad
+from hpcjobs.kernels.clustering._kmeans._elkan import elkan_lloyd, use_elkan
 from hpcjobs.kernels.clustering._kmeans._lloyd import labels_inertia, lloyd_loop
 from hpcjobs.kernels.clustering._kmeans._minibatch import minibatch_epochs
 from hpcjobs.kernels.clustering._kmeans._on_workers import (
@@ -222,6 +227,11 @@ def fit_kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300,
         # distances skipped once the centroids settle
         C, n_iter, labels, inertia = bounded_lloyd(blocks, np.asarray(C, dtype=np.float64),
                                                    max_iter, tol_abs)
+        return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)
+    if not blocks.is_dask and use_elkan(blocks.X, k):
+        # in memory, with the matrix-product step: Elkan's bounds, one per row and centroid
+        C, n_iter, labels, inertia = elkan_lloyd(blocks, np.asarray(C, dtype=np.float64),
+                                                 max_iter, tol_abs)
         return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)
     C, n_iter, inertia = lloyd_loop(blocks, np.asarray(C, dtype=np.float64), max_iter, tol_abs)
     labels, inertia = labels_inertia(blocks, C, inertia, lazy=True)

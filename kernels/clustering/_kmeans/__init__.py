@@ -9,6 +9,8 @@ Elkan and mini-batch modules:
 - ``_passes``: the chunk functions and combines of each pass (what Dask tasks run);
 - ``_seeding``: k-means||, k-means++, random rows, and the tolerance;
 - ``_lloyd``: Lloyd's loop, empty clusters, the final labels and inertia;
+- ``_bounded``/``_elkan``: Lloyd's loop on in-memory data with Hamerly's bounds (narrow data,
+  the direct kernels) or Elkan's (wide data, the matrix-product step);
 - ``_on_workers``: the whole of k-means as a worker group (``hpcjobs.kernels._worker_group``);
 - ``_minibatch``: mini-batch k-means.
 """

@@ -213,19 +213,41 @@ def error_bounds(d: int, dtype) -> tuple[float, float]:
     return 2.0 * gam / (1.0 - gam), 2.0 * d * float(fi.tiny)
 
 
+def _slack(d: int) -> float:
+    """Relative rounding bound (with margin) of a float64 distance over ``d`` features."""
+    return 4.0 * (d + 4) * float(np.finfo(np.float64).eps)
+
+
+def centroid_distances(Cd: np.ndarray) -> np.ndarray:
+    """Lower bounds on the distances between the centroids ``Cd`` (k, d) float64 (rounded
+    down; +inf on the diagonal): no centroid is nearer to another than this."""
+    return _pair_distances(np.ascontiguousarray(Cd), 1.0 - _slack(Cd.shape[1]))
+
+
+@njit(fastmath={"reassoc", "contract"})
+def _pair_distances(Cd, down):
+    """``|c_a - c_b| * down`` for every pair (summed in any order: ``down`` allows for it;
+    compiled, as NumPy's (k, k, d) temporaries cost ~0.15 ms a pass at k = 10, d = 784)."""
+    k, d = Cd.shape
+    D = np.empty((k, k))
+    for a in range(k):
+        D[a, a] = np.inf
+        for b in range(a + 1, k):
+            e = 0.0
+            for f in range(d):
+                t = Cd[a, f] - Cd[b, f]
+                e += t * t
+            D[a, b] = D[b, a] = math.sqrt(e) * down
+    return D
+
+
 def _geometry(CT: np.ndarray, k: int, old: np.ndarray | None):
     """``(s, drift, far)`` for the dtype-rounded centroids ``CT[:, :k]``: half the distance
     of each to its nearest other one (rounded down), how far each moved from ``old`` and
     the two largest moves (rounded up)."""
     Cd = CT[:, :k].T.astype(np.float64)
-    d = Cd.shape[1]
-    slack = 4.0 * (d + 4) * float(np.finfo(np.float64).eps)
-    if k > 1:
-        D = np.sqrt(((Cd[:, None, :] - Cd[None, :, :]) ** 2).sum(axis=2))
-        np.fill_diagonal(D, np.inf)
-        s = 0.5 * D.min(axis=1) * (1.0 - slack)
-    else:
-        s = np.full(1, np.inf)
+    slack = _slack(Cd.shape[1])
+    s = 0.5 * centroid_distances(Cd).min(axis=1) if k > 1 else np.full(1, np.inf)
     if old is None:
         drift = np.zeros(k)
     else:

@@ -202,7 +202,8 @@ def use_bounds(X, k: int) -> bool:
     many clusters per feature). Against the matrix-product step they do not (``hpcjobs bench
     kmeans-lloyd``, d = 784: there about half the rows, those of the groups that several
     centroids share, fail the bounds in every iteration, and their direct distances cost
-    more than the product gives all of them)."""
+    more than the product gives all of them); there Elkan's bounds, one per centroid, pay
+    (``_elkan.use_elkan``)."""
     return not _dense(X, k)
 
 

@@ -1,0 +1,440 @@
+"""Lloyd's iterations with Elkan's bounds ("Using the triangle inequality to accelerate
+k-means", ICML 2003) for an in-memory NumPy array on which the distances come from the
+matrix-product step (:mod:`hpcjobs.kernels.clustering._dense_lloyd`: wide data): the same
+labels, iterations and centroids as plain Lloyd, only the rows still in question read.
+
+Every row keeps its label ``a``, an upper bound ``u`` on its distance to its centroid and a
+lower bound ``L[j]`` on its distance to *every* centroid ``j`` (n x k float64). When the
+centroids move by ``drift``, ``u`` grows by ``drift[a]`` and each ``L[j]`` shrinks by
+``drift[j]``. A row is skipped without reading it when every other centroid is out of reach:
+``u < m_j`` with ``m_j = max(L[j], d(c_a, c_j) - u)`` (the triangle inequality), first
+tried at once for all of them with ``s[a]``, half the distance from ``c_a`` to its nearest
+other centroid. Otherwise the row's own distance is computed (``u`` becomes exact), then
+only the distances of the centroids still in reach, whose ``L[j]`` they renew.
+
+Hamerly's single lower bound (``_bounded``) fails here for about half the rows in every
+iteration (the rows of the groups that several centroids share: nearest and second distance
+within ~2 %), and all ``k`` of their distances cost more than the matrix product gives every
+row. With one bound per centroid the same rows fail, but only 2-3 of their other
+distances are needed (11-17 % of the (row, other centroid) pairs; ``hpcjobs bench
+kmeans-lloyd``, d = 784, k = 10), and the rows that fail are read from a float32 copy.
+
+Exactly Lloyd's labels
+----------------------
+Plain Lloyd's labels are those of the direct distances ``sum((x - c)**2)`` summed in the
+data's dtype to the dtype-rounded centroids (the lowest index on a tie). The bounds hold the
+true distances to the dtype-rounded centroids: set from computed distances widened by their
+rounding error bound (``_bounded.error_bounds``: float64 or float32 distances, vectorised in
+any order, within ``g64``/``g32`` relative plus an underflow term; the matrix product's
+scores within ``tol * (|x|^2 + |c_j|^2)``, as ``_dense_lloyd._Centroids`` bounds them) and
+updated with outward rounding (``_bounded._UP``/``_DOWN``). A centroid ``j`` is out of reach
+only when ``u^2 (1 + g) + 2 a2 < m_j^2 (1 - g)`` (``g``, ``a2``: the direct distance's error
+in the dtype): then the direct distance to ``c_a`` is strictly below the one to ``c_j``,
+rounding included. A centroid out of reach of ``c_a`` is out of reach of any centroid that
+beats ``c_a`` too, so the label is always chosen among those left in reach.
+
+A row whose bounds fail is first tried on float32 copies of the rows and centroids (half
+the bytes to read, twice the vector lanes): a copy is at most ``rx`` (row) and ``rc``
+(centroid) from the original (``2^-24`` relative a feature, plus the subnormal spacing), so
+by the triangle inequality the float32 distance, widened by its rounding error and by
+``rx + rc``, bounds the true one. Where those bounds put one centroid in reach strictly ahead
+of all the others (the same test), it is the label; otherwise (a near-tie, ~1-2 % of the
+rows tried) the row is decided on float64 distances as the matrix-product step decides it
+(``_dense_lloyd._choose``: the float64 distances, and the direct in-order sums where those
+are too close to tell). Rows too large for float32 (``|x| > 1e37``) have no usable copy
+(``rx`` = inf) and are decided on float64.
+
+Passes and sums
+---------------
+The first iteration is the matrix-product pass itself (``_dense_lloyd.lloyd_dense``: the
+same blocks, threads and sums to the last bit), which also keeps every row's bounds from the
+block's scores and their error bounds, and makes the float32 copy while each block is in
+cache. The later iterations update the cluster sums (float64) with the rows that changed
+label only (subtracted from their old cluster, added to their new one); when a bounded pass
+computed so many distances that the product would have been cheaper (``DENSE_WORK``), the
+next iteration is a product pass again (fresh sums and bounds).
+
+The final labels and inertia come from one more bounded pass that computes every row's own
+distance in float64 (the inertia needs them all, to float64 rounding) and only the other
+distances still in reach.
+
+Empty clusters are filled as plain Lloyd fills them (``_lloyd.relocate_empty``); the rows
+moved get their new label and bounds that force their distances to be computed again.
+
+Memory beside ``X``: the bounds (n x k float64, at most the size of ``X``: ``use_elkan``)
+and, for float64 data, the float32 copy (half of ``X``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
+from hpcjobs.kernels.clustering._dense_lloyd import (
+    _Centroids,
+    _choose,
+    _winner_and_norm,
+    added,
+    in_threads,
+    lloyd_dense,
+)
+from hpcjobs.kernels.clustering._kmeans._bounded import (
+    _DOWN,
+    _UP,
+    _geometry,
+    centroid_distances,
+    error_bounds,
+)
+from hpcjobs.kernels.clustering._kmeans._chunks import pad
+
+#: the narrowest data the bounds pay on: the narrower the rows, the cheaper the product
+#: pass and the more the per-row cost of the bounds weighs (paired runs of ``kmeans``, 20
+#: iterations from the same centroids on ``hpcjobs bench kmeans-lloyd``'s data: 0.65x the
+#: plain time at d = 784, 0.6-0.75x at d = 96-256 (k = 10-128), 1.0x at d = 64, 1.25-1.6x
+#: at d = 16-32)
+MIN_FEATURES = 96
+
+
+def use_elkan(X, k: int) -> bool:
+    """Whether Lloyd's iterations on the in-memory ``X`` run bounded here: where the plain
+    pass is the matrix-product step (``_specialised._dense``) on data wide enough
+    (``MIN_FEATURES``), and the bounds, one float64 per row and centroid, take no more
+    memory than the data (``k * 8 <= d * itemsize``)."""
+    from hpcjobs.kernels.clustering._kmeans._specialised import _dense
+
+    d = X.shape[1]
+    return d >= MIN_FEATURES and _dense(X, k) and k * 8 <= d * X.dtype.itemsize
+
+
+@njit
+def _upper(e, g64, a64):
+    """An upper bound on the true distance whose float64 square was computed as ``e``."""
+    return math.sqrt(e * (1.0 + g64) + a64) * _UP
+
+
+@njit
+def _lower(e, g64, a64):
+    """A lower bound on the true distance whose float64 square was computed as ``e``."""
+    return math.sqrt(max(e * (1.0 - g64) - a64, 0.0)) * _DOWN
+
+
+@njit
+def _out_of_reach(u, m, g, a2):
+    """Whether a centroid at least ``m`` away loses to one at most ``u`` away on the direct
+    distances (rounding included)."""
+    m = max(m, 0.0)
+    return u * u * (1.0 + g) + 2.0 * a2 < m * m * (1.0 - g)
+
+
+@njit
+def _keep_block(s, GT, cn, tol, lab, dist, xnorm, labels, u, L, g64, a64):
+    """The bounds of the rows of a block at ``s`` from the matrix product's results: the
+    winner's float64 distance (``u``) and every score widened by its error bound (``L``)."""
+    k, m = GT.shape
+    for r in range(m):
+        i = s + r
+        labels[i] = int(lab[r])
+        u[i] = _upper(dist[r], g64, a64)
+        xn = xnorm[r]
+        for j in range(k):
+            lo = cn[j] - 2.0 * GT[j, r] + xn - tol * (xn + cn[j])
+            L[i, j] = math.sqrt(max(lo, 0.0)) * _DOWN
+
+
+#: the float32 copy of a row is within ``2^-24 |x|`` of it, plus ``2^-150`` a feature where
+#: it is subnormal; rows with ``|x|`` beyond ``_F32_MAX`` have no copy (it could overflow)
+_F32_ULP, _F32_TINY, _F32_MAX = 2.0 ** -24, 2.0 ** -150, 1e37
+
+
+@njit
+def _copied_rows(s, xnorm, rx, d, g64, a64):
+    """``rx[s + r]``: how far row ``s + r``, of squared norm ``xnorm[r]`` (float64), is at
+    most from its float32 copy (+inf where a row is too large for one)."""
+    for r in range(xnorm.shape[0]):
+        x = _upper(xnorm[r], g64, a64)
+        rx[s + r] = (x * _F32_ULP + math.sqrt(d) * _F32_TINY) * _UP if x < _F32_MAX else np.inf
+
+
+@njit(fastmath={"reassoc", "contract"})
+def _distance32(X32, i, C32, j):
+    """``sum((x - c)**2)`` of float32 row ``i`` and centroid ``j``, in float32, any order
+    (vectorised: twice the lanes of float64, and the centroids' rows fit the L1 cache)."""
+    e = np.float32(0.0)
+    for f in range(X32.shape[1]):
+        t = X32[i, f] - C32[j, f]
+        e += t * t
+    return e
+
+
+@njit
+def _bounds32(X32, i, C32, j, rx, rc, g32, a32):
+    """(lower, upper) bound on the true distance of row ``i`` of ``X`` to centroid ``j``
+    from the float32 copies: their computed distance widened by its rounding error and by
+    how far the copies are from the originals (``rx``, ``rc[j]``: the triangle inequality)."""
+    e = np.float64(_distance32(X32, i, C32, j))
+    if e == np.inf:  # overflowed: no bound from the copies
+        return 0.0, np.inf
+    hi = (math.sqrt(e * (1.0 + g32) + a32) * _UP + rx + rc[j]) * _UP
+    lo = (math.sqrt(max(e * (1.0 - g32) - a32, 0.0)) * _DOWN - rx - rc[j]) * _DOWN
+    return max(lo, 0.0), hi
+
+
+@njit
+def _in_reach(i, a, ui, L, dcc, g, a2):
+    """Whether any centroid other than ``a`` may still be nearer to row ``i`` than ``a``."""
+    for j in range(dcc.shape[0]):
+        if j != a and not _out_of_reach(ui, max(L[i, j], dcc[a, j] - ui), g, a2):
+            return True
+    return False
+
+
+@njit
+def _move(X, i, a, w, labels, sums, counts):
+    """Row ``i`` from cluster ``a`` to ``w``: its label, the sums and counts."""
+    labels[i] = w
+    counts[w] += 1
+    counts[a] -= 1
+    for f in range(X.shape[1]):
+        sums[w, f] += X[i, f]
+        sums[a, f] -= X[i, f]
+
+
+@njit
+def _row32(X, X32, i, C32, rx, rc, dcc, labels, u, L, errs, hi, cand, sums, counts):
+    """Row ``i``, its bounds failed, from its float32 copy: its own distance bounds, those
+    of the centroids still in reach, and its label where one of them is nearer than all the
+    others beyond rounding. Returns (settled, distances computed); a row not settled (a
+    near-tie) is left to :func:`_row` (its bounds stay valid)."""
+    g, a2, g32, a32 = errs[0], errs[1], errs[5], errs[6]
+    a = labels[i]
+    lo, ua = _bounds32(X32, i, C32, a, rx[i], rc, g32, a32)
+    L[i, a] = lo
+    u[i] = ua
+    nc = 0
+    w = a
+    for j in range(dcc.shape[0]):
+        if j != a and not _out_of_reach(ua, max(L[i, j], dcc[a, j] - ua), g, a2):
+            L[i, j], hi[j] = _bounds32(X32, i, C32, j, rx[i], rc, g32, a32)
+            cand[nc] = j
+            nc += 1
+            w = j if hi[j] < (ua if w == a else hi[w]) else w
+    if nc == 0:
+        return True, 1
+    uw = ua if w == a else hi[w]
+    if w != a and not _out_of_reach(uw, L[i, a], g, a2):
+        return False, nc + 1
+    for q in range(nc):
+        if cand[q] != w and not _out_of_reach(uw, L[i, cand[q]], g, a2):
+            return False, nc + 1
+    if w != a:
+        _move(X, i, a, w, labels, sums, counts)
+        u[i] = uw
+    return True, nc + 1
+
+
+@njit
+def _row(X, i, Cr, dcc, labels, u, L, errs, dist, sums, counts):
+    """Row ``i``, its bounds failed, on float64 distances: its own distance, the distances
+    of the centroids still in reach, its label (the direct kernels' choice, near-ties
+    included) and fresh bounds; returns (its distance, the number of distances computed)."""
+    g, a2, g64, a64, h = errs[0], errs[1], errs[2], errs[3], errs[4]
+    k = Cr.shape[0]
+    a = labels[i]
+    e = _winner_and_norm(X, i, Cr, a)[0]
+    ui = _upper(e, g64, a64)
+    L[i, a] = _lower(e, g64, a64)
+    near = 0
+    for j in range(k):
+        dist[j] = np.inf
+        if j != a and not _out_of_reach(ui, max(L[i, j], dcc[a, j] - ui), g, a2):
+            dist[j] = _winner_and_norm(X, i, Cr, j)[0]
+            L[i, j] = _lower(dist[j], g64, a64)
+            near += 1
+    if near:
+        dist[a] = e
+        w, e = _choose(X, i, Cr, dist, h)
+        if w != a:
+            ui = _upper(e, g64, a64)
+            _move(X, i, a, w, labels, sums, counts)
+    u[i] = ui
+    return e, near + 1
+
+
+@njit
+def _rows(X, X32, rx, Cr, C32, rc, dcc, s, drift, labels, u, L, start, stop, errs, final,
+          sums, counts):
+    """One bounded pass over rows ``[start, stop)`` (see :func:`elkan_pass`): returns
+    (the inertia of the rows whose float64 distance was computed, the distances computed)."""
+    g, a2 = errs[0], errs[1]
+    k = Cr.shape[0]
+    dist = np.empty(k)
+    hi = np.empty(k)
+    cand = np.empty(k, dtype=np.int64)
+    inertia = 0.0
+    work = 0
+    for i in range(start, stop):
+        a = labels[i]
+        ui = (u[i] + drift[a]) * _UP
+        u[i] = ui
+        for j in range(k):
+            L[i, j] = max((L[i, j] - drift[j]) * _DOWN, 0.0)
+        if not final:
+            if _out_of_reach(ui, 2.0 * s[a] - ui, g, a2) or not _in_reach(i, a, ui, L, dcc,
+                                                                           g, a2):
+                continue
+            if rx[i] < np.inf:  # the row has a float32 copy
+                settled, w = _row32(X, X32, i, C32, rx, rc, dcc, labels, u, L, errs, hi,
+                                    cand, sums, counts)
+                work += w
+                if settled:
+                    continue
+        e, w = _row(X, i, Cr, dcc, labels, u, L, errs, dist, sums, counts)
+        inertia += e
+        work += w
+    return inertia, work
+
+
+def elkan_pass(X, X32, rx, Cr, C32, rc, dcc, s, drift, labels, u, L, errs, final,
+               n_threads):
+    """One bounded pass over ``X`` (C-contiguous) for the centroids ``Cr`` (k, d), rows in
+    the dtype of ``X``, after they moved by ``drift`` (k,) since the bounds ``u``/``L`` were
+    last updated (``dcc``: lower bounds on the distances between the centroids; ``s``: half
+    the distance of each to its nearest other one; ``errs``: ``g, a2, g64, a64, h, g32,
+    a32``). The rows whose bounds fail are first tried on float32 copies (``X32``, ``C32``,
+    at most ``rx[i]``/``rc[j]`` away from ``X``/``Cr``). Updates ``labels``, ``u`` and
+    ``L``; returns the changes of the cluster sums and counts (the rows that changed label,
+    moved), the inertia and the number of distances computed (with ``final``, every row is
+    decided on float64 distances, its own always computed: the inertia is then the total).
+
+    The row ranges run in the product step's thread pool (``_dense_lloyd.in_threads``; the
+    kernels release the GIL), not in Numba's threads: on a busy machine OpenMP's spinning
+    threads held each pass up by tens of ms (``hpcjobs bench kmeans-lloyd``).
+    """
+    k, d = Cr.shape
+
+    def work(start, stop):
+        sums = np.zeros((k, d))
+        counts = np.zeros(k, dtype=np.int64)
+        inertia, done = _rows(X, X32, rx, Cr, C32, rc, dcc, s, drift, labels, u, L, start,
+                              stop, errs, final, sums, counts)
+        return sums, counts, inertia, done
+
+    return added(in_threads(thread_ranges(X.shape[0], n_threads), work))
+
+
+#: a bounded pass that computed more than this fraction of all the ``n * k`` distances (the
+#: own ones included) is followed by a product pass, which renews every bound
+#: (``hpcjobs bench kmeans-lloyd``: ~25 % of the distances in the first bounded pass,
+#: ~15 % later; a bounded pass then costs a third of a product pass)
+DENSE_WORK = 0.5
+
+
+def _away(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Upper bounds on the distances between the rows of ``A`` and ``B`` (float64)."""
+    g64, a64 = error_bounds(A.shape[1], np.float64)
+    e = ((A.astype(np.float64) - B.astype(np.float64)) ** 2).sum(axis=1)
+    return np.sqrt(e * (1.0 + g64) + a64) * _UP
+
+
+class _State:
+    """Labels and bounds of every row, the float32 copy of the rows, the centroids the
+    bounds refer to and the error bounds."""
+
+    def __init__(self, X: np.ndarray, k: int):
+        n, d = X.shape
+        self.X, self.k = X, k
+        self.labels = np.empty(n, dtype=np.int32)
+        self.u = np.empty(n)
+        self.L = np.empty((n, k))
+        if X.dtype == np.float32:
+            self.X32, self.rx = X, np.zeros(n)
+        else:  # filled by the product pass, block by block while in cache
+            self.X32, self.rx = np.empty((n, d), dtype=np.float32), np.empty(n)
+        g, a2 = error_bounds(d, X.dtype)
+        g64, a64 = error_bounds(d, np.float64)
+        g32, a32 = error_bounds(d, np.float32)
+        self.errs = np.array([g, a2, g64, a64, 0.0, g32, a32])
+        self.Cd = None
+        self.copied = False
+
+    def product_pass(self, CT, nt):
+        """Plain Lloyd's product pass (its sums, bit for bit), every row's bounds kept (and
+        the float32 copy of the rows made, the first time, block by block while in cache)."""
+        X, X32, rx = self.X, self.X32, self.rx
+        labels, u, L, g64, a64 = self.labels, self.u, self.L, self.errs[2], self.errs[3]
+        copy = X32 is not X and not self.copied  # the copy is made once
+
+        def keep(s, GT, cen, scratch):
+            _best, _second, lab, dist, xnorm = scratch
+            _keep_block(s, GT, cen.cn, cen.tol, lab, dist, xnorm, labels, u, L, g64, a64)
+            if copy:
+                with np.errstate(over="ignore"):  # rows too large: rx[i] = inf
+                    X32[s:s + GT.shape[1]] = X[s:s + GT.shape[1]]
+                _copied_rows(s, xnorm, rx, X.shape[1], g64, a64)
+
+        sums, counts, _ = lloyd_dense(X, CT, self.k, nt, keep=keep)
+        self.copied = True
+        self.Cd = CT[:, :self.k].T.astype(np.float64)  # the centroids the bounds refer to
+        return sums, counts
+
+    def bounded_pass(self, CT, nt, final=False):
+        """A bounded pass for the centroids ``CT``: (sum and count changes, inertia, distances
+        computed)."""
+        s, drift, _far, Cd = _geometry(CT, self.k, self.Cd)
+        self.Cd = Cd
+        cen = _Centroids(CT, self.k, self.X.dtype)
+        self.errs[4] = cen.bounds[2]
+        with np.errstate(over="ignore"):  # centroids too large: rc[j] = inf
+            C32 = cen.Cr.astype(np.float32)
+            rc = _away(C32, cen.Cr)
+        return elkan_pass(self.X, self.X32, self.rx, cen.Cr, C32, rc, centroid_distances(Cd),
+                          s, drift, self.labels, self.u, self.L, self.errs, final, nt)
+
+    def moved(self, rows):
+        """Rows moved into empty clusters: bounds that force all their distances."""
+        for row, cluster in rows:
+            self.labels[row] = cluster
+            self.u[row] = np.inf
+            self.L[row] = 0.0
+
+
+def elkan_lloyd(blocks, C: np.ndarray, max_iter: int, tol_abs: float):
+    """Lloyd's iterations with Elkan's bounds on the in-memory ``blocks``: ``(centroids,
+    n_iter, labels, inertia)``, the same iterations, labels, ``n_iter`` and stopping rule as
+    ``_lloyd.lloyd_loop`` followed by ``_lloyd.labels_inertia``."""
+    from hpcjobs.kernels.clustering._kmeans._lloyd import (
+        labels_inertia,
+        moved_centroids,
+        relocate_empty,
+    )
+
+    if max_iter < 1:
+        return (C, 0, *labels_inertia(blocks, C))
+    X = np.ascontiguousarray(blocks.X)
+    n = X.shape[0]
+    k = len(C)
+    nt = task_threads()
+    state = _State(X, k)
+    CT = pad(C.T, X.dtype)
+    dense = True
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):  # noqa: B007
+        if dense:
+            sums, counts = state.product_pass(CT, nt)
+            dense = False
+        else:
+            ds, dc, _, work = state.bounded_pass(CT, nt)
+            sums += ds
+            counts += dc
+            dense = work > DENSE_WORK * n * k
+        empty = np.flatnonzero(counts == 0)
+        if empty.size:
+            state.moved(relocate_empty(blocks, CT, sums, counts, empty))
+        C, shift = moved_centroids(C, sums, counts)
+        CT = pad(C.T, X.dtype)
+        if shift <= tol_abs:
+            break
+    _, _, inertia, _ = state.bounded_pass(CT, nt, final=True)
+    return C, n_iter, state.labels.copy(), float(inertia)
