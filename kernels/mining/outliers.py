@@ -275,7 +275,7 @@ def _cut(kth, spread, d):
     ``gamma_{d+1}`` (float64) of the float64 one; twice those, plus the underflow of ``d``
     squares, and the float32 rounding of the threshold itself outward.
     """
-    cut = (kth * (1.0 + 4.0 * (d + 2) * _U64) + 2.0 * (d + 6) * _U32 * spread
+    cut = (kth * (1.0 + 4.0 * (d + 2) * _U64) + 2.0 * (4.5 + 1.01 * (d + 1)) * _U32 * spread
            + 4.0 * (d + 2) * _TINY32)
     return np.float32(cut * (1.0 + 4.0 * _U32))
 
