@@ -149,13 +149,14 @@ def test_float32_filter_passes_every_nearer_point():
         tree = o._tree(X)
         first = 2 ** tree.depth - 1
         q32 = np.empty(5, dtype=np.float32)
-        buf32 = np.empty(tree.blocks.shape[2], dtype=np.float32)
+        buf32 = np.empty(tree.blocks32.shape[2], dtype=np.float32)
         for q in X[rng.choice(len(X), 40, replace=False)]:
-            for leaf in range(tree.blocks.shape[0]):
-                n = tree.stop[first + leaf] - tree.start[first + leaf]
+            for leaf in range(tree.blocks32.shape[0]):
+                a, b = tree.start[first + leaf], tree.stop[first + leaf]
+                n = b - a
                 spread = o._centred(q, tree.centre, tree.reach, leaf, q32)
-                pts = tree.blocks[leaf, :, :n].T
-                d64 = np.array([o._exact(q, tree.blocks, leaf, c) for c in range(n)])
+                pts = X[tree.ids[a:b]]
+                d64 = np.array([o._exact(q, tree.rows, r) for r in range(a, b)])
                 np.testing.assert_array_equal(d64, ((q - pts) ** 2).sum(1))
                 for c in range(n):
                     kth = np.nextafter(d64[c], np.inf)

@@ -47,16 +47,17 @@ _RUN = 256
 @dataclass(frozen=True)
 class _Tree:
     """A kd tree in heap order (node ``i`` has children ``2i + 1``, ``2i + 2``; all leaves at
-    depth ``depth``). ``blocks[leaf, j, c]`` is coordinate ``j`` of the leaf's ``c``-th point:
-    each leaf's points lie in one contiguous block, coordinates in rows (a leaf's distances
-    read a few consecutive cache lines, and no array view is made for them). Node ``i`` holds
-    the points ``start[i]:stop[i]`` in leaf order, ids ``ids[...]`` and the bounding box
-    ``lo[i]``, ``hi[i]``; an inner node's left child holds its points with coordinate
-    ``split_dim[i]`` <= ``split_val[i]``, its right child those >= it. ``blocks32`` holds the
-    same points in float32 relative to their leaf's ``centre`` (float64), and ``reach[leaf, j]``
-    is the largest ``|blocks32[leaf, j, :]|``: the leaves' copy for the float32 filter."""
+    depth ``depth``). Node ``i`` holds the points ``start[i]:stop[i]`` in leaf order, ids
+    ``ids[...]`` and the bounding box ``lo[i]``, ``hi[i]``; an inner node's left child holds
+    its points with coordinate ``split_dim[i]`` <= ``split_val[i]``, its right child those >=
+    it. ``rows[r]`` is the point at position ``r`` in leaf order (float64, one cache line per
+    point at d = 8: what a float64 distance reads). ``blocks32[leaf, j, c]`` is coordinate
+    ``j`` of the leaf's ``c``-th point in float32, relative to the leaf's ``centre`` (float64):
+    each leaf's points in one contiguous block, coordinates in rows, for the float32 filter
+    (points side by side in SIMD lanes; indexed, no array view made for them);
+    ``reach[leaf, j]`` is the largest ``|blocks32[leaf, j, :]|``."""
 
-    blocks: np.ndarray
+    rows: np.ndarray
     blocks32: np.ndarray
     centre: np.ndarray
     reach: np.ndarray
@@ -149,7 +150,10 @@ def _build(X, depth):
     for node in range(first_leaf, n_nodes):
         cap = max(cap, stop[node] - start[node])
     n_leaves = n_nodes - first_leaf
-    blocks = np.zeros((n_leaves, d, cap))
+    rows = np.empty((n, d))
+    for r in range(n):
+        for j in range(d):
+            rows[r, j] = X[perm[r], j]
     blocks32 = np.zeros((n_leaves, d, cap), dtype=np.float32)
     centre = np.zeros((n_leaves, d))
     reach = np.zeros((n_leaves, d))
@@ -159,12 +163,11 @@ def _build(X, depth):
             centre[leaf, j] = lo[node, j] + 0.5 * (hi[node, j] - lo[node, j])
         for c in range(stop[node] - start[node]):
             for j in range(d):
-                x = X[perm[start[node] + c], j]
-                blocks[leaf, j, c] = x
+                x = rows[start[node] + c, j]
                 x32 = np.float32(x - centre[leaf, j])
                 blocks32[leaf, j, c] = x32
                 reach[leaf, j] = max(reach[leaf, j], abs(np.float64(x32)))
-    return blocks, blocks32, centre, reach, perm, start, stop, lo, hi, split_dim, split_val
+    return rows, blocks32, centre, reach, perm, start, stop, lo, hi, split_dim, split_val
 
 
 @njit(inline="always")
@@ -224,11 +227,12 @@ def _any_below(buf, n, kth):
 
 @njit(inline="always")
 def _leaf_distances(q, blocks, leaf, n, buf, kth):
-    """Squared distances from ``q`` to the leaf's ``n`` points into ``buf``, summed over
-    coordinates in coordinate order (as scikit-learn's trees do), four coordinates a pass;
-    whether one is below ``kth``. Stops (False) after a pass that leaves none of the partial
-    sums below ``kth``: adding squares never lowers a sum, rounded or not, and most leaves
-    near enough to compute hold no point nearer than the k-th."""
+    """Squared distances from ``q`` to the leaf's ``n`` points into ``buf`` (the float32
+    filter's, from the leaf's centred copy: :func:`_cut` bounds their rounding), summed over
+    coordinates in coordinate order, four coordinates a pass; whether one is below ``kth``.
+    Stops (False) after a pass that leaves none of the partial sums below ``kth``: adding
+    squares never lowers a sum, rounded or not, and most leaves near enough to compute hold
+    no point nearer than the k-th."""
     d = q.shape[0]
     j = 0
     while j + 4 <= d:
@@ -281,12 +285,12 @@ def _cut(kth, spread, d):
 
 
 @njit(inline="always")
-def _exact(q, blocks, leaf, c):
-    """Squared distance from ``q`` to the leaf's ``c``-th point, in coordinate order (the
-    value :func:`_leaf_distances` computes)."""
+def _exact(q, rows, r):
+    """Squared distance from ``q`` to the point at position ``r`` (float64, summed in
+    coordinate order, as scikit-learn's trees sum it): the distance that decides."""
     s = 0.0
     for j in range(q.shape[0]):
-        e = q[j] - blocks[leaf, j, c]
+        e = q[j] - rows[r, j]
         s += e * e
     return s
 
@@ -305,7 +309,7 @@ def _insert(best_d, best_i, k, dist, pid):
 
 
 @njit
-def _query(q, qid, tree, k, best_d, best_i, stack, stack_rd, stack_off, off, buf, q32, buf32):
+def _query(q, qid, tree, k, best_d, best_i, stack, stack_rd, stack_off, off, q32, buf32):
     """k nearest points (squared distance, id) to ``q`` other than id ``qid``, sorted.
 
     Depth first, nearer child first. The distance from ``q`` to a node's cell (the region its
@@ -319,7 +323,7 @@ def _query(q, qid, tree, k, best_d, best_i, stack, stack_rd, stack_off, off, buf
     float64 distance, the one that decides (so the neighbours and distances are those of the
     float64 distances alone).
     """
-    (blocks, blocks32, centre, reach, ids, start, stop, lo, hi, split_dim, split_val,
+    (rows, blocks32, centre, reach, ids, start, stop, lo, hi, split_dim, split_val,
      depth) = tree
     d = q.shape[0]
     first_leaf = 2 ** depth - 1
@@ -365,14 +369,12 @@ def _query(q, qid, tree, k, best_d, best_i, stack, stack_rd, stack_off, off, buf
                 continue  # no point can be nearer than the k-th
             for c in range(b - a):
                 if buf32[c] < cut:
-                    dist = _exact(q, blocks, leaf, c)
+                    dist = _exact(q, rows, a + c)
                     if dist < kth and ids[a + c] != qid:
                         kth = _insert(best_d, best_i, k, dist, ids[a + c])
             continue
-        if not _leaf_distances(q, blocks, leaf, b - a, buf, kth):
-            continue  # no point nearer than the k-th: the scalar scan is skipped
-        for c in range(b - a):
-            dist = buf[c]
+        for c in range(b - a):  # coordinates beyond float32: every float64 distance
+            dist = _exact(q, rows, a + c)
             if dist < kth and ids[a + c] != qid:
                 kth = _insert(best_d, best_i, k, dist, ids[a + c])
 
@@ -397,8 +399,7 @@ def _knn(Q, q_ids, tree, k, n_threads):
         stack_rd = np.empty(depth + 2)
         stack_off = np.empty((depth + 2, d))
         off = np.empty(d)
-        buf = np.empty(tree[0].shape[2])
-        buf32 = np.empty(tree[0].shape[2], dtype=np.float32)
+        buf32 = np.empty(tree[1].shape[2], dtype=np.float32)
         q32 = np.empty(d, dtype=np.float32)
         bd = np.empty(k)
         bi = np.empty(k, dtype=np.int64)
@@ -408,8 +409,8 @@ def _knn(Q, q_ids, tree, k, n_threads):
             for r in range(run * _RUN, min(nq, (run + 1) * _RUN)):
                 for j in range(d):
                     q[j] = Q[r, j]
-                _query(q, q_ids[r], tree, k, bd, bi, stack, stack_rd, stack_off, off, buf,
-                       q32, buf32)
+                _query(q, q_ids[r], tree, k, bd, bi, stack, stack_rd, stack_off, off, q32,
+                       buf32)
                 for t in range(k):
                     dist[r, t] = math.sqrt(bd[t])
                     nbr[r, t] = bi[t]
@@ -457,7 +458,7 @@ def _tree(X: np.ndarray, func: str = "knn_outliers") -> _Tree:
 
 def _neighbours(tree: _Tree, Q: np.ndarray, q_ids: np.ndarray, k: int):
     """(dist, ids) of the k nearest points of the tree to each row of ``Q``, sorted."""
-    arrays = (tree.blocks, tree.blocks32, tree.centre, tree.reach, tree.ids, tree.start,
+    arrays = (tree.rows, tree.blocks32, tree.centre, tree.reach, tree.ids, tree.start,
               tree.stop, tree.lo, tree.hi, tree.split_dim, tree.split_val, tree.depth)
     return _knn(Q, q_ids, arrays, k, task_threads())
 
