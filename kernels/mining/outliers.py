@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from hpcjobs.kernels._jit import fetch_add, njit, task_threads
+from hpcjobs.kernels._jit import fetch_add, njit, prefetch_row, task_threads
 from hpcjobs.kernels._validation import InvalidInput, check_array, check_int, is_dask, message
 from hpcjobs.kernels.mining.params import KNN_OUTLIERS, LOF
 
@@ -309,7 +309,8 @@ def _insert(best_d, best_i, k, dist, pid):
 
 
 @njit
-def _query(q, qid, tree, k, best_d, best_i, stack, stack_rd, stack_off, off, q32, buf32):
+def _query(q, qid, tree, k, best_d, best_i, stack, stack_rd, stack_off, off, q32, buf32,
+           hits):
     """k nearest points (squared distance, id) to ``q`` other than id ``qid``, sorted.
 
     Depth first, nearer child first. The distance from ``q`` to a node's cell (the region its
@@ -367,11 +368,19 @@ def _query(q, qid, tree, k, best_d, best_i, stack, stack_rd, stack_off, off, q32
             cut = _cut(kth, spread, d)
             if not _leaf_distances(q32, blocks32, leaf, b - a, buf32, cut):
                 continue  # no point can be nearer than the k-th
+            # the points that pass, listed without a branch (it would mispredict), their rows
+            # asked for at once: their cache misses overlap instead of following each other
+            m = 0
             for c in range(b - a):
-                if buf32[c] < cut:
-                    dist = _exact(q, rows, a + c)
-                    if dist < kth and ids[a + c] != qid:
-                        kth = _insert(best_d, best_i, k, dist, ids[a + c])
+                hits[m] = a + c
+                m += np.int64(buf32[c] < cut)
+            for t in range(m):
+                prefetch_row(rows, hits[t])
+            for t in range(m):
+                r = hits[t]
+                dist = _exact(q, rows, r)
+                if dist < kth and ids[r] != qid:
+                    kth = _insert(best_d, best_i, k, dist, ids[r])
             continue
         for c in range(b - a):  # coordinates beyond float32: every float64 distance
             dist = _exact(q, rows, a + c)
@@ -400,6 +409,7 @@ def _knn(Q, q_ids, tree, k, n_threads):
         stack_off = np.empty((depth + 2, d))
         off = np.empty(d)
         buf32 = np.empty(tree[1].shape[2], dtype=np.float32)
+        hits = np.empty(tree[1].shape[2], dtype=np.int64)
         q32 = np.empty(d, dtype=np.float32)
         bd = np.empty(k)
         bi = np.empty(k, dtype=np.int64)
@@ -410,7 +420,7 @@ def _knn(Q, q_ids, tree, k, n_threads):
                 for j in range(d):
                     q[j] = Q[r, j]
                 _query(q, q_ids[r], tree, k, bd, bi, stack, stack_rd, stack_off, off, q32,
-                       buf32)
+                       buf32, hits)
                 for t in range(k):
                     dist[r, t] = math.sqrt(bd[t])
                     nbr[r, t] = bi[t]
