@@ -308,7 +308,7 @@ def _insert(best_d, best_i, k, dist, pid):
     return best_d[k - 1]
 
 
-@njit
+@njit(inline="always")
 def _query(q, qid, tree, k, best_d, best_i, stack, stack_rd, stack_off, off, q32, buf32,
            hits):
     """k nearest points (squared distance, id) to ``q`` other than id ``qid``, sorted.
@@ -388,6 +388,24 @@ def _query(q, qid, tree, k, best_d, best_i, stack, stack_rd, stack_off, off, q32
                 kth = _insert(best_d, best_i, k, dist, ids[a + c])
 
 
+@njit
+def _run(Q, q_ids, r0, r1, tree, k, dist, nbr, scratch):
+    """The k nearest other points of rows ``r0:r1`` of ``Q`` into ``dist``/``nbr``.
+
+    One call per run of queries, :func:`_query` inlined: a call passes the tree's arrays,
+    and every call counts a reference to each of them up and down, atomically, on counters
+    all the threads share (each query paying those had cost a few per cent)."""
+    stack, stack_rd, stack_off, off, q32, buf32, hits, bd, bi, q = scratch
+    for r in range(r0, r1):
+        for j in range(Q.shape[1]):
+            q[j] = Q[r, j]
+        _query(q, q_ids[r], tree, k, bd, bi, stack, stack_rd, stack_off, off, q32, buf32,
+               hits)
+        for t in range(k):
+            dist[r, t] = math.sqrt(bd[t])
+            nbr[r, t] = bi[t]
+
+
 @njit(parallel=True)
 def _knn(Q, q_ids, tree, k, n_threads):
     """k nearest other points of every row of ``Q`` (ids ``q_ids``), sorted: (dist, ids).
@@ -403,27 +421,14 @@ def _knn(Q, q_ids, tree, k, n_threads):
     n_workers = max(1, min(n_runs, n_threads))
     claimed = np.zeros(1, dtype=np.int64)
     for _ in numba.prange(n_workers):
-        depth = tree[-1]
-        stack = np.empty(depth + 2, dtype=np.int64)
-        stack_rd = np.empty(depth + 2)
-        stack_off = np.empty((depth + 2, d))
-        off = np.empty(d)
-        buf32 = np.empty(tree[1].shape[2], dtype=np.float32)
-        hits = np.empty(tree[1].shape[2], dtype=np.int64)
-        q32 = np.empty(d, dtype=np.float32)
-        bd = np.empty(k)
-        bi = np.empty(k, dtype=np.int64)
-        q = np.empty(d)
+        depth, cap = tree[-1], tree[1].shape[2]
+        scratch = (np.empty(depth + 2, dtype=np.int64), np.empty(depth + 2),
+                   np.empty((depth + 2, d)), np.empty(d), np.empty(d, dtype=np.float32),
+                   np.empty(cap, dtype=np.float32), np.empty(cap, dtype=np.int64),
+                   np.empty(k), np.empty(k, dtype=np.int64), np.empty(d))
         run = fetch_add(claimed, 0, 1)
         while run < n_runs:
-            for r in range(run * _RUN, min(nq, (run + 1) * _RUN)):
-                for j in range(d):
-                    q[j] = Q[r, j]
-                _query(q, q_ids[r], tree, k, bd, bi, stack, stack_rd, stack_off, off, q32,
-                       buf32, hits)
-                for t in range(k):
-                    dist[r, t] = math.sqrt(bd[t])
-                    nbr[r, t] = bi[t]
+            _run(Q, q_ids, run * _RUN, min(nq, (run + 1) * _RUN), tree, k, dist, nbr, scratch)
             run = fetch_add(claimed, 0, 1)
     return dist, nbr
 
