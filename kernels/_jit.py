@@ -252,3 +252,21 @@ def prefetch_row(typingctx, X, i):
         return context.get_dummy_value()
 
     return types.void(X, types.intp), codegen
+
+
+@njit(parallel=True)
+def count_nonfinite(flat, n_threads):
+    """How many values of the 1-D float array ``flat`` are NaN or infinite, over ``n_threads``
+    Numba threads: one pass at memory speed, no temporary array (``np.isfinite(X).all()``
+    makes a boolean array as large as ``X``, on one core). The test ``|x| < inf`` (false for
+    NaN and inf) is a compare and an integer sum that vectorise; ``x - x != 0``, an unordered
+    compare, did not (6x slower)."""
+    ranges = thread_ranges(flat.shape[0], n_threads)
+    counts = np.zeros(ranges.shape[0], dtype=np.int64)
+    for t in numba.prange(ranges.shape[0]):
+        part = flat[ranges[t, 0]:ranges[t, 1]]
+        finite = 0
+        for i in range(part.shape[0]):
+            finite += np.int64(np.abs(part[i]) < np.inf)
+        counts[t] = part.shape[0] - finite
+    return counts.sum()

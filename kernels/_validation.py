@@ -157,11 +157,25 @@ def check_array(X, name: str, func: str, *, ndim: int | tuple[int, ...] | None =
         X = X.astype(np.float64)
     if not is_dask(X):
         X = np.ascontiguousarray(X)
-        if not allow_nan and X.dtype.kind == "f" and X.size and not np.isfinite(X).all():
+        if not allow_nan and X.dtype.kind == "f" and X.size and not all_finite(X):
             raise InvalidInput(message(
                 name, func, "finite (no NaN or inf)", X,
                 "Drop or impute the missing values first."))
     return X
+
+
+#: from this many values on, the finite check runs in Numba's threads (below, NumPy's one
+#: pass costs less than starting them)
+_PARALLEL_CHECK = 1 << 20
+
+
+def all_finite(X: np.ndarray) -> bool:
+    """Whether the C-contiguous float array ``X`` holds no NaN or inf."""
+    if X.size < _PARALLEL_CHECK:
+        return bool(np.isfinite(X).all())
+    from hpcjobs.kernels._jit import count_nonfinite, task_threads
+
+    return count_nonfinite(X.reshape(-1), task_threads()) == 0
 
 
 def nonfinite_error(name: str, func: str) -> InvalidInput:

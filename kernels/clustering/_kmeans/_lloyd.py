@@ -48,7 +48,8 @@ def moved_centroids(C: np.ndarray, sums: np.ndarray, counts: np.ndarray):
     new = C.copy()
     nz = counts > 0
     new[nz] = sums[nz] / counts[nz, None]
-    return new, math.fsum(((new - C) ** 2).ravel())
+    # a list: fsum takes Python floats half again as fast as it iterates a NumPy array
+    return new, math.fsum(((new - C) ** 2).ravel().tolist())
 
 
 def lloyd_loop(blocks: Blocks, C: np.ndarray, max_iter: int, tol_abs: float,
