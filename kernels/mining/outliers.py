@@ -7,11 +7,13 @@ distance to a node's cell is updated in O(1) per step down (only the split coord
 Arya and Mount's incremental distance) and the step is branch free, so a query pays little for
 the inner nodes. A farther child beyond the query's current k-th distance is never visited, a
 leaf whose bounding box is beyond it is skipped, and the others' points are first filtered on
-float32 distances from a copy of the leaf centred on its box (eight SIMD lanes across points,
-half the bytes of float64; the filter's threshold allows for its rounding, so every point whose
-float64 distance is below the k-th passes). Only the points that pass get their float64
-distance (sum of squared differences in coordinate order, as scikit-learn's trees do), and that
-alone decides: the neighbours and distances are those of the float64 distances. Leaves are
+float32 distances from a copy of the leaf centred on its box (twice the SIMD lanes of float64
+across points, half the bytes; the filter's threshold allows for its rounding, so every point
+whose float64 distance is below the k-th passes). Only the points that pass get their float64
+distance (sum of squared differences in coordinate order, as scikit-learn's trees do; from the
+points' rows, prefetched together), and that alone decides: the neighbours and distances are
+those of the float64 distances (a leaf whose coordinates float32 cannot hold takes the float64
+distances of all its points). Leaves are
 large (``_LEAF``): a query's time goes mostly into walking the tree and testing leaves, not into
 the distances, so fewer, larger leaves cost less (``hpcjobs bench lof``). Queries come in tree
 order (neighbouring queries walk the same nodes: cache). The tree's median splits are
