@@ -38,7 +38,14 @@ import numba
 import numpy as np
 
 from hpcjobs.kernels._jit import fetch_add, njit, prefetch_row, task_threads
-from hpcjobs.kernels._validation import InvalidInput, check_array, check_int, is_dask, message
+from hpcjobs.kernels._validation import (
+    InvalidInput,
+    all_finite,
+    check_array,
+    check_int,
+    is_dask,
+    message,
+)
 from hpcjobs.kernels.mining.params import KNN_OUTLIERS, LOF
 
 _LEAF = 128
@@ -464,9 +471,9 @@ def _lof(ids, lrd_rows, lrd_all):
 # array level
 
 
-def _tree(X: np.ndarray, func: str = "knn_outliers") -> _Tree:
+def _tree(X: np.ndarray) -> _Tree:
+    """The kd tree of the (finite) rows of ``X``."""
     X = np.ascontiguousarray(X, dtype=np.float64)
-    _check_finite(X, func)
     depth = 0
     while -(-X.shape[0] // 2 ** depth) > _LEAF:
         depth += 1
@@ -480,13 +487,13 @@ def _neighbours(tree: _Tree, Q: np.ndarray, q_ids: np.ndarray, k: int):
     return _knn(Q, q_ids, arrays, k, task_threads())
 
 
-def _block_neighbours(tree: _Tree, block: np.ndarray, offset: int, k: int,
-                      func: str = "knn_outliers"):
-    block = np.ascontiguousarray(block, dtype=np.float64)
-    _check_finite(block, func)
+def _block_neighbours(tree: _Tree, block: np.ndarray, offset: int, k: int):
+    """(dist, ids) of the k nearest points of the whole set (``tree``, already checked for
+    NaN and inf) to each row of the block that starts at row ``offset``."""
     # query in the block's own kd order: neighbouring queries walk the same nodes (cache)
-    order = _tree(block, func).ids
-    dist, nbr = _neighbours(tree, np.ascontiguousarray(block[order]), order + offset, k)
+    own = _tree(block)
+    order = own.ids
+    dist, nbr = _neighbours(tree, own.rows, order + offset, k)
     out_d = np.empty_like(dist)
     out_i = np.empty_like(nbr)
     out_d[order] = dist
@@ -494,10 +501,14 @@ def _block_neighbours(tree: _Tree, block: np.ndarray, offset: int, k: int,
     return out_d, out_i
 
 
-def _check_finite(X: np.ndarray, func: str) -> None:
-    if not np.isfinite(X).all():
+def _checked_tree(X: np.ndarray, func: str) -> _Tree:
+    """The kd tree of the whole of a Dask ``X``, in one task: the one place every value
+    passes through, so the one finite check (NumPy input is checked by ``check_array``)."""
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    if not all_finite(X):
         raise InvalidInput(message("X", func, "finite (no NaN or inf)", X,
                                    "Drop or impute the missing values first."))
+    return _tree(X)
 
 
 def _validate(X, k: int, func: str):
@@ -507,12 +518,11 @@ def _validate(X, k: int, func: str):
     return X, k
 
 
-def _all_neighbours(X: np.ndarray, k: int, func: str = "knn_outliers"):
-    X = np.ascontiguousarray(X, dtype=np.float64)
-    tree = _tree(X, func)
-    # query in leaf order (neighbouring queries share the tree's cache lines)
-    Q = X[tree.ids]
-    dist, nbr = _neighbours(tree, Q, tree.ids, k)
+def _all_neighbours(X: np.ndarray, k: int):
+    """(dist, ids) of the k nearest other points of every row of the checked ``X``."""
+    tree = _tree(X)
+    # query in leaf order (neighbouring queries share the tree's cache lines): the tree's rows
+    dist, nbr = _neighbours(tree, tree.rows, tree.ids, k)
     out_d = np.empty_like(dist)
     out_i = np.empty_like(nbr)
     out_d[tree.ids] = dist
@@ -525,11 +535,11 @@ def _dask_neighbours(X, k: int, func: str = "knn_outliers"):
     import dask
 
     X = X.rechunk({1: -1})
-    tree = dask.delayed(_tree, pure=True)(X.rechunk({0: -1}), func)
+    tree = dask.delayed(_checked_tree, pure=True)(X.rechunk({0: -1}), func)
     blocks = X.to_delayed(optimize_graph=False).ravel()
     sizes = X.chunks[0]
     offsets = np.cumsum((0,) + sizes[:-1])
-    parts = [dask.delayed(_block_neighbours, pure=True, nout=2)(tree, b, int(o), k, func)
+    parts = [dask.delayed(_block_neighbours, pure=True, nout=2)(tree, b, int(o), k)
              for b, o in zip(blocks, offsets, strict=True)]
     return parts, sizes
 
@@ -608,7 +618,7 @@ def lof(X, k: int = 20):
     """
     X, k = _validate(X, k, "lof")
     if not is_dask(X):
-        dist, nbr = _all_neighbours(X, k, "lof")
+        dist, nbr = _all_neighbours(X, k)
         lrd = _lrd(dist, nbr, np.ascontiguousarray(dist[:, k - 1]))
         return _lof(nbr, lrd, lrd)
     import dask

@@ -59,6 +59,20 @@ _UP = 1.0 + 4.0 * np.finfo(np.float64).eps
 _DOWN = 1.0 - 4.0 * np.finfo(np.float64).eps
 
 
+@njit(inline="always")
+def upper_distance(c2, g, a2):
+    """An upper bound on the true distance whose square was computed as ``c2`` (within
+    ``c2 * g + a2`` of the true square: :func:`error_bounds`), rounded up."""
+    return math.sqrt(np.float64(c2) * (1.0 + g) + a2) * _UP
+
+
+@njit(inline="always")
+def lower_distance(c2, g, a2):
+    """A lower bound on the true distance whose square was computed as ``c2`` (as
+    :func:`upper_distance`), rounded down."""
+    return math.sqrt(max(np.float64(c2) * (1.0 - g) - a2, 0.0)) * _DOWN
+
+
 @njit
 def _nearest_two(XT, m, CT, dist, best, second, lab):
     """The direct kernels' nearest centroid ``lab[i]`` (lowest index on a tie) of the ``m``
@@ -106,8 +120,8 @@ def _settle(CT, XT, m, rows, labels, u, l, g, a2, sums, counts, dist, best, seco
     between clusters (a row labelled -1 had none: it is only added)."""
     _nearest_two(XT, m, CT, dist, best, second, lab)
     for r in range(m):  # the square roots apart, without a branch, so that they vectorise
-        ub[r] = math.sqrt(np.float64(best[r]) * (1.0 + g) + a2) * _UP
-        lb[r] = math.sqrt(max(np.float64(second[r]) * (1.0 - g) - a2, 0.0)) * _DOWN
+        ub[r] = upper_distance(best[r], g, a2)
+        lb[r] = lower_distance(second[r], g, a2)
     nm = 0
     for r in range(m):
         i = rows[r]

@@ -86,6 +86,8 @@ from hpcjobs.kernels.clustering._kmeans._bounded import (
     _geometry,
     centroid_distances,
     error_bounds,
+    lower_distance,
+    upper_distance,
 )
 from hpcjobs.kernels.clustering._kmeans._chunks import pad
 
@@ -109,18 +111,6 @@ def use_elkan(X, k: int) -> bool:
 
 
 @njit
-def _upper(e, g64, a64):
-    """An upper bound on the true distance whose float64 square was computed as ``e``."""
-    return math.sqrt(e * (1.0 + g64) + a64) * _UP
-
-
-@njit
-def _lower(e, g64, a64):
-    """A lower bound on the true distance whose float64 square was computed as ``e``."""
-    return math.sqrt(max(e * (1.0 - g64) - a64, 0.0)) * _DOWN
-
-
-@njit
 def _out_of_reach(u, m, g, a2):
     """Whether a centroid at least ``m`` away loses to one at most ``u`` away on the direct
     distances (rounding included)."""
@@ -136,7 +126,7 @@ def _keep_block(s, GT, cn, tol, lab, dist, xnorm, labels, u, L, g64, a64):
     for r in range(m):
         i = s + r
         labels[i] = int(lab[r])
-        u[i] = _upper(dist[r], g64, a64)
+        u[i] = upper_distance(dist[r], g64, a64)
         xn = xnorm[r]
         for j in range(k):
             lo = cn[j] - 2.0 * GT[j, r] + xn - tol * (xn + cn[j])
@@ -153,7 +143,7 @@ def _copied_rows(s, xnorm, rx, d, g64, a64):
     """``rx[s + r]``: how far row ``s + r``, of squared norm ``xnorm[r]`` (float64), is at
     most from its float32 copy (+inf where a row is too large for one)."""
     for r in range(xnorm.shape[0]):
-        x = _upper(xnorm[r], g64, a64)
+        x = upper_distance(xnorm[r], g64, a64)
         rx[s + r] = (x * _F32_ULP + math.sqrt(d) * _F32_TINY) * _UP if x < _F32_MAX else np.inf
 
 
@@ -176,8 +166,8 @@ def _bounds32(X32, i, C32, j, rx, rc, g32, a32):
     e = np.float64(_distance32(X32, i, C32, j))
     if e == np.inf:  # overflowed: no bound from the copies
         return 0.0, np.inf
-    hi = (math.sqrt(e * (1.0 + g32) + a32) * _UP + rx + rc[j]) * _UP
-    lo = (math.sqrt(max(e * (1.0 - g32) - a32, 0.0)) * _DOWN - rx - rc[j]) * _DOWN
+    hi = (upper_distance(e, g32, a32) + rx + rc[j]) * _UP
+    lo = (lower_distance(e, g32, a32) - rx - rc[j]) * _DOWN
     return max(lo, 0.0), hi
 
 
@@ -243,20 +233,20 @@ def _row(X, i, Cr, dcc, labels, u, L, errs, dist, sums, counts):
     k = Cr.shape[0]
     a = labels[i]
     e = _winner_and_norm(X, i, Cr, a)[0]
-    ui = _upper(e, g64, a64)
-    L[i, a] = _lower(e, g64, a64)
+    ui = upper_distance(e, g64, a64)
+    L[i, a] = lower_distance(e, g64, a64)
     near = 0
     for j in range(k):
         dist[j] = np.inf
         if j != a and not _out_of_reach(ui, max(L[i, j], dcc[a, j] - ui), g, a2):
             dist[j] = _winner_and_norm(X, i, Cr, j)[0]
-            L[i, j] = _lower(dist[j], g64, a64)
+            L[i, j] = lower_distance(dist[j], g64, a64)
             near += 1
     if near:
         dist[a] = e
         w, e = _choose(X, i, Cr, dist, h)
         if w != a:
-            ui = _upper(e, g64, a64)
+            ui = upper_distance(e, g64, a64)
             _move(X, i, a, w, labels, sums, counts)
     u[i] = ui
     return e, near + 1

@@ -36,7 +36,7 @@ import numba
 import numpy as np
 
 from hpcjobs.kernels._jit import njit, prefetch_row, thread_ranges
-from hpcjobs.kernels.clustering._kmeans._bounded import BLOCK, _DOWN, _UP
+from hpcjobs.kernels.clustering._kmeans._bounded import BLOCK, _DOWN, _UP, lower_distance, upper_distance
 from hpcjobs.kernels.clustering._kmeans._chunks import TILE, merge_threads, nearest_row, tile_scratch
 
 
