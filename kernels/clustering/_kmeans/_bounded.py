@@ -337,7 +337,7 @@ def bounded_lloyd(blocks, C: np.ndarray, max_iter: int, tol_abs: float):
                     labels[row] = cluster
                     u[row] = np.inf
                     l[row] = 0.0
-        C, shift = moved_centroids(C, sums, counts)
+        C, shift = moved_centroids(C, sums, counts, tol_abs)
         CT = pad(C.T, X.dtype)
         s, drift, far, Cd = _geometry(CT, k, Cd)
         if shift <= tol_abs:

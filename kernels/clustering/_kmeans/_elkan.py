@@ -71,7 +71,7 @@ import math
 
 import numpy as np
 
-from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
+from hpcjobs.kernels._jit import njit, prefetch_item, task_threads, thread_ranges
 from hpcjobs.kernels.clustering._dense_lloyd import (
     _Centroids,
     _choose,
@@ -252,37 +252,66 @@ def _row(X, i, Cr, dcc, labels, u, L, errs, dist, sums, counts):
     return e, near + 1
 
 
+#: the rows whose bounds are tested before those of them that failed are read (their
+#: indices fill a small buffer), and how many failed rows ahead of the one being read are
+#: prefetched
+_BATCH, _AHEAD = 64, 2
+
+
+@njit
+def _prefetch_rows(X32, failed, q, m):
+    """The float32 rows ``failed[q:q + _AHEAD]`` (of ``m``) to the L2 cache. Failed rows are
+    scattered (~half of them, on ``hpcjobs bench kmeans-lloyd``), and a row is read whole:
+    waiting for them was most of a pass."""
+    d = X32.shape[1]
+    for r in range(q, min(q + _AHEAD, m)):
+        for f in range(0, d, 16):
+            prefetch_item(X32, failed[r], f)
+        prefetch_item(X32, failed[r], d - 1)
+
+
 @njit
 def _rows(X, X32, rx, Cr, C32, rc, dcc, s, drift, labels, u, L, start, stop, errs, final,
           sums, counts):
     """One bounded pass over rows ``[start, stop)`` (see :func:`elkan_pass`): returns
-    (the inertia of the rows whose float64 distance was computed, the distances computed)."""
+    (the inertia of the rows whose float64 distance was computed, the distances computed).
+    The bounds of ``_BATCH`` rows are tested first, then the rows that failed are read, in
+    order, each prefetched ``_AHEAD`` failed rows before."""
     g, a2 = errs[0], errs[1]
     k = Cr.shape[0]
     dist = np.empty(k)
     hi = np.empty(k)
     cand = np.empty(k, dtype=np.int64)
+    failed = np.empty(_BATCH, dtype=np.int64)
     inertia = 0.0
     work = 0
-    for i in range(start, stop):
-        a = labels[i]
-        ui = (u[i] + drift[a]) * _UP
-        u[i] = ui
-        for j in range(k):
-            L[i, j] = max((L[i, j] - drift[j]) * _DOWN, 0.0)
-        if not final:
-            if _out_of_reach(ui, 2.0 * s[a] - ui, g, a2) or not _in_reach(i, a, ui, L, dcc,
-                                                                           g, a2):
-                continue
-            if rx[i] < np.inf:  # the row has a float32 copy
-                settled, w = _row32(X, X32, i, C32, rx, rc, dcc, labels, u, L, errs, hi,
-                                    cand, sums, counts)
-                work += w
-                if settled:
-                    continue
-        e, w = _row(X, i, Cr, dcc, labels, u, L, errs, dist, sums, counts)
-        inertia += e
-        work += w
+    for b in range(start, stop, _BATCH):
+        m = 0
+        for i in range(b, min(b + _BATCH, stop)):
+            a = labels[i]
+            ui = (u[i] + drift[a]) * _UP
+            u[i] = ui
+            for j in range(k):
+                L[i, j] = max((L[i, j] - drift[j]) * _DOWN, 0.0)
+            if final or not (_out_of_reach(ui, 2.0 * s[a] - ui, g, a2)
+                             or not _in_reach(i, a, ui, L, dcc, g, a2)):
+                failed[m] = i
+                m += 1
+        if not final:  # (the final pass reads every row, in order)
+            _prefetch_rows(X32, failed, 0, m)
+        for q in range(m):
+            i = failed[q]
+            if not final:
+                _prefetch_rows(X32, failed, q + _AHEAD, min(q + _AHEAD + 1, m))
+                if rx[i] < np.inf:  # the row has a float32 copy
+                    settled, w = _row32(X, X32, i, C32, rx, rc, dcc, labels, u, L, errs, hi,
+                                        cand, sums, counts)
+                    work += w
+                    if settled:
+                        continue
+            e, w = _row(X, i, Cr, dcc, labels, u, L, errs, dist, sums, counts)
+            inertia += e
+            work += w
     return inertia, work
 
 
@@ -422,7 +451,7 @@ def elkan_lloyd(blocks, C: np.ndarray, max_iter: int, tol_abs: float):
         empty = np.flatnonzero(counts == 0)
         if empty.size:
             state.moved(relocate_empty(blocks, CT, sums, counts, empty))
-        C, shift = moved_centroids(C, sums, counts)
+        C, shift = moved_centroids(C, sums, counts, tol_abs)
         CT = pad(C.T, X.dtype)
         if shift <= tol_abs:
             break

@@ -4,11 +4,11 @@ with scikit-learn's handling of empty clusters, and the final labels and inertia
 
 from __future__ import annotations
 
-import math
 import operator
 
 import numpy as np
 
+from hpcjobs.kernels._fsum import squared_distance_fsum
 from hpcjobs.kernels._jit import task_threads
 from hpcjobs.kernels.clustering._common import Blocks
 from hpcjobs.kernels.clustering._kmeans._chunks import pad
@@ -41,15 +41,15 @@ def relocate_empty(blocks, CT, sums, counts, empty):
     return moved
 
 
-def moved_centroids(C: np.ndarray, sums: np.ndarray, counts: np.ndarray):
+def moved_centroids(C: np.ndarray, sums: np.ndarray, counts: np.ndarray, tol_abs: float):
     """The centroids after a pass (the mean of each non-empty cluster's rows; an empty one
-    stays) and the squared shift from ``C``, exactly rounded: members of a worker group on
+    stays) and the squared shift from ``C``, exactly rounded where it is near ``tol_abs``
+    (elsewhere provably on the same side of it and of 0): members of a worker group on
     different CPUs still agree on when to stop."""
     new = C.copy()
     nz = counts > 0
     new[nz] = sums[nz] / counts[nz, None]
-    # a list: fsum takes Python floats half again as fast as it iterates a NumPy array
-    return new, math.fsum(((new - C) ** 2).ravel().tolist())
+    return new, squared_distance_fsum(new, C, above=tol_abs)
 
 
 def lloyd_loop(blocks: Blocks, C: np.ndarray, max_iter: int, tol_abs: float,
@@ -64,7 +64,7 @@ def lloyd_loop(blocks: Blocks, C: np.ndarray, max_iter: int, tol_abs: float,
         empty = np.flatnonzero(counts == 0)
         if empty.size:
             relocate_empty(blocks, CT, sums, counts, empty)
-        C, shift = moved_centroids(C, sums, counts)
+        C, shift = moved_centroids(C, sums, counts, tol_abs)
         if save is not None:
             save(n_iter, C, shift <= tol_abs)
         if shift == 0.0:  # converged exactly: the pass's inertia is the final one
