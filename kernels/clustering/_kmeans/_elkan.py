@@ -252,6 +252,72 @@ def _row(X, i, Cr, dcc, labels, u, L, errs, dist, sums, counts):
     return e, near + 1
 
 
+@njit(fastmath={"reassoc", "contract"})
+def _copy_with_norm(X, i, X32):
+    """Row ``i`` of ``X`` rounded to float32 into row ``i`` of ``X32``; returns ``|x|^2``
+    (float64, summed in any order: its rounding bound allows for that)."""
+    xn = 0.0
+    for f in range(X.shape[1]):
+        x = X[i, f]
+        xn += x * x
+        X32[i, f] = np.float32(x)
+    return xn
+
+
+@njit
+def _full_rows(X, X32, rx, Cr, C32, rc, dcc, labels, u, L, start, stop, errs, copy, sums,
+               counts):
+    """Every row of ``[start, stop)`` from scratch: its float32 copy first (with ``copy``),
+    bounds on its distance to every centroid from the copies, its label (on float64
+    distances where the float32 ones leave a near-tie, as :func:`_row` decides), and its
+    values added to ``sums``/``counts`` in order (plain Lloyd's pass adds them so: the same
+    sums to the bit)."""
+    g, a2, g64, a64, g32, a32 = errs[0], errs[1], errs[2], errs[3], errs[5], errs[6]
+    k, d = Cr.shape
+    dist = np.empty(k)
+    hi = np.empty(k)
+    moved = np.zeros((k, d))  # (_row's moves: not wanted here, the sums are added below)
+    moves = np.zeros(k, dtype=np.int64)
+    for i in range(start, stop):
+        if copy:
+            xn = _copy_with_norm(X, i, X32)
+            x = upper_distance(xn, g64, a64)
+            rx[i] = (x * _F32_ULP + math.sqrt(d) * _F32_TINY) * _UP if x < _F32_MAX else np.inf
+        settled = False
+        w = labels[i]  # (the last label, or 0: the first centroid tried)
+        if rx[i] < np.inf:
+            L[i, w], hi[w] = _bounds32(X32, i, C32, w, rx[i], rc, g32, a32)
+            for j in range(k):
+                if j == w:
+                    continue
+                # a centroid far from the best so far is out of reach (Elkan's first pass):
+                # its lower bound from theirs, its distance not computed
+                far = dcc[w, j] - hi[w]
+                if _out_of_reach(hi[w], far, g, a2):
+                    L[i, j] = max(far * _DOWN, 0.0)
+                    hi[j] = np.inf
+                    continue
+                L[i, j], hi[j] = _bounds32(X32, i, C32, j, rx[i], rc, g32, a32)
+                w = j if hi[j] < hi[w] else w
+            settled = True
+            for j in range(k):
+                if j != w and not _out_of_reach(hi[w], L[i, j], g, a2):
+                    settled = False
+                    break
+            u[i] = hi[w]
+        else:
+            u[i] = np.inf
+            for j in range(k):
+                L[i, j] = 0.0
+        labels[i] = w
+        if not settled:
+            _row(X, i, Cr, dcc, labels, u, L, errs, dist, moved, moves)
+            w = labels[i]
+        counts[w] += 1
+        for f in range(d):
+            sums[w, f] += X[i, f]
+
+
 #: the rows whose bounds are tested before those of them that failed are read (their
 #: indices fill a small buffer), and how many failed rows ahead of the one being read are
 #: prefetched
@@ -364,7 +430,7 @@ class _State:
     def __init__(self, X: np.ndarray, k: int):
         n, d = X.shape
         self.X, self.k = X, k
-        self.labels = np.empty(n, dtype=np.int32)
+        self.labels = np.zeros(n, dtype=np.int32)
         self.u = np.empty(n)
         self.L = np.empty((n, k))
         if X.dtype == np.float32:
@@ -397,6 +463,36 @@ class _State:
         self.copied = True
         self.Cd = CT[:, :self.k].T.astype(np.float64)  # the centroids the bounds refer to
         return sums, counts
+
+    def full_pass(self, CT, nt):
+        """Every row's label, bounds and (the first time, for float64 data) float32 copy from
+        scratch: plain Lloyd's pass's sums and counts, to the bit."""
+        from hpcjobs.kernels.clustering._dense_lloyd import _ranges_in_threads
+
+        cen, C32, rc, dcc = self._centroids(CT)
+        X, k, d = self.X, self.k, self.X.shape[1]
+        copy = self.X32 is not X and not self.copied
+
+        def work(start, stop):
+            sums = np.zeros((k, d))
+            counts = np.zeros(k, dtype=np.int64)
+            _full_rows(X, self.X32, self.rx, cen.Cr, C32, rc, dcc, self.labels, self.u,
+                       self.L, start, stop, self.errs, copy, sums, counts)
+            return sums, counts
+
+        sums, counts = added(_ranges_in_threads(X, nt, work))
+        self.copied = True
+        self.Cd = CT[:, :k].T.astype(np.float64)
+        return sums, counts
+
+    def _centroids(self, CT):
+        cen = _Centroids(CT, self.k, self.X.dtype)
+        self.errs[4] = cen.bounds[2]
+        with np.errstate(over="ignore"):  # centroids too large: rc[j] = inf
+            C32 = cen.Cr.astype(np.float32)
+            rc = _away(C32, cen.Cr)
+        Cd = CT[:, :self.k].T.astype(np.float64)
+        return cen, C32, rc, centroid_distances(Cd)
 
     def bounded_pass(self, CT, nt, final=False):
         """A bounded pass for the centroids ``CT``: (sum and count changes, inertia, distances
@@ -441,7 +537,7 @@ def elkan_lloyd(blocks, C: np.ndarray, max_iter: int, tol_abs: float):
     n_iter = 0
     for n_iter in range(1, max_iter + 1):  # noqa: B007
         if dense:
-            sums, counts = state.product_pass(CT, nt)
+            sums, counts = state.full_pass(CT, nt)
             dense = False
         else:
             ds, dc, _, work = state.bounded_pass(CT, nt)
