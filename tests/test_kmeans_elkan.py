@@ -151,10 +151,11 @@ def check_bounds(state, X, C):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_product_pass_sums_and_bounds(dtype, threads):
-    # the first iteration is plain Lloyd's product pass, sums bit for bit (with tol=0 the
-    # iterations stop on a shift of exactly 0 where plain Lloyd's do), and every row's
-    # bounds hold; they still hold after bounded passes with moving centroids
+def test_full_pass_sums_and_bounds(dtype, threads):
+    # the first iteration (from the float32 copies) has plain Lloyd's product pass's labels
+    # and sums, bit for bit (with tol=0 the iterations stop on a shift of exactly 0 where
+    # plain Lloyd's do), and every row's bounds hold; they still hold after bounded passes
+    # with moving centroids
     X = data(3000, 784, dtype, seed=9)
     k = 10
     C = X[:k].astype(np.float64) + 0.25
@@ -162,7 +163,7 @@ def test_product_pass_sums_and_bounds(dtype, threads):
     nt = numba.get_num_threads()
     sums, counts, _ = lloyd_dense(X, CT, k, nt)
     state = _elkan._State(X, k)
-    bs, bc = state.product_pass(CT, nt)
+    bs, bc = state.full_pass(CT, nt)
     np.testing.assert_array_equal(bc, counts)
     np.testing.assert_array_equal(bs, sums)
     np.testing.assert_array_equal(state.labels, plain(X, C, 0, 0.0)[2])
@@ -189,7 +190,7 @@ def test_rows_too_large_for_float32():
     X[::2] *= 1e40
     C0 = X[:6]
     state = _elkan._State(X, 6)
-    state.product_pass(pad(C0.T, X.dtype), 1)
+    state.full_pass(pad(C0.T, X.dtype), 1)
     assert np.isinf(state.rx[::2]).all() and np.isfinite(state.rx[1::2]).all()
     check_same(plain(X, C0, 10, 0.0), elkan(X, C0, 10, 0.0), np.float64)
 
@@ -202,5 +203,5 @@ def test_offset_beyond_float32_precision(tol, threads):
     C0 = X[np.random.default_rng(3).choice(len(X), 6, replace=False)]
     check_same(plain(X, C0, 15, tol), elkan(X, C0, 15, tol), np.float64)
     state = _elkan._State(X, 6)
-    state.product_pass(pad(C0.T, X.dtype), 1)
+    state.full_pass(pad(C0.T, X.dtype), 1)
     check_bounds(state, X, C0)

@@ -17,7 +17,9 @@ iteration (the rows of the groups that several centroids share: nearest and seco
 within ~2 %), and all ``k`` of their distances cost more than the matrix product gives every
 row. With one bound per centroid the same rows fail, but only 2-3 of their other
 distances are needed (11-17 % of the (row, other centroid) pairs; ``hpcjobs bench
-kmeans-lloyd``, d = 784, k = 10), and the rows that fail are read from a float32 copy.
+kmeans-lloyd``, d = 784, k = 10), and the rows that fail are read from a float32 copy,
+prefetched into the L2 cache two failed rows ahead (a pass first tests the bounds of 64 rows,
+then reads those that failed: scattered rows of 3 KB, read 1.6x faster so).
 
 Exactly Lloyd's labels
 ----------------------
@@ -25,9 +27,8 @@ Plain Lloyd's labels are those of the direct distances ``sum((x - c)**2)`` summe
 data's dtype to the dtype-rounded centroids (the lowest index on a tie). The bounds hold the
 true distances to the dtype-rounded centroids: set from computed distances widened by their
 rounding error bound (``_bounded.error_bounds``: float64 or float32 distances, vectorised in
-any order, within ``g64``/``g32`` relative plus an underflow term; the matrix product's
-scores within ``tol * (|x|^2 + |c_j|^2)``, as ``_dense_lloyd._Centroids`` bounds them) and
-updated with outward rounding (``_bounded._UP``/``_DOWN``). A centroid ``j`` is out of reach
+any order, within ``g64``/``g32`` relative plus an underflow term) and updated with outward
+rounding (``_bounded._UP``/``_DOWN``). A centroid ``j`` is out of reach
 only when ``u^2 (1 + g) + 2 a2 < m_j^2 (1 - g)`` (``g``, ``a2``: the direct distance's error
 in the dtype): then the direct distance to ``c_a`` is strictly below the one to ``c_j``,
 rounding included. A centroid out of reach of ``c_a`` is out of reach of any centroid that
@@ -46,13 +47,19 @@ are too close to tell). Rows too large for float32 (``|x| > 1e37``) have no usab
 
 Passes and sums
 ---------------
-The first iteration is the matrix-product pass itself (``_dense_lloyd.lloyd_dense``: the
-same blocks, threads and sums to the last bit), which also keeps every row's bounds from the
-block's scores and their error bounds, and makes the float32 copy while each block is in
-cache. The later iterations update the cluster sums (float64) with the rows that changed
-label only (subtracted from their old cluster, added to their new one); when a bounded pass
-computed so many distances that the product would have been cheaper (``DENSE_WORK``), the
-next iteration is a product pass again (fresh sums and bounds).
+The first iteration is a full pass (:func:`_full_rows`): each row is copied to float32 (its
+``rx`` measured), its bounds to every centroid set from the copies, its label chosen as
+above, and its values added to the sums in plain Lloyd's order (the same row ranges: the
+same sums to the last bit). A centroid ``j`` out of reach of the best one so far by the
+triangle inequality is not computed (Elkan's first pass: ``L[j]`` from ``d(c_b, c_j) -
+u_b``): for rows whose group is far from the others, 3-4 of 10 distances. This replaced the
+matrix-product pass (``_dense_lloyd.lloyd_dense``), whose BLAS product of a thin (k = 10)
+matrix ran far from the memory's speed: 20-24 -> 15 ms, d = 784, 2e4 rows, float64.
+
+The later iterations update the cluster sums (float64) with the rows that changed label only
+(subtracted from their old cluster, added to their new one); when a bounded pass computed
+so many distances that a full pass would have been as cheap (``DENSE_WORK``), the next
+iteration is a full pass again (fresh sums and bounds).
 
 The final labels and inertia come from one more bounded pass that computes every row's own
 distance in float64 (the inertia needs them all, to float64 rounding) and only the other
@@ -62,7 +69,8 @@ Empty clusters are filled as plain Lloyd fills them (``_lloyd.relocate_empty``);
 moved get their new label and bounds that force their distances to be computed again.
 
 Memory beside ``X``: the bounds (n x k float64, at most the size of ``X``: ``use_elkan``)
-and, for float64 data, the float32 copy (half of ``X``).
+and, for float64 data, the float32 copy (half of ``X``). The distances of the passes are
+all of the float32 copies or the float64 rows: no matrix product, no BLAS.
 """
 
 from __future__ import annotations
@@ -78,7 +86,6 @@ from hpcjobs.kernels.clustering._dense_lloyd import (
     _winner_and_norm,
     added,
     in_threads,
-    lloyd_dense,
 )
 from hpcjobs.kernels.clustering._kmeans._bounded import (
     _DOWN,
@@ -91,11 +98,13 @@ from hpcjobs.kernels.clustering._kmeans._bounded import (
 )
 from hpcjobs.kernels.clustering._kmeans._chunks import pad
 
-#: the narrowest data the bounds pay on: the narrower the rows, the cheaper the product
-#: pass and the more the per-row cost of the bounds weighs (paired runs of ``kmeans``, 20
-#: iterations from the same centroids on ``hpcjobs bench kmeans-lloyd``'s data: 0.65x the
-#: plain time at d = 784, 0.6-0.75x at d = 96-256 (k = 10-128), 1.0x at d = 64, 1.25-1.6x
-#: at d = 16-32)
+#: the narrowest data the bounds pay on: the narrower the rows, the cheaper the plain
+#: (matrix-product) pass and the more the per-row cost of the bounds weighs (paired runs of
+#: ``kmeans``, 20 iterations from the same centroids on ``hpcjobs bench kmeans-lloyd``'s
+#: data, when the first pass was still the product: 0.65x the plain time at d = 784,
+#: 0.6-0.75x at d = 96-256 (k = 10-128), 1.0x at d = 64, 1.25-1.6x at d = 16-32; the full
+#: float32 first pass since: the same or faster at d = 96-784, k = 10-128, also on data
+#: without groups)
 MIN_FEATURES = 96
 
 
@@ -118,33 +127,9 @@ def _out_of_reach(u, m, g, a2):
     return u * u * (1.0 + g) + 2.0 * a2 < m * m * (1.0 - g)
 
 
-@njit
-def _keep_block(s, GT, cn, tol, lab, dist, xnorm, labels, u, L, g64, a64):
-    """The bounds of the rows of a block at ``s`` from the matrix product's results: the
-    winner's float64 distance (``u``) and every score widened by its error bound (``L``)."""
-    k, m = GT.shape
-    for r in range(m):
-        i = s + r
-        labels[i] = int(lab[r])
-        u[i] = upper_distance(dist[r], g64, a64)
-        xn = xnorm[r]
-        for j in range(k):
-            lo = cn[j] - 2.0 * GT[j, r] + xn - tol * (xn + cn[j])
-            L[i, j] = math.sqrt(max(lo, 0.0)) * _DOWN
-
-
 #: the float32 copy of a row is within ``2^-24 |x|`` of it, plus ``2^-150`` a feature where
 #: it is subnormal; rows with ``|x|`` beyond ``_F32_MAX`` have no copy (it could overflow)
 _F32_ULP, _F32_TINY, _F32_MAX = 2.0 ** -24, 2.0 ** -150, 1e37
-
-
-@njit
-def _copied_rows(s, xnorm, rx, d, g64, a64):
-    """``rx[s + r]``: how far row ``s + r``, of squared norm ``xnorm[r]`` (float64), is at
-    most from its float32 copy (+inf where a row is too large for one)."""
-    for r in range(xnorm.shape[0]):
-        x = upper_distance(xnorm[r], g64, a64)
-        rx[s + r] = (x * _F32_ULP + math.sqrt(d) * _F32_TINY) * _UP if x < _F32_MAX else np.inf
 
 
 @njit(fastmath={"reassoc", "contract"})
@@ -410,9 +395,9 @@ def elkan_pass(X, X32, rx, Cr, C32, rc, dcc, s, drift, labels, u, L, errs, final
 
 
 #: a bounded pass that computed more than this fraction of all the ``n * k`` distances (the
-#: own ones included) is followed by a product pass, which renews every bound
+#: own ones included) is followed by a full pass, which renews every bound
 #: (``hpcjobs bench kmeans-lloyd``: ~25 % of the distances in the first bounded pass,
-#: ~15 % later; a bounded pass then costs a third of a product pass)
+#: ~15 % later; a bounded pass then costs a quarter of a full pass)
 DENSE_WORK = 0.5
 
 
@@ -435,7 +420,7 @@ class _State:
         self.L = np.empty((n, k))
         if X.dtype == np.float32:
             self.X32, self.rx = X, np.zeros(n)
-        else:  # filled by the product pass, block by block while in cache
+        else:  # filled by the first full pass
             self.X32, self.rx = np.empty((n, d), dtype=np.float32), np.empty(n)
         g, a2 = error_bounds(d, X.dtype)
         g64, a64 = error_bounds(d, np.float64)
@@ -443,26 +428,6 @@ class _State:
         self.errs = np.array([g, a2, g64, a64, 0.0, g32, a32])
         self.Cd = None
         self.copied = False
-
-    def product_pass(self, CT, nt):
-        """Plain Lloyd's product pass (its sums, bit for bit), every row's bounds kept (and
-        the float32 copy of the rows made, the first time, block by block while in cache)."""
-        X, X32, rx = self.X, self.X32, self.rx
-        labels, u, L, g64, a64 = self.labels, self.u, self.L, self.errs[2], self.errs[3]
-        copy = X32 is not X and not self.copied  # the copy is made once
-
-        def keep(s, GT, cen, scratch):
-            _best, _second, lab, dist, xnorm = scratch
-            _keep_block(s, GT, cen.cn, cen.tol, lab, dist, xnorm, labels, u, L, g64, a64)
-            if copy:
-                with np.errstate(over="ignore"):  # rows too large: rx[i] = inf
-                    X32[s:s + GT.shape[1]] = X[s:s + GT.shape[1]]
-                _copied_rows(s, xnorm, rx, X.shape[1], g64, a64)
-
-        sums, counts, _ = lloyd_dense(X, CT, self.k, nt, keep=keep)
-        self.copied = True
-        self.Cd = CT[:, :self.k].T.astype(np.float64)  # the centroids the bounds refer to
-        return sums, counts
 
     def full_pass(self, CT, nt):
         """Every row's label, bounds and (the first time, for float64 data) float32 copy from
