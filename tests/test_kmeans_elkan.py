@@ -205,3 +205,21 @@ def test_offset_beyond_float32_precision(tol, threads):
     state = _elkan._State(X, 6)
     state.full_pass(pad(C0.T, X.dtype), 1)
     check_bounds(state, X, C0)
+
+
+def test_float32_copy_kept_between_fits():
+    # float64 fits lend their float32 copy from kernels/_workspace.py: the next fit, on
+    # other data of the same shape or a smaller one, finds the last one's rows there and
+    # must copy its own over them all before it reads any
+    from hpcjobs.kernels._workspace import release_workspaces, workspace
+
+    release_workspaces()
+    for seed, n in [(30, 900), (31, 900), (32, 700)]:
+        X = data(n, 200, np.float64, seed=seed)
+        C0 = X[np.random.default_rng(seed).choice(n, 8, replace=False)]
+        check_same(plain(X, C0, 12, 0.0), elkan(X, C0, 12, 0.0), np.float64)
+    with workspace("kmeans-float32-rows", (900, 200), np.float32) as kept:
+        # the last fit's copy: its rows, rounded to float32
+        np.testing.assert_array_equal(kept.reshape(-1)[:700 * 200].reshape(700, 200),
+                                      X.astype(np.float32))
+    assert release_workspaces() == 900 * 200 * 4

@@ -80,6 +80,7 @@ import math
 import numpy as np
 
 from hpcjobs.kernels._jit import njit, prefetch_item, task_threads, thread_ranges
+from hpcjobs.kernels._workspace import workspace
 from hpcjobs.kernels.clustering._dense_lloyd import (
     _Centroids,
     _choose,
@@ -412,7 +413,7 @@ class _State:
     """Labels and bounds of every row, the float32 copy of the rows, the centroids the
     bounds refer to and the error bounds."""
 
-    def __init__(self, X: np.ndarray, k: int):
+    def __init__(self, X: np.ndarray, k: int, X32: np.ndarray | None = None):
         n, d = X.shape
         self.X, self.k = X, k
         self.labels = np.zeros(n, dtype=np.int32)
@@ -421,7 +422,9 @@ class _State:
         if X.dtype == np.float32:
             self.X32, self.rx = X, np.zeros(n)
         else:  # filled by the first full pass
-            self.X32, self.rx = np.empty((n, d), dtype=np.float32), np.empty(n)
+            if X32 is None:
+                X32 = np.empty((n, d), dtype=np.float32)
+            self.X32, self.rx = X32, np.empty(n)
         g, a2 = error_bounds(d, X.dtype)
         g64, a64 = error_bounds(d, np.float64)
         g32, a32 = error_bounds(d, np.float32)
@@ -484,20 +487,26 @@ def elkan_lloyd(blocks, C: np.ndarray, max_iter: int, tol_abs: float):
     """Lloyd's iterations with Elkan's bounds on the in-memory ``blocks``: ``(centroids,
     n_iter, labels, inertia)``, the same iterations, labels, ``n_iter`` and stopping rule as
     ``_lloyd.lloyd_loop`` followed by ``_lloyd.labels_inertia``."""
-    from hpcjobs.kernels.clustering._kmeans._lloyd import (
-        labels_inertia,
-        moved_centroids,
-        relocate_empty,
-    )
+    from hpcjobs.kernels.clustering._kmeans._lloyd import labels_inertia
 
     if max_iter < 1:
         return (C, 0, *labels_inertia(blocks, C))
     X = np.ascontiguousarray(blocks.X)
-    n = X.shape[0]
-    k = len(C)
+    if X.dtype == np.float32:
+        return _iterations(blocks, _State(X, len(C)), C, max_iter, tol_abs)
+    # the float32 copy in pages used before (kernels/_workspace.py)
+    with workspace("kmeans-float32-rows", X.shape, np.float32) as X32:
+        return _iterations(blocks, _State(X, len(C), X32), C, max_iter, tol_abs)
+
+
+def _iterations(blocks, state: _State, C: np.ndarray, max_iter: int, tol_abs: float):
+    """:func:`elkan_lloyd`'s iterations and final pass on ``state``."""
+    from hpcjobs.kernels.clustering._kmeans._lloyd import moved_centroids, relocate_empty
+
+    n, k = state.X.shape[0], state.k
+    dtype = state.X.dtype
     nt = task_threads()
-    state = _State(X, k)
-    CT = pad(C.T, X.dtype)
+    CT = pad(C.T, dtype)
     dense = True
     n_iter = 0
     for n_iter in range(1, max_iter + 1):  # noqa: B007
@@ -513,7 +522,7 @@ def elkan_lloyd(blocks, C: np.ndarray, max_iter: int, tol_abs: float):
         if empty.size:
             state.moved(relocate_empty(blocks, CT, sums, counts, empty))
         C, shift = moved_centroids(C, sums, counts, tol_abs)
-        CT = pad(C.T, X.dtype)
+        CT = pad(C.T, dtype)
         if shift <= tol_abs:
             break
     _, _, inertia, _ = state.bounded_pass(CT, nt, final=True)
