@@ -15,7 +15,9 @@ Two things Numba does not do by itself:
   in the cache again once it holds it: one process compiles, the others load its result.
 
 And two LLVM operations Numba has no word for: :func:`fetch_add` (an atomic counter threads
-claim work from) and :func:`prefetch_row`/:func:`prefetch_item` (cache hints).
+claim work from) and :func:`prefetch_row`/:func:`prefetch_item` (cache hints); and
+:func:`in_threads`, row ranges in a pool of Python threads kept for the process, for kernels
+that run one after the other where OpenMP's idle threads would spin on the cores.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numba
@@ -271,19 +275,54 @@ def prefetch_item(typingctx, X, i, j):
     return types.void(X, types.intp, types.intp), codegen
 
 
-@njit(parallel=True)
-def count_nonfinite(flat, n_threads):
-    """How many values of the 1-D float array ``flat`` are NaN or infinite, over ``n_threads``
-    Numba threads: one pass at memory speed, no temporary array (``np.isfinite(X).all()``
-    makes a boolean array as large as ``X``, on one core). The test ``|x| < inf`` (false for
-    NaN and inf) is a compare and an integer sum that vectorise; ``x - x != 0``, an unordered
-    compare, did not (6x slower)."""
+@njit
+def _count_nonfinite(flat, start, stop):
+    """How many of ``flat[start:stop]`` are NaN or infinite. The test ``|x| < inf`` (false
+    for NaN and inf) is a compare and an integer sum that vectorise; ``x - x != 0``, an
+    unordered compare, did not (6x slower)."""
+    part = flat[start:stop]  # (indices from 0: no negative-index check in the loop)
+    finite = 0
+    for i in range(part.shape[0]):
+        finite += np.int64(np.abs(part[i]) < np.inf)
+    return part.shape[0] - finite
+
+
+def count_nonfinite(flat: np.ndarray, n_threads: int) -> int:
+    """How many values of the 1-D float array ``flat`` are NaN or infinite, over
+    ``n_threads`` threads (:func:`in_threads`): one pass at memory speed, no temporary
+    array (``np.isfinite(X).all()`` makes a boolean array as large as ``X``, on one core)."""
     ranges = thread_ranges(flat.shape[0], n_threads)
-    counts = np.zeros(ranges.shape[0], dtype=np.int64)
-    for t in numba.prange(ranges.shape[0]):
-        part = flat[ranges[t, 0]:ranges[t, 1]]
-        finite = 0
-        for i in range(part.shape[0]):
-            finite += np.int64(np.abs(part[i]) < np.inf)
-        counts[t] = part.shape[0] - finite
-    return counts.sum()
+    return int(sum(in_threads(ranges, lambda a, b: _count_nonfinite(flat, a, b))))
+
+
+def in_threads(ranges: np.ndarray, work) -> list:
+    """``work(start, stop)`` for each row range of ``ranges`` (parts, 2): the first in the
+    calling thread, the others in the threads of a pool kept for the process; the results in
+    order. For kernels compiled ``nogil`` (all of ours) that run between others of their own:
+    an idle pool thread waits on a lock, where OpenMP's threads (``parallel=True``) spin on a
+    core for milliseconds after each parallel region (libgomp's default), holding up what
+    runs next (k-means at d = 784: 3-4 ms of its first pass after the finite check)."""
+    ranges = [(int(a), int(b)) for a, b in ranges]
+    if len(ranges) == 1:
+        return [work(*ranges[0])]
+    others = [_pool(len(ranges) - 1).submit(work, *r) for r in ranges[1:]]
+    first = work(*ranges[0])
+    return [first] + [f.result() for f in others]
+
+
+_pool_lock = threading.Lock()
+_pool_executor: ThreadPoolExecutor | None = None
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A thread pool of at least ``workers`` threads, kept between calls (starting threads
+    for every chunk step would cost as much as a small chunk's work)."""
+    global _pool_executor
+    with _pool_lock:
+        if _pool_executor is None or _pool_executor._max_workers < workers:
+            old = _pool_executor
+            _pool_executor = ThreadPoolExecutor(workers, thread_name_prefix="hpcjobs-kernels")
+            if old is not None:
+                old.shutdown(wait=False)
+        return _pool_executor
+

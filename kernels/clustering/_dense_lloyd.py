@@ -40,11 +40,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from hpcjobs.kernels._jit import njit, thread_ranges
+from hpcjobs.kernels._jit import in_threads, njit, thread_ranges
 
 #: bytes of rows per matrix product, so that a block and its scores are still in the core's
 #: cache for the pass that follows; at least ``_MIN_ROWS`` rows, so that on wide data the
@@ -289,35 +288,6 @@ def _ranges_in_threads(X: np.ndarray, n_threads: int, work):
         # without a limit on BLAS's threads, one range: BLAS threads the products alone
         parts = max(1, min(n_threads, blocks)) if limited else 1
         return in_threads(thread_ranges(n, parts), work)
-
-
-def in_threads(ranges: np.ndarray, work) -> list:
-    """``work(start, stop)`` for each row range of ``ranges`` (parts, 2): the first in the
-    calling thread, the others in the threads of a pool kept for the process; the results in
-    order."""
-    ranges = [(int(a), int(b)) for a, b in ranges]
-    if len(ranges) == 1:
-        return [work(*ranges[0])]
-    others = [_pool(len(ranges) - 1).submit(work, *r) for r in ranges[1:]]
-    first = work(*ranges[0])
-    return [first] + [f.result() for f in others]
-
-
-_pool_lock = threading.Lock()
-_pool_executor: ThreadPoolExecutor | None = None
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    """A thread pool of at least ``workers`` threads, kept between calls (starting threads
-    for every chunk step would cost as much as a small chunk's work)."""
-    global _pool_executor
-    with _pool_lock:
-        if _pool_executor is None or _pool_executor._max_workers < workers:
-            old = _pool_executor
-            _pool_executor = ThreadPoolExecutor(workers, thread_name_prefix="hpcjobs-lloyd")
-            if old is not None:
-                old.shutdown(wait=False)
-        return _pool_executor
 
 
 def lloyd_dense(X: np.ndarray, CT: np.ndarray, k: int, n_threads: int, keep=None):

@@ -79,14 +79,13 @@ import math
 
 import numpy as np
 
-from hpcjobs.kernels._jit import njit, prefetch_item, task_threads, thread_ranges
+from hpcjobs.kernels._jit import in_threads, njit, prefetch_item, task_threads, thread_ranges
 from hpcjobs.kernels._workspace import workspace
 from hpcjobs.kernels.clustering._dense_lloyd import (
     _Centroids,
     _choose,
     _winner_and_norm,
     added,
-    in_threads,
 )
 from hpcjobs.kernels.clustering._kmeans._bounded import (
     _DOWN,
@@ -379,7 +378,7 @@ def elkan_pass(X, X32, rx, Cr, C32, rc, dcc, s, drift, labels, u, L, errs, final
     moved), the inertia and the number of distances computed (with ``final``, every row is
     decided on float64 distances, its own always computed: the inertia is then the total).
 
-    The row ranges run in the product step's thread pool (``_dense_lloyd.in_threads``; the
+    The row ranges run in the kernels' thread pool (``_jit.in_threads``; the
     kernels release the GIL), not in Numba's threads: on a busy machine OpenMP's spinning
     threads held each pass up by tens of ms (``hpcjobs bench kmeans-lloyd``).
     """
