@@ -211,7 +211,7 @@ def test_first_bounded_pass_sums_are_the_plain_ones(dtype, n, d, k):
     assert _specialised.use_bounds(X, k)
     sums, counts, _ = _specialised.assign_accumulate(X, CT, k, task_threads())
     g, a2 = error_bounds(d, X.dtype)
-    s, drift, far, _ = _bounded._geometry(CT, k, None)
+    s, drift, far, _, _ = _bounded._geometry(CT, k, None)
     labels = np.full(n, -1, dtype=np.int32)
     u, lo = np.full(n, np.inf), np.zeros(n)
     bs, bc = _specialised.bounded_pass(X)(X, CT, k, s, drift, far, labels, u, lo, g, a2,

@@ -91,7 +91,6 @@ from hpcjobs.kernels.clustering._kmeans._bounded import (
     _DOWN,
     _UP,
     _geometry,
-    centroid_distances,
     error_bounds,
     lower_distance,
     upper_distance,
@@ -436,43 +435,41 @@ class _State:
         scratch: plain Lloyd's pass's sums and counts, to the bit."""
         from hpcjobs.kernels.clustering._dense_lloyd import _ranges_in_threads
 
-        cen, C32, rc, dcc = self._centroids(CT)
+        Cr, C32, rc, dcc, _s, _drift = self._centroids(CT)
         X, k, d = self.X, self.k, self.X.shape[1]
         copy = self.X32 is not X and not self.copied
 
         def work(start, stop):
             sums = np.zeros((k, d))
             counts = np.zeros(k, dtype=np.int64)
-            _full_rows(X, self.X32, self.rx, cen.Cr, C32, rc, dcc, self.labels, self.u,
-                       self.L, start, stop, self.errs, copy, sums, counts)
+            _full_rows(X, self.X32, self.rx, Cr, C32, rc, dcc, self.labels, self.u, self.L,
+                       start, stop, self.errs, copy, sums, counts)
             return sums, counts
 
         sums, counts = added(_ranges_in_threads(X, nt, work))
         self.copied = True
-        self.Cd = CT[:, :k].T.astype(np.float64)
         return sums, counts
 
     def _centroids(self, CT):
-        cen = _Centroids(CT, self.k, self.X.dtype)
-        self.errs[4] = cen.bounds[2]
-        with np.errstate(over="ignore"):  # centroids too large: rc[j] = inf
-            C32 = cen.Cr.astype(np.float32)
-            rc = _away(C32, cen.Cr)
-        Cd = CT[:, :self.k].T.astype(np.float64)
-        return cen, C32, rc, centroid_distances(Cd)
-
-    def bounded_pass(self, CT, nt, final=False):
-        """A bounded pass for the centroids ``CT``: (sum and count changes, inertia, distances
-        computed)."""
-        s, drift, _far, Cd = _geometry(CT, self.k, self.Cd)
+        """The centroids ``CT`` as the passes take them: rows in the data's dtype and in
+        float32 (with ``rc``, how far those are from them), their distances' lower bounds,
+        half the distance of each to its nearest other one and how far each moved since the
+        bounds were last updated (the bounds refer to them from now on)."""
+        s, drift, _far, Cd, dcc = _geometry(CT, self.k, self.Cd)
         self.Cd = Cd
         cen = _Centroids(CT, self.k, self.X.dtype)
         self.errs[4] = cen.bounds[2]
         with np.errstate(over="ignore"):  # centroids too large: rc[j] = inf
             C32 = cen.Cr.astype(np.float32)
             rc = _away(C32, cen.Cr)
-        return elkan_pass(self.X, self.X32, self.rx, cen.Cr, C32, rc, centroid_distances(Cd),
-                          s, drift, self.labels, self.u, self.L, self.errs, final, nt)
+        return cen.Cr, C32, rc, dcc, s, drift
+
+    def bounded_pass(self, CT, nt, final=False):
+        """A bounded pass for the centroids ``CT``: (sum and count changes, inertia, distances
+        computed)."""
+        Cr, C32, rc, dcc, s, drift = self._centroids(CT)
+        return elkan_pass(self.X, self.X32, self.rx, Cr, C32, rc, dcc, s, drift, self.labels,
+                          self.u, self.L, self.errs, final, nt)
 
     def moved(self, rows):
         """Rows moved into empty clusters: bounds that force all their distances."""
