@@ -290,14 +290,12 @@ def _ranges_in_threads(X: np.ndarray, n_threads: int, work):
         return in_threads(thread_ranges(n, parts), work)
 
 
-def lloyd_dense(X: np.ndarray, CT: np.ndarray, k: int, n_threads: int, keep=None):
+def lloyd_dense(X: np.ndarray, CT: np.ndarray, k: int, n_threads: int):
     """One Lloyd pass over a chunk: ``(sums (k, d) float64, counts (k,) int64, inertia)``.
 
     ``X`` (n, d) C-contiguous float32/float64; ``CT`` (d, kp) the centroids as columns in
     ``X``'s dtype (padding columns after the first ``k`` are ignored). Same arguments and
-    results as ``_kmeans._specialised.assign_accumulate``. ``keep(s, GT, cen, scratch)``, if
-    given, is called after each block's step with its scores and results (the bounded Lloyd
-    of ``_kmeans._elkan`` keeps every row's distance bounds from them).
+    results as ``_kmeans._specialised.assign_accumulate``.
     """
     n, d = X.shape
     cen = _Centroids(CT, k, X.dtype)
@@ -309,8 +307,6 @@ def lloyd_dense(X: np.ndarray, CT: np.ndarray, k: int, n_threads: int, keep=None
         for s, GT, scratch in _scored_blocks(X, start, stop, cen):
             inertia += _lloyd_block(X, s, GT, cen.Cr, cen.cn, cen.bounds, *scratch,
                                     sums, counts)
-            if keep is not None:
-                keep(s, GT, cen, scratch)
         return sums, counts, inertia
 
     return added(_ranges_in_threads(X, n_threads, work))

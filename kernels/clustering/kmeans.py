@@ -20,8 +20,9 @@ How it works
   squared distances, to rounding the same either way.
 * **Bounds** (NumPy input): the same iterations skip the distances that bounds on them prove
   unable to change a label, rounding included: Hamerly's bounds on narrow data
-  (``_kmeans._bounded``), Elkan's (one per row and centroid) on wide data, where the rows
-  still in question are tried on a float32 copy first (``_kmeans._elkan``).
+  (``_kmeans._bounded``), Elkan's (one per row and centroid) on wide data, where every
+  distance is first tried on a float32 copy of the rows (``_kmeans._elkan``; the copy is
+  kept for the next fit: ``hpcjobs.kernels._workspace``).
 * **Convergence** follows scikit-learn: stop when the squared centroid shift summed over the
   clusters is ``<= tol * mean(var(X, axis=0))`` (``tol=0`` stops only when the centroids no
   longer move). ``n_iter`` counts the Lloyd updates; labels and inertia are then recomputed
@@ -229,7 +230,7 @@ def fit_kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300,
                                                    max_iter, tol_abs)
         return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)
     if not blocks.is_dask and use_elkan(blocks.X, k):
-        # in memory, with the matrix-product step: Elkan's bounds, one per row and centroid
+        # in memory, wide data: Elkan's bounds, one per row and centroid
         C, n_iter, labels, inertia = elkan_lloyd(blocks, np.asarray(C, dtype=np.float64),
                                                  max_iter, tol_abs)
         return KMeansResult(C.astype(X.dtype), labels, inertia, n_iter)

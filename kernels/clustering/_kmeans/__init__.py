@@ -10,7 +10,7 @@ Elkan and mini-batch modules:
 - ``_seeding``: k-means||, k-means++, random rows, and the tolerance;
 - ``_lloyd``: Lloyd's loop, empty clusters, the final labels and inertia;
 - ``_bounded``/``_elkan``: Lloyd's loop on in-memory data with Hamerly's bounds (narrow data,
-  the direct kernels) or Elkan's (wide data, the matrix-product step);
+  the direct kernels) or Elkan's (wide data, the distances of a float32 copy);
 - ``_on_workers``: the whole of k-means as a worker group (``hpcjobs.kernels._worker_group``);
 - ``_minibatch``: mini-batch k-means.
 """
