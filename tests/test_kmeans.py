@@ -385,3 +385,26 @@ def test_streamed_labels_and_inertia_share_one_pass():
     ref = kmeans(X, 4, init=X[:4], max_iter=3, tol=0.0)
     np.testing.assert_array_equal(labels, ref.labels)
     assert inertia == pytest.approx(ref.inertia, rel=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (5, 4), (63, 2), (65, 9), (4000, 784)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_column_moments_as_numpy_var(shape, dtype):
+    # the tolerance's variances (compiled, in blocks of 64 rows merged, over 1 and 2 threads):
+    # NumPy's float64 var to rounding, at a large offset too; and tol * their mean is the
+    # tolerance the iterations stop on
+    from hpcjobs.kernels.clustering._common import Blocks
+    from hpcjobs.kernels.clustering._kmeans._passes import column_moments
+    from hpcjobs.kernels.clustering._kmeans._seeding import tolerance
+
+    rng = np.random.default_rng(shape[0])
+    for offset in (0.0, 1e4):
+        X = (rng.standard_normal(shape) * 3 + offset).astype(dtype)
+        ref = np.var(X.astype(np.float64), axis=0)
+        for threads in (1, 2):
+            n, mean, m2 = column_moments(X, threads)
+            assert n == shape[0]
+            np.testing.assert_allclose(mean, X.astype(np.float64).mean(axis=0), rtol=1e-13,
+                                       atol=1e-13 * (3 + offset))
+            np.testing.assert_allclose(m2 / n, ref, rtol=1e-9, atol=1e-12 * offset ** 2)
+        assert tolerance(Blocks(X), 1e-4) == pytest.approx(1e-4 * ref.mean(), rel=1e-9)

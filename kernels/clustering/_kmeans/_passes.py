@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from hpcjobs.kernels._finite import all_finite
-from hpcjobs.kernels._jit import task_threads
+from hpcjobs.kernels._jit import in_threads, njit, task_threads, thread_ranges
 from hpcjobs.kernels._validation import nonfinite_error
 from hpcjobs.kernels.clustering._common import uniforms
 from hpcjobs.kernels.clustering._kmeans._chunks import assign, kpp
@@ -27,9 +27,56 @@ def moments_chunk(block, offset):
     X = _c(block)
     if not all_finite(X):
         raise nonfinite_error("X", "kmeans")
-    x = X.astype(np.float64, copy=False)
-    mean = x.mean(axis=0)
-    return float(X.shape[0]), mean, ((x - mean) ** 2).sum(axis=0)
+    return column_moments(X, task_threads())
+
+
+#: rows summed twice while in the L1/L2 cache (the mean, then the squares about it), before
+#: their moments merge into the range's
+_MOMENT_ROWS = 64
+
+
+@njit
+def _column_moments(X, start, stop):
+    """(count, mean, M2) per column of rows ``[start, stop)`` of ``X``, in float64: each
+    block of ``_MOMENT_ROWS`` rows summed about its own mean (two passes, in cache), the blocks
+    merged as Chan et al. merge partial moments (as :func:`moments_combine`)."""
+    d = X.shape[1]
+    mean = np.zeros(d)
+    m2 = np.zeros(d)
+    bmean = np.empty(d)
+    bm2 = np.empty(d)
+    n = 0.0
+    for b in range(start, stop, _MOMENT_ROWS):
+        e = min(b + _MOMENT_ROWS, stop)
+        nb = float(e - b)
+        bmean[:] = 0.0
+        bm2[:] = 0.0
+        for i in range(b, e):  # (rows in the inner loop's order: it runs along a row)
+            for f in range(d):
+                bmean[f] += X[i, f]
+        for f in range(d):
+            bmean[f] /= nb
+        for i in range(b, e):
+            for f in range(d):
+                t = X[i, f] - bmean[f]
+                bm2[f] += t * t
+        tot = n + nb
+        for f in range(d):
+            delta = bmean[f] - mean[f]
+            mean[f] += delta * (nb / tot)
+            m2[f] += bm2[f] + delta * delta * (n * nb / tot)
+        n = tot
+    return n, mean, m2
+
+
+def column_moments(X: np.ndarray, n_threads: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """(count, mean, M2) per column of the C-contiguous ``X`` (``M2 / count`` is
+    ``np.var(X, axis=0)``, to rounding) in one pass over row ranges in threads: compiled, no
+    temporary as large as ``X`` (``np.var`` makes two: 43 ms for 20000 x 784 float64, as much
+    as the k-means fit it sets the tolerance of)."""
+    parts = in_threads(thread_ranges(X.shape[0], n_threads),
+                       lambda a, b: _column_moments(X, a, b))
+    return moments_combine(parts)
 
 
 def moments_combine(parts):

@@ -11,6 +11,7 @@ from hpcjobs.kernels._jit import task_threads
 from hpcjobs.kernels.clustering._common import Blocks, new_key
 from hpcjobs.kernels.clustering._kmeans._chunks import assign, pad
 from hpcjobs.kernels.clustering._kmeans._passes import (
+    column_moments,
     kpar_chunk,
     kpar_combine,
     kpp_chunk,
@@ -134,4 +135,5 @@ def tolerance(blocks: Blocks, tol: float) -> float:
     if not blocks.in_memory:  # the moments pass checks every chunk for NaN/inf
         n, _, m2 = blocks.map_reduce(moments_chunk, moments_combine)
         return float(tol * np.mean(m2 / n))
-    return float(tol * np.mean(np.var(blocks.X, axis=0)))
+    n, _, m2 = column_moments(np.ascontiguousarray(blocks.X), task_threads())
+    return float(tol * np.mean(m2 / n))
