@@ -408,3 +408,23 @@ def test_column_moments_as_numpy_var(shape, dtype):
                                        atol=1e-13 * (3 + offset))
             np.testing.assert_allclose(m2 / n, ref, rtol=1e-9, atol=1e-12 * offset ** 2)
         assert tolerance(Blocks(X), 1e-4) == pytest.approx(1e-4 * ref.mean(), rel=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kmeans_parallel_distances_on_wide_data(dtype):
+    # k-means|| rounds take the step that suits the data (the matrix product on wide data):
+    # each row's squared distance to its nearest candidate as the exact one, to rounding
+    from hpcjobs.kernels.clustering._dense_lloyd import use_dense
+    from hpcjobs.kernels.clustering._kmeans._chunks import pad
+    from hpcjobs.kernels.clustering._kmeans._passes import mind2
+
+    rng = np.random.default_rng(5)
+    X = (rng.standard_normal((3000, 300)) + 50.0).astype(dtype)
+    C = X[rng.choice(len(X), 21, replace=False)].astype(np.float64)
+    assert use_dense(X.shape[1], len(C))
+    d2 = np.empty(len(X))
+    phi = mind2(X, pad(C.T, dtype), d2, 2)
+    exact = ((X.astype(np.float64)[:, None, :] - C[None]) ** 2).sum(axis=2).min(axis=1)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(d2, exact, rtol=rtol, atol=rtol)
+    assert phi == pytest.approx(exact.sum(), rel=rtol)

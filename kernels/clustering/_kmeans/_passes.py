@@ -206,9 +206,11 @@ def kpp_combine(parts):
 
 
 def mind2(X, CT, d2, n_threads):
-    """Squared distance of every row to its nearest centroid into ``d2``; returns the sum."""
+    """Squared distance of every row to its nearest centroid into ``d2``; returns the sum.
+    The distances of the step that suits ``X`` (on wide data the matrix product's: the
+    k-means|| rounds at d = 784 took 30 ms each on the direct loops, 3/4 of a default fit)."""
     labels = np.empty(X.shape[0], dtype=np.int32)
-    return assign(X, CT, labels, d2, n_threads)
+    return assign_labels(X, CT, labels, d2, n_threads)
 
 
 def fsum(values) -> float:
