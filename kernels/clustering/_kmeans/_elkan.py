@@ -400,11 +400,18 @@ def elkan_pass(X, X32, rx, Cr, C32, rc, dcc, s, drift, labels, u, L, errs, final
 DENSE_WORK = 0.5
 
 
-def _away(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """Upper bounds on the distances between the rows of ``A`` and ``B`` (float64)."""
-    g64, a64 = error_bounds(A.shape[1], np.float64)
-    e = ((A.astype(np.float64) - B.astype(np.float64)) ** 2).sum(axis=1)
-    return np.sqrt(e * (1.0 + g64) + a64) * _UP
+@njit
+def _away(A, B, g64, a64):
+    """Upper bounds on the distances between the rows of ``A`` and ``B`` (in float64;
+    ``g64``, ``a64``: the error bounds of a float64 distance)."""
+    out = np.empty(A.shape[0])
+    for r in range(A.shape[0]):
+        e = 0.0
+        for f in range(A.shape[1]):
+            t = np.float64(A[r, f]) - np.float64(B[r, f])
+            e += t * t
+        out[r] = upper_distance(e, g64, a64)
+    return out
 
 
 class _State:
@@ -426,7 +433,8 @@ class _State:
         g, a2 = error_bounds(d, X.dtype)
         g64, a64 = error_bounds(d, np.float64)
         g32, a32 = error_bounds(d, np.float32)
-        self.errs = np.array([g, a2, g64, a64, 0.0, g32, a32])
+        h = _Centroids(np.zeros((d, 1), dtype=X.dtype), 1, X.dtype).bounds[2]
+        self.errs = np.array([g, a2, g64, a64, h, g32, a32])
         self.Cd = None
         self.copied = False
 
@@ -457,12 +465,10 @@ class _State:
         bounds were last updated (the bounds refer to them from now on)."""
         s, drift, _far, Cd, dcc = _geometry(CT, self.k, self.Cd)
         self.Cd = Cd
-        cen = _Centroids(CT, self.k, self.X.dtype)
-        self.errs[4] = cen.bounds[2]
+        Cr = Cd if self.X.dtype == np.float64 else np.ascontiguousarray(CT[:, :self.k].T)
         with np.errstate(over="ignore"):  # centroids too large: rc[j] = inf
-            C32 = cen.Cr.astype(np.float32)
-            rc = _away(C32, cen.Cr)
-        return cen.Cr, C32, rc, dcc, s, drift
+            C32 = Cr.astype(np.float32)
+        return Cr, C32, _away(C32, Cr, self.errs[2], self.errs[3]), dcc, s, drift
 
     def bounded_pass(self, CT, nt, final=False):
         """A bounded pass for the centroids ``CT``: (sum and count changes, inertia, distances
