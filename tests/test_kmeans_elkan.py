@@ -223,3 +223,36 @@ def test_float32_copy_kept_between_fits():
         np.testing.assert_array_equal(kept.reshape(-1)[:700 * 200].reshape(700, 200),
                                       X.astype(np.float32))
     assert release_workspaces() == 900 * 200 * 4
+
+
+def test_concurrent_fits_share_the_kept_copy_safely():
+    # fits in several threads at once (Dask's threaded scheduler does this): the kept float32
+    # copy is lent to one of them, the others make their own; each result is the one of a
+    # fit alone on one thread (a pool thread's fit runs on one), bit for bit
+    import threading
+
+    rng = np.random.default_rng(8)
+    Xs = [rng.standard_normal((2000, 300)) + i for i in range(4)]
+    Xs.append(rng.standard_normal((2000, 300)).astype(np.float32))
+    C0s = [X[:8].copy() for X in Xs]
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        alone = [kmeans(X, 8, init=C0, max_iter=12, tol=0.0)
+                 for X, C0 in zip(Xs, C0s, strict=True)]
+    finally:
+        numba.set_num_threads(before)
+    out = [None] * len(Xs)
+
+    def fit(i):
+        out[i] = kmeans(Xs[i], 8, init=C0s[i], max_iter=12, tol=0.0)
+
+    threads = [threading.Thread(target=fit, args=(i,)) for i in range(len(Xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(alone, out, strict=True):
+        np.testing.assert_array_equal(b.labels, a.labels)
+        np.testing.assert_array_equal(b.centroids, a.centroids)
+        assert (b.n_iter, b.inertia) == (a.n_iter, a.inertia)
