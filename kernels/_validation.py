@@ -158,10 +158,15 @@ def check_array(X, name: str, func: str, *, ndim: int | tuple[int, ...] | None =
     if not is_dask(X):
         X = np.ascontiguousarray(X)
         if not allow_nan and X.dtype.kind == "f" and X.size and not all_finite(X):
-            raise InvalidInput(message(
-                name, func, "finite (no NaN or inf)", X,
-                "Drop or impute the missing values first."))
+            raise nonfinite_input(X, name, func)
     return X
+
+
+def nonfinite_input(X, name: str, func: str) -> InvalidInput:
+    """:func:`check_array`'s error for an input holding NaN or inf (for a kernel whose first
+    pass over the data checks it instead)."""
+    return InvalidInput(message(name, func, "finite (no NaN or inf)", X,
+                                "Drop or impute the missing values first."))
 
 
 #: from this many values on, the finite check runs in Numba's threads (below, NumPy's one

@@ -4,6 +4,8 @@ labels and iterations, centroids and inertia to rounding; bounds that hold."""
 
 from __future__ import annotations
 
+import warnings
+
 import numba
 import numpy as np
 import pytest
@@ -256,3 +258,26 @@ def test_concurrent_fits_share_the_kept_copy_safely():
         np.testing.assert_array_equal(b.labels, a.labels)
         np.testing.assert_array_equal(b.centroids, a.centroids)
         assert (b.n_iter, b.inertia) == (a.n_iter, a.inertia)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("tol", [0.0, 1e-4])
+def test_nan_and_inf_found_by_the_first_pass(dtype, tol, threads):
+    # the up-front check is left to the first pass that reads all of X (the tolerance's
+    # moments, or Elkan's first pass over float64 rows): NaN or inf anywhere, in either
+    # thread's rows, is the same one-line error; finite rows too large for their squared norm
+    # (1e200: no path's distances hold them) are not called NaN or inf
+    X = data(800, 128, dtype, seed=41)
+    C0 = X[:6].copy()
+    for row in (0, 399, 400, 799):
+        for value in (np.nan, np.inf, -np.inf):
+            bad = X.copy()
+            bad[row, 77] = value
+            with pytest.raises(ValueError, match=r"'X' parameter of kmeans must be finite"):
+                kmeans(bad, 6, init=C0, max_iter=5, tol=tol)
+    if dtype == np.float64:
+        big = X.copy()
+        big[::2] *= 1e200
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            kmeans(big, 6, init=big[:6].copy(), max_iter=3, tol=tol)

@@ -67,11 +67,13 @@ import numpy as np
 from hpcjobs.kernels._validation import (
     InvalidInput,
     InvalidType,
+    all_finite,
     check_array,
     check_choice,
     check_int,
     is_dask,
     message,
+    nonfinite_input,
 )
 from hpcjobs.kernels.clustering._common import Blocks, known_rows
 from hpcjobs.kernels.clustering._kmeans._bounded import bounded_lloyd
@@ -114,8 +116,8 @@ def _check_seed(seed, func: str) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def _check_X(X, func: str):
-    X = check_array(X, "X", func, ndim=2,
+def _check_X(X, func: str, finite: bool = True):
+    X = check_array(X, "X", func, ndim=2, allow_nan=not finite,
                     fix="" if not (hasattr(X, "ndim") and X.ndim == 1) else
                     "Reshape your data with X.reshape(-1, 1) for a single feature.")
     X = known_rows(X)
@@ -183,6 +185,17 @@ def kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300, tol: fl
     return r
 
 
+def _first_pass_checks(X: np.ndarray, k: int, init, tol: float, max_iter: int) -> bool:
+    """Whether the first pass of the fit over the in-memory ``X`` reads all of it and checks
+    it for NaN/inf on the way (one pass less than a check up front: 125 MB at 2e4 x 784): the
+    tolerance's moments (``tol > 0``), or, from given centroids, Elkan's first pass over
+    float64 rows (their norms)."""
+    if tol > 0:
+        return True
+    return (not isinstance(init, str) and max_iter >= 1 and X.dtype == np.float64
+            and use_elkan(X, k))
+
+
 #: how often a k-means over kept blocks (a worker group) starts again after losing a worker
 _GROUP_RETRIES = 3
 
@@ -195,13 +208,16 @@ def fit_kmeans(X, n_clusters: int, *, init="k-means||", max_iter: int = 300,
     that shares its pass with the labels: a caller that writes the labels computes both in
     one pass (``hpcjobs run`` does)."""
     func = "kmeans"
-    X = _check_X(X, func)
+    X = _check_X(X, func, finite=False)  # NumPy: just below, or by the first pass over X
     k = n_clusters  # (declared checks: clustering/params.py)
     if k > X.shape[0]:
         raise InvalidInput(message("n_clusters", func, f"an int in the range [1, {X.shape[0]}] "
                                    "(at most the number of rows of X)", k))
     init = _check_init(init, k, X.shape[1], X.dtype, func)
     rng = _check_seed(seed, func)
+    if not is_dask(X) and not _first_pass_checks(X, k, init, tol, max_iter) \
+            and not all_finite(X):
+        raise nonfinite_input(X, "X", func)
     blocks = Blocks(X)
     resume = None
     for attempt in range(_GROUP_RETRIES + 1):

@@ -80,6 +80,7 @@ import math
 import numpy as np
 
 from hpcjobs.kernels._jit import in_threads, njit, prefetch_item, task_threads, thread_ranges
+from hpcjobs.kernels._validation import all_finite, nonfinite_input
 from hpcjobs.kernels._workspace import workspace
 from hpcjobs.kernels.clustering._dense_lloyd import (
     _Centroids,
@@ -255,16 +256,22 @@ def _full_rows(X, X32, rx, Cr, C32, rc, dcc, labels, u, L, start, stop, errs, co
     bounds on its distance to every centroid from the copies, its label (on float64
     distances where the float32 ones leave a near-tie, as :func:`_row` decides), and its
     values added to ``sums``/``counts`` in order (plain Lloyd's pass adds them so: the same
-    sums to the bit)."""
+    sums to the bit). Returns how many rows' squared norms were NaN or inf (with ``copy``:
+    a NaN or inf in the row, or a norm beyond float64; rows with a NaN are skipped)."""
     g, a2, g64, a64, g32, a32 = errs[0], errs[1], errs[2], errs[3], errs[5], errs[6]
     k, d = Cr.shape
     dist = np.empty(k)
     hi = np.empty(k)
     moved = np.zeros((k, d))  # (_row's moves: not wanted here, the sums are added below)
     moves = np.zeros(k, dtype=np.int64)
+    odd = 0
     for i in range(start, stop):
         if copy:
             xn = _copy_with_norm(X, i, X32)
+            if not xn < np.inf:
+                odd += 1
+                if xn != xn:
+                    continue
             x = upper_distance(xn, g64, a64)
             rx[i] = (x * _F32_ULP + math.sqrt(d) * _F32_TINY) * _UP if x < _F32_MAX else np.inf
         settled = False
@@ -300,6 +307,7 @@ def _full_rows(X, X32, rx, Cr, C32, rc, dcc, labels, u, L, start, stop, errs, co
         counts[w] += 1
         for f in range(d):
             sums[w, f] += X[i, f]
+    return odd
 
 
 #: the rows whose bounds are tested before those of them that failed are read (their
@@ -450,11 +458,15 @@ class _State:
         def work(start, stop):
             sums = np.zeros((k, d))
             counts = np.zeros(k, dtype=np.int64)
-            _full_rows(X, self.X32, self.rx, Cr, C32, rc, dcc, self.labels, self.u, self.L,
-                       start, stop, self.errs, copy, sums, counts)
-            return sums, counts
+            odd = _full_rows(X, self.X32, self.rx, Cr, C32, rc, dcc, self.labels, self.u,
+                             self.L, start, stop, self.errs, copy, sums, counts)
+            return sums, counts, odd
 
-        sums, counts = added(_ranges_in_threads(X, nt, work))
+        sums, counts, odd = added(_ranges_in_threads(X, nt, work))
+        # the first pass over float64 data checks it for NaN/inf (kmeans.fit_kmeans did not
+        # check up front: _first_pass_checks): a norm not finite, then the exact check
+        if odd and not all_finite(X):
+            raise nonfinite_input(X, "X", "kmeans")
         self.copied = True
         return sums, counts
 
