@@ -169,8 +169,8 @@ def nonfinite_input(X, name: str, func: str) -> InvalidInput:
                                 "Drop or impute the missing values first."))
 
 
-#: from this many values on, the finite check runs in Numba's threads (below, NumPy's one
-#: pass costs less than starting them)
+#: from this many values on, the finite check runs in the kernels' threads
+#: (``_jit.in_threads``; below, NumPy's one pass costs less than handing them work)
 _PARALLEL_CHECK = 1 << 20
 
 

@@ -242,19 +242,27 @@ class _Centroids:
         self.Cr = np.ascontiguousarray(C.T)  # (k, d): left operand of the product, rows
         C64 = self.Cr.astype(np.float64)
         self.cn = np.einsum("ij,ij->i", C64, C64)
-        u_prod = np.finfo(dtype).eps / 2  # the product rounds in the data's dtype
-        u64 = np.finfo(np.float64).eps / 2
-        # |D_j - delta_j| <= (gamma_d(prod) + 2 gamma_d(64) + 4 u64) (|x|^2 + |c_j|^2):
-        # the cross term, the two norms and the two additions; twice that, for margin
-        self.tol = 2.0 * (d + 4) * (u_prod + 2.0 * u64)
-        # the direct distance in the dtype is within gamma_{d+2} of the exact one
-        g = (d + 2) * u_prod
-        g = 2.0 * g / (1.0 - g)
-        self.ratio = (1.0 + g) / (1.0 - g)
-        # and the float64 one of _winner_and_norm (any order) within gamma_{d+3}(64): a
-        # float64 distance and the direct one are within a factor 1 +- (g + g64) of each other
-        g64 = 2.0 * (d + 3) * u64
-        self.bounds = np.array([self.tol, self.ratio, 2.0 * (g + g64)])
+        self.bounds = rounding_bounds(d, dtype)
+        self.tol, self.ratio = self.bounds[0], self.bounds[1]
+
+
+def rounding_bounds(d: int, dtype) -> np.ndarray:
+    """``(tol, ratio, h)`` for rows of ``d`` features in ``dtype``: how far the product's
+    scores, the direct distances and the float64 distances may be from the exact ones (see
+    :class:`_Centroids`; they depend on ``d`` and the dtype only)."""
+    u_prod = np.finfo(dtype).eps / 2  # the product rounds in the data's dtype
+    u64 = np.finfo(np.float64).eps / 2
+    # |D_j - delta_j| <= (gamma_d(prod) + 2 gamma_d(64) + 4 u64) (|x|^2 + |c_j|^2):
+    # the cross term, the two norms and the two additions; twice that, for margin
+    tol = 2.0 * (d + 4) * (u_prod + 2.0 * u64)
+    # the direct distance in the dtype is within gamma_{d+2} of the exact one
+    g = (d + 2) * u_prod
+    g = 2.0 * g / (1.0 - g)
+    ratio = (1.0 + g) / (1.0 - g)
+    # and the float64 one of _winner_and_norm (any order) within gamma_{d+3}(64): a
+    # float64 distance and the direct one are within a factor 1 +- (g + g64) of each other
+    g64 = 2.0 * (d + 3) * u64
+    return np.array([tol, ratio, 2.0 * (g + g64)])
 
 
 def _block_rows(d: int, itemsize: int) -> int:

@@ -83,10 +83,10 @@ from hpcjobs.kernels._jit import in_threads, njit, prefetch_item, task_threads, 
 from hpcjobs.kernels._validation import all_finite, nonfinite_input
 from hpcjobs.kernels._workspace import workspace
 from hpcjobs.kernels.clustering._dense_lloyd import (
-    _Centroids,
     _choose,
     _winner_and_norm,
     added,
+    rounding_bounds,
 )
 from hpcjobs.kernels.clustering._kmeans._bounded import (
     _DOWN,
@@ -441,7 +441,7 @@ class _State:
         g, a2 = error_bounds(d, X.dtype)
         g64, a64 = error_bounds(d, np.float64)
         g32, a32 = error_bounds(d, np.float32)
-        h = _Centroids(np.zeros((d, 1), dtype=X.dtype), 1, X.dtype).bounds[2]
+        h = rounding_bounds(d, X.dtype)[2]
         self.errs = np.array([g, a2, g64, a64, h, g32, a32])
         self.Cd = None
         self.copied = False

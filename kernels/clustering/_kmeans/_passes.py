@@ -25,9 +25,19 @@ def _c(block) -> np.ndarray:
 def moments_chunk(block, offset):
     """(count, mean, M2) per column, and a finiteness check."""
     X = _c(block)
-    if not all_finite(X):
+    n, mean, m2, finite = finite_moments(X)
+    if not finite:
         raise nonfinite_error("X", "kmeans")
-    return column_moments(X, task_threads())
+    return n, mean, m2
+
+
+def finite_moments(X: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, bool]:
+    """:func:`column_moments` of ``X`` and whether ``X`` holds no NaN/inf, from the same
+    pass: a NaN or inf shows in the moments (an overflow of finite values too, which the
+    exact check, run only then, tells apart)."""
+    n, mean, m2 = column_moments(X, task_threads())
+    finite = bool(np.isfinite(mean).all() and np.isfinite(m2).all()) or all_finite(X)
+    return n, mean, m2, finite
 
 
 #: rows summed twice while in the L1/L2 cache (the mean, then the squares about it), before

@@ -8,11 +8,11 @@ from __future__ import annotations
 import numpy as np
 
 from hpcjobs.kernels._jit import task_threads
-from hpcjobs.kernels._validation import all_finite, nonfinite_input
+from hpcjobs.kernels._validation import nonfinite_input
 from hpcjobs.kernels.clustering._common import Blocks, new_key
 from hpcjobs.kernels.clustering._kmeans._chunks import assign, pad
 from hpcjobs.kernels.clustering._kmeans._passes import (
-    column_moments,
+    finite_moments,
     kpar_chunk,
     kpar_combine,
     kpp_chunk,
@@ -136,10 +136,9 @@ def tolerance(blocks: Blocks, tol: float) -> float:
     if not blocks.in_memory:  # the moments pass checks every chunk for NaN/inf
         n, _, m2 = blocks.map_reduce(moments_chunk, moments_combine)
         return float(tol * np.mean(m2 / n))
+    # the first pass over in-memory data checks it (kmeans.fit_kmeans did not, up front)
     X = np.ascontiguousarray(blocks.X)
-    n, mean, m2 = column_moments(X, task_threads())
-    # the first pass over in-memory data: NaN/inf shows in the moments (an overflow too,
-    # which the exact check then tells apart; kmeans.fit_kmeans did not check up front)
-    if not (np.isfinite(mean).all() and np.isfinite(m2).all()) and not all_finite(X):
+    n, _, m2, finite = finite_moments(X)
+    if not finite:
         raise nonfinite_input(X, "X", "kmeans")
     return float(tol * np.mean(m2 / n))
