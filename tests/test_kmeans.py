@@ -428,3 +428,52 @@ def test_kmeans_parallel_distances_on_wide_data(dtype):
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(d2, exact, rtol=rtol, atol=rtol)
     assert phi == pytest.approx(exact.sum(), rel=rtol)
+
+
+@pytest.mark.parametrize("d", [3, 40])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_nearest_candidate_kept_between_rounds_as_one_pass(d, dtype):
+    """In memory, k-means|| keeps each row's nearest candidate between rounds and measures
+    the rows against the new candidates alone: labels and distances must be those of one
+    pass over all candidates, near-ties included (duplicated candidates; candidates an ulp
+    apart, which float64 distances order where the data's dtype ties them: the lower index
+    wins there)."""
+    from hpcjobs.kernels.clustering._kmeans._chunks import pad
+    from hpcjobs.kernels.clustering._kmeans._passes import NearestCandidate
+    from hpcjobs.kernels.clustering._kmeans._specialised import assign_labels
+
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((4000, d)).astype(dtype)
+    C = [X[rng.choice(len(X), 6, replace=False)]]
+    for _ in range(3):  # each batch: new rows, a copy of an earlier candidate, ulp nudges
+        earlier = np.vstack(C)
+        nudged = earlier[rng.integers(0, len(earlier), 4)].copy()
+        f = rng.integers(0, d, 4)
+        nudged[np.arange(4), f] = np.nextafter(nudged[np.arange(4), f], np.inf)
+        C.append(np.vstack([X[rng.choice(len(X), 5, replace=False)],
+                            earlier[rng.integers(0, len(earlier), 2)], nudged]))
+    X[:200] = np.vstack(C)[rng.integers(0, sum(map(len, C)), 200)]  # rows on candidates
+    nearest = NearestCandidate(len(X), d, dtype)
+    for batch in C:
+        nearest.add(X, batch.astype(np.float64))
+    allC = np.vstack(C)
+    labels, d2 = np.empty(len(X), dtype=np.int32), np.empty(len(X))
+    assign_labels(X, pad(allC.T.astype(np.float64), dtype), labels, d2, 2)
+    np.testing.assert_array_equal(nearest.labels, labels)
+    np.testing.assert_array_equal(nearest.d2, d2)
+    np.testing.assert_array_equal(nearest.weights(), np.bincount(labels, minlength=len(allC)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kmeans_parallel_in_memory_as_over_chunks_on_wide_data(dtype):
+    # in memory the rounds keep the nearest candidates; over Dask chunks they measure all
+    # candidates each round: the same seeds
+    from hpcjobs.kernels.clustering._common import Blocks
+    from hpcjobs.kernels.clustering._kmeans._seeding import kmeans_parallel
+
+    X = blobs(2000, d=40, centers=6, std=3.0, seed=8, dtype=dtype)
+    X[100:140] = X[:40]  # duplicated rows: exact ties
+    ref = kmeans_parallel(Blocks(X), 6, np.random.default_rng(3), 5, 2.0)
+    for n_chunks in (1, 3):
+        got = kmeans_parallel(Blocks(chunked(X, n_chunks)), 6, np.random.default_rng(3), 5, 2.0)
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)

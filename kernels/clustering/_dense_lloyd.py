@@ -78,7 +78,7 @@ def use_dense(n_features: int, n_clusters: int) -> bool:
 
 
 @njit
-def _direct(X, i, Cr, j):
+def direct_distance(X, i, Cr, j):
     """``sum((X[i] - Cr[j])**2)`` in the data's dtype, features in order: the value (and
     rounding) of the direct kernels of ``_kmeans._chunks``."""
     s = Cr[0, 0] - Cr[0, 0]  # a zero of the dtype
@@ -93,7 +93,7 @@ def _winner_and_norm(X, i, Cr, m):
     """(squared distance of row ``i`` to centroid ``m``, ``|x|^2``) in float64.
 
     Summed in any order (vectorised): neither decides a label (the rounding bounds allow
-    for it, and contested rows are decided by :func:`_direct`), the distance goes into the
+    for it, and contested rows are decided by :func:`direct_distance`), the distance goes into the
     inertia, which agrees with the direct kernels' to rounding.
     """
     e = 0.0
@@ -192,7 +192,7 @@ def _choose(X, i, Cr, dist, h):
     lab = -1
     for j in range(k):
         if dist[j] <= top:
-            dj = _direct(X, i, Cr, j)
+            dj = direct_distance(X, i, Cr, j)
             if lab < 0 or dj < bd:
                 bd = dj
                 lab = j

@@ -12,9 +12,11 @@ from hpcjobs.kernels._validation import nonfinite_input
 from hpcjobs.kernels.clustering._common import Blocks, new_key
 from hpcjobs.kernels.clustering._kmeans._chunks import assign, pad
 from hpcjobs.kernels.clustering._kmeans._passes import (
+    NearestCandidate,
     finite_moments,
     kpar_chunk,
     kpar_combine,
+    kpar_in_memory,
     kpp_chunk,
     kpp_combine,
     lloyd_chunk,
@@ -53,10 +55,17 @@ def kmeans_parallel(blocks: Blocks, k: int, rng: np.random.Generator, rounds: in
     first = int(rng.integers(blocks.n))
     cand_idx = np.array([first], dtype=np.int64)
     cand = blocks.rows(cand_idx).astype(np.float64)
+    # in memory, each row's nearest candidate is kept from round to round (a round measures
+    # the rows against the candidates drawn since); over Dask chunks, against all of them
+    nearest = NearestCandidate(blocks.n, blocks.d, blocks.dtype) if blocks.in_memory else None
     for _ in range(rounds):
         key = new_key(rng)
-        CT = pad(cand.T, blocks.dtype)
-        phi, idx, u, d2, rows = blocks.map_reduce(kpar_chunk, kpar_combine, CT, key, ell)
+        if nearest is None:
+            phi, idx, u, d2, rows = blocks.map_reduce(kpar_chunk, kpar_combine,
+                                                      pad(cand.T, blocks.dtype), key, ell)
+        else:
+            phi, idx, u, d2, rows = kpar_in_memory(blocks.X, nearest, cand[nearest.count:],
+                                                   key, ell)
         if phi <= 0.0:
             break
         keep = u * phi < ell * d2
@@ -67,8 +76,12 @@ def kmeans_parallel(blocks: Blocks, k: int, rng: np.random.Generator, rounds: in
     if len(cand) < k:  # pad with uniformly drawn rows (they are re-clustered like the others)
         extra = rng.choice(blocks.n, size=k - len(cand), replace=blocks.n < k)
         cand = np.vstack([cand, blocks.rows(np.sort(extra)).astype(np.float64)])
-    CT = pad(cand.T, blocks.dtype)
-    _, weights, _ = blocks.map_reduce(lloyd_chunk, sum_combine, CT, len(cand))
+    if nearest is not None:  # the candidates no round has measured the rows against
+        nearest.add(blocks.X, cand[nearest.count:])
+        weights = nearest.weights()
+    else:
+        CT = pad(cand.T, blocks.dtype)
+        _, weights, _ = blocks.map_reduce(lloyd_chunk, sum_combine, CT, len(cand))
     return weighted_kmeans(cand, weights.astype(np.float64), k, rng)
 
 
