@@ -38,7 +38,9 @@ How it works
   each candidate by the number of rows closest to it (one pass), and re-cluster the weighted
   candidates into ``k`` centroids with weighted k-means++ and weighted Lloyd in memory, as
   the paper prescribes. The per-row random numbers are hashed from the global row index, so
-  the candidates do not depend on the chunking.
+  the candidates do not depend on the chunking. In memory, each row's nearest candidate is
+  kept between rounds: a round measures the rows against the candidates it adds alone, and
+  the weights come from those labels (no pass of their own); the result is the same.
 * **k-means++**: greedy k-means++ (scikit-learn's variant with ``2 + log k`` local trials),
   one pass per centroid: the pass that scores the trials for centroid ``j`` also draws, for
   each trial, the next trials by an exponential race (weighted sampling without
