@@ -29,7 +29,6 @@ from hpcjobs.kernels._validation import (
     InvalidInput,
     check_array,
     check_cells,
-    is_dask,
     message,
 )
 from hpcjobs.kernels.stats.params import DESCRIBE
@@ -74,8 +73,9 @@ class DescribeResult:
 #   the counts are then incremented from it (consecutive values are in different columns, so
 #   consecutive increments do not wait for each other).
 #
-# In memory, describe runs the moments sweep over the data (which gives the range), then the
-# bins sweep; describe_reduction runs both on each block. ``hpcjobs bench describe`` times it.
+# describe runs the moments sweep over the data (which gives the range), then the bins sweep,
+# each a pass over the chunks of a Dask array (the second counts only); describe_reduction
+# runs both on each block, in one pass. ``hpcjobs bench describe`` times them.
 
 
 _BLOCK_VALUES = 2048
@@ -451,12 +451,16 @@ _NO_BINS = (np.zeros(0), np.zeros(0), np.zeros(0), np.zeros((0, 1)))
 
 
 def _chunk_moments(block: np.ndarray) -> np.ndarray:
+    if block.shape[0] == 0:
+        return _empty_bases(block.shape[1])
     return _moments_hist(block, *_NO_BINS)[0]
 
 
 def _chunk_hist(block: np.ndarray, lo, hi, edges, inside: bool = False) -> np.ndarray:
     """The histogram alone (the data's range came from a moments pass of its own);
     ``inside``: every value is within ``[lo, hi]``, none NaN (a faster sweep)."""
+    if block.shape[0] == 0:
+        return np.zeros((block.shape[1], edges.shape[1] - 1), dtype=np.int64)
     block = np.ascontiguousarray(block)
     return _moments(block, lo, hi, _scale(lo, hi, edges), edges, _threads_for(block),
                     moments=False, inside=inside)[2]
@@ -571,18 +575,16 @@ def describe(X, *, bins: int = 64, range=None, extremes=None) -> DescribeResult:
     check_cells(bins * d, "bins", "describe", "bins x columns", bins)
     fixed = _check_range(range, d)
     known = _check_extremes(extremes, d)
-    if fixed is None and known is None:
-        if not is_dask(X):  # one moments pass, then the histogram (the data is in memory)
-            bases = _chunk_moments(X) if X.shape[0] else _empty_bases(d)
-            lo, hi, edges = _edges(*_extremes_of(bases), bins)
-            # the range is the data's own: without NaN, no value is outside it
-            with np.errstate(over="ignore"):  # a range beyond float64's: the general sweep
-                inside = bool((bases[0] == X.shape[0]).all() and np.isfinite(hi - lo).all())
-            return _finalize((bases, _chunk_hist(X, lo, hi, edges, inside)), edges)
-        else:  # a first pass for the range
-            moments = Reduction("describe-range", (X,), _chunk_moments, _combine_moments,
-                                _extremes_of)
-            known = moments.compute()
+    if fixed is None and known is None:  # a moments pass (the range), then the histogram
+        bases = Reduction("describe-moments", (X,), _chunk_moments, _combine_moments,
+                          _same).compute()
+        lo, hi, edges = _edges(*_extremes_of(bases), bins)
+        # the range is the data's own: without NaN, no value is outside it
+        with np.errstate(over="ignore"):  # a range beyond float64's: the general sweep
+            inside = bool((bases[0] == X.shape[0]).all() and np.isfinite(hi - lo).all())
+        hist = Reduction("describe-hist", (X,), partial(_chunk_hist, lo=lo, hi=hi, edges=edges,
+                                                        inside=inside), _sum, _same).compute()
+        return _finalize((bases, hist), edges)
     return describe_reduction(X, bins=bins, range=fixed, extremes=known).compute()
 
 
@@ -617,6 +619,14 @@ def _chunk_describe(block: np.ndarray, lo, hi, edges) -> tuple:
 
 def _combine_describe(parts: list[tuple]) -> tuple:
     return (_combine_moments([p[0] for p in parts]), np.sum([p[1] for p in parts], axis=0))
+
+
+def _same(x):
+    return x
+
+
+def _sum(parts: list[np.ndarray]) -> np.ndarray:
+    return np.sum(parts, axis=0)
 
 
 def _extremes_of(bases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
