@@ -94,9 +94,11 @@ def moments_combine(parts):
     n, mean, m2 = parts[0]
     for nb, mb, m2b in parts[1:]:
         tot = n + nb
-        delta = mb - mean
-        mean = mean + delta * (nb / tot)
-        m2 = m2 + m2b + delta * delta * (n * nb / tot)
+        # NaN or inf in the data shows here as NaN (the callers check for it): no warning
+        with np.errstate(invalid="ignore", over="ignore"):
+            delta = mb - mean
+            mean = mean + delta * (nb / tot)
+            m2 = m2 + m2b + delta * delta * (n * nb / tot)
         n = tot
     return n, mean, m2
 
