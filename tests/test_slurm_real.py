@@ -107,9 +107,12 @@ def connect_once(address: str, timeout: float = 5, **kwargs) -> None:
     from distributed import Client
 
     async def attempt():
-        client = await Client(address, asynchronous=True, timeout=timeout, **kwargs)
-        assert client.scheduler_info()["id"]
-        await client.close()
+        client = Client(address, asynchronous=True, timeout=timeout, **kwargs)
+        try:
+            await client
+            assert client.scheduler_info()["id"]
+        finally:  # a refused client too, on this loop (left to the garbage collector, its
+            await client.close()  # close would run after the loop is gone, and warn)
 
     asyncio.run(attempt())
 
