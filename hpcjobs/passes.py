@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from hpcjobs import chunkstats
-from hpcjobs.kernels._reduction import Reduction
+from hpcjobs.kernels._reduction import Reduction, as_is
 from hpcjobs.kernels.stats.extremes import column_extremes, merge_extremes
 
 
@@ -103,7 +103,7 @@ def load_extents(sources) -> tuple[Extents, list[Source]]:
 
 def stats_reduction(array) -> Reduction:
     """The per-block extremes of a Dask array (in block order), for :func:`keep_stats`."""
-    return Reduction("chunk-stats", (array,), _block_extremes, _concat, _same)
+    return Reduction("chunk-stats", (array,), _block_extremes, _concat, as_is)
 
 
 def _block_extremes(block: np.ndarray) -> np.ndarray:
@@ -112,10 +112,6 @@ def _block_extremes(block: np.ndarray) -> np.ndarray:
 
 def _concat(parts: list) -> np.ndarray:
     return np.concatenate(parts)
-
-
-def _same(x):
-    return x
 
 
 def keep_stats(source: Source, array, per_block: np.ndarray) -> chunkstats.ChunkStats:

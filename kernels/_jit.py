@@ -15,7 +15,7 @@ Two things Numba does not do by itself:
   in the cache again once it holds it: one process compiles, the others load its result.
 
 And two LLVM operations Numba has no word for: :func:`fetch_add` (an atomic counter threads
-claim work from) and :func:`prefetch_row`/:func:`prefetch_item`/:func:`prefetch_span` (cache hints); and
+claim work from) and :func:`prefetch_row`/:func:`prefetch_item`/:func:`prefetch_ahead` (cache hints); and
 :func:`in_threads`, row ranges in a pool of Python threads kept for the process, for kernels
 that run one after the other where OpenMP's idle threads would spin on the cores.
 """
@@ -284,18 +284,20 @@ def _prefetch_value(typingctx, flat, i):
     return types.void(flat, types.intp), codegen
 
 
-#: how far ahead a streaming sweep asks for its data (:func:`prefetch_span`)
+#: how far ahead a streaming sweep asks for its data (:func:`prefetch_ahead`)
 AHEAD_BYTES = 32768
 
 
 @njit(inline="always")
-def prefetch_span(flat, start, stop):
-    """Ask for the cache lines of ``flat[start:stop]`` (1-D, clipped to it) in L2. A sweep
+def prefetch_ahead(flat, start, stop):
+    """Ask for the cache lines ``AHEAD_BYTES`` past ``flat[start:stop]`` (1-D; clipped to
+    it) in L2, as a sweep over ``flat[start:stop]`` is about to read them. A sweep
     that does a few operations a value reads memory at a third of the speed a plain sum does
     on AMD EPYC (its hardware prefetcher falls behind): asking ``AHEAD_BYTES`` ahead, a step's
     worth at a time, brings it to the sum's speed (1.0 -> 0.34 ns a value, one thread)."""
-    step = max(64 // flat.itemsize, 1)
-    for i in range(max(start, 0) // step * step, min(stop, flat.shape[0]), step):
+    step, ahead = max(64 // flat.itemsize, 1), AHEAD_BYTES // flat.itemsize
+    for i in range(max(start + ahead, 0) // step * step, min(stop + ahead, flat.shape[0]),
+                   step):
         _prefetch_value(flat, i)
 
 

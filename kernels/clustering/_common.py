@@ -26,7 +26,7 @@ import numpy as np
 
 from hpcjobs.kernels._finite import FiniteCheck
 from hpcjobs.kernels._jit import njit
-from hpcjobs.kernels._reduction import Reduction
+from hpcjobs.kernels._reduction import Reduction, as_is
 from hpcjobs.kernels._validation import is_dask
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -126,7 +126,7 @@ class Blocks(FiniteCheck):
             return combine([chunk(self.parts[0], 0, *args)])
         name = getattr(chunk, "__name__", "blocks").strip("_").replace("_", "-")
         return Reduction(name, (self.X,), partial(_block_pass, self._next_chunk(chunk), args),
-                         combine, _same, split_every=self.split_every,
+                         combine, as_is, split_every=self.split_every,
                          row_offsets=True).compute()
 
     def run_group(self, func, *args) -> list:
@@ -152,7 +152,3 @@ class Blocks(FiniteCheck):
 
 def _block_pass(chunk, args, block, offset):
     return chunk(block, offset, *args)
-
-
-def _same(bases):
-    return bases

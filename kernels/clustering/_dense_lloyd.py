@@ -243,7 +243,6 @@ class _Centroids:
         C64 = self.Cr.astype(np.float64)
         self.cn = np.einsum("ij,ij->i", C64, C64)
         self.bounds = rounding_bounds(d, dtype)
-        self.tol, self.ratio = self.bounds[0], self.bounds[1]
 
 
 def rounding_bounds(d: int, dtype) -> np.ndarray:

@@ -23,8 +23,8 @@ from functools import partial
 import numba
 import numpy as np
 
-from hpcjobs.kernels._jit import AHEAD_BYTES, njit, prefetch_span, task_threads, thread_ranges
-from hpcjobs.kernels._reduction import Reduction
+from hpcjobs.kernels._jit import njit, prefetch_ahead, task_threads, thread_ranges
+from hpcjobs.kernels._reduction import Reduction, as_is
 from hpcjobs.kernels._validation import (
     InvalidInput,
     check_array,
@@ -60,7 +60,7 @@ class DescribeResult:
 # where both sweeps run on each block (they stay in L1 between them), of more where a pass
 # runs one sweep; blocks are merged with Chan et al.'s update.
 #
-# Both sweeps ask for their data 32 KB ahead (_jit.prefetch_span): without it they read memory
+# Both sweeps ask for their data 32 KB ahead (_jit.prefetch_ahead): without it they read memory
 # at a third of a plain sum's speed; with it the moments pass runs at memory speed.
 #
 # - The moments sweep sums x - c and its square and keeps min and max, c being a value of the
@@ -136,10 +136,10 @@ def _lane_moments(flat, s0, nv, shift, s1, s2, mn, mx):
     sets a step, so that the lanes are read and written once per four values (the loop was
     bound by those loads and stores: 0.57 -> 0.2 ns a value in cache)."""
     lanes = s1.shape[0]
-    stop, ahead = s0 + nv, AHEAD_BYTES // flat.itemsize
+    stop = s0 + nv
     s = s0
     while s + 4 * lanes <= stop:  # then the remaining lane sets one at a time
-        prefetch_span(flat, s + ahead, s + ahead + 4 * lanes)
+        prefetch_ahead(flat, s, s + 4 * lanes)
         r0, r1 = flat[s:s + lanes], flat[s + lanes:s + 2 * lanes]
         r2, r3 = flat[s + 2 * lanes:s + 3 * lanes], flat[s + 3 * lanes:s + 4 * lanes]
         for i in range(lanes):
@@ -154,7 +154,7 @@ def _lane_moments(flat, s0, nv, shift, s1, s2, mn, mx):
             mx[i] = _max(x3, _max(x2, _max(x1, _max(x0, mx[i]))))
         s += 4 * lanes
     for t in range(s, stop, lanes):
-        prefetch_span(flat, t + ahead, t + ahead + lanes)
+        prefetch_ahead(flat, t, t + lanes)
         run = flat[t:min(t + lanes, stop)]
         for i in range(run.shape[0]):
             x = np.float64(run[i])
@@ -213,10 +213,10 @@ def _lane_bins(flat, s0, nv, lo, hi, scale, margin, base, bins, kbuf, inside):
     ``1/2 - margin``). ``inside``: every value is known to be within ``[lo, hi]`` (none NaN:
     the range is the data's own), so none is tested; LLVM compiles the loop once for each
     value of this invariant, the ``inside`` one a third shorter."""
-    lanes, ahead = lo.shape[0], AHEAD_BYTES // flat.itemsize
+    lanes = lo.shape[0]
     near = False
     for s in range(0, nv, lanes):
-        prefetch_span(flat, s0 + s + ahead, s0 + s + ahead + lanes)
+        prefetch_ahead(flat, s0 + s, s0 + s + lanes)
         run = flat[s0 + s:s0 + min(s + lanes, nv)]
         kout = kbuf[s:min(s + lanes, nv)]
         for i in range(run.shape[0]):
@@ -577,13 +577,13 @@ def describe(X, *, bins: int = 64, range=None, extremes=None) -> DescribeResult:
     known = _check_extremes(extremes, d)
     if fixed is None and known is None:  # a moments pass (the range), then the histogram
         bases = Reduction("describe-moments", (X,), _chunk_moments, _combine_moments,
-                          _same).compute()
+                          as_is).compute()
         lo, hi, edges = _edges(*_extremes_of(bases), bins)
         # the range is the data's own: without NaN, no value is outside it
         with np.errstate(over="ignore"):  # a range beyond float64's: the general sweep
             inside = bool((bases[0] == X.shape[0]).all() and np.isfinite(hi - lo).all())
         hist = Reduction("describe-hist", (X,), partial(_chunk_hist, lo=lo, hi=hi, edges=edges,
-                                                        inside=inside), _sum, _same).compute()
+                                                        inside=inside), _sum, as_is).compute()
         return _finalize((bases, hist), edges)
     return describe_reduction(X, bins=bins, range=fixed, extremes=known).compute()
 
@@ -618,11 +618,7 @@ def _chunk_describe(block: np.ndarray, lo, hi, edges) -> tuple:
 
 
 def _combine_describe(parts: list[tuple]) -> tuple:
-    return (_combine_moments([p[0] for p in parts]), np.sum([p[1] for p in parts], axis=0))
-
-
-def _same(x):
-    return x
+    return _combine_moments([p[0] for p in parts]), _sum([p[1] for p in parts])
 
 
 def _sum(parts: list[np.ndarray]) -> np.ndarray:

@@ -24,7 +24,7 @@ import numba
 import numpy as np
 
 from hpcjobs.kernels._jit import njit, task_threads, thread_ranges
-from hpcjobs.kernels._reduction import Reduction
+from hpcjobs.kernels._reduction import Reduction, as_is
 from hpcjobs.kernels._validation import (
     InvalidInput,
     check_array,
@@ -288,7 +288,7 @@ def _randomized(X, mean, k, oversample, n_iter, seed):
     def xct_dot(q):  # (X - mean).T @ q
         if lazy:
             return Reduction("pca-tdot", (X, q), partial(_tdot, mean=mean), _sum,
-                             _same).compute()
+                             as_is).compute()
         return (X - mean).T @ q
 
     def orth(y):
@@ -397,11 +397,7 @@ def pca(X, n_components: int = 2, *, method: str = "auto", n_iter: int = 4,
 def covariance_reduction(X) -> Reduction:
     """The pass that gives PCA's (count, mean, centred scatter matrix) as a
     :class:`~hpcjobs.kernels._reduction.Reduction` (Chan et al.'s merge of chunk bases)."""
-    return Reduction("pca-covariance", (X,), _checked_scatter, _merge, _same)
-
-
-def _same(bases):
-    return bases
+    return Reduction("pca-covariance", (X,), _checked_scatter, _merge, as_is)
 
 
 def _checked_scatter(block):

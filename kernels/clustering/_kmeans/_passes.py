@@ -228,7 +228,6 @@ def kpar_chunk(block, offset, CT, key, ell):
 def kpar_in_memory(X, nearest: NearestCandidate, new: np.ndarray, key, ell):
     """One k-means|| round on in-memory data, as :func:`kpar_chunk` (one chunk) but with
     the rows measured against the candidates drawn since the last round (``new``) alone."""
-    X = _c(X)
     nearest.add(X, new)
     return _drawn(X, 0, nearest.d2, float(nearest.d2.sum()), key, ell)
 
